@@ -1,0 +1,105 @@
+"""What a tool may touch: passed in explicitly, so tools hold no globals and import nothing above them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import aiohttp
+    from openai import AsyncOpenAI
+    from slack_sdk.web.async_client import AsyncWebClient
+
+
+@dataclass(frozen=True)
+class ToolSettings:
+    """Operator settings the tools need; `bot.config` builds this from the environment."""
+
+    open_meteo_url: str = "https://api.open-meteo.com"
+    open_meteo_geocoding_url: str = "https://geocoding-api.open-meteo.com"
+    searxng_url: str | None = None
+    http_allow_hosts: frozenset[str] = frozenset()  # "host" or "host:port", exempt from SSRF guard
+    model: str = "gpt-4.1-mini"
+    fetch_max_bytes: int = 2_000_000
+    fetch_timeout: float = 10.0
+
+
+@dataclass
+class Usage:
+    """Token and call counts of one run; LLM calls made inside tools add to it too."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    llm_calls: int = 0
+
+    def add(self, usage: Any) -> None:
+        """Add an OpenAI `usage` object (or None when the server sent none)."""
+        self.llm_calls += 1
+        if usage is not None:
+            self.prompt_tokens += getattr(usage, "prompt_tokens", 0) or 0
+            self.completion_tokens += getattr(usage, "completion_tokens", 0) or 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class RunTrace(Protocol):
+    """Where orchestrators and tools report their steps; `bot` implements it with the database."""
+
+    async def step(
+        self,
+        kind: str,
+        name: str,
+        *,
+        arguments: str | None = None,
+        output_chars: int = 0,
+        error: str | None = None,
+        duration_ms: float = 0.0,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+    ) -> None: ...
+
+    async def status(self, text: str) -> None: ...
+
+
+@dataclass
+class StepRecord:
+    kind: str
+    name: str
+    arguments: str | None = None
+    output_chars: int = 0
+    error: str | None = None
+    duration_ms: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass
+class MemoryTrace:
+    """A RunTrace that keeps steps in a list: for console mode and tests."""
+
+    steps: list[StepRecord] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)
+
+    async def step(self, kind: str, name: str, **fields: Any) -> None:
+        self.steps.append(StepRecord(kind=kind, name=name, **fields))
+
+    async def status(self, text: str) -> None:
+        self.statuses.append(text)
+
+
+@dataclass
+class ToolContext:
+    """Everything one run's tools may use. Built per run by the bot (or console, or a test)."""
+
+    http: aiohttp.ClientSession
+    settings: ToolSettings = field(default_factory=ToolSettings)
+    slack: AsyncWebClient | None = None
+    llm: AsyncOpenAI | None = None
+    team_id: str | None = None
+    user_id: str | None = None
+    channel_id: str | None = None
+    thread_ts: str | None = None
+    trace: RunTrace = field(default_factory=MemoryTrace)
+    usage: Usage = field(default_factory=Usage)
