@@ -1,0 +1,29 @@
+"""The shared tool registry: one typed async function per tool, used by both orchestrators."""
+
+from tools.call_api import call_api
+from tools.context import MemoryTrace, ToolContext, ToolSettings, Usage
+from tools.current_time import current_time
+from tools.read_channel import read_channel
+from tools.registry import Tool, ToolError, ToolRegistry, ToolResult, tool
+from tools.search import search_web
+from tools.summarize import summarize
+from tools.weather import get_weather
+
+
+def default_tools() -> ToolRegistry:
+    """The tools the model may call in a conversation."""
+    return ToolRegistry([get_weather, search_web, call_api, summarize, read_channel, current_time])
+
+
+__all__ = [
+    "MemoryTrace",
+    "Tool",
+    "ToolContext",
+    "ToolError",
+    "ToolRegistry",
+    "ToolResult",
+    "ToolSettings",
+    "Usage",
+    "default_tools",
+    "tool",
+]

@@ -1,4 +1,4 @@
-"""What a tool may touch: passed in explicitly, so tools hold no globals and import nothing above them."""
+"""What a tool may touch, passed in explicitly: tools hold no globals and import nothing above."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ class ToolSettings:
     open_meteo_geocoding_url: str = "https://geocoding-api.open-meteo.com"
     searxng_url: str | None = None
     http_allow_hosts: frozenset[str] = frozenset()  # "host" or "host:port", exempt from SSRF guard
-    model: str = "gpt-4.1-mini"
+    model: str = "gpt-5.4-mini"
     fetch_max_bytes: int = 2_000_000
     fetch_timeout: float = 10.0
 

@@ -1,0 +1,44 @@
+"""Builds the AsyncApp and registers the listeners; thin on purpose."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from slack_bolt.async_app import AsyncApp
+
+from bot.listeners import messages
+from bot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def build_app(rt: Runtime) -> AsyncApp:
+    """The Bolt app: signed requests only (HTTP mode), every listener registered."""
+    app = AsyncApp(
+        client=rt.slack,
+        signing_secret=rt.settings.slack_signing_secret or "socket-mode",
+        # Listeners only hand work to rt.tasks and return, so Slack still gets its response in
+        # milliseconds; in exchange every piece of work is tracked (tests, graceful shutdown).
+        process_before_response=True,
+    )
+    messages.register(app, rt)
+    return app
+
+
+def build_web_app(app: AsyncApp, rt: Runtime) -> web.Application:
+    """Slack requests at POST /slack/events, readiness at GET /healthz."""
+    web_app = app.web_app(path="/slack/events")
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "in_flight": len(rt.tasks)})
+
+    web_app.router.add_get("/healthz", healthz)
+    return web_app
+
+
+async def identify(rt: Runtime) -> None:
+    """Learn the bot's own user id, so its messages are never answered."""
+    auth = await rt.slack.auth_test()
+    rt.bot_user_id = auth.get("user_id")
+    log.info("connected to Slack team %s as %s", auth.get("team"), auth.get("user"))

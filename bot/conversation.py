@@ -1,0 +1,107 @@
+"""One conversational turn: the user's message in, the LLM orchestrator, the answer out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass
+
+from bot.render import post_answer
+from bot.runtime import Runtime
+from bot.trace import DbTrace
+from orchestrators.llm import AgentError
+
+log = logging.getLogger(__name__)
+
+MAX_USER_CHARS = 40_000
+
+
+@dataclass(frozen=True)
+class Turn:
+    """Where a message came from and where its answer goes."""
+
+    team: str
+    channel: str
+    user: str
+    text: str
+    ts: str
+    thread_ts: str  # the conversation's key: the thread root (or "main" for a DM's top level)
+    reply_thread_ts: str | None  # where to post; None posts top-level (a DM's main view)
+    trigger: str
+
+
+def clean_text(text: str, bot_user_id: str | None) -> str:
+    """Drop the bot's own mention so the model sees the question, not the addressing."""
+    if bot_user_id:
+        text = re.sub(rf"<@{re.escape(bot_user_id)}(\|[^>]*)?>", "", text)
+    return text.strip()[:MAX_USER_CHARS]
+
+
+async def answer(rt: Runtime, turn: Turn) -> None:
+    """Run the agent for this turn and post its answer; never leaves the user in silence."""
+    convo = await rt.store.get_or_create_conversation(turn.team, turn.channel, turn.thread_ts)
+    assert convo.id is not None
+    question = clean_text(turn.text, rt.bot_user_id) or "(an empty message)"
+    await rt.store.add_messages(
+        convo.id, [{"role": "user", "content": question}], user_id=turn.user, slack_ts=turn.ts
+    )
+    run = await rt.store.start_run(
+        turn.trigger,
+        conversation_id=convo.id,
+        team_id=turn.team,
+        channel_id=turn.channel,
+        thread_ts=turn.thread_ts,
+        user_id=turn.user,
+        model=rt.settings.openai_model if rt.llm else None,
+    )
+    assert run.id is not None
+    trace = DbTrace(rt.store, run.id)
+    ctx = rt.tool_context(
+        trace, team=turn.team, user=turn.user, channel=turn.channel, thread_ts=turn.reply_thread_ts
+    )
+    try:
+        history = await rt.store.history(convo.id)
+        result = await rt.agent.run(history, ctx)
+    except AgentError as exc:
+        log.warning("run %s: model failed: %s", run.id, exc)
+        await _apologise(rt, turn, run.id, str(exc))
+        return
+    except asyncio.CancelledError:
+        await rt.store.finish_run(run.id, "interrupted", error="interrupted by shutdown")
+        raise
+    except Exception as exc:
+        log.exception("run %s failed", run.id)
+        await _apologise(rt, turn, run.id, f"{type(exc).__name__}: {exc}")
+        return
+    usage = ctx.usage
+    try:
+        stamps = await post_answer(rt.slack, turn.channel, turn.reply_thread_ts, result.text)
+    except Exception as exc:
+        log.exception("run %s: could not post the answer", run.id)
+        await rt.store.finish_run(run.id, "failed", error=f"posting the answer failed: {exc}")
+        return
+    await rt.store.add_messages(convo.id, result.messages, run_id=run.id)
+    await rt.store.finish_run(
+        run.id,
+        "ok" if result.status in ("ok", "unconfigured") else result.status,
+        error=result.stop_reason,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        llm_calls=usage.llm_calls,
+        answer_ts=stamps[-1] if stamps else None,
+    )
+
+
+async def _apologise(rt: Runtime, turn: Turn, run_id: int, error: str) -> None:
+    await rt.store.finish_run(run_id, "failed", error=error[:2000])
+    text = (
+        "Sorry, I couldn't get an answer from the language model just now. "
+        f"Please try again in a moment. (reference: run {run_id})"
+    )
+    try:
+        await rt.slack.chat_postMessage(
+            channel=turn.channel, thread_ts=turn.reply_thread_ts, text=text
+        )
+    except Exception:
+        log.exception("run %s: could not post the apology either", run_id)

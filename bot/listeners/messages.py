@@ -1,0 +1,102 @@
+"""Mentions, DMs and thread follow-ups -> the LLM orchestrator. Ack first, answer in a task."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+
+from bot.conversation import Turn, answer
+from bot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+DM_MAIN = "main"  # the conversation key of a DM's top level (answers go there, not in a thread)
+
+
+def is_from_bot(event: dict[str, Any], bot_user_id: str | None) -> bool:
+    return bool(event.get("bot_id") or event.get("bot_profile")) or (
+        bot_user_id is not None and event.get("user") == bot_user_id
+    )
+
+
+def mention_turn(event: dict[str, Any], team: str) -> Turn:
+    root = event.get("thread_ts") or event["ts"]
+    return Turn(
+        team=team,
+        channel=event["channel"],
+        user=event.get("user", ""),
+        text=event.get("text", ""),
+        ts=event["ts"],
+        thread_ts=root,
+        reply_thread_ts=root,
+        trigger="mention",
+    )
+
+
+def message_turn(
+    event: dict[str, Any], team: str, bot_user_id: str | None, known_threads: set[str]
+) -> Turn | None:
+    """Decide whether a `message` event deserves an answer; pure, so it is tested directly.
+
+    `known_threads` holds the thread roots of this channel where the bot has a conversation.
+    """
+    if event.get("subtype") or is_from_bot(event, bot_user_id) or not event.get("user"):
+        return None
+    channel, ts, thread = event.get("channel"), event.get("ts"), event.get("thread_ts")
+    if not channel or not ts:
+        return None
+    base = {"team": team, "channel": channel, "user": event["user"], "text": event.get("text", "")}
+    if event.get("channel_type") == "im":
+        if thread:
+            return Turn(**base, ts=ts, thread_ts=thread, reply_thread_ts=thread, trigger="dm")
+        return Turn(**base, ts=ts, thread_ts=DM_MAIN, reply_thread_ts=None, trigger="dm")
+    if bot_user_id and f"<@{bot_user_id}" in base["text"]:
+        return None  # the app_mention event answers this one
+    if thread and thread in known_threads:
+        return Turn(**base, ts=ts, thread_ts=thread, reply_thread_ts=thread, trigger="thread")
+    return None
+
+
+def _team(body: dict[str, Any], event: dict[str, Any]) -> str:
+    return body.get("team_id") or event.get("team") or "T0"
+
+
+def register(app: AsyncApp, rt: Runtime) -> None:
+    async def claim_and_answer(turn: Turn, keys: list[str]) -> None:
+        if not await rt.store.claim(*keys):
+            log.info("skipping a repeated delivery of %s", keys[0])
+            return
+        await answer(rt, turn)
+
+    def start(turn: Turn, body: dict[str, Any]) -> None:
+        # One key per delivery and one per Slack message: retries and duplicate event types
+        # for the same message are claimed in the database before any work happens.
+        keys = [f"msg:{turn.channel}:{turn.ts}"]
+        if body.get("event_id"):
+            keys.insert(0, f"event:{body['event_id']}")
+        rt.tasks.spawn(claim_and_answer(turn, keys), name=f"answer {turn.channel}/{turn.ts}")
+
+    @app.event("app_mention")
+    async def on_mention(event: dict[str, Any], body: dict[str, Any]) -> None:
+        if is_from_bot(event, rt.bot_user_id) or event.get("subtype"):
+            return
+        start(mention_turn(event, _team(body, event)), body)
+
+    async def follow_up(event: dict[str, Any], body: dict[str, Any]) -> None:
+        team, thread = _team(body, event), event.get("thread_ts")
+        known: set[str] = set()
+        if thread and event.get("channel_type") != "im" and not event.get("subtype"):
+            if await rt.store.conversation(team, event.get("channel", ""), thread):
+                known.add(thread)
+        turn = message_turn(event, team, rt.bot_user_id, known)
+        if turn is not None:
+            start(turn, body)
+
+    @app.event("message")
+    async def on_message(event: dict[str, Any], body: dict[str, Any]) -> None:
+        if event.get("subtype") or is_from_bot(event, rt.bot_user_id):
+            return
+        # The thread lookup touches the database: do it after the ack, in a tracked task.
+        rt.tasks.spawn(follow_up(event, body), name=f"message {event.get('ts')}")

@@ -1,0 +1,50 @@
+"""An answer -> Slack messages: standard Markdown in `markdown` blocks, split under Slack's limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.render_split import split_markdown
+
+MARKDOWN_BLOCK_LIMIT = 12_000
+FALLBACK_CHARS = 300
+
+
+def fallback_text(markdown: str) -> str:
+    """The plain `text` Slack shows in notifications when a message has blocks."""
+    flat = " ".join(markdown.split())
+    return flat if len(flat) <= FALLBACK_CHARS else flat[: FALLBACK_CHARS - 1] + "…"
+
+
+def markdown_messages(
+    text: str, extra_blocks: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """chat.postMessage arguments for each part; `extra_blocks` go under the last part."""
+    parts = split_markdown(text, MARKDOWN_BLOCK_LIMIT) or ["(empty answer)"]
+    out = []
+    for i, part in enumerate(parts):
+        blocks: list[dict[str, Any]] = [{"type": "markdown", "text": part}]
+        if extra_blocks and i == len(parts) - 1:
+            blocks += extra_blocks
+        out.append({"text": fallback_text(part), "blocks": blocks})
+    return out
+
+
+async def post_answer(
+    client: AsyncWebClient,
+    channel: str,
+    thread_ts: str | None,
+    text: str,
+    extra_blocks: list[dict[str, Any]] | None = None,
+) -> list[str]:
+    """Post an answer in order, in one thread; returns the message timestamps."""
+    stamps = []
+    for message in markdown_messages(text, extra_blocks):
+        kwargs: dict[str, Any] = {"channel": channel, **message}
+        if thread_ts:
+            kwargs["thread_ts"] = thread_ts
+        response = await client.chat_postMessage(**kwargs)
+        stamps.append(response["ts"])
+    return stamps

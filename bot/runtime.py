@@ -1,0 +1,147 @@
+"""The process's shared parts (settings, database, Slack and model clients, tools), built once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from openai import AsyncOpenAI
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.config import Settings
+from bot.store import Store
+from orchestrators.llm import Agent, Limits
+from tools import ToolRegistry, default_tools
+from tools.context import RunTrace, ToolContext
+
+log = logging.getLogger(__name__)
+
+
+class TaskSet:
+    """Background work started after an ack; kept so shutdown can wait for it."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task %s failed", task.get_name(), exc_info=task.exception())
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    async def drain(self, timeout: float) -> int:
+        """Wait for work in flight; cancel what is left after `timeout`. Returns how many."""
+        if not self._tasks:
+            return 0
+        pending = set(self._tasks)
+        _, still = await asyncio.wait(pending, timeout=timeout)
+        for task in still:
+            task.cancel()
+        if still:
+            await asyncio.wait(still, timeout=5)
+        return len(still)
+
+
+def slack_client(settings: Settings) -> AsyncWebClient:
+    """A Web API client that waits out 429s and retries transient failures."""
+    return AsyncWebClient(
+        token=settings.slack_bot_token,
+        base_url=settings.slack_api_url,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+            AsyncServerErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
+def llm_client(settings: Settings) -> AsyncOpenAI | None:
+    if not settings.llm_configured:
+        return None
+    return AsyncOpenAI(
+        api_key=settings.openai_api_key or "not-needed",
+        base_url=settings.openai_base_url,
+        max_retries=settings.llm_max_retries,
+        timeout=settings.llm_timeout,
+    )
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    slack: AsyncWebClient
+    llm: AsyncOpenAI | None
+    http: aiohttp.ClientSession
+    registry: ToolRegistry
+    agent: Agent
+    tasks: TaskSet = field(default_factory=TaskSet)
+    bot_user_id: str | None = None
+
+    def tool_context(
+        self,
+        trace: RunTrace,
+        *,
+        team: str | None = None,
+        user: str | None = None,
+        channel: str | None = None,
+        thread_ts: str | None = None,
+    ) -> ToolContext:
+        return ToolContext(
+            http=self.http,
+            settings=self.settings.tools,
+            slack=self.slack,
+            llm=self.llm,
+            team_id=team,
+            user_id=user,
+            channel_id=channel,
+            thread_ts=thread_ts,
+            trace=trace,
+        )
+
+    async def close(self) -> None:
+        await self.http.close()
+        if self.llm is not None:
+            await self.llm.close()
+        await self.store.close()
+
+
+async def create_runtime(settings: Settings, registry: ToolRegistry | None = None) -> Runtime:
+    """Open the database (creating the schema) and the clients; call inside the event loop."""
+    store = Store(settings.database_url)
+    await store.create_schema()
+    llm = llm_client(settings)
+    registry = registry or default_tools()
+    limits = Limits(
+        max_steps=settings.agent_max_steps,
+        deadline=settings.agent_deadline,
+        token_budget=settings.agent_token_budget,
+        history_tokens=settings.history_token_budget,
+        llm_timeout=settings.llm_timeout,
+    )
+    return Runtime(
+        settings=settings,
+        store=store,
+        slack=slack_client(settings),
+        llm=llm,
+        http=aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)),
+        registry=registry,
+        agent=Agent(llm, settings.openai_model, registry, limits),
+    )

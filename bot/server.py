@@ -1,0 +1,76 @@
+"""Running the bot: HTTP mode or Socket Mode, with a graceful stop on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+from aiohttp import web
+from slack_bolt.async_app import AsyncApp
+
+from bot.app import build_app, build_web_app, identify
+from bot.config import Settings
+from bot.runtime import Runtime, create_runtime
+
+log = logging.getLogger(__name__)
+
+DRAIN_SECONDS = 25.0
+
+
+@dataclass
+class Running:
+    rt: Runtime
+    app: AsyncApp
+    runner: web.AppRunner | None
+    port: int | None
+
+    async def stop(self, drain: float = DRAIN_SECONDS) -> None:
+        """Stop taking requests, let answers in flight finish, record the rest as interrupted."""
+        if self.runner is not None:
+            await self.runner.cleanup()
+        left = await self.rt.tasks.drain(drain)
+        if left:
+            log.warning("%d answers were still running at shutdown", left)
+        await self.rt.store.interrupt_running()
+        await self.rt.close()
+
+
+async def start_http(rt: Runtime, host: str = "0.0.0.0", port: int = 3000) -> Running:
+    """Serve Slack's requests at POST /slack/events; port 0 picks a free one (tests)."""
+    app = build_app(rt)
+    await identify(rt)
+    runner = web.AppRunner(build_web_app(app, rt), access_log=None, shutdown_timeout=5)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = runner.addresses[0][1] if runner.addresses else port
+    log.info("listening on http://%s:%s/slack/events", host, bound)
+    return Running(rt=rt, app=app, runner=runner, port=bound)
+
+
+async def serve(settings: Settings) -> None:
+    """`python -m bot`: run until SIGTERM/SIGINT."""
+    rt = await create_runtime(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    handler = None
+    if settings.socket_mode:
+        from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+        app = build_app(rt)
+        await identify(rt)
+        handler = AsyncSocketModeHandler(app, settings.slack_app_token)
+        await handler.connect_async()
+        running = Running(rt=rt, app=app, runner=None, port=None)
+        log.info("connected in Socket Mode")
+    else:
+        running = await start_http(rt, port=settings.port)
+    await stop.wait()
+    log.info("stopping: finishing answers in flight")
+    if handler is not None:
+        await handler.close_async()
+    await running.stop()

@@ -1,0 +1,137 @@
+"""Shared fixtures: the loopback fakes and the bot itself, running over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bot.config import Settings, load_settings
+from bot.runtime import create_runtime
+from bot.server import Running, start_http
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_requests import block_actions_body, command_body, event_body, post_signed
+
+SIGNING_SECRET = "test-signing-secret-0123456789"
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    fake = FakeSlack()
+    await fake.start()
+    fake.add_user("U1", "alice", tz="Europe/Berlin")
+    fake.add_user("U2", "bob", tz="Asia/Karachi")
+    fake.add_user("UADMIN", "admin", is_admin=True)
+    fake.add_channel("C1", "general", members=("U1", "U2", "UADMIN"))
+    fake.add_channel("C2", "random", members=("U1", "U2"))
+    fake.add_channel("D1", "dm-alice", members=("U1",), is_im=True)
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def llm() -> AsyncIterator[FakeOpenAI]:
+    fake = FakeOpenAI()
+    await fake.start()
+    yield fake
+    await fake.stop()
+    assert fake.schema_errors == [], "the bot sent a request the OpenAI schema rejects"
+    assert fake.shape_errors == [], "the bot sent an orphaned or unanswered tool call"
+
+
+@pytest.fixture
+def db_url(tmp_path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path}/switchboard.db"
+
+
+def make_settings(slack: FakeSlack, llm: FakeOpenAI | None, db_url: str, **env: str) -> Settings:
+    base = {
+        "SLACK_BOT_TOKEN": "xoxb-test-token",
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.api_url,
+        "DATABASE_URL": db_url,
+        "LLM_MAX_RETRIES": "0",
+        "RUN_SCHEDULER": "false",
+    }
+    if llm is not None:
+        base |= {"OPENAI_API_KEY": "sk-test-key-0123456789", "OPENAI_BASE_URL": llm.base_url}
+    return load_settings({**base, **env})
+
+
+class Bot:
+    """The app under test, served on a loopback port, and a Slack-like client to drive it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.running: Running | None = None
+        self.http = aiohttp.ClientSession()
+
+    @property
+    def rt(self):  # noqa: ANN201 - the Runtime of the current process
+        assert self.running is not None
+        return self.running.rt
+
+    @property
+    def url(self) -> str:
+        assert self.running is not None
+        return f"http://127.0.0.1:{self.running.port}"
+
+    async def start(self) -> Bot:
+        rt = await create_runtime(self.settings)
+        self.running = await start_http(rt, "127.0.0.1", 0)
+        return self
+
+    async def restart(self) -> None:
+        """A new process on the same database: nothing in memory survives."""
+        await self.stop()
+        await self.start()
+
+    async def stop(self) -> None:
+        if self.running is not None:
+            await self.running.stop(drain=5)
+            self.running = None
+
+    async def post(self, body: bytes, content_type: str, **kw: Any) -> tuple[int, str]:
+        return await post_signed(
+            self.http, f"{self.url}/slack/events", body, SIGNING_SECRET, content_type=content_type, **kw
+        )
+
+    async def event(self, event: dict[str, Any], **kw: Any) -> tuple[int, str]:
+        retry_num = kw.pop("retry_num", None)
+        timestamp = kw.pop("timestamp", None)
+        return await self.post(
+            event_body(event, **kw), "application/json", retry_num=retry_num, timestamp=timestamp
+        )
+
+    async def command(self, command: str, text: str, **kw: Any) -> tuple[int, str]:
+        return await self.post(command_body(command, text, **kw), "application/x-www-form-urlencoded")
+
+    async def action(self, action: dict[str, Any], **kw: Any) -> tuple[int, str]:
+        return await self.post(block_actions_body(action, **kw), "application/x-www-form-urlencoded")
+
+    async def idle(self, timeout: float = 10.0) -> None:
+        """Wait until every answer started after an ack has finished."""
+        async with asyncio.timeout(timeout):
+            while len(self.rt.tasks):
+                await asyncio.sleep(0.01)
+
+    async def close(self) -> None:
+        await self.stop()
+        await self.http.close()
+
+
+@pytest.fixture
+async def bot(slack: FakeSlack, llm: FakeOpenAI, db_url: str) -> AsyncIterator[Bot]:
+    harness = Bot(make_settings(slack, llm, db_url))
+    await harness.start()
+    yield harness
+    await harness.close()
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)

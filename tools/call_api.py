@@ -1,0 +1,84 @@
+"""HTTP GET of a JSON API or a web page chosen by the model, through the SSRF guard."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field
+
+from tools.context import ToolContext
+from tools.netguard import Refused, guarded_get
+from tools.registry import ToolError, tool
+
+TEXT_LIMIT = 20_000
+USER_AGENT = "Switchboard/0.1 (+https://github.com/switchboard; Slack bot tool)"
+
+
+class FetchedPage(BaseModel):
+    url: str
+    final_url: str
+    status: int
+    content_type: str
+    text: str | None = None
+    json_data: Any = None
+    truncated: bool = False
+
+
+def html_to_text(html: str) -> str:
+    """Readable text of a page (trafilatura), falling back to tag-stripped text."""
+    import trafilatura
+
+    text = trafilatura.extract(html, include_links=False, include_tables=True, favor_recall=True)
+    if text:
+        return text
+    from lxml import html as lxml_html
+
+    try:
+        return " ".join(lxml_html.fromstring(html).text_content().split())
+    except Exception:
+        return ""
+
+
+@tool(timeout=20, max_output_chars=TEXT_LIMIT + 1_000)
+async def call_api(
+    ctx: ToolContext, url: Annotated[str, Field(min_length=8, max_length=2_000)]
+) -> FetchedPage:
+    """GET a public JSON API or web page (http/https); pages come back as readable text."""
+    try:
+        fetched = await guarded_get(
+            url,
+            allow_hosts=ctx.settings.http_allow_hosts,
+            max_bytes=ctx.settings.fetch_max_bytes,
+            timeout=ctx.settings.fetch_timeout,
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json, text/html;q=0.9, */*;q=0.5"},
+        )
+    except Refused as exc:
+        raise ToolError(f"refused: {exc}") from None
+    except TimeoutError:
+        raise ToolError(f"{url} took longer than {ctx.settings.fetch_timeout:g} s") from None
+    kind = fetched.content_type.split(";")[0].strip().lower()
+    page = FetchedPage(
+        url=url,
+        final_url=fetched.final_url,
+        status=fetched.status,
+        content_type=kind,
+        truncated=fetched.truncated,
+    )
+    raw = fetched.body.decode("utf-8", errors="replace")
+    if kind.endswith("json"):
+        try:
+            page.json_data = json.loads(raw)
+            return page
+        except json.JSONDecodeError:
+            page.text = raw[:TEXT_LIMIT]
+    elif "html" in kind or raw.lstrip()[:15].lower().startswith(("<!doctype", "<html")):
+        page.text = await asyncio.to_thread(html_to_text, raw)
+    elif kind.startswith("text/") or not kind:
+        page.text = raw
+    else:
+        raise ToolError(f"{url} returned {kind}, which is not text or JSON")
+    if page.text and len(page.text) > TEXT_LIMIT:
+        page.text, page.truncated = page.text[:TEXT_LIMIT], True
+    return page

@@ -1,0 +1,170 @@
+"""Reading a Slack channel for a user: only channels that user is a member of."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from pydantic import BaseModel
+from slack_sdk.errors import SlackApiError
+
+from tools.context import ToolContext
+from tools.registry import ToolError, tool
+
+MAX_MESSAGES = 500
+REF = re.compile(r"^<#(?P<id>[CGD][A-Z0-9]+)(\|(?P<name>[^>]*))?>$")
+PERIOD = re.compile(r"^(?P<n>\d{1,4})\s*(?P<unit>[mhdw])$")
+UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class ChannelMessage(BaseModel):
+    ts: str
+    user: str
+    text: str
+    reply_count: int = 0
+    thread_ts: str | None = None
+
+
+class ChannelMessages(BaseModel):
+    channel: str
+    channel_id: str
+    since: str
+    messages: list[ChannelMessage]
+    capped: bool = False
+
+
+def period_seconds(since: str) -> int:
+    match = PERIOD.match(since.strip().lower())
+    if not match:
+        raise ToolError(f"since must look like 90m, 24h or 7d, not {since!r}")
+    seconds = int(match["n"]) * UNIT_SECONDS[match["unit"]]
+    if not 60 <= seconds <= 90 * 86400:
+        raise ToolError("since must be between 1 minute and 90 days")
+    return seconds
+
+
+def _slack(ctx: ToolContext) -> Any:
+    if ctx.slack is None:
+        raise ToolError("Slack is not available here (console mode), so channels cannot be read")
+    return ctx.slack
+
+
+async def resolve_channel(ctx: ToolContext, channel: str) -> tuple[str, str]:
+    """(id, name) from "C123", "<#C123|general>", "#general" or "general"."""
+    slack = _slack(ctx)
+    channel = channel.strip()
+    match = REF.match(channel)
+    if match:
+        channel = match["id"]
+    if re.fullmatch(r"[CGD][A-Z0-9]{6,}", channel):
+        try:
+            info = (await slack.conversations_info(channel=channel))["channel"]
+        except SlackApiError as exc:
+            raise ToolError(_explain(exc, channel)) from None
+        return channel, info.get("name") or channel
+    name = channel.lstrip("#").lower()
+    cursor = None
+    while True:
+        page = await slack.conversations_list(
+            types="public_channel,private_channel", limit=200, cursor=cursor, exclude_archived=True
+        )
+        for c in page["channels"]:
+            if c.get("name", "").lower() == name:
+                return c["id"], c["name"]
+        cursor = (page.get("response_metadata") or {}).get("next_cursor")
+        if not cursor:
+            raise ToolError(f"No channel called #{name} that I can see; invite me to it first")
+
+
+async def ensure_member(ctx: ToolContext, channel_id: str, name: str) -> None:
+    """A user may only read channels they belong to: never a private channel through the bot."""
+    if not ctx.user_id:
+        raise ToolError("I don't know who is asking, so I can't check channel membership")
+    slack = _slack(ctx)
+    cursor = None
+    while True:
+        try:
+            page = await slack.conversations_members(channel=channel_id, limit=1000, cursor=cursor)
+        except SlackApiError as exc:
+            raise ToolError(_explain(exc, name)) from None
+        if ctx.user_id in page["members"]:
+            return
+        cursor = (page.get("response_metadata") or {}).get("next_cursor")
+        if not cursor:
+            raise ToolError(f"You are not a member of #{name}, so I can't read it for you")
+
+
+def _explain(exc: SlackApiError, name: str) -> str:
+    error = exc.response.get("error", "") if exc.response else ""
+    if error in ("not_in_channel", "channel_not_found"):
+        return f"I can't read #{name}: invite me to it first (/invite @Switchboard)"
+    return f"Slack refused to read #{name}: {error or exc}"
+
+
+async def user_names(ctx: ToolContext, ids: set[str], cache: dict[str, str]) -> dict[str, str]:
+    slack = _slack(ctx)
+    for uid in ids - cache.keys():
+        try:
+            user = (await slack.users_info(user=uid))["user"]
+            profile = user.get("profile") or {}
+            cache[uid] = profile.get("display_name") or user.get("real_name") or user.get("name") or uid
+        except SlackApiError:
+            cache[uid] = uid
+    return cache
+
+
+async def history(
+    ctx: ToolContext,
+    channel_id: str,
+    name: str,
+    oldest: float,
+    latest: float | None = None,
+    limit: int = MAX_MESSAGES,
+) -> tuple[list[dict[str, Any]], bool]:
+    """Top-level messages of a period, oldest first, paginated; (messages, capped)."""
+    slack = _slack(ctx)
+    out: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        kwargs: dict[str, Any] = {"channel": channel_id, "oldest": f"{oldest:.6f}", "limit": 200}
+        if latest is not None:
+            kwargs["latest"] = f"{latest:.6f}"
+        if cursor:
+            kwargs["cursor"] = cursor
+        try:
+            page = await slack.conversations_history(**kwargs)
+        except SlackApiError as exc:
+            raise ToolError(_explain(exc, name)) from None
+        out += [m for m in page["messages"] if not m.get("subtype") or m.get("subtype") == "thread_broadcast"]
+        cursor = (page.get("response_metadata") or {}).get("next_cursor")
+        if len(out) >= limit:
+            return sorted(out, key=lambda m: float(m["ts"]))[-limit:], True
+        if not cursor:
+            return sorted(out, key=lambda m: float(m["ts"])), False
+
+
+@tool(timeout=30, max_output_chars=30_000)
+async def read_channel(ctx: ToolContext, channel: str, since: str = "24h") -> ChannelMessages:
+    """Recent messages of a Slack channel the asking user belongs to ("#general", since "24h")."""
+    seconds = period_seconds(since)
+    channel_id, name = await resolve_channel(ctx, channel)
+    await ensure_member(ctx, channel_id, name)
+    raw, capped = await history(ctx, channel_id, name, time.time() - seconds)
+    names = await user_names(ctx, {m["user"] for m in raw if m.get("user")}, {})
+    return ChannelMessages(
+        channel=f"#{name}",
+        channel_id=channel_id,
+        since=since,
+        capped=capped,
+        messages=[
+            ChannelMessage(
+                ts=m["ts"],
+                user=names.get(m.get("user", ""), m.get("user") or m.get("username") or "bot"),
+                text=m.get("text", ""),
+                reply_count=m.get("reply_count", 0),
+                thread_ts=m.get("thread_ts"),
+            )
+            for m in raw
+        ],
+    )

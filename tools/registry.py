@@ -1,0 +1,211 @@
+"""Typed async functions become tools: schema from the signature, validation, timeout, tracing."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import inspect
+import json
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, get_type_hints
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from tools.context import ToolContext
+
+TRUNCATED = "…[output truncated: {cut} more characters]"
+
+
+class ToolError(Exception):
+    """A failure worded for whoever called the tool: the model, or a workflow's user."""
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    name: str
+    ok: bool
+    content: str  # JSON text the model reads; for errors {"error": ...}
+    error: str | None = None
+    duration_ms: float = 0.0
+    truncated: bool = False
+
+
+def to_jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_jsonable(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+def _inline(schema: dict[str, Any]) -> dict[str, Any]:
+    """Resolve $refs and drop titles: any OpenAI-compatible server accepts the plain form."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return walk(dict(defs[node["$ref"].split("/")[-1]]))
+            return {k: walk(v) for k, v in node.items() if k != "title"}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(schema)
+
+
+def readable(error: ValidationError) -> str:
+    parts = []
+    for e in error.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "arguments"
+        message = "unknown argument" if e["type"] == "extra_forbidden" else e["msg"]
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts)
+
+
+class Tool:
+    """A tool: call it directly from code, or through a registry on the model's behalf."""
+
+    def __init__(self, fn: Callable[..., Awaitable[Any]], *, name: str | None, timeout: float,
+                 max_output_chars: int) -> None:
+        self.fn = fn
+        self.name = name or fn.__name__
+        self.timeout = timeout
+        self.max_output_chars = max_output_chars
+        doc = inspect.getdoc(fn) or self.name
+        self.description = doc.split("\n\n")[0].replace("\n", " ")
+        hints = get_type_hints(fn, include_extras=True)
+        fields: dict[str, Any] = {}
+        params = list(inspect.signature(fn).parameters.values())[1:]  # skip ctx
+        for p in params:
+            default = ... if p.default is inspect.Parameter.empty else p.default
+            fields[p.name] = (hints.get(p.name, Any), default)
+        self.model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+            f"{self.name}_args", __config__=ConfigDict(extra="forbid"), **fields
+        )
+        parameters = _inline(self.model.model_json_schema())
+        parameters.setdefault("properties", {})
+        parameters["additionalProperties"] = False
+        parameters.setdefault("required", [])
+        self.parameters = {k: v for k, v in parameters.items() if k != "description"}
+
+    def schema(self) -> dict[str, Any]:
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
+        }
+
+    async def __call__(self, ctx: ToolContext, *args: Any, **kwargs: Any) -> Any:
+        """Validated, time-limited, traced; raises ToolError with a readable message."""
+        names = list(self.model.model_fields)
+        given = {**dict(zip(names, args, strict=False)), **kwargs}
+        return await self._invoke(ctx, given)
+
+    async def _invoke(self, ctx: ToolContext, given: dict[str, Any], trace: bool = True) -> Any:
+        started = time.perf_counter()
+        error: str | None = None
+        output_chars = 0
+        arguments = json.dumps(to_jsonable(given), default=str)
+        try:
+            try:
+                args = self.model.model_validate(given)
+            except ValidationError as exc:
+                raise ToolError(f"invalid arguments for {self.name}: {readable(exc)}") from None
+            try:
+                async with asyncio.timeout(self.timeout):
+                    value = await self.fn(ctx, **{k: getattr(args, k) for k in self.model.model_fields})
+            except TimeoutError:
+                raise ToolError(f"{self.name} timed out after {self.timeout:g} s") from None
+            except ToolError:
+                raise
+            except Exception as exc:
+                raise ToolError(f"{self.name} failed: {exc or type(exc).__name__}") from exc
+            output_chars = len(json.dumps(to_jsonable(value), default=str))
+            return value
+        except ToolError as exc:
+            error = str(exc)
+            raise
+        finally:
+            if trace:
+                await ctx.trace.step(
+                    "tool", self.name, arguments=arguments, output_chars=output_chars, error=error,
+                    duration_ms=(time.perf_counter() - started) * 1000,
+                )
+
+    def __repr__(self) -> str:
+        return f"<tool {self.name}>"
+
+
+def tool(
+    fn: Callable[..., Awaitable[Any]] | None = None,
+    *,
+    name: str | None = None,
+    timeout: float = 10.0,
+    max_output_chars: int = 8_000,
+) -> Any:
+    """Decorator: `@tool` or `@tool(timeout=5)` over `async def f(ctx, ...) -> data`."""
+
+    def wrap(f: Callable[..., Awaitable[Any]]) -> Tool:
+        return Tool(f, name=name, timeout=timeout, max_output_chars=max_output_chars)
+
+    return wrap(fn) if fn is not None else wrap
+
+
+class ToolRegistry:
+    """The tools one orchestrator may use; `run` never raises."""
+
+    def __init__(self, tools: Iterable[Tool]) -> None:
+        self.tools = {t.name: t for t in tools}
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.tools)
+
+    def get(self, name: str) -> Tool | None:
+        return self.tools.get(name)
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return [t.schema() for t in self.tools.values()]
+
+    def extended(self, *tools: Tool) -> ToolRegistry:
+        return ToolRegistry([*self.tools.values(), *tools])
+
+    async def run(self, name: str, arguments: str, ctx: ToolContext) -> ToolResult:
+        """Run a call the model asked for; every failure becomes a result it can read."""
+        started = time.perf_counter()
+        found = self.tools.get(name)
+
+        def failed(message: str) -> ToolResult:
+            return ToolResult(name, False, json.dumps({"error": message}), message,
+                              (time.perf_counter() - started) * 1000)
+
+        if found is None:
+            message = f"There is no tool called {name!r}. Available tools: {', '.join(self.tools)}."
+            await ctx.trace.step("tool", name[:100], arguments=arguments[:4000], error=message)
+            return failed(message)
+        try:
+            given = json.loads(arguments or "{}")
+        except json.JSONDecodeError as exc:
+            message = f"The arguments for {name} are not valid JSON ({exc.msg}); send a JSON object."
+            await ctx.trace.step("tool", name, arguments=arguments[:4000], error=message)
+            return failed(message)
+        if not isinstance(given, dict):
+            message = f"The arguments for {name} must be a JSON object, not {type(given).__name__}."
+            await ctx.trace.step("tool", name, arguments=arguments[:4000], error=message)
+            return failed(message)
+        try:
+            value = await found._invoke(ctx, given)
+        except ToolError as exc:
+            return failed(str(exc))
+        text = json.dumps(to_jsonable(value), ensure_ascii=False, default=str)
+        truncated = len(text) > found.max_output_chars
+        if truncated:
+            cut = len(text) - found.max_output_chars
+            text = text[: found.max_output_chars] + TRUNCATED.format(cut=cut)
+        return ToolResult(name, True, text, None, (time.perf_counter() - started) * 1000, truncated)
