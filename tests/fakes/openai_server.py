@@ -198,8 +198,12 @@ class FakeOpenAI(FakeServer):
             await send({"content": text[i : i + 20]})
         for index, call in enumerate(calls):
             fn = call["function"]
-            head = {"index": index, "id": call["id"], "type": "function",
-                    "function": {"name": fn["name"], "arguments": ""}}
+            head = {
+                "index": index,
+                "id": call["id"],
+                "type": "function",
+                "function": {"name": fn["name"], "arguments": ""},
+            }
             await send({"tool_calls": [head]})
             args = fn["arguments"]
             for i in range(0, len(args), 15):

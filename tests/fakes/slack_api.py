@@ -76,8 +76,15 @@ class FakeSlack(FakeServer):
     # --- setup --------------------------------------------------------------------------------
     def add_user(self, id: str, name: str, tz: str = "UTC", is_admin: bool = False, is_bot: bool = False):
         self.users[id] = {
-            "id": id, "name": name, "real_name": name.title(), "tz": tz, "tz_offset": 0,
-            "is_admin": is_admin, "is_bot": is_bot, "deleted": False, "team_id": self.team,
+            "id": id,
+            "name": name,
+            "real_name": name.title(),
+            "tz": tz,
+            "tz_offset": 0,
+            "is_admin": is_admin,
+            "is_bot": is_bot,
+            "deleted": False,
+            "team_id": self.team,
             "profile": {"display_name": name, "real_name": name.title()},
         }
 
@@ -90,21 +97,36 @@ class FakeSlack(FakeServer):
         self._clock += 1
         return f"{self._clock:.6f}"
 
-    def add_message(self, channel: str, user: str, text: str, ts: str | None = None,
-                    thread_ts: str | None = None, **extra: Any) -> str:
+    def add_message(
+        self,
+        channel: str,
+        user: str,
+        text: str,
+        ts: str | None = None,
+        thread_ts: str | None = None,
+        **extra: Any,
+    ) -> str:
         ts = ts or self.next_ts()
         msg = {"type": "message", "user": user, "text": text, "ts": ts, **extra}
         self._store(self.channels[channel], msg, thread_ts)
         return ts
 
-    def seed_messages(self, channel: str, n: int, users=("U1", "U2"), start_ts: float = 1_600_000_000.0,
-                      step: float = 60.0, text: str = "message number {i} about the project") -> list[str]:
+    def seed_messages(
+        self,
+        channel: str,
+        n: int,
+        users=("U1", "U2"),
+        start_ts: float = 1_600_000_000.0,
+        step: float = 60.0,
+        text: str = "message number {i} about the project",
+    ) -> list[str]:
         ch = self.channels[channel]
         stamps = []
         for i in range(n):
             ts = f"{start_ts + i * step:.6f}"
-            ch.messages.append({"type": "message", "user": users[i % len(users)],
-                                "text": text.format(i=i), "ts": ts})
+            ch.messages.append(
+                {"type": "message", "user": users[i % len(users)], "text": text.format(i=i), "ts": ts}
+            )
             stamps.append(ts)
         ch.messages.sort(key=lambda m: float(m["ts"]))
         return stamps
@@ -158,8 +180,15 @@ class FakeSlack(FakeServer):
         await self.wait_for(lambda: len(self.calls_to(method)) >= count, timeout, f"{count} x {method}")
         return self.calls_to(method)
 
-    def fail_next(self, method: str, *, status: int = 200, error: str = "internal_error",
-                  retry_after: int | None = None, times: int = 1) -> None:
+    def fail_next(
+        self,
+        method: str,
+        *,
+        status: int = 200,
+        error: str = "internal_error",
+        retry_after: int | None = None,
+        times: int = 1,
+    ) -> None:
         self.failures.setdefault(method, []).append(Failure(status, error, retry_after, times))
 
     def response_url(self, name: str = "cmd") -> str:
@@ -221,13 +250,27 @@ class FakeSlack(FakeServer):
         return ch
 
     def m_auth_test(self, p):
-        return {"user_id": "UBOT", "bot_id": "BBOT", "team_id": self.team, "team": "Fake", "user": "switchboard"}
+        return {
+            "user_id": "UBOT",
+            "bot_id": "BBOT",
+            "team_id": self.team,
+            "team": "Fake",
+            "user": "switchboard",
+        }
 
     def m_chat_postMessage(self, p):
         ch = self._writable(p)
         ts = self.next_ts()
-        msg = {"type": "message", "bot_id": "BBOT", "user": "UBOT", "ts": ts, "text": p.get("text") or "",
-               "blocks": p.get("blocks"), "markdown_text": p.get("markdown_text"), "metadata": p.get("metadata")}
+        msg = {
+            "type": "message",
+            "bot_id": "BBOT",
+            "user": "UBOT",
+            "ts": ts,
+            "text": p.get("text") or "",
+            "blocks": p.get("blocks"),
+            "markdown_text": p.get("markdown_text"),
+            "metadata": p.get("metadata"),
+        }
         if p.get("markdown_text") and not p.get("text"):
             msg["text"] = p["markdown_text"]
         self._store(ch, msg, p.get("thread_ts"))
@@ -263,15 +306,23 @@ class FakeSlack(FakeServer):
         return {"message_ts": self.next_ts()}
 
     def m_chat_getPermalink(self, p):
-        return {"permalink": f"https://fake.slack.com/archives/{p.get('channel')}/p{p.get('message_ts', '').replace('.', '')}"}
+        return {
+            "permalink": f"https://fake.slack.com/archives/{p.get('channel')}/p{p.get('message_ts', '').replace('.', '')}"
+        }
 
     def m_chat_startStream(self, p):
         ch = self._writable(p)
         if not p.get("thread_ts"):
             raise SlackFault("invalid_arguments")
         ts = self.next_ts()
-        msg = {"type": "message", "bot_id": "BBOT", "user": "UBOT", "ts": ts,
-               "text": p.get("markdown_text") or "", "streaming": True}
+        msg = {
+            "type": "message",
+            "bot_id": "BBOT",
+            "user": "UBOT",
+            "ts": ts,
+            "text": p.get("markdown_text") or "",
+            "streaming": True,
+        }
         self._store(ch, msg, p["thread_ts"])
         self.streams[ts] = msg
         return {"channel": ch.id, "ts": ts}
@@ -339,8 +390,14 @@ class FakeSlack(FakeServer):
         return {"members": page, "response_metadata": {"next_cursor": nxt}}
 
     def _info(self, ch: Channel) -> dict[str, Any]:
-        return {"id": ch.id, "name": ch.name, "is_private": ch.is_private, "is_im": ch.is_im,
-                "is_channel": not ch.is_private and not ch.is_im, "is_member": "UBOT" in ch.members}
+        return {
+            "id": ch.id,
+            "name": ch.name,
+            "is_private": ch.is_private,
+            "is_im": ch.is_im,
+            "is_channel": not ch.is_private and not ch.is_im,
+            "is_member": "UBOT" in ch.members,
+        }
 
     def m_conversations_info(self, p):
         return {"channel": self._info(self._channel(p))}

@@ -27,8 +27,9 @@ def _ts_now() -> str:
     return f"{int(time.time())}.{next(_ts):06d}"
 
 
-def event_body(event: dict[str, Any], *, event_id: str | None = None, team: str = "T1",
-               api_app_id: str = "A1") -> bytes:
+def event_body(
+    event: dict[str, Any], *, event_id: str | None = None, team: str = "T1", api_app_id: str = "A1"
+) -> bytes:
     envelope = {
         "token": "legacy-verification-token",
         "team_id": team,
@@ -42,11 +43,20 @@ def event_body(event: dict[str, Any], *, event_id: str | None = None, team: str 
     return json.dumps(envelope).encode()
 
 
-def _message(kind: str, text: str, channel: str, user: str, ts: str | None, thread_ts: str | None,
-             channel_type: str) -> dict[str, Any]:
+def _message(
+    kind: str, text: str, channel: str, user: str, ts: str | None, thread_ts: str | None, channel_type: str
+) -> dict[str, Any]:
     ts = ts or _ts_now()
-    event = {"type": kind, "user": user, "text": text, "ts": ts, "channel": channel,
-             "event_ts": ts, "team": "T1", "channel_type": channel_type}
+    event = {
+        "type": kind,
+        "user": user,
+        "text": text,
+        "ts": ts,
+        "channel": channel,
+        "event_ts": ts,
+        "team": "T1",
+        "channel_type": channel_type,
+    }
     if thread_ts:
         event["thread_ts"] = thread_ts
     if kind == "app_mention":
@@ -54,36 +64,62 @@ def _message(kind: str, text: str, channel: str, user: str, ts: str | None, thre
     return event
 
 
-def mention(text: str, *, channel: str = "C1", user: str = "U1", ts: str | None = None,
-            thread_ts: str | None = None) -> dict[str, Any]:
+def mention(
+    text: str, *, channel: str = "C1", user: str = "U1", ts: str | None = None, thread_ts: str | None = None
+) -> dict[str, Any]:
     return _message("app_mention", text, channel, user, ts, thread_ts, "channel")
 
 
-def dm(text: str, *, channel: str = "D1", user: str = "U1", ts: str | None = None,
-       thread_ts: str | None = None) -> dict[str, Any]:
+def dm(
+    text: str, *, channel: str = "D1", user: str = "U1", ts: str | None = None, thread_ts: str | None = None
+) -> dict[str, Any]:
     return _message("message", text, channel, user, ts, thread_ts, "im")
 
 
-def thread_message(text: str, *, channel: str = "C1", user: str = "U1", ts: str | None = None,
-                   thread_ts: str | None = None) -> dict[str, Any]:
+def thread_message(
+    text: str, *, channel: str = "C1", user: str = "U1", ts: str | None = None, thread_ts: str | None = None
+) -> dict[str, Any]:
     return _message("message", text, channel, user, ts, thread_ts, "channel")
 
 
-def command_body(command: str, text: str, *, user: str = "U1", channel: str = "C1",
-                 response_url: str = "http://127.0.0.1:9/response/none", team: str = "T1",
-                 trigger_id: str | None = None, channel_name: str = "general") -> bytes:
+def command_body(
+    command: str,
+    text: str,
+    *,
+    user: str = "U1",
+    channel: str = "C1",
+    response_url: str = "http://127.0.0.1:9/response/none",
+    team: str = "T1",
+    trigger_id: str | None = None,
+    channel_name: str = "general",
+) -> bytes:
     form = {
-        "token": "legacy", "team_id": team, "team_domain": "fake", "channel_id": channel,
-        "channel_name": channel_name, "user_id": user, "user_name": user.lower(), "command": command,
-        "text": text, "api_app_id": "A1", "response_url": response_url,
+        "token": "legacy",
+        "team_id": team,
+        "team_domain": "fake",
+        "channel_id": channel,
+        "channel_name": channel_name,
+        "user_id": user,
+        "user_name": user.lower(),
+        "command": command,
+        "text": text,
+        "api_app_id": "A1",
+        "response_url": response_url,
         "trigger_id": trigger_id or f"trig.{next(_ids)}",
     }
     return urlencode(form).encode()
 
 
-def block_actions_body(action: dict[str, Any], *, user: str = "U1", channel: str = "C1",
-                       message_ts: str = "1.1", thread_ts: str | None = None,
-                       response_url: str | None = None, team: str = "T1") -> bytes:
+def block_actions_body(
+    action: dict[str, Any],
+    *,
+    user: str = "U1",
+    channel: str = "C1",
+    message_ts: str = "1.1",
+    thread_ts: str | None = None,
+    response_url: str | None = None,
+    team: str = "T1",
+) -> bytes:
     message: dict[str, Any] = {"type": "message", "ts": message_ts, "user": "UBOT", "bot_id": "BBOT"}
     if thread_ts:
         message["thread_ts"] = thread_ts
@@ -93,8 +129,13 @@ def block_actions_body(action: dict[str, Any], *, user: str = "U1", channel: str
         "api_app_id": "A1",
         "team": {"id": team, "domain": "fake"},
         "channel": {"id": channel, "name": "general"},
-        "container": {"type": "message", "message_ts": message_ts, "channel_id": channel,
-                      "is_ephemeral": False, **({"thread_ts": thread_ts} if thread_ts else {})},
+        "container": {
+            "type": "message",
+            "message_ts": message_ts,
+            "channel_id": channel,
+            "is_ephemeral": False,
+            **({"thread_ts": thread_ts} if thread_ts else {}),
+        },
         "message": message,
         "trigger_id": f"trig.{next(_ids)}",
         "response_url": response_url or "http://127.0.0.1:9/response/none",
@@ -103,9 +144,16 @@ def block_actions_body(action: dict[str, Any], *, user: str = "U1", channel: str
     return urlencode({"payload": json.dumps(payload)}).encode()
 
 
-async def post_signed(session: aiohttp.ClientSession, url: str, body: bytes, secret: str, *,
-                      content_type: str, retry_num: int | None = None,
-                      timestamp: int | None = None) -> tuple[int, str]:
+async def post_signed(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    secret: str,
+    *,
+    content_type: str,
+    retry_num: int | None = None,
+    timestamp: int | None = None,
+) -> tuple[int, str]:
     headers = sign(secret, body, timestamp) | {"Content-Type": content_type}
     if retry_num is not None:
         headers |= {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"}
