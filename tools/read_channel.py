@@ -57,7 +57,7 @@ async def resolve_channel(ctx: ToolContext, channel: str) -> tuple[str, str]:
     match = REF.match(channel)
     if match:
         channel = match["id"]
-    if re.fullmatch(r"[CGD][A-Z0-9]{6,}", channel):
+    if re.fullmatch(r"[CGD][A-Z0-9]+", channel):  # channel names are lower-case; IDs are not
         try:
             info = (await slack.conversations_info(channel=channel))["channel"]
         except SlackApiError as exc:
