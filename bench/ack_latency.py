@@ -43,9 +43,15 @@ async def main(n: int, delay: float) -> None:
     with socket_port() as port, tempfile.TemporaryDirectory() as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPENAI_"))}
         env |= {
-            "PYTHONPATH": str(ROOT), "SLACK_BOT_TOKEN": "xoxb-bench", "SLACK_SIGNING_SECRET": SECRET,
-            "SLACK_API_URL": slack.api_url, "OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": llm.base_url,
-            "DATABASE_URL": f"sqlite:///{tmp}/bench.db", "PORT": str(port), "RUN_SCHEDULER": "false",
+            "PYTHONPATH": str(ROOT),
+            "SLACK_BOT_TOKEN": "xoxb-bench",
+            "SLACK_SIGNING_SECRET": SECRET,
+            "SLACK_API_URL": slack.api_url,
+            "OPENAI_API_KEY": "sk-bench",
+            "OPENAI_BASE_URL": llm.base_url,
+            "DATABASE_URL": f"sqlite:///{tmp}/bench.db",
+            "PORT": str(port),
+            "RUN_SCHEDULER": "false",
             "LOG_LEVEL": "WARNING",
         }
         proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", cwd=tmp, env=env)
@@ -76,8 +82,10 @@ async def main(n: int, delay: float) -> None:
     await slack.stop()
     await llm.stop()
     print(f"mentions: {n}, model latency: {delay} s, answers posted: {len(slack.posted(channel='C1'))}")
-    print(f"ack p50: {statistics.median(acks):.1f} ms, p99: {percentile(acks, 99):.1f} ms, "
-          f"max: {max(acks):.1f} ms")
+    print(
+        f"ack p50: {statistics.median(acks):.1f} ms, p99: {percentile(acks, 99):.1f} ms, "
+        f"max: {max(acks):.1f} ms"
+    )
     print(f"all answers posted after: {done:.2f} s; max concurrent model calls: {llm.max_in_flight}")
 
 

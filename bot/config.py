@@ -111,9 +111,7 @@ def database_url(raw: str) -> str:
         return DEFAULT_DATABASE_URL
     scheme, sep, rest = raw.partition("://")
     if not sep:
-        raise ConfigError(
-            f"DATABASE_URL must look like sqlite:///path or postgresql://..., got {raw!r}."
-        )
+        raise ConfigError(f"DATABASE_URL must look like sqlite:///path or postgresql://..., got {raw!r}.")
     base = scheme.split("+")[0]
     if base == "sqlite":
         return f"sqlite+aiosqlite://{rest}"
@@ -141,9 +139,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, need_slack: bool = Tr
     signing_secret = env.get("SLACK_SIGNING_SECRET", "").strip() or None
     if need_slack:
         if not bot_token:
-            raise ConfigError(
-                f"SLACK_BOT_TOKEN is not set. Get it from {WHERE['SLACK_BOT_TOKEN']}."
-            )
+            raise ConfigError(f"SLACK_BOT_TOKEN is not set. Get it from {WHERE['SLACK_BOT_TOKEN']}.")
         if not app_token and not signing_secret:
             raise ConfigError(
                 "Set SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode). "
@@ -153,15 +149,11 @@ def load_settings(env: Mapping[str, str] | None = None, *, need_slack: bool = Tr
     slack_api_url = _url(env, "SLACK_API_URL", "https://slack.com/api/") or ""
     if not slack_api_url.endswith("/"):
         slack_api_url += "/"
-    allow = frozenset(
-        h.strip().lower() for h in env.get("TOOL_HTTP_ALLOW_HOSTS", "").split(",") if h.strip()
-    )
+    allow = frozenset(h.strip().lower() for h in env.get("TOOL_HTTP_ALLOW_HOSTS", "").split(",") if h.strip())
     model = env.get("OPENAI_MODEL", "").strip() or DEFAULT_MODEL
     tools = ToolSettings(
         open_meteo_url=_url(env, "OPEN_METEO_URL", "https://api.open-meteo.com") or "",
-        open_meteo_geocoding_url=_url(
-            env, "OPEN_METEO_GEOCODING_URL", "https://geocoding-api.open-meteo.com"
-        )
+        open_meteo_geocoding_url=_url(env, "OPEN_METEO_GEOCODING_URL", "https://geocoding-api.open-meteo.com")
         or "",
         searxng_url=_url(env, "SEARXNG_URL", None),
         http_allow_hosts=allow,

@@ -100,8 +100,6 @@ async def _apologise(rt: Runtime, turn: Turn, run_id: int, error: str) -> None:
         f"Please try again in a moment. (reference: run {run_id})"
     )
     try:
-        await rt.slack.chat_postMessage(
-            channel=turn.channel, thread_ts=turn.reply_thread_ts, text=text
-        )
+        await rt.slack.chat_postMessage(channel=turn.channel, thread_ts=turn.reply_thread_ts, text=text)
     except Exception:
         log.exception("run %s: could not post the apology either", run_id)

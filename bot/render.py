@@ -18,9 +18,7 @@ def fallback_text(markdown: str) -> str:
     return flat if len(flat) <= FALLBACK_CHARS else flat[: FALLBACK_CHARS - 1] + "…"
 
 
-def markdown_messages(
-    text: str, extra_blocks: list[dict[str, Any]] | None = None
-) -> list[dict[str, Any]]:
+def markdown_messages(text: str, extra_blocks: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """chat.postMessage arguments for each part; `extra_blocks` go under the last part."""
     parts = split_markdown(text, MARKDOWN_BLOCK_LIMIT) or ["(empty answer)"]
     out = []

@@ -175,9 +175,7 @@ class Store:
             )
             return (await s.exec(q)).first()
 
-    async def get_or_create_conversation(
-        self, team: str, channel: str, thread_ts: str
-    ) -> Conversation:
+    async def get_or_create_conversation(self, team: str, channel: str, thread_ts: str) -> Conversation:
         found = await self.conversation(team, channel, thread_ts)
         if found:
             return found
@@ -193,9 +191,7 @@ class Store:
         assert found is not None
         return found
 
-    async def add_messages(
-        self, conversation_id: int, messages: list[dict[str, Any]], **extra: Any
-    ) -> None:
+    async def add_messages(self, conversation_id: int, messages: list[dict[str, Any]], **extra: Any) -> None:
         """Append Chat Completions-shaped messages (user, assistant with tool calls, tool)."""
         async with self.session() as s:
             for m in messages:

@@ -16,6 +16,7 @@ from tools.context import ToolContext
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
+
     from tools.registry import ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -159,9 +160,7 @@ class Agent:
         result.status, result.stop_reason = "limited", reason
         note = {"role": "user", "content": LIMIT_NOTE.format(reason=reason)}
         try:
-            reply = await self._ask(
-                [*messages, note], ctx, started, on_text, texts, tools=False, grace=15.0
-            )
+            reply = await self._ask([*messages, note], ctx, started, on_text, texts, tools=False, grace=15.0)
             final = reply.get("content") or ""
         except AgentError:
             final = ""
@@ -272,9 +271,7 @@ class Agent:
     ) -> list[dict[str, Any]]:
         """Run one turn's tool calls concurrently; results come back in call order."""
         names = list(dict.fromkeys(c["function"]["name"] for c in calls))
-        await ctx.trace.status(
-            " ".join(dict.fromkeys(STATUS.get(n, f"Running {n}…") for n in names))
-        )
+        await ctx.trace.status(" ".join(dict.fromkeys(STATUS.get(n, f"Running {n}…") for n in names)))
         result.tools_used += [c["function"]["name"] for c in calls]
 
         async def one(call: dict[str, Any]) -> dict[str, Any]:

@@ -72,7 +72,7 @@ class Bot:
         self.http = aiohttp.ClientSession()
 
     @property
-    def rt(self):  # noqa: ANN201 - the Runtime of the current process
+    def rt(self):
         assert self.running is not None
         return self.running.rt
 

@@ -32,8 +32,11 @@ async def web() -> AsyncIterator[FakeWeb]:
 @pytest.fixture
 async def tool_bot(slack, llm, db_url, weather, web) -> AsyncIterator[Bot]:
     settings = make_settings(
-        slack, llm, db_url,
-        OPEN_METEO_URL=weather.url, OPEN_METEO_GEOCODING_URL=weather.url,
+        slack,
+        llm,
+        db_url,
+        OPEN_METEO_URL=weather.url,
+        OPEN_METEO_GEOCODING_URL=weather.url,
         TOOL_HTTP_ALLOW_HOSTS=f"127.0.0.1:{web.port}",
     )
     harness = Bot(settings)
@@ -45,10 +48,12 @@ async def tool_bot(slack, llm, db_url, weather, web) -> AsyncIterator[Bot]:
 async def test_two_cities_are_looked_up_concurrently(tool_bot: Bot, slack, llm, weather) -> None:
     weather.delay = 0.3
     llm.script(
-        Reply(tool_calls=[
-            ToolCall("get_weather", {"location": "Karachi", "days": 2}),
-            ToolCall("get_weather", {"location": "Berlin", "days": 2}),
-        ]),
+        Reply(
+            tool_calls=[
+                ToolCall("get_weather", {"location": "Karachi", "days": 2}),
+                ToolCall("get_weather", {"location": "Berlin", "days": 2}),
+            ]
+        ),
         Reply(content="Karachi is warmer than Berlin."),
     )
     await tool_bot.event(mention("<@UBOT> is Karachi warmer than Berlin tomorrow?", ts="10.1"))
@@ -84,11 +89,13 @@ async def test_follow_up_sees_the_previous_tool_results(tool_bot: Bot, llm) -> N
 
 async def test_model_chosen_urls_cannot_reach_private_addresses(tool_bot: Bot, llm, web) -> None:
     llm.script(
-        Reply(tool_calls=[
-            ToolCall("call_api", {"url": "http://169.254.169.254/latest/meta-data/"}),
-            ToolCall("call_api", {"url": f"http://127.0.0.1:{web.port + 1}/"}),
-            ToolCall("call_api", {"url": f"{web.url}/redirect?to=http://10.0.0.1/admin"}),
-        ]),
+        Reply(
+            tool_calls=[
+                ToolCall("call_api", {"url": "http://169.254.169.254/latest/meta-data/"}),
+                ToolCall("call_api", {"url": f"http://127.0.0.1:{web.port + 1}/"}),
+                ToolCall("call_api", {"url": f"{web.url}/redirect?to=http://10.0.0.1/admin"}),
+            ]
+        ),
         Reply(content="I could not fetch those."),
     )
     await tool_bot.event(mention("<@UBOT> fetch these", ts="30.1"))
@@ -100,8 +107,12 @@ async def test_model_chosen_urls_cannot_reach_private_addresses(tool_bot: Bot, l
 
 async def test_a_long_tool_thread_never_sends_a_broken_history(slack, llm, db_url, weather, web) -> None:
     settings = make_settings(
-        slack, llm, db_url, HISTORY_TOKEN_BUDGET="600",
-        OPEN_METEO_URL=weather.url, OPEN_METEO_GEOCODING_URL=weather.url,
+        slack,
+        llm,
+        db_url,
+        HISTORY_TOKEN_BUDGET="600",
+        OPEN_METEO_URL=weather.url,
+        OPEN_METEO_GEOCODING_URL=weather.url,
     )
     harness = Bot(settings)
     await harness.start()

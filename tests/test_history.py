@@ -8,7 +8,9 @@ def call(i: str) -> dict:
 
 
 def test_keeps_newest_within_budget() -> None:
-    msgs = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"m{i} " + "x" * 400} for i in range(20)]
+    msgs = [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"m{i} " + "x" * 400} for i in range(20)
+    ]
     kept = trim_history(msgs, budget=500)
     assert kept[-1] == msgs[-1]
     assert len(kept) < len(msgs)

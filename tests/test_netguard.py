@@ -6,8 +6,8 @@ import ipaddress
 
 import pytest
 
-from tools.netguard import Refused, address_problem, check_url, guarded_get, literal_ip, vetted_addresses
 from tests.fakes.web import FakeWeb
+from tools.netguard import Refused, address_problem, check_url, guarded_get, literal_ip, vetted_addresses
 
 NONE: frozenset[str] = frozenset()
 
@@ -67,11 +67,16 @@ async def test_allow_list_and_redirect_to_private_address() -> None:
         # a redirect back to loopback on another port is refused too: only the allowed port is exempt
         with pytest.raises(Refused, match="loopback"):
             await guarded_get(
-                f"{web.url}/redirect?to=http://127.0.0.1:{web.port + 1}/", allow_hosts=allow,
-                max_bytes=10_000, timeout=5,
+                f"{web.url}/redirect?to=http://127.0.0.1:{web.port + 1}/",
+                allow_hosts=allow,
+                max_bytes=10_000,
+                timeout=5,
             )
-        assert web.hits == ["/api/data", "/redirect?to=http://10.0.0.7/admin",
-                            f"/redirect?to=http://127.0.0.1:{web.port + 1}/"]
+        assert web.hits == [
+            "/api/data",
+            "/redirect?to=http://10.0.0.7/admin",
+            f"/redirect?to=http://127.0.0.1:{web.port + 1}/",
+        ]
         with pytest.raises(Refused, match="loopback"):
             await guarded_get(f"{web.url}/api/data", allow_hosts=NONE, max_bytes=10_000, timeout=5)
 

@@ -39,8 +39,13 @@ async def test_sigterm_finishes_the_answer_in_flight(slack, llm, tmp_path, db_ur
         "RUN_SCHEDULER": "false",
     }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", cwd=tmp_path, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "bot",
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         async with aiohttp.ClientSession() as http:
@@ -56,7 +61,10 @@ async def test_sigterm_finishes_the_answer_in_flight(slack, llm, tmp_path, db_ur
             llm.script(Reply(content="answered despite SIGTERM", delay=1.0))
             body = event_body(mention("<@UBOT> slow", ts="1.1"))
             status, _ = await post_signed(
-                http, f"http://127.0.0.1:{port}/slack/events", body, SIGNING_SECRET,
+                http,
+                f"http://127.0.0.1:{port}/slack/events",
+                body,
+                SIGNING_SECRET,
                 content_type="application/json",
             )
             assert status == 200

@@ -14,6 +14,10 @@ from openai import AsyncOpenAI
 from pydantic import Field
 from slack_sdk.web.async_client import AsyncWebClient
 
+from tests.fakes.openai_server import SCHEMA, Reply
+from tests.fakes.search import FakeSearxng
+from tests.fakes.weather import FakeOpenMeteo
+from tests.fakes.web import FakeWeb
 from tools import ToolError, ToolRegistry, default_tools, tool
 from tools.call_api import call_api
 from tools.context import MemoryTrace, ToolContext, ToolSettings
@@ -22,10 +26,6 @@ from tools.read_channel import read_channel
 from tools.search import search_web
 from tools.summarize import summarize
 from tools.weather import geocode, get_weather
-from tests.fakes.openai_server import SCHEMA, Reply
-from tests.fakes.search import FakeSearxng
-from tests.fakes.weather import FakeOpenMeteo
-from tests.fakes.web import FakeWeb
 
 
 @pytest.fixture
@@ -58,7 +58,12 @@ def test_every_default_tool_schema_is_a_valid_request() -> None:
     for schema in default_tools().schemas():
         assert "$ref" not in json.dumps(schema) and "$defs" not in json.dumps(schema)
     assert default_tools().names == [
-        "get_weather", "search_web", "call_api", "summarize", "read_channel", "current_time",
+        "get_weather",
+        "search_web",
+        "call_api",
+        "summarize",
+        "read_channel",
+        "current_time",
     ]
 
 
@@ -93,7 +98,9 @@ async def test_direct_calls_raise_tool_errors(http) -> None:
 
 async def test_weather_known_unknown_and_concurrent(http) -> None:
     async with FakeOpenMeteo() as meteo:
-        ctx = ToolContext(http=http, settings=ToolSettings(open_meteo_url=meteo.url, open_meteo_geocoding_url=meteo.url))
+        ctx = ToolContext(
+            http=http, settings=ToolSettings(open_meteo_url=meteo.url, open_meteo_geocoding_url=meteo.url)
+        )
         forecast = await get_weather(ctx, "Karachi", days=2)
         assert forecast.place.name == "Karachi" and len(forecast.days) == 2
         assert forecast.days[0].temp_max_c == 31.0 and forecast.days[0].summary == "clear sky"
@@ -121,7 +128,9 @@ async def test_search_via_searxng(http) -> None:
 
 async def test_call_api_html_json_binary(http) -> None:
     async with FakeWeb() as web:
-        ctx = ToolContext(http=http, settings=ToolSettings(http_allow_hosts=frozenset({f"127.0.0.1:{web.port}"})))
+        ctx = ToolContext(
+            http=http, settings=ToolSettings(http_allow_hosts=frozenset({f"127.0.0.1:{web.port}"}))
+        )
         page = await call_api(ctx, f"{web.url}/article")
         assert "say_stream" in page.text and "<p>" not in page.text and "Copyright" not in page.text
         data = await call_api(ctx, f"{web.url}/api/data")

@@ -102,6 +102,24 @@ def _explain(exc: SlackApiError, name: str) -> str:
     return f"Slack refused to read #{name}: {error or exc}"
 
 
+async def replies(ctx: ToolContext, channel_id: str, name: str, thread_ts: str) -> list[dict[str, Any]]:
+    """A thread's replies (without its parent), oldest first, paginated."""
+    slack = _slack(ctx)
+    out: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        try:
+            page = await slack.conversations_replies(
+                channel=channel_id, ts=thread_ts, limit=200, cursor=cursor
+            )
+        except SlackApiError as exc:
+            raise ToolError(_explain(exc, name)) from None
+        out += [m for m in page["messages"] if m["ts"] != thread_ts]
+        cursor = (page.get("response_metadata") or {}).get("next_cursor")
+        if not cursor:
+            return out
+
+
 async def user_names(ctx: ToolContext, ids: set[str], cache: dict[str, str]) -> dict[str, str]:
     slack = _slack(ctx)
     for uid in ids - cache.keys():
@@ -121,13 +139,14 @@ async def history(
     oldest: float,
     latest: float | None = None,
     limit: int = MAX_MESSAGES,
+    page_size: int = 200,
 ) -> tuple[list[dict[str, Any]], bool]:
     """Top-level messages of a period, oldest first, paginated; (messages, capped)."""
     slack = _slack(ctx)
     out: list[dict[str, Any]] = []
     cursor = None
     while True:
-        kwargs: dict[str, Any] = {"channel": channel_id, "oldest": f"{oldest:.6f}", "limit": 200}
+        kwargs: dict[str, Any] = {"channel": channel_id, "oldest": f"{oldest:.6f}", "limit": page_size}
         if latest is not None:
             kwargs["latest"] = f"{latest:.6f}"
         if cursor:

@@ -72,8 +72,9 @@ def readable(error: ValidationError) -> str:
 class Tool:
     """A tool: call it directly from code, or through a registry on the model's behalf."""
 
-    def __init__(self, fn: Callable[..., Awaitable[Any]], *, name: str | None, timeout: float,
-                 max_output_chars: int) -> None:
+    def __init__(
+        self, fn: Callable[..., Awaitable[Any]], *, name: str | None, timeout: float, max_output_chars: int
+    ) -> None:
         self.fn = fn
         self.name = name or fn.__name__
         self.timeout = timeout
@@ -134,7 +135,11 @@ class Tool:
         finally:
             if trace:
                 await ctx.trace.step(
-                    "tool", self.name, arguments=arguments, output_chars=output_chars, error=error,
+                    "tool",
+                    self.name,
+                    arguments=arguments,
+                    output_chars=output_chars,
+                    error=error,
                     duration_ms=(time.perf_counter() - started) * 1000,
                 )
 
@@ -182,8 +187,9 @@ class ToolRegistry:
         found = self.tools.get(name)
 
         def failed(message: str) -> ToolResult:
-            return ToolResult(name, False, json.dumps({"error": message}), message,
-                              (time.perf_counter() - started) * 1000)
+            return ToolResult(
+                name, False, json.dumps({"error": message}), message, (time.perf_counter() - started) * 1000
+            )
 
         if found is None:
             message = f"There is no tool called {name!r}. Available tools: {', '.join(self.tools)}."

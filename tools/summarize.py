@@ -45,7 +45,10 @@ async def complete(ctx: ToolContext, system: str, user: str, name: str = "summar
     finally:
         ctx.usage.add(usage)
         await ctx.trace.step(
-            "model", name, error=error, duration_ms=(time.perf_counter() - started) * 1000,
+            "model",
+            name,
+            error=error,
+            duration_ms=(time.perf_counter() - started) * 1000,
             prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
             completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
         )

@@ -10,12 +10,33 @@ from tools.context import ToolContext
 from tools.registry import ToolError, tool
 
 WMO = {
-    0: "clear sky", 1: "mainly clear", 2: "partly cloudy", 3: "overcast", 45: "fog",
-    48: "depositing rime fog", 51: "light drizzle", 53: "drizzle", 55: "dense drizzle",
-    56: "freezing drizzle", 57: "dense freezing drizzle", 61: "light rain", 63: "rain",
-    65: "heavy rain", 66: "freezing rain", 67: "heavy freezing rain", 71: "light snow", 73: "snow",
-    75: "heavy snow", 77: "snow grains", 80: "light showers", 81: "showers", 82: "violent showers",
-    85: "snow showers", 86: "heavy snow showers", 95: "thunderstorm", 96: "thunderstorm with hail",
+    0: "clear sky",
+    1: "mainly clear",
+    2: "partly cloudy",
+    3: "overcast",
+    45: "fog",
+    48: "depositing rime fog",
+    51: "light drizzle",
+    53: "drizzle",
+    55: "dense drizzle",
+    56: "freezing drizzle",
+    57: "dense freezing drizzle",
+    61: "light rain",
+    63: "rain",
+    65: "heavy rain",
+    66: "freezing rain",
+    67: "heavy freezing rain",
+    71: "light snow",
+    73: "snow",
+    75: "heavy snow",
+    77: "snow grains",
+    80: "light showers",
+    81: "showers",
+    82: "violent showers",
+    85: "snow showers",
+    86: "heavy snow showers",
+    95: "thunderstorm",
+    96: "thunderstorm with hail",
     99: "thunderstorm with heavy hail",
 }
 DAILY = (
@@ -65,8 +86,11 @@ async def geocode(ctx: ToolContext, location: Annotated[str, Field(min_length=1,
         raise ToolError(f"No place called {location!r} found")
     r = results[0]
     return Place(
-        name=r["name"], country=r.get("country"), latitude=r["latitude"],
-        longitude=r["longitude"], timezone=r.get("timezone"),
+        name=r["name"],
+        country=r.get("country"),
+        latitude=r["latitude"],
+        longitude=r["longitude"],
+        timezone=r.get("timezone"),
     )
 
 
@@ -77,8 +101,11 @@ async def get_forecast(
     """Daily forecast for a geocoded place."""
     url = ctx.settings.open_meteo_url.rstrip("/") + "/v1/forecast"
     params = {
-        "latitude": place.latitude, "longitude": place.longitude, "daily": DAILY,
-        "timezone": "auto", "forecast_days": days,
+        "latitude": place.latitude,
+        "longitude": place.longitude,
+        "daily": DAILY,
+        "timezone": "auto",
+        "forecast_days": days,
     }
     daily = (await _get_json(ctx, url, params)).get("daily") or {}
 
@@ -86,16 +113,27 @@ async def get_forecast(
         return daily.get(key) or [None] * len(daily.get("time", []))
 
     rows = zip(
-        daily.get("time", []), col("weather_code"), col("temperature_2m_max"), col("temperature_2m_min"),
-        col("precipitation_sum"), col("precipitation_probability_max"), col("wind_speed_10m_max"),
+        daily.get("time", []),
+        col("weather_code"),
+        col("temperature_2m_max"),
+        col("temperature_2m_min"),
+        col("precipitation_sum"),
+        col("precipitation_probability_max"),
+        col("wind_speed_10m_max"),
         strict=False,
     )
     return Forecast(
         place=place,
         days=[
-            Day(date=d, summary=WMO.get(code, "unknown") if code is not None else "unknown",
-                temp_max_c=hi, temp_min_c=lo, precipitation_mm=rain, precipitation_chance_pct=chance,
-                wind_max_kmh=wind)
+            Day(
+                date=d,
+                summary=WMO.get(code, "unknown") if code is not None else "unknown",
+                temp_max_c=hi,
+                temp_min_c=lo,
+                precipitation_mm=rain,
+                precipitation_chance_pct=chance,
+                wind_max_kmh=wind,
+            )
             for d, code, hi, lo, rain, chance, wind in rows
         ],
     )

@@ -306,9 +306,8 @@ class FakeSlack(FakeServer):
         return {"message_ts": self.next_ts()}
 
     def m_chat_getPermalink(self, p):
-        return {
-            "permalink": f"https://fake.slack.com/archives/{p.get('channel')}/p{p.get('message_ts', '').replace('.', '')}"
-        }
+        stamp = p.get("message_ts", "").replace(".", "")
+        return {"permalink": f"https://fake.slack.com/archives/{p.get('channel')}/p{stamp}"}
 
     def m_chat_startStream(self, p):
         ch = self._writable(p)
