@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 
-from bot.listeners import messages
+from bot.listeners import commands, messages
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,7 @@ def build_app(rt: Runtime) -> AsyncApp:
         process_before_response=True,
     )
     messages.register(app, rt)
+    commands.register(app, rt)
     return app
 
 

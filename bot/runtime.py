@@ -20,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.config import Settings
 from bot.store import Store
 from orchestrators.llm import Agent, Limits
+from orchestrators.workflows import workflow_tools
 from tools import ToolRegistry, default_tools
 from tools.context import RunTrace, ToolContext
 
@@ -128,7 +129,7 @@ async def create_runtime(settings: Settings, registry: ToolRegistry | None = Non
     store = Store(settings.database_url)
     await store.create_schema()
     llm = llm_client(settings)
-    registry = registry or default_tools()
+    registry = registry or default_tools().extended(*workflow_tools())
     limits = Limits(
         max_steps=settings.agent_max_steps,
         deadline=settings.agent_deadline,

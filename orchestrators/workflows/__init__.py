@@ -1,0 +1,37 @@
+"""Code workflows: fixed pipelines over the shared tools, also offered to the model as tools."""
+
+from typing import Annotated
+
+from pydantic import Field
+
+from orchestrators.workflows.base import WorkflowReply
+from orchestrators.workflows.research import research
+from orchestrators.workflows.summarize import summarize_channel
+from orchestrators.workflows.weather import weather_report
+from tools.context import ToolContext
+from tools.registry import Tool, tool
+
+
+@tool(name="weather_report", timeout=45, max_output_chars=6_000)
+async def weather_report_tool(
+    ctx: ToolContext, place: Annotated[str, Field(min_length=1, max_length=100)]
+) -> dict[str, str]:
+    """Run the tested weather pipeline (geocode, forecast, summary) for a place; prefer it for weather."""
+    return {"report": (await weather_report(ctx, place)).text}
+
+
+@tool(name="research", timeout=90, max_output_chars=10_000)
+async def research_tool(
+    ctx: ToolContext, question: Annotated[str, Field(min_length=3, max_length=500)]
+) -> dict[str, object]:
+    """Run the tested research pipeline (search, read top pages, cited answer) for a question."""
+    reply = await research(ctx, question)
+    return {"answer": reply.text, "sources": reply.sources}
+
+
+def workflow_tools() -> list[Tool]:
+    """The workflows the LLM orchestrator may call as single tools."""
+    return [weather_report_tool, research_tool]
+
+
+__all__ = ["WorkflowReply", "research", "summarize_channel", "weather_report", "workflow_tools"]

@@ -55,7 +55,8 @@ def transcript(messages: list[dict[str, Any]], names: dict[str, str]) -> list[st
     return lines
 
 
-def chunks_of(lines: list[str], size: int = CHUNK_CHARS) -> list[str]:
+def chunks_of(lines: list[str], size: int | None = None) -> list[str]:
+    size = size or CHUNK_CHARS
     chunks: list[str] = []
     current: list[str] = []
     used = 0
