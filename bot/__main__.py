@@ -18,8 +18,9 @@ def main(argv: list[str] | None = None) -> int:
         from bot.console import main as console_main
 
         return console_main(args[1:])
+    is_clock = bool(args) and args[0] == "clock"
     try:
-        settings = load_settings()
+        settings = load_settings(need_slack_signing=not is_clock)
     except ConfigError as exc:
         print(f"Switchboard cannot start: {exc}", file=sys.stderr)
         return 2
@@ -29,10 +30,13 @@ def main(argv: list[str] | None = None) -> int:
             "No model configured (OPENAI_API_KEY / OPENAI_BASE_URL unset): conversations will say "
             "so, and slash-command workflows run without their LLM steps."
         )
-    from bot.server import serve
+    from bot.server import clock, serve
 
+    if is_clock and not settings.run_scheduler:
+        print("Switchboard clock: RUN_SCHEDULER is false, so there is nothing to run.", file=sys.stderr)
+        return 2
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(clock(settings) if is_clock else serve(settings))
     except KeyboardInterrupt:
         pass
     except Exception as exc:  # a plain line for operators; the traceback goes to the log

@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 
-from bot.listeners import commands, messages
+from bot.listeners import commands, digest, messages
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,7 @@ def build_app(rt: Runtime) -> AsyncApp:
     )
     messages.register(app, rt)
     commands.register(app, rt)
+    digest.register(app, rt)
     return app
 
 

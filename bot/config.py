@@ -127,7 +127,9 @@ def _token(env: Mapping[str, str], name: str, prefix: str) -> str | None:
     return value or None
 
 
-def load_settings(env: Mapping[str, str] | None = None, *, need_slack: bool = True) -> Settings:
+def load_settings(
+    env: Mapping[str, str] | None = None, *, need_slack: bool = True, need_slack_signing: bool = True
+) -> Settings:
     """Read and check every setting; raises ConfigError naming the first bad one."""
     if env is None:
         from dotenv import load_dotenv
@@ -140,7 +142,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, need_slack: bool = Tr
     if need_slack:
         if not bot_token:
             raise ConfigError(f"SLACK_BOT_TOKEN is not set. Get it from {WHERE['SLACK_BOT_TOKEN']}.")
-        if not app_token and not signing_secret:
+        if need_slack_signing and not app_token and not signing_secret:
             raise ConfigError(
                 "Set SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode). "
                 f"SLACK_APP_TOKEN: {WHERE['SLACK_APP_TOKEN']}. "

@@ -18,7 +18,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
-from bot.store import Store
+from bot.store import DigestStore, Store
 from orchestrators.llm import Agent, Limits
 from orchestrators.workflows import workflow_tools
 from tools import ToolRegistry, default_tools
@@ -95,6 +95,11 @@ class Runtime:
     agent: Agent
     tasks: TaskSet = field(default_factory=TaskSet)
     bot_user_id: str | None = None
+    digest_scheduler: Any = None  # bot.scheduler.DigestScheduler; set by the server
+
+    @property
+    def digests(self) -> DigestStore:
+        return DigestStore(self.store)
 
     def tool_context(
         self,

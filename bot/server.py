@@ -28,6 +28,8 @@ class Running:
 
     async def stop(self, drain: float = DRAIN_SECONDS) -> None:
         """Stop taking requests, let answers in flight finish, record the rest as interrupted."""
+        if self.rt.digest_scheduler is not None:
+            await self.rt.digest_scheduler.stop()
         if self.runner is not None:
             await self.runner.cleanup()
         left = await self.rt.tasks.drain(drain)
@@ -37,10 +39,25 @@ class Running:
         await self.rt.close()
 
 
-async def start_http(rt: Runtime, host: str = "0.0.0.0", port: int = 3000) -> Running:
+async def start_scheduler(rt: Runtime, **options: Any) -> DigestScheduler:
+    """Every process can run a digest now; only RUN_SCHEDULER processes keep the clock."""
+    rt.digest_scheduler = DigestScheduler(rt, **options)
+    if rt.settings.run_scheduler:
+        await rt.digest_scheduler.start()
+        log.info("digest scheduler running")
+    return rt.digest_scheduler
+
+
+async def start_http(
+    rt: Runtime,
+    host: str = "0.0.0.0",  # noqa: S104
+    port: int = 3000,
+    **scheduler_options: Any,
+) -> Running:
     """Serve Slack's requests at POST /slack/events; port 0 picks a free one (tests)."""
     app = build_app(rt)
     await identify(rt)
+    await start_scheduler(rt, **scheduler_options)
     runner = web.AppRunner(build_web_app(app, rt), access_log=None, shutdown_timeout=5)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -63,6 +80,7 @@ async def serve(settings: Settings) -> None:
 
         app = build_app(rt)
         await identify(rt)
+        await start_scheduler(rt)
         handler = AsyncSocketModeHandler(app, settings.slack_app_token)
         await handler.connect_async()
         running = Running(rt=rt, app=app, runner=None, port=None)
@@ -74,3 +92,16 @@ async def serve(settings: Settings) -> None:
     if handler is not None:
         await handler.close_async()
     await running.stop()
+
+
+async def clock(settings: Settings) -> None:
+    """`python -m bot clock`: only the digest scheduler, for hosts with several web processes."""
+    rt = await create_runtime(settings)
+    await identify(rt)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await start_scheduler(rt)
+    await stop.wait()
+    await Running(rt=rt, app=build_app(rt), runner=None, port=None).stop()

@@ -246,4 +246,3 @@ async def _remember_ask(rt: Runtime, body: dict[str, Any], answer_ts: str, reply
         [{"role": "user", "content": question}, {"role": "assistant", "content": reply.text}],
         run_id=reply.run_id,
     )
-

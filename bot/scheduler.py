@@ -1,0 +1,215 @@
+"""Scheduled digests: the `digestschedule` table is the truth; APScheduler only keeps time.
+
+Every process that runs the scheduler rebuilds its jobs from the table, re-reads it every
+`sync_seconds` (so a separate clock process sees schedules added by web processes), and claims
+each (schedule, fire time) in the database before posting: a restart, a misfire catch-up or a
+second scheduler process can never post the same digest twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from slack_sdk.errors import SlackApiError
+
+from bot.digest_grammar import canonical, make_trigger, period_of, previous_fire_time
+from bot.render import post_answer
+from bot.runtime import Runtime
+from bot.store import DigestSchedule, DigestStore
+from bot.trace import DbTrace
+from orchestrators.workflows import summarize_channel
+from tools.registry import ToolError
+
+log = logging.getLogger(__name__)
+
+GRACE = timedelta(hours=1)  # a fire time missed by less than this is caught up (once) at start
+MAX_PERIOD = timedelta(days=31)
+
+
+class DigestScheduler:
+    def __init__(
+        self, rt: Runtime, *, second: str = "0", retry_delay: float = 60.0, sync_seconds: float = 30.0
+    ) -> None:
+        self.rt = rt
+        self.digests = DigestStore(rt.store)
+        self.second = second  # tests use "*" so a minute schedule fires every second
+        self.retry_delay = retry_delay
+        self.sync_seconds = sync_seconds
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self._known: dict[int, tuple[str, str]] = {}
+
+    async def start(self) -> None:
+        """Build jobs from the table, catch up on what was missed, then keep time."""
+        self.scheduler.start()
+        await self.sync()
+        self.scheduler.add_job(self.sync, "interval", seconds=self.sync_seconds, id="sync", coalesce=True)
+        for schedule in await self.digests.all():
+            self.rt.tasks.spawn(self.catch_up(schedule), name=f"digest catch-up {schedule.id}")
+
+    async def stop(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    async def sync(self) -> None:
+        """Make the jobs match the table: added, changed and removed schedules."""
+        schedules = {s.id: s for s in await self.digests.all() if s.id is not None}
+        for sid in set(self._known) - set(schedules):
+            self._remove_job(sid)
+        for sid, s in schedules.items():
+            if self._known.get(sid) != (s.cron, s.timezone):
+                self._add_job(s)
+
+    def _add_job(self, schedule: DigestSchedule) -> None:
+        assert schedule.id is not None
+        trigger = make_trigger(schedule.cron, schedule.timezone, self.second)
+        self.scheduler.add_job(
+            self._fire,
+            trigger,
+            args=[schedule.id],
+            id=f"digest-{schedule.id}",
+            replace_existing=True,
+            coalesce=True,
+            misfire_grace_time=int(GRACE.total_seconds()),
+            max_instances=3,
+        )
+        self._known[schedule.id] = (schedule.cron, schedule.timezone)
+
+    def _remove_job(self, schedule_id: int) -> None:
+        if self.scheduler.get_job(f"digest-{schedule_id}"):
+            self.scheduler.remove_job(f"digest-{schedule_id}")
+        self._known.pop(schedule_id, None)
+
+    async def added(self, schedule: DigestSchedule) -> None:
+        self._add_job(schedule)
+
+    async def removed(self, schedule_id: int) -> None:
+        self._remove_job(schedule_id)
+
+    def next_run(self, schedule_id: int) -> datetime | None:
+        job = self.scheduler.get_job(f"digest-{schedule_id}")
+        return job.next_run_time if job else None
+
+    async def _fire(self, schedule_id: int) -> None:
+        """The APScheduler job: work out which fire time this is, then run it as a tracked task."""
+        schedule = await self.digests.get(schedule_id)
+        if schedule is None:
+            self._remove_job(schedule_id)
+            return
+        fire = previous_fire_time(schedule.cron, schedule.timezone, datetime.now(UTC), self.second)
+        if fire is not None:
+            self.rt.tasks.spawn(self.run(schedule, canonical(fire)), name=f"digest {schedule_id}")
+
+    async def catch_up(self, schedule: DigestSchedule) -> None:
+        """At start: the latest fire time missed while no scheduler ran, if recent enough."""
+        fire = previous_fire_time(schedule.cron, schedule.timezone, datetime.now(UTC), self.second)
+        if fire is not None and datetime.now(UTC) - fire <= GRACE and fire >= schedule.created_at:
+            await self.run(schedule, canonical(fire))
+
+    async def run(self, schedule: DigestSchedule, fire_time: datetime, *, manual: bool = False) -> str:
+        """Claim, summarize, post; retried once; the creator hears about repeated failure."""
+        assert schedule.id is not None
+        if not await self.digests.claim(schedule.id, fire_time):
+            return "already posted"
+        outcome = "failed"
+        for attempt in (1, 2):
+            try:
+                outcome = await self._post(schedule, fire_time)
+                await self.digests.set_claim_status(schedule.id, fire_time, "posted")
+                await self.digests.record(schedule.id, outcome)
+                return outcome
+            except (ToolError, SlackApiError) as exc:
+                error = _reason(exc)
+                log.warning("digest %s attempt %s failed: %s", schedule.id, attempt, error)
+                updated = await self.digests.record(schedule.id, "failed", error)
+                if attempt == 1:
+                    await asyncio.sleep(self.retry_delay)
+        await self.digests.set_claim_status(schedule.id, fire_time, "failed")
+        if updated is not None and not manual:
+            await self._tell_creator(updated, error)
+        return outcome if not manual else f"failed: {error}"
+
+    async def _post(self, schedule: DigestSchedule, fire_time: datetime) -> str:
+        assert schedule.id is not None
+        since = await self.digests.previous_posted(schedule.id, fire_time)
+        if since is None or fire_time - since > MAX_PERIOD:
+            since = fire_time - min(
+                period_of(schedule.cron, schedule.timezone, fire_time, self.second), MAX_PERIOD
+            )
+        run = await self.rt.store.start_run(
+            "digest", team_id=schedule.team_id, channel_id=schedule.channel_id, user_id=schedule.creator_id
+        )
+        assert run.id is not None
+        ctx = self.rt.tool_context(
+            DbTrace(self.rt.store, run.id),
+            team=schedule.team_id,
+            user=schedule.creator_id,
+            channel=schedule.channel_id,
+        )
+        try:
+            name = (await self.rt.slack.conversations_info(channel=schedule.source_channel_id))["channel"][
+                "name"
+            ]
+            reply = await summarize_channel(
+                ctx, schedule.source_channel_id, name, since.timestamp(), fire_time.timestamp()
+            )
+            header = f"*Digest of #{name}* · {_span(since, fire_time, schedule.timezone)}"
+            if "empty" in reply.notes:
+                if schedule.quiet:
+                    await self.rt.store.finish_run(run.id, "ok", error="quiet period: nothing posted")
+                    return "quiet"
+                text = f"{header}\n\nNo activity in #{name} in this period."
+            else:
+                text = f"{header}\n\n{reply.text}"
+            footer = {
+                "type": "context",
+                "elements": [
+                    {
+                        "type": "mrkdwn",
+                        "text": f"digest {schedule.id} · {schedule.description} ({schedule.timezone})",
+                    }
+                ],
+            }
+            await post_answer(self.rt.slack, schedule.channel_id, None, text, [footer])
+        except Exception as exc:
+            await self.rt.store.finish_run(run.id, "failed", error=_reason(exc))
+            raise
+        usage = ctx.usage
+        await self.rt.store.finish_run(
+            run.id,
+            "ok",
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            llm_calls=usage.llm_calls,
+        )
+        return "posted"
+
+    async def _tell_creator(self, schedule: DigestSchedule, error: str) -> None:
+        """A schedule that keeps failing (say, the bot was removed) tells its creator by DM."""
+        try:
+            dm = (await self.rt.slack.conversations_open(users=schedule.creator_id))["channel"]["id"]
+            await self.rt.slack.chat_postMessage(
+                channel=dm,
+                text=(
+                    f"Your digest {schedule.id} into <#{schedule.channel_id}> failed twice: {error}. "
+                    f"Invite me back to the channel, or remove it with `/digest remove {schedule.id}`."
+                ),
+            )
+        except SlackApiError:
+            log.exception("could not tell %s about digest %s", schedule.creator_id, schedule.id)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, SlackApiError) and exc.response is not None:
+        return f"Slack said {exc.response.get('error')}"
+    return str(exc) or type(exc).__name__
+
+
+def _span(since: datetime, until: datetime, timezone: str) -> str:
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(timezone)
+    a, b = since.astimezone(zone), until.astimezone(zone)
+    return f"{a:%a %d %b %H:%M} – {b:%a %d %b %H:%M} ({timezone})"
