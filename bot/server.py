@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
@@ -13,6 +14,7 @@ from slack_bolt.async_app import AsyncApp
 from bot.app import build_app, build_web_app, identify
 from bot.config import Settings
 from bot.runtime import Runtime, create_runtime
+from bot.scheduler import DigestScheduler
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,7 @@ async def start_scheduler(rt: Runtime, **options: Any) -> DigestScheduler:
 
 async def start_http(
     rt: Runtime,
-    host: str = "0.0.0.0",  # noqa: S104
+    host: str = "0.0.0.0",
     port: int = 3000,
     **scheduler_options: Any,
 ) -> Running:
