@@ -214,4 +214,5 @@ def _times_between(cron: str, timezone: str, start: datetime, end: datetime, sec
 def period_of(cron: str, timezone: str, fire_time: datetime, second: str = "0") -> timedelta:
     """How far back the first digest reaches: the gap since the previous fire time."""
     before = previous_fire_time(cron, timezone, fire_time - timedelta(microseconds=1), second)
-    return fire_time - before if before else timedelta(days=1)
+    # Subtract in UTC: same-zone subtraction measures wall-clock time and misses DST hours.
+    return fire_time.astimezone(UTC) - canonical(before) if before else timedelta(days=1)

@@ -66,8 +66,9 @@ def make_settings(slack: FakeSlack, llm: FakeOpenAI | None, db_url: str, **env: 
 class Bot:
     """The app under test, served on a loopback port, and a Slack-like client to drive it."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, **scheduler_options: Any) -> None:
         self.settings = settings
+        self.scheduler_options = scheduler_options
         self.running: Running | None = None
         self.http = aiohttp.ClientSession()
 
@@ -83,7 +84,7 @@ class Bot:
 
     async def start(self) -> Bot:
         rt = await create_runtime(self.settings)
-        self.running = await start_http(rt, "127.0.0.1", 0)
+        self.running = await start_http(rt, "127.0.0.1", 0, **self.scheduler_options)
         return self
 
     async def restart(self) -> None:

@@ -412,6 +412,15 @@ class FakeSlack(FakeServer):
         ch.members.add("UBOT")
         return {"channel": self._info(ch)}
 
+    def m_conversations_open(self, p):
+        users = [u for u in str(p.get("users", "")).split(",") if u]
+        if len(users) != 1 or users[0] not in self.users:
+            raise SlackFault("user_not_found")
+        dm_id = f"D{users[0]}"
+        if dm_id not in self.channels:
+            self.add_channel(dm_id, f"dm-{users[0]}", members=(users[0],), is_im=True)
+        return {"channel": {"id": dm_id}}
+
     def m_users_info(self, p):
         user = self.users.get(p.get("user", ""))
         if user is None:

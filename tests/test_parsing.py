@@ -1,0 +1,76 @@
+"""Slash-command argument parsing: pure functions, junk included."""
+
+from datetime import timedelta
+
+import pytest
+
+from bot.parsing import (
+    ChannelRef,
+    SummarizeArgs,
+    UsageError,
+    parse_channel_ref,
+    parse_period,
+    parse_place,
+    parse_question,
+    parse_summarize,
+    tokenize,
+)
+
+
+def test_tokenize_quotes() -> None:
+    assert tokenize('add "New York" now') == ["add", "New York", "now"]
+    assert tokenize("“São Paulo” ‘x y’") == ["São Paulo", "x y"]
+    assert tokenize('unbalanced "quote here') == ["unbalanced", '"quote', "here"]
+    assert tokenize("  ") == []
+
+
+@pytest.mark.parametrize(
+    ("token", "ref"),
+    [
+        ("<#C0123ABCD|general>", ChannelRef("C0123ABCD", "general")),
+        ("<#C0123ABCD>", ChannelRef("C0123ABCD", None)),
+        ("<#G0123ABCD|>", ChannelRef("G0123ABCD", None)),
+        ("#Support-Team", ChannelRef(None, "support-team")),
+        ("C0123ABCDE", ChannelRef("C0123ABCDE", None)),
+        ("general", None),
+        ("<@U123>", None),
+        ("#", None),
+        ("7d", None),
+    ],
+)
+def test_channel_refs(token: str, ref: ChannelRef | None) -> None:
+    assert parse_channel_ref(token) == ref
+
+
+def test_periods() -> None:
+    assert parse_period("24h") == timedelta(hours=24)
+    assert parse_period("7D") == timedelta(days=7)
+    assert parse_period("90m") == timedelta(minutes=90)
+    assert parse_period("2w") == timedelta(weeks=2)
+    for bad in ("0m", "91d", "yesterday", "7", "h", "-1d", "1.5h"):
+        with pytest.raises(UsageError):
+            parse_period(bad)
+
+
+def test_summarize_args() -> None:
+    assert parse_summarize("") == SummarizeArgs(None, timedelta(hours=24))
+    assert parse_summarize("7d <#C1X|general>") == SummarizeArgs(
+        ChannelRef("C1X", "general"), timedelta(days=7)
+    )
+    assert parse_summarize("#random 3h").channel == ChannelRef(None, "random")
+    for junk in ("#a #b", "7d 24h", "please", "#general 7d extra", "400d"):
+        with pytest.raises(UsageError):
+            parse_summarize(junk)
+
+
+def test_place_and_question() -> None:
+    assert parse_place('  "Karachi" ') == "Karachi"
+    assert parse_place("New York,") == "New York"
+    for junk in ("", "   ", "12345", "x" * 101):
+        with pytest.raises(UsageError, match="/weather"):
+            parse_place(junk)
+    assert parse_question("  what   changed? ", "u") == "what changed?"
+    with pytest.raises(UsageError, match="usage"):
+        parse_question("", "usage")
+    with pytest.raises(UsageError, match="under 2000"):
+        parse_question("x" * 2001, "u")
