@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 
-from bot.listeners import commands, digest, messages
+from bot.listeners import assistant, commands, digest, feedback, messages
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,9 @@ def build_app(rt: Runtime) -> AsyncApp:
         # milliseconds; in exchange every piece of work is tracked (tests, graceful shutdown).
         process_before_response=True,
     )
+    assistant.register(app, rt)  # before messages: it takes DM threads (assistant threads)
     messages.register(app, rt)
+    feedback.register(app, rt)
     commands.register(app, rt)
     digest.register(app, rt)
     return app

@@ -47,6 +47,7 @@ class Settings:
     agent_deadline: float = 90.0
     agent_token_budget: int = 100_000
     history_token_budget: int = 12_000
+    stream_interval: float = 1.0
     tools: ToolSettings = field(default_factory=ToolSettings)
 
     @property
@@ -179,5 +180,6 @@ def load_settings(
         agent_deadline=_float(env, "AGENT_DEADLINE_SECONDS", 90.0),
         agent_token_budget=_int(env, "AGENT_TOKEN_BUDGET", 100_000, 1_000, 10_000_000),
         history_token_budget=_int(env, "HISTORY_TOKEN_BUDGET", 12_000, 500, 1_000_000),
+        stream_interval=_float(env, "STREAM_UPDATE_SECONDS", 1.0),
         tools=tools,
     )

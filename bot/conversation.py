@@ -7,8 +7,9 @@ import logging
 import re
 from dataclasses import dataclass
 
-from bot.render import post_answer
+from bot.render import feedback_blocks
 from bot.runtime import Runtime
+from bot.stream import AnswerSurface
 from bot.trace import DbTrace
 from orchestrators.llm import AgentError
 
@@ -39,7 +40,7 @@ def clean_text(text: str, bot_user_id: str | None) -> str:
 
 
 async def answer(rt: Runtime, turn: Turn) -> None:
-    """Run the agent for this turn and post its answer; never leaves the user in silence."""
+    """Run the agent for this turn and show it working; never leaves the user in silence."""
     convo = await rt.store.get_or_create_conversation(turn.team, turn.channel, turn.thread_ts)
     assert convo.id is not None
     question = clean_text(turn.text, rt.bot_user_id) or "(an empty message)"
@@ -56,27 +57,41 @@ async def answer(rt: Runtime, turn: Turn) -> None:
         model=rt.settings.openai_model if rt.llm else None,
     )
     assert run.id is not None
-    trace = DbTrace(rt.store, run.id)
+    surface = AnswerSurface(
+        rt.slack,
+        turn.channel,
+        turn.reply_thread_ts,
+        team=turn.team,
+        user=turn.user,
+        native=AnswerSurface.for_channel(turn.channel, turn.reply_thread_ts),
+        interval=rt.settings.stream_interval,
+    )
+    trace = DbTrace(rt.store, run.id, on_status=surface.status)
     ctx = rt.tool_context(
         trace, team=turn.team, user=turn.user, channel=turn.channel, thread_ts=turn.reply_thread_ts
     )
     try:
+        await surface.begin()
         history = await rt.store.history(convo.id)
-        result = await rt.agent.run(history, ctx)
-    except AgentError as exc:
-        log.warning("run %s: model failed: %s", run.id, exc)
-        await _apologise(rt, turn, run.id, str(exc))
-        return
+        result = await rt.agent.run(history, ctx, on_text=surface.delta)
     except asyncio.CancelledError:
         await rt.store.finish_run(run.id, "interrupted", error="interrupted by shutdown")
+        await surface.fail("Sorry, I was restarted before I could finish. Please ask again.")
         raise
     except Exception as exc:
-        log.exception("run %s failed", run.id)
-        await _apologise(rt, turn, run.id, f"{type(exc).__name__}: {exc}")
+        if not isinstance(exc, AgentError):
+            log.exception("run %s failed", run.id)
+        log.warning("run %s: no answer: %s", run.id, exc)
+        await _apologise(
+            rt,
+            surface,
+            run.id,
+            f"{type(exc).__name__}: {exc}" if not isinstance(exc, AgentError) else str(exc),
+        )
         return
     usage = ctx.usage
     try:
-        stamps = await post_answer(rt.slack, turn.channel, turn.reply_thread_ts, result.text)
+        stamps = await surface.finish(result.text, feedback_blocks(run.id) if rt.llm else None)
     except Exception as exc:
         log.exception("run %s: could not post the answer", run.id)
         await rt.store.finish_run(run.id, "failed", error=f"posting the answer failed: {exc}")
@@ -93,13 +108,13 @@ async def answer(rt: Runtime, turn: Turn) -> None:
     )
 
 
-async def _apologise(rt: Runtime, turn: Turn, run_id: int, error: str) -> None:
+async def _apologise(rt: Runtime, surface: AnswerSurface, run_id: int, error: str) -> None:
     await rt.store.finish_run(run_id, "failed", error=error[:2000])
     text = (
         "Sorry, I couldn't get an answer from the language model just now. "
         f"Please try again in a moment. (reference: run {run_id})"
     )
     try:
-        await rt.slack.chat_postMessage(channel=turn.channel, thread_ts=turn.reply_thread_ts, text=text)
+        await surface.fail(text)
     except Exception:
         log.exception("run %s: could not post the apology either", run_id)

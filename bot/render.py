@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
@@ -36,13 +37,35 @@ async def post_answer(
     thread_ts: str | None,
     text: str,
     extra_blocks: list[dict[str, Any]] | None = None,
+    via: Callable[..., Awaitable[Any]] | None = None,
 ) -> list[str]:
-    """Post an answer in order, in one thread; returns the message timestamps."""
+    """Post an answer in order, in one thread; returns the message timestamps.
+
+    `via(fn, **kwargs)` wraps each call (bot.slack_calls.call retries transient failures).
+    """
     stamps = []
     for message in markdown_messages(text, extra_blocks):
         kwargs: dict[str, Any] = {"channel": channel, **message}
         if thread_ts:
             kwargs["thread_ts"] = thread_ts
-        response = await client.chat_postMessage(**kwargs)
+        if via is not None:
+            response = await via(client.chat_postMessage, **kwargs)
+        else:
+            response = await client.chat_postMessage(**kwargs)
         stamps.append(response["ts"])
     return stamps
+
+
+FEEDBACK_ACTION = "answer_feedback"
+
+
+def feedback_blocks(run_id: int) -> list[dict[str, Any]]:
+    """Thumbs up/down under an LLM answer; the value carries the run it rates."""
+    from slack_sdk.models.blocks import ContextActionsBlock, FeedbackButtonObject, FeedbackButtonsElement
+
+    element = FeedbackButtonsElement(
+        action_id=FEEDBACK_ACTION,
+        positive_button=FeedbackButtonObject(text="Good answer", value=f"good:{run_id}"),
+        negative_button=FeedbackButtonObject(text="Bad answer", value=f"bad:{run_id}"),
+    )
+    return [ContextActionsBlock(elements=[element]).to_dict()]

@@ -400,3 +400,25 @@ class DigestStore:
             s.add(schedule)
             await s.commit()
             return schedule
+
+
+async def save_feedback(store: Store, run_id: int, user_id: str, value: str) -> bool:
+    """One rating per (run, user): a second click changes it. False when the run is unknown."""
+    async with store.session() as s:
+        if await s.get(Run, run_id) is None:
+            return False
+        found = (
+            await s.exec(select(Feedback).where(Feedback.run_id == run_id, Feedback.user_id == user_id))
+        ).first()
+        if found is None:
+            s.add(Feedback(run_id=run_id, user_id=user_id, value=value))
+        else:
+            found.value, found.created_at = value, utcnow()
+            s.add(found)
+        await s.commit()
+        return True
+
+
+async def feedback_for(store: Store, run_id: int) -> list[Feedback]:
+    async with store.session() as s:
+        return list((await s.exec(select(Feedback).where(Feedback.run_id == run_id))).all())

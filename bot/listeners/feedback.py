@@ -1,0 +1,48 @@
+"""Thumbs up/down under LLM answers: stored with the run, acknowledged to the clicker only."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+
+from bot.render import FEEDBACK_ACTION
+from bot.runtime import Runtime
+from bot.slack_calls import call
+from bot.store import save_feedback
+
+log = logging.getLogger(__name__)
+
+
+def parse_value(value: str) -> tuple[str, int] | None:
+    """`good:42` -> ("good", 42); anything else is not ours."""
+    verdict, _, run = value.partition(":")
+    if verdict in ("good", "bad") and run.isdigit():
+        return verdict, int(run)
+    return None
+
+
+def register(app: AsyncApp, rt: Runtime) -> None:
+    async def record(body: dict[str, Any], action: dict[str, Any]) -> None:
+        parsed = parse_value(action.get("value", ""))
+        user = body["user"]["id"]
+        channel = (body.get("channel") or {}).get("id") or body.get("container", {}).get("channel_id")
+        if parsed is None or not await save_feedback(rt.store, parsed[1], user, parsed[0]):
+            log.warning("feedback with an unknown value %r", action.get("value"))
+            return
+        thread = (body.get("message") or {}).get("thread_ts") or body.get("container", {}).get("thread_ts")
+        kwargs: dict[str, Any] = {"channel": channel, "user": user}
+        if thread:
+            kwargs["thread_ts"] = thread
+        kwargs["text"] = (
+            "Thanks! Glad it helped."
+            if parsed[0] == "good"
+            else "Thanks for telling me; I'll use it to improve."
+        )
+        await call(rt.slack.chat_postEphemeral, **kwargs)
+
+    @app.action(FEEDBACK_ACTION)
+    async def on_feedback(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        rt.tasks.spawn(record(body, action), name="feedback")
