@@ -81,7 +81,10 @@ class AnswerSurface:
 
     async def _flush_every(self) -> None:
         while True:
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception:  # the live view is best effort; finish() posts the answer for real
+                log.warning("could not update the streamed answer", exc_info=True)
             await asyncio.sleep(self.interval)
 
     async def flush(self) -> None:
@@ -119,7 +122,8 @@ class AnswerSurface:
 
     async def _stop_flusher(self) -> None:
         if self._flusher is not None:
-            self._flusher.cancel()
+            async with self._lock:  # never cancel a flush mid-call: Slack may have applied it
+                self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
             self._flusher = None

@@ -40,6 +40,7 @@ class Reply:
     status: int = 200
     error_message: str = "fake error"
     usage: tuple[int, int] | None = None
+    stream_delay: float = 0.0  # pause between streamed chunks
 
 
 def shape_problems(messages: list[dict[str, Any]]) -> list[str]:
@@ -196,6 +197,8 @@ class FakeOpenAI(FakeServer):
         text = reply.content or ""
         for i in range(0, len(text), 20):
             await send({"content": text[i : i + 20]})
+            if reply.stream_delay:
+                await asyncio.sleep(reply.stream_delay)
         for index, call in enumerate(calls):
             fn = call["function"]
             head = {
