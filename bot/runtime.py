@@ -96,6 +96,7 @@ class Runtime:
     tasks: TaskSet = field(default_factory=TaskSet)
     bot_user_id: str | None = None
     digest_scheduler: Any = None  # bot.scheduler.DigestScheduler; set by the server
+    slack_available: bool = True  # False in console mode: tools that need Slack say so
 
     @property
     def digests(self) -> DigestStore:
@@ -113,7 +114,7 @@ class Runtime:
         return ToolContext(
             http=self.http,
             settings=self.settings.tools,
-            slack=self.slack,
+            slack=self.slack if self.slack_available else None,
             llm=self.llm,
             team_id=team,
             user_id=user,
