@@ -161,6 +161,7 @@ def load_settings(
         searxng_url=_url(env, "SEARXNG_URL", None),
         http_allow_hosts=allow,
         model=model,
+        summarize_token_budget=_int(env, "SUMMARIZE_TOKEN_BUDGET", 200_000, 10_000, 100_000_000),
     )
     return Settings(
         slack_bot_token=bot_token or "",

@@ -22,6 +22,7 @@ class ToolSettings:
     model: str = "gpt-5.4-mini"
     fetch_max_bytes: int = 2_000_000
     fetch_timeout: float = 10.0
+    summarize_token_budget: int = 200_000  # prompt tokens one /summarize may spend
 
 
 @dataclass

@@ -17,7 +17,8 @@ from tools.read_channel import history, replies, user_names
 from tools.summarize import summarize
 
 CHUNK_CHARS = 24_000  # about 6,000 tokens of conversation per model call
-MAX_CHUNKS = 24  # the token budget of one /summarize: about 150,000 prompt tokens
+MAX_CHUNKS: int | None = None  # None: derived from ctx.settings.summarize_token_budget
+GROUP = 12  # partial summaries combined per model call (a tree when there are many)
 MAX_MESSAGES = 100_000
 TOP_THREADS = 5
 
@@ -35,40 +36,43 @@ def _clock(ts: str) -> str:
     return datetime.fromtimestamp(float(ts), UTC).strftime("%b %d %H:%M")
 
 
-def transcript(messages: list[dict[str, Any]], names: dict[str, str]) -> list[str]:
-    """Lean lines: an hour header when the hour changes, a speaker once per run of messages."""
-    lines: list[str] = []
+def transcript(messages: list[dict[str, Any]], names: dict[str, str]) -> list[tuple[str, str]]:
+    """(ts, line): an hour header when the hour changes, a speaker once per run of messages."""
+    lines: list[tuple[str, str]] = []
     last_hour, last_speaker = "", ""
     for m in messages:
         hour = _clock(m["ts"])[:-3]
         if hour != last_hour:
-            lines.append(f"## {hour}:00 UTC")
+            lines.append((m["ts"], f"## {hour}:00 UTC"))
             last_hour, last_speaker = hour, ""
         speaker = names.get(m.get("user", ""), m.get("user") or m.get("username") or "bot")
         prefix = "  ↳ " if m.get("_reply") else ""
         text = " ".join((m.get("text") or "").split())
         if speaker == last_speaker and not prefix:
-            lines.append(f"{prefix}{text}")
+            lines.append((m["ts"], f"{prefix}{text}"))
         else:
-            lines.append(f"{prefix}{speaker}: {text}")
+            lines.append((m["ts"], f"{prefix}{speaker}: {text}"))
         last_speaker = "" if prefix else speaker
     return lines
 
 
-def chunks_of(lines: list[str], size: int | None = None) -> list[str]:
+def chunks_of(lines: list[tuple[str, str]], size: int | None = None) -> list[tuple[str, str]]:
+    """(first ts, text) chunks of at most `size` characters, cut between lines."""
     size = size or CHUNK_CHARS
-    chunks: list[str] = []
+    chunks: list[tuple[str, str]] = []
     current: list[str] = []
-    used = 0
-    for line in lines:
+    first, used = "", 0
+    for ts, line in lines:
         line = line[:size]
         if current and used + len(line) + 1 > size:
-            chunks.append("\n".join(current))
+            chunks.append((first, "\n".join(current)))
             current, used = [], 0
+        if not current:
+            first = ts
         current.append(line)
         used += len(line) + 1
     if current:
-        chunks.append("\n".join(current))
+        chunks.append((first, "\n".join(current)))
     return chunks
 
 
@@ -122,16 +126,20 @@ async def summarize_channel(
     notes = []
     if capped:
         notes.append(f"only the newest {MAX_MESSAGES} messages were read")
-    if len(chunks) > MAX_CHUNKS:
-        chunks = chunks[-MAX_CHUNKS:]
-        notes.append(f"the period was too long to cover fully: this covers the newest {MAX_CHUNKS} parts")
+    limit = MAX_CHUNKS or max(1, ctx.settings.summarize_token_budget * 4 // CHUNK_CHARS)
+    if len(chunks) > limit:
+        chunks = chunks[-limit:]
+        since = _clock(chunks[0][0])
+        notes.append(
+            f"the period was too long to cover fully within the token budget: this covers from {since} UTC"
+        )
     people = len(names)
     head = f"*{len(messages)} messages from {people} {'person' if people == 1 else 'people'} in {label}*"
     if ctx.llm is None:
         notes.append("no language model configured: counts only")
         body = head
     elif len(chunks) == 1:
-        body = head + "\n\n" + (await summarize(ctx, chunks[0], CHUNK_STYLE.format(channel=label))).text
+        body = head + "\n\n" + (await summarize(ctx, chunks[0][1], CHUNK_STYLE.format(channel=label))).text
     else:
         gate = asyncio.Semaphore(4)
 
@@ -139,9 +147,17 @@ async def summarize_channel(
             async with gate:
                 return (await summarize(ctx, chunk, CHUNK_STYLE.format(channel=label))).text
 
-        partials = await asyncio.gather(*(part(c) for c in chunks))
-        joined = "\n\n".join(f"Part {i + 1}:\n{p}" for i, p in enumerate(partials))
-        body = head + "\n\n" + (await summarize(ctx, joined, COMBINE_STYLE.format(channel=label))).text
+        partials = list(await asyncio.gather(*(part(text) for _, text in chunks)))
+        while len(partials) > 1:  # combine in groups, so no single call outgrows the context
+            groups = [partials[i : i + GROUP] for i in range(0, len(partials), GROUP)]
+
+            async def combine(group: list[str]) -> str:
+                joined = "\n\n".join(f"Part {i + 1}:\n{p}" for i, p in enumerate(group))
+                async with gate:
+                    return (await summarize(ctx, joined, COMBINE_STYLE.format(channel=label))).text
+
+            partials = list(await asyncio.gather(*(combine(g) for g in groups)))
+        body = head + "\n\n" + partials[0]
     links = await thread_links(ctx, channel_id, messages)
     if links:
         body += "\n\n*Threads worth reading*\n" + "\n".join(links)
