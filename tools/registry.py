@@ -106,13 +106,18 @@ class Tool:
         """Validated, time-limited, traced; raises ToolError with a readable message."""
         names = list(self.model.model_fields)
         given = {**dict(zip(names, args, strict=False)), **kwargs}
-        return await self._invoke(ctx, given)
+        value, _ = await self._invoke(ctx, given)
+        return value
 
-    async def _invoke(self, ctx: ToolContext, given: dict[str, Any], trace: bool = True) -> Any:
+    async def _invoke(
+        self, ctx: ToolContext, given: dict[str, Any], arguments: str | None = None
+    ) -> tuple[Any, str]:
+        """(value, its JSON text): serialized once, for the trace and for the model."""
         started = time.perf_counter()
         error: str | None = None
         output_chars = 0
-        arguments = json.dumps(to_jsonable(given), default=str)
+        if arguments is None:
+            arguments = json.dumps(to_jsonable(given), default=str)
         try:
             try:
                 args = self.model.model_validate(given)
@@ -127,21 +132,21 @@ class Tool:
                 raise
             except Exception as exc:
                 raise ToolError(f"{self.name} failed: {exc or type(exc).__name__}") from exc
-            output_chars = len(json.dumps(to_jsonable(value), default=str))
-            return value
+            text = json.dumps(to_jsonable(value), ensure_ascii=False, default=str)
+            output_chars = len(text)
+            return value, text
         except ToolError as exc:
             error = str(exc)
             raise
         finally:
-            if trace:
-                await ctx.trace.step(
-                    "tool",
-                    self.name,
-                    arguments=arguments,
-                    output_chars=output_chars,
-                    error=error,
-                    duration_ms=(time.perf_counter() - started) * 1000,
-                )
+            await ctx.trace.step(
+                "tool",
+                self.name,
+                arguments=arguments,
+                output_chars=output_chars,
+                error=error,
+                duration_ms=(time.perf_counter() - started) * 1000,
+            )
 
     def __repr__(self) -> str:
         return f"<tool {self.name}>"
@@ -167,6 +172,7 @@ class ToolRegistry:
 
     def __init__(self, tools: Iterable[Tool]) -> None:
         self.tools = {t.name: t for t in tools}
+        self._schemas = [t.schema() for t in self.tools.values()]
 
     @property
     def names(self) -> list[str]:
@@ -176,7 +182,7 @@ class ToolRegistry:
         return self.tools.get(name)
 
     def schemas(self) -> list[dict[str, Any]]:
-        return [t.schema() for t in self.tools.values()]
+        return self._schemas
 
     def extended(self, *tools: Tool) -> ToolRegistry:
         return ToolRegistry([*self.tools.values(), *tools])
@@ -206,10 +212,9 @@ class ToolRegistry:
             await ctx.trace.step("tool", name, arguments=arguments[:4000], error=message)
             return failed(message)
         try:
-            value = await found._invoke(ctx, given)
+            _, text = await found._invoke(ctx, given, arguments)
         except ToolError as exc:
             return failed(str(exc))
-        text = json.dumps(to_jsonable(value), ensure_ascii=False, default=str)
         truncated = len(text) > found.max_output_chars
         if truncated:
             cut = len(text) - found.max_output_chars
