@@ -62,22 +62,28 @@ def _hard_split(line: str, limit: int) -> list[str]:
     return parts
 
 
-def _split_plain(chunk: str, limit: int) -> list[str]:
-    """Lines first; a single over-long line is cut at a space where possible."""
+def _pack(pieces: list[str], limit: int, joiner: str) -> list[str]:
+    """Greedily join consecutive pieces (each already <= limit) into parts <= limit."""
     parts: list[str] = []
     current = ""
-    for line in chunk.split("\n"):
-        pieces = _hard_split(line, limit) if len(line) > limit else [line]
-        for piece in pieces:
-            candidate = f"{current}\n{piece}" if current else piece
-            if len(candidate) <= limit:
-                current = candidate
-            else:
-                parts.append(current)
-                current = piece
+    for piece in pieces:
+        candidate = f"{current}{joiner}{piece}" if current else piece
+        if len(candidate) <= limit:
+            current = candidate
+        else:
+            parts.append(current)
+            current = piece
     if current:
         parts.append(current)
     return parts
+
+
+def _split_plain(chunk: str, limit: int) -> list[str]:
+    """Lines first; a single over-long line is cut at a space where possible."""
+    lines = [
+        p for line in chunk.split("\n") for p in (_hard_split(line, limit) if len(line) > limit else [line])
+    ]
+    return _pack(lines, limit, "\n")
 
 
 def _split_code(chunk: str, opener: str, limit: int) -> list[str]:
@@ -112,15 +118,4 @@ def split_markdown(text: str, limit: int = 12_000) -> list[str]:
             pieces += _split_code(chunk, opener, limit)
         else:
             pieces += _split_plain(chunk, limit)
-    parts: list[str] = []
-    current = ""
-    for piece in pieces:
-        candidate = f"{current}\n\n{piece}" if current else piece
-        if len(candidate) <= limit:
-            current = candidate
-        else:
-            parts.append(current)
-            current = piece
-    if current:
-        parts.append(current)
-    return [p for p in parts if p.strip()]
+    return [p for p in _pack(pieces, limit, "\n\n") if p.strip()]

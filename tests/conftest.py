@@ -16,6 +16,7 @@ from bot.server import Running, start_http
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_requests import block_actions_body, command_body, event_body, post_signed
+from tests.fakes.weather import FakeOpenMeteo
 
 SIGNING_SECRET = "test-signing-secret-0123456789"
 
@@ -42,6 +43,12 @@ async def llm() -> AsyncIterator[FakeOpenAI]:
     await fake.stop()
     assert fake.schema_errors == [], "the bot sent a request the OpenAI schema rejects"
     assert fake.shape_errors == [], "the bot sent an orphaned or unanswered tool call"
+
+
+@pytest.fixture
+async def weather() -> AsyncIterator[FakeOpenMeteo]:
+    async with FakeOpenMeteo() as fake:
+        yield fake
 
 
 @pytest.fixture

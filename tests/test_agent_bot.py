@@ -9,16 +9,7 @@ import pytest
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import mention, thread_message
-from tests.fakes.weather import FakeOpenMeteo
 from tests.fakes.web import FakeWeb
-
-
-@pytest.fixture
-async def weather() -> AsyncIterator[FakeOpenMeteo]:
-    fake = FakeOpenMeteo()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 @pytest.fixture

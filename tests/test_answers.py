@@ -12,17 +12,10 @@ from bot.store import feedback_for
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import dm, mention
-from tests.fakes.weather import FakeOpenMeteo
 
 
 def markdown_of(message: dict) -> str:
     return "".join(b.get("text", "") for b in message.get("blocks") or [] if b.get("type") == "markdown")
-
-
-@pytest.fixture
-async def weather() -> AsyncIterator[FakeOpenMeteo]:
-    async with FakeOpenMeteo() as fake:
-        yield fake
 
 
 @pytest.fixture
