@@ -132,6 +132,7 @@ class Store:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.started: set[int] = set()  # runs this process started (to interrupt at shutdown)
         if url.startswith("sqlite"):
             path = url.split(":///", 1)[-1]
             if path and path != ":memory:":
@@ -239,9 +240,12 @@ class Store:
             run = Run(trigger=trigger, **fields)
             s.add(run)
             await s.commit()
-            return run
+        assert run.id is not None
+        self.started.add(run.id)
+        return run
 
     async def finish_run(self, run_id: int, status: str, **fields: Any) -> None:
+        self.started.discard(run_id)
         async with self.session() as s:
             run = await s.get(Run, run_id)
             if run is None:
@@ -264,11 +268,13 @@ class Store:
             return await s.get(Run, run_id)
 
     async def interrupt_running(self, error: str = "interrupted by shutdown") -> int:
-        """Mark runs still in flight as interrupted (shutdown, or a crash found at start)."""
+        """Mark this process's runs still in flight as interrupted (other processes share the db)."""
+        if not self.started:
+            return 0
         async with self.session() as s:
             result = await s.exec(
                 update(Run)
-                .where(col(Run.status) == "running")
+                .where(col(Run.status) == "running", col(Run.id).in_(self.started))
                 .values(status="interrupted", error=error, finished_at=utcnow())
             )
             await s.commit()

@@ -218,3 +218,16 @@ async def test_shutdown_records_unfinished_runs_as_interrupted(bot: Bot, slack, 
     bot.running = None
     await bot.start()
     assert (await bot.rt.store.runs())[-1].status == "interrupted"
+
+
+async def test_shutdown_leaves_other_processes_runs_alone(bot: Bot, slack, llm) -> None:
+    """Two processes share one database: stopping one must not mark the other's runs."""
+    from bot.store import Store
+
+    other = Store(bot.settings.database_url)
+    foreign = await other.start_run("mention")
+    await bot.stop()
+    bot.running = None
+    await bot.start()
+    assert (await bot.rt.store.get_run(foreign.id)).status == "running"
+    await other.close()
