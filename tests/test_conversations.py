@@ -231,3 +231,18 @@ async def test_shutdown_leaves_other_processes_runs_alone(bot: Bot, slack, llm) 
     await bot.start()
     assert (await bot.rt.store.get_run(foreign.id)).status == "running"
     await other.close()
+
+
+async def test_llm_timeout_apologises(slack, llm, db_url) -> None:
+    harness = Bot(make_settings(slack, llm, db_url, LLM_TIMEOUT="0.3"))
+    await harness.start()
+    try:
+        llm.script(Reply(content="too slow", delay=1.5))
+        await harness.event(mention("<@UBOT> hi", ts="1600.1"))
+        await harness.idle()
+        (posted,) = slack.posted(channel="C1")
+        run = (await harness.rt.store.runs())[-1]
+        assert run.status == "failed" and "timed out" in run.error
+        assert f"run {run.id}" in posted["text"] and "too slow" not in str(posted)
+    finally:
+        await harness.close()

@@ -13,7 +13,7 @@ from tools.netguard import Refused, guarded_get
 from tools.registry import ToolError, tool
 
 TEXT_LIMIT = 20_000
-USER_AGENT = "Switchboard/0.1 (+https://github.com/switchboard; Slack bot tool)"
+USER_AGENT = "Switchboard/0.1 (Slack bot; call_api tool)"
 
 
 class FetchedPage(BaseModel):
