@@ -27,6 +27,7 @@ class Running:
     app: AsyncApp
     runner: web.AppRunner | None
     port: int | None
+    socket: Any = None  # the Socket Mode handler, when connected that way
 
     async def stop(self, drain: float = DRAIN_SECONDS) -> None:
         """Stop taking requests, let answers in flight finish, record the rest as interrupted."""
@@ -34,6 +35,8 @@ class Running:
             await self.rt.digest_scheduler.stop()
         if self.runner is not None:
             await self.runner.cleanup()
+        if self.socket is not None:
+            await self.socket.close_async()
         left = await self.rt.tasks.drain(drain)
         if left:
             log.warning("%d answers were still running at shutdown", left)
@@ -76,24 +79,26 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    handler = None
     if settings.socket_mode:
-        from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
-
-        app = build_app(rt)
-        await identify(rt)
-        await start_scheduler(rt)
-        handler = AsyncSocketModeHandler(app, settings.slack_app_token)
-        await handler.connect_async()
-        running = Running(rt=rt, app=app, runner=None, port=None)
-        log.info("connected in Socket Mode")
+        running = await start_socket_mode(rt)
     else:
         running = await start_http(rt, port=settings.port)
     await stop.wait()
     log.info("stopping: finishing answers in flight")
-    if handler is not None:
-        await handler.close_async()
     await running.stop()
+
+
+async def start_socket_mode(rt: Runtime, **scheduler_options: Any) -> Running:
+    """Connect out to Slack over a WebSocket: no public URL needed (local use)."""
+    from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+    app = build_app(rt)
+    await identify(rt)
+    await start_scheduler(rt, **scheduler_options)
+    handler = AsyncSocketModeHandler(app, rt.settings.slack_app_token)
+    await handler.connect_async()
+    log.info("connected in Socket Mode")
+    return Running(rt=rt, app=app, runner=None, port=None, socket=handler)
 
 
 async def clock(settings: Settings) -> None:

@@ -62,12 +62,15 @@ class FakeSlack(FakeServer):
         self.responses: list[dict[str, Any]] = []
         self.failures: dict[str, list[Failure]] = {}
         self.streams: dict[str, dict[str, Any]] = {}
+        self.sockets: list[web.WebSocketResponse] = []
+        self.socket_acks: list[dict[str, Any]] = []
         self._clock = 1_700_000_000.0
         self.add_user("UBOT", "switchboard", is_bot=True)
 
     def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/api/{method}", self._handle)
         app.router.add_post("/response/{name}", self._response)
+        app.router.add_get("/socket", self._socket)
 
     @property
     def api_url(self) -> str:
@@ -194,6 +197,36 @@ class FakeSlack(FakeServer):
     def response_url(self, name: str = "cmd") -> str:
         return f"{self.url}/response/{name}"
 
+    # --- Socket Mode -----------------------------------------------------------------------
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        self.sockets.append(ws)
+        await ws.send_json({"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A1"}})
+        async for message in ws:
+            if message.type == web.WSMsgType.TEXT:
+                self.socket_acks.append(json.loads(message.data))
+        return ws
+
+    async def socket_send(self, body: dict[str, Any], kind: str = "events_api", retry: int = 0) -> str:
+        """Deliver a payload over Socket Mode the way Slack does; returns its envelope id."""
+        envelope_id = f"env-{len(self.socket_acks)}-{self.next_ts()}"
+        await self.wait_for(lambda: self.sockets, what="a Socket Mode connection")
+        await self.sockets[-1].send_json(
+            {
+                "envelope_id": envelope_id,
+                "type": kind,
+                "payload": body,
+                "accepts_response_payload": False,
+                "retry_attempt": retry,
+                "retry_reason": "timeout" if retry else "",
+            }
+        )
+        return envelope_id
+
+    def m_apps_connections_open(self, p):
+        return {"url": f"ws://127.0.0.1:{self.port}/socket"}
+
     # --- HTTP -------------------------------------------------------------------------------
     async def _response(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -212,7 +245,7 @@ class FakeSlack(FakeServer):
             if isinstance(params.get(key), str) and params[key][:1] in "[{":
                 params[key] = json.loads(params[key])
         self.calls.append(Call(method, params))
-        if not request.headers.get("Authorization", "").startswith("Bearer xox"):
+        if not request.headers.get("Authorization", "").startswith(("Bearer xox", "Bearer xapp")):
             return web.json_response({"ok": False, "error": "not_authed"})
         queue = self.failures.get(method)
         if queue:
