@@ -1,15 +1,18 @@
 """Ack latency under a burst: 100 concurrent signed mentions while the model takes 1.5 s a call.
 
 Run by hand:  .venv/bin/python bench/ack_latency.py [--n 100] [--delay 1.5]
-The bot runs as a real `python -m bot` process in HTTP mode; the fakes and the load run here.
-Goal on a 2-core machine: p99 ack < 100 ms, all answers posted within 5 s.
+Three processes, as in production: the bot (`python -m bot`, HTTP mode), the fake Slack and model
+(bench/fakes_process.py), and this load generator. Goal on a 2-core machine: p99 ack < 100 ms,
+all answers posted within 5 s.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import socket
 import statistics
 import sys
 import tempfile
@@ -21,8 +24,6 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.fakes.openai_server import FakeOpenAI, Reply  # noqa: E402
-from tests.fakes.slack_api import FakeSlack  # noqa: E402
 from tests.fakes.slack_requests import event_body, mention, sign  # noqa: E402
 
 SECRET = "bench-signing-secret"
@@ -33,28 +34,51 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def wait_healthy(http: aiohttp.ClientSession, url: str) -> None:
+    for _ in range(400):
+        try:
+            async with http.get(f"{url}/healthz") as r:
+                if r.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.05)
+    raise SystemExit("the bot did not become healthy")
+
+
 async def main(n: int, delay: float) -> None:
-    slack, llm = FakeSlack(), FakeOpenAI()
-    await slack.start()
-    await llm.start()
-    slack.add_user("U1", "alice")
-    slack.add_channel("C1", "general", members=("U1",))
-    llm.default = Reply(content="benchmark answer", delay=delay)
-    with socket_port() as port, tempfile.TemporaryDirectory() as tmp:
+    fakes = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "bench" / "fakes_process.py"),
+        "--delay",
+        str(delay),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert fakes.stdout is not None and fakes.stdin is not None
+    urls = json.loads(await fakes.stdout.readline())
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPENAI_"))}
         env |= {
             "PYTHONPATH": str(ROOT),
             "SLACK_BOT_TOKEN": "xoxb-bench",
             "SLACK_SIGNING_SECRET": SECRET,
-            "SLACK_API_URL": slack.api_url,
+            "SLACK_API_URL": urls["slack"],
             "OPENAI_API_KEY": "sk-bench",
-            "OPENAI_BASE_URL": llm.base_url,
+            "OPENAI_BASE_URL": urls["llm"],
             "DATABASE_URL": f"sqlite:///{tmp}/bench.db",
             "PORT": str(port),
             "RUN_SCHEDULER": "false",
             "LOG_LEVEL": "WARNING",
         }
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", cwd=tmp, env=env)
+        bot = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", cwd=tmp, env=env)
         url = f"http://127.0.0.1:{port}"
         try:
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
@@ -71,46 +95,23 @@ async def main(n: int, delay: float) -> None:
 
                 start = time.perf_counter()
                 acks = await asyncio.gather(*(send(b) for b in bodies))
-                while len(slack.posted(channel="C1")) < n:
-                    await asyncio.sleep(0.01)
-                    if time.perf_counter() - start > 60:
+                stats: dict = {}
+                while time.perf_counter() - start < 60:
+                    async with http.get(urls["stats"]) as r:
+                        stats = await r.json()
+                    if stats["answers"] >= n:
                         break
+                    await asyncio.sleep(0.02)
                 done = time.perf_counter() - start
         finally:
-            proc.terminate()
-            await proc.wait()
-    await slack.stop()
-    await llm.stop()
-    print(f"mentions: {n}, model latency: {delay} s, answers posted: {len(slack.posted(channel='C1'))}")
-    print(
-        f"ack p50: {statistics.median(acks):.1f} ms, p99: {percentile(acks, 99):.1f} ms, "
-        f"max: {max(acks):.1f} ms"
-    )
-    print(f"all answers posted after: {done:.2f} s; max concurrent model calls: {llm.max_in_flight}")
-
-
-class socket_port:
-    def __enter__(self) -> int:
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-async def wait_healthy(http: aiohttp.ClientSession, url: str) -> None:
-    for _ in range(400):
-        try:
-            async with http.get(f"{url}/healthz") as r:
-                if r.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.05)
-    raise SystemExit("the bot did not become healthy")
+            bot.terminate()
+            await bot.wait()
+            fakes.stdin.close()
+            await fakes.wait()
+    print(f"mentions: {n}, model latency: {delay} s, answers posted: {stats['answers']}")
+    p50, p99 = statistics.median(acks), percentile(acks, 99)
+    print(f"ack p50: {p50:.1f} ms, p99: {p99:.1f} ms, max: {max(acks):.1f} ms")
+    print(f"all answers posted after: {done:.2f} s; max concurrent model calls: {stats['max_in_flight']}")
 
 
 if __name__ == "__main__":
