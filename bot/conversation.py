@@ -78,16 +78,13 @@ async def answer(rt: Runtime, turn: Turn) -> None:
         await rt.store.finish_run(run.id, "interrupted", error="interrupted by shutdown")
         await surface.fail("Sorry, I was restarted before I could finish. Please ask again.")
         raise
+    except AgentError as exc:
+        log.warning("run %s: the model failed: %s", run.id, exc)
+        await _apologise(rt, surface, run.id, str(exc))
+        return
     except Exception as exc:
-        if not isinstance(exc, AgentError):
-            log.exception("run %s failed", run.id)
-        log.warning("run %s: no answer: %s", run.id, exc)
-        await _apologise(
-            rt,
-            surface,
-            run.id,
-            f"{type(exc).__name__}: {exc}" if not isinstance(exc, AgentError) else str(exc),
-        )
+        log.exception("run %s failed", run.id)
+        await _apologise(rt, surface, run.id, f"{type(exc).__name__}: {exc}")
         return
     usage = ctx.usage
     try:

@@ -18,7 +18,8 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
-from bot.store import DigestStore, Store
+from bot.digest_store import DigestStore
+from bot.store import Store
 from orchestrators.llm import Agent, Limits
 from orchestrators.workflows import workflow_tools
 from tools import ToolRegistry, default_tools

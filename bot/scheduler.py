@@ -16,9 +16,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from slack_sdk.errors import SlackApiError
 
 from bot.digest_grammar import canonical, make_trigger, period_of, previous_fire_time
+from bot.digest_store import DigestSchedule, DigestStore
 from bot.render import post_answer
 from bot.runtime import Runtime
-from bot.store import DigestSchedule, DigestStore
 from bot.trace import DbTrace
 from orchestrators.workflows import summarize_channel
 from tools.registry import ToolError

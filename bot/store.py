@@ -97,36 +97,6 @@ class Feedback(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class DigestSchedule(SQLModel, table=True):
-    """A scheduled channel summary; this table, not the scheduler, is the source of truth."""
-
-    id: int | None = Field(default=None, primary_key=True)
-    team_id: str = Field(max_length=32)
-    channel_id: str = Field(max_length=32)
-    source_channel_id: str = Field(max_length=32)
-    cron: str = Field(max_length=100)
-    timezone: str = Field(max_length=64)
-    description: str = Field(default="", max_length=200)
-    quiet: bool = False
-    creator_id: str = Field(max_length=32)
-    created_at: datetime = Field(default_factory=utcnow)
-    last_run_at: datetime | None = None
-    last_status: str | None = Field(default=None, max_length=16)
-    last_error: str | None = None
-    failures: int = 0
-
-
-class DigestClaim(SQLModel, table=True):
-    """(schedule, fire time) claimed before posting, so a digest is posted at most once."""
-
-    __table_args__ = (UniqueConstraint("schedule_id", "fire_time"),)
-    id: int | None = Field(default=None, primary_key=True)
-    schedule_id: int = Field(index=True)
-    fire_time: datetime
-    claimed_at: datetime = Field(default_factory=utcnow)
-    status: str = Field(default="claimed", max_length=16)
-
-
 class Store:
     """Async access to the database; one per process, shared by every listener."""
 
@@ -148,6 +118,8 @@ class Store:
         return AsyncSession(self.engine, expire_on_commit=False)
 
     async def create_schema(self) -> None:
+        import bot.digest_store  # noqa: F401  (registers the digest tables)
+
         async with self.engine.begin() as conn:
             await conn.run_sync(SQLModel.metadata.create_all)
 
@@ -310,102 +282,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
-
-
-class DigestStore:
-    """Digest schedules and their claims; kept apart from conversation queries."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    async def add(self, **fields: Any) -> DigestSchedule:
-        async with self.store.session() as s:
-            schedule = DigestSchedule(**fields)
-            s.add(schedule)
-            await s.commit()
-            return schedule
-
-    async def get(self, schedule_id: int) -> DigestSchedule | None:
-        async with self.store.session() as s:
-            return await s.get(DigestSchedule, schedule_id)
-
-    async def all(self, team: str | None = None, channel: str | None = None) -> list[DigestSchedule]:
-        async with self.store.session() as s:
-            q = select(DigestSchedule).order_by(col(DigestSchedule.id))
-            if team is not None:
-                q = q.where(DigestSchedule.team_id == team)
-            if channel is not None:
-                q = q.where(
-                    (col(DigestSchedule.channel_id) == channel)
-                    | (col(DigestSchedule.source_channel_id) == channel)
-                )
-            return list((await s.exec(q)).all())
-
-    async def remove(self, schedule_id: int) -> bool:
-        async with self.store.session() as s:
-            found = await s.get(DigestSchedule, schedule_id)
-            if found is None:
-                return False
-            await s.delete(found)
-            await s.commit()
-            return True
-
-    async def claim(self, schedule_id: int, fire_time: datetime) -> bool:
-        """True for exactly one caller per (schedule, fire time), whatever the process."""
-        async with self.store.session() as s:
-            s.add(DigestClaim(schedule_id=schedule_id, fire_time=fire_time))
-            try:
-                await s.commit()
-            except IntegrityError:
-                return False
-        return True
-
-    async def set_claim_status(self, schedule_id: int, fire_time: datetime, status: str) -> None:
-        async with self.store.session() as s:
-            await s.exec(
-                update(DigestClaim)
-                .where(col(DigestClaim.schedule_id) == schedule_id, col(DigestClaim.fire_time) == fire_time)
-                .values(status=status)
-            )
-            await s.commit()
-
-    async def claims(self, schedule_id: int) -> list[DigestClaim]:
-        async with self.store.session() as s:
-            q = (
-                select(DigestClaim)
-                .where(DigestClaim.schedule_id == schedule_id)
-                .order_by(col(DigestClaim.fire_time))
-            )
-            return list((await s.exec(q)).all())
-
-    async def previous_posted(self, schedule_id: int, before: datetime) -> datetime | None:
-        """The fire time of the last digest posted before this one: where the next one starts."""
-        async with self.store.session() as s:
-            q = (
-                select(DigestClaim.fire_time)
-                .where(
-                    DigestClaim.schedule_id == schedule_id,
-                    col(DigestClaim.fire_time) < before,
-                    col(DigestClaim.status) == "posted",
-                )
-                .order_by(col(DigestClaim.fire_time).desc())
-                .limit(1)
-            )
-            return (await s.exec(q)).first()
-
-    async def record(self, schedule_id: int, status: str, error: str | None = None) -> DigestSchedule | None:
-        """Note a run's outcome; consecutive failures are counted so the creator can be told."""
-        async with self.store.session() as s:
-            schedule = await s.get(DigestSchedule, schedule_id)
-            if schedule is None:
-                return None
-            schedule.last_run_at = utcnow()
-            schedule.last_status = status
-            schedule.last_error = error
-            schedule.failures = schedule.failures + 1 if status == "failed" else 0
-            s.add(schedule)
-            await s.commit()
-            return schedule
 
 
 async def save_feedback(store: Store, run_id: int, user_id: str, value: str) -> bool:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import update
 
-from bot.store import DigestClaim, DigestSchedule
+from bot.digest_store import DigestClaim, DigestSchedule
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply
 
@@ -141,7 +141,8 @@ async def test_a_schedule_fires_on_time(slack, llm, db_url) -> None:
 
 
 async def _claims(db_url: str) -> list[DigestClaim]:
-    from bot.store import DigestStore, Store
+    from bot.digest_store import DigestStore
+    from bot.store import Store
 
     store = Store(db_url)
     try:

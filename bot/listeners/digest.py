@@ -20,9 +20,9 @@ from bot.digest_grammar import (
     next_fire_times,
     parse_digest,
 )
+from bot.digest_store import DigestSchedule
 from bot.parsing import ChannelRef, UsageError
 from bot.runtime import Runtime
-from bot.store import DigestSchedule
 from tools.context import MemoryTrace
 from tools.read_channel import ensure_member, resolve_channel
 from tools.registry import ToolError
