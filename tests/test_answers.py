@@ -172,3 +172,12 @@ async def test_a_post_that_keeps_failing_marks_the_run_failed(sbot: Bot, slack, 
     assert run.status == "failed" and "internal_error" in run.error
     assert len(slack.posted(channel="C1")) == 1  # the placeholder only: nothing posted twice
     assert json.dumps(slack.posted(channel="C1")).count("never shown") == 0
+
+
+async def test_slack_references_survive_untouched(sbot: Bot, slack, llm) -> None:
+    text = "Ask <@U2> in <#C2|random>, see <https://example.com/a?b=1|the doc> and `code`."
+    llm.script(Reply(content=text))
+    await sbot.event(mention("<@UBOT> who knows?", ts="11.1"))
+    await sbot.idle()
+    (message,) = slack.posted(channel="C1")
+    assert markdown_of(message) == text

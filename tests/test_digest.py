@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlmodel import update
@@ -14,6 +15,8 @@ from sqlmodel import update
 from bot.digest_store import DigestClaim, DigestSchedule
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply
+
+ROOT = str(Path(__file__).resolve().parents[1])
 
 
 def last_response(slack) -> str:
@@ -195,3 +198,43 @@ async def test_two_scheduler_processes_post_each_digest_once(slack, llm, db_url)
     # both processes fired every second; each fire time was claimed, and posted, once
     assert len(posted) == len([c for c in claims if c.status == "posted"]) >= 3
     assert len({c.fire_time for c in claims}) == len(claims)
+
+
+async def test_clock_process_posts_what_the_web_process_scheduled(slack, llm, db_url, tmp_path) -> None:
+    """`python -m bot clock` (the Procfile's clock) reads schedules a web process stored."""
+    import os
+    import signal
+    import sys
+
+    slack.add_channel("C3", "support-digest", members=("U1",))
+    web = Bot(make_settings(slack, llm, db_url))  # RUN_SCHEDULER=false: a web process
+    await web.start()
+    missed = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=5)
+    try:
+        await digest(web, slack, f"add <#C3|support-digest> daily {missed:%H:%M} UTC from <#C2|random>")
+        async with web.rt.store.session() as s:
+            await s.exec(update(DigestSchedule).values(created_at=missed - timedelta(days=1)))
+            await s.commit()
+        assert web.rt.digest_scheduler.next_run(1) is None  # the web process keeps no clock
+    finally:
+        await web.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPENAI_"))}
+    env |= {
+        "PYTHONPATH": ROOT,
+        "SLACK_BOT_TOKEN": "xoxb-clock",
+        "SLACK_API_URL": slack.api_url,
+        "OPENAI_API_KEY": "sk-clock",
+        "OPENAI_BASE_URL": llm.base_url,
+        "DATABASE_URL": db_url.replace("+aiosqlite", ""),
+        "RUN_SCHEDULER": "true",
+    }
+    clock = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "clock", cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        await slack.wait_for(lambda: digests_posted(slack, "C3"), timeout=20, what="the clock's digest")
+    finally:
+        clock.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(clock.communicate(), 30)
+    assert clock.returncode == 0, err.decode()
+    assert len(digests_posted(slack, "C3")) == 1

@@ -66,6 +66,8 @@ async def call_api(
         content_type=kind,
         truncated=fetched.truncated,
     )
+    if b"\x00" in fetched.body[:4096]:  # unlabelled or mislabelled binary: no use to a model
+        raise ToolError(f"{url} returned binary data ({kind or 'no content type'}), not text or JSON")
     raw = fetched.body.decode("utf-8", errors="replace")
     if kind.endswith("json"):
         try:

@@ -91,29 +91,40 @@ def check_url(url: str, allow_hosts: frozenset[str]) -> Target:
     return Target(url, host, port, allowed)
 
 
-async def vetted_addresses(host: str, port: int) -> list[ResolveResult]:
-    """Resolve and check every address; one bad address refuses the host."""
+def _answer(host: str, ip: IPAddress, port: int, family: int, proto: int = 0) -> ResolveResult:
+    return ResolveResult(
+        hostname=host, host=str(ip), port=port, family=family, proto=proto, flags=socket.AI_NUMERICHOST
+    )
+
+
+async def _resolve(host: str, port: int) -> list[tuple[int, int, IPAddress]]:
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise Refused(f"{host} could not be resolved") from exc
-    results: list[ResolveResult] = []
-    for family, _, proto, _, sockaddr in infos:
-        ip = ipaddress.ip_address(sockaddr[0])
+    return [(family, proto, ipaddress.ip_address(sockaddr[0])) for family, _, proto, _, sockaddr in infos]
+
+
+async def vetted_addresses(host: str, port: int) -> list[ResolveResult]:
+    """Resolve and check every address; one bad address refuses the host."""
+    resolved = await _resolve(host, port)
+    for _, _, ip in resolved:
         if problem := address_problem(ip):
             raise Refused(f"{host} resolves to {problem}")
-        results.append(
-            ResolveResult(
-                hostname=host,
-                host=str(ip),
-                port=port,
-                family=family,
-                proto=proto,
-                flags=socket.AI_NUMERICHOST,
-            )
-        )
-    return results
+    return [_answer(host, ip, port, family, proto) for family, proto, ip in resolved]
+
+
+async def pinned_answers(target: Target) -> dict[str, list[ResolveResult]]:
+    """What the connector may connect to for this hop, decided before it connects."""
+    ip = literal_ip(target.host)
+    if ip is not None:  # spellings like 0x5db8d822 reach the resolver: answer with the parsed address
+        family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+        return {target.host: [_answer(target.host, ip, target.port, family)]}
+    if target.allowed:  # the operator's own hosts: resolved, not vetted
+        resolved = await _resolve(target.host, target.port)
+        return {target.host: [_answer(target.host, a, target.port, f, p) for f, p, a in resolved]}
+    return {target.host: await vetted_addresses(target.host, target.port)}
 
 
 class PinnedResolver(AbstractResolver):
@@ -154,9 +165,7 @@ async def guarded_get(
     async with asyncio.timeout(timeout):
         for _ in range(MAX_REDIRECTS + 1):
             target = check_url(current, allow_hosts)
-            answers: dict[str, list[ResolveResult]] = {}
-            if not target.allowed and literal_ip(target.host) is None:
-                answers[target.host] = await vetted_addresses(target.host, target.port)
+            answers = await pinned_answers(target)
             connector = aiohttp.TCPConnector(resolver=PinnedResolver(answers), use_dns_cache=False)
             async with (
                 aiohttp.ClientSession(connector=connector) as session,

@@ -165,7 +165,12 @@ async def history(
 
 @tool(timeout=30, max_output_chars=30_000)
 async def read_channel(ctx: ToolContext, channel: str, since: str = "24h") -> ChannelMessages:
-    """Recent messages of a Slack channel the asking user belongs to ("#general", since "24h")."""
+    """Recent messages of a Slack channel the asking user belongs to, oldest first.
+
+    Args:
+        channel: "#general", "general", a channel ID like "C0123" or a <#C0123|general> mention.
+        since: how far back to read: "90m", "24h", "7d" (at most 90 days).
+    """
     seconds = period_seconds(since)
     channel_id, name = await resolve_channel(ctx, channel)
     await ensure_member(ctx, channel_id, name)

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import inspect
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from tools.context import ToolContext
 
 TRUNCATED = "…[output truncated: {cut} more characters]"
+ARG_LINE = re.compile(r"^\s+(?P<name>\w+)(\s*\([^)]*\))?:\s*(?P<text>.*)$")
 
 
 class ToolError(Exception):
@@ -60,6 +62,25 @@ def _inline(schema: dict[str, Any]) -> dict[str, Any]:
     return walk(schema)
 
 
+def describe(doc: str) -> tuple[str, dict[str, str]]:
+    """(first paragraph, {argument: text} from an `Args:` section): the model reads both."""
+    summary = " ".join(doc.split("\n\n")[0].split())
+    args: dict[str, str] = {}
+    current: str | None = None
+    in_args = False
+    for line in doc.splitlines():
+        if line.strip() in ("Args:", "Arguments:"):
+            in_args = True
+        elif in_args and line.strip() and not line[0].isspace():
+            in_args = False  # the next unindented section ends the arguments
+        elif in_args and (match := ARG_LINE.match(line)):
+            current = match["name"]
+            args[current] = match["text"].strip()
+        elif in_args and current and line.strip():
+            args[current] += " " + line.strip()
+    return summary, args
+
+
 def readable(error: ValidationError) -> str:
     parts = []
     for e in error.errors():
@@ -79,8 +100,7 @@ class Tool:
         self.name = name or fn.__name__
         self.timeout = timeout
         self.max_output_chars = max_output_chars
-        doc = inspect.getdoc(fn) or self.name
-        self.description = doc.split("\n\n")[0].replace("\n", " ")
+        self.description, arg_docs = describe(inspect.getdoc(fn) or self.name)
         hints = get_type_hints(fn, include_extras=True)
         fields: dict[str, Any] = {}
         params = list(inspect.signature(fn).parameters.values())[1:]  # skip ctx
@@ -92,6 +112,9 @@ class Tool:
         )
         parameters = _inline(self.model.model_json_schema())
         parameters.setdefault("properties", {})
+        for arg, text in arg_docs.items():
+            if arg in parameters["properties"]:
+                parameters["properties"][arg].setdefault("description", text)
         parameters["additionalProperties"] = False
         parameters.setdefault("required", [])
         self.parameters = {k: v for k, v in parameters.items() if k != "description"}
@@ -105,6 +128,8 @@ class Tool:
     async def __call__(self, ctx: ToolContext, *args: Any, **kwargs: Any) -> Any:
         """Validated, time-limited, traced; raises ToolError with a readable message."""
         names = list(self.model.model_fields)
+        if len(args) > len(names):
+            raise ToolError(f"{self.name} takes {len(names)} arguments, not {len(args)}")
         given = {**dict(zip(names, args, strict=False)), **kwargs}
         value, _ = await self._invoke(ctx, given)
         return value
@@ -123,10 +148,13 @@ class Tool:
                 args = self.model.model_validate(given)
             except ValidationError as exc:
                 raise ToolError(f"invalid arguments for {self.name}: {readable(exc)}") from None
+            limit = asyncio.timeout(self.timeout)
             try:
-                async with asyncio.timeout(self.timeout):
+                async with limit:
                     value = await self.fn(ctx, **{k: getattr(args, k) for k in self.model.model_fields})
-            except TimeoutError:
+            except TimeoutError as exc:
+                if not limit.expired():  # a timeout of the tool's own (e.g. an HTTP client's)
+                    raise ToolError(f"{self.name} failed: it timed out ({exc or 'no answer'})") from exc
                 raise ToolError(f"{self.name} timed out after {self.timeout:g} s") from None
             except ToolError:
                 raise
