@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import socket
+from urllib.parse import quote
 
 import pytest
 
@@ -86,3 +89,65 @@ async def test_body_is_capped() -> None:
         allow = frozenset({f"127.0.0.1:{web.port}"})
         big = await guarded_get(f"{web.url}/big", allow_hosts=allow, max_bytes=100_000, timeout=5)
         assert big.truncated and len(big.body) == 100_000
+
+
+def fake_dns(monkeypatch: pytest.MonkeyPatch, answers: dict[str, list[str]]) -> list[str]:
+    """Stand-in for the resolver (the environment, not product code); each name's answers in turn."""
+    loop = asyncio.get_running_loop()
+    real = loop.getaddrinfo
+    asked: list[str] = []
+
+    async def getaddrinfo(host, port, *args, **kwargs):
+        if host not in answers:
+            return await real(host, port, *args, **kwargs)
+        asked.append(host)
+        ip = answers[host][min(len(asked), len(answers[host])) - 1]
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port))]
+
+    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+    return asked
+
+
+async def test_a_name_resolving_to_loopback_is_never_contacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with FakeWeb() as web:
+        fake_dns(monkeypatch, {"innocent.example": ["127.0.0.1"]})
+        with pytest.raises(Refused, match=r"innocent\.example resolves to 127\.0\.0\.1 is a loopback"):
+            await guarded_get(
+                f"http://innocent.example:{web.port}/api/data", allow_hosts=NONE, max_bytes=1_000, timeout=5
+            )
+        assert web.hits == []
+
+
+async def test_the_connection_uses_the_address_resolved_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A rebinding server answers differently the second time; the connector must not ask again.
+    async with FakeWeb() as web:
+        asked = fake_dns(monkeypatch, {"rebind.example": ["127.0.0.1", "10.9.9.9"]})
+        allow = frozenset({f"rebind.example:{web.port}"})
+        got = await guarded_get(
+            f"http://rebind.example:{web.port}/api/data", allow_hosts=allow, max_bytes=1_000, timeout=5
+        )
+        assert got.status == 200 and asked == ["rebind.example"] and web.hits == ["/api/data"]
+
+
+async def test_an_allow_listed_name_is_resolved_and_exempt() -> None:
+    async with FakeWeb() as web:
+        allow = frozenset({f"localhost:{web.port}"})
+        got = await guarded_get(
+            f"http://localhost:{web.port}/api/data", allow_hosts=allow, max_bytes=1_000, timeout=5
+        )
+        assert got.status == 200 and b"fake" in got.body
+        with pytest.raises(Refused, match="local name"):  # only that port
+            await guarded_get(
+                f"http://localhost:{web.port + 1}/", allow_hosts=allow, max_bytes=1_000, timeout=5
+            )
+
+
+async def test_too_many_redirects() -> None:
+    async with FakeWeb() as web:
+        allow = frozenset({f"127.0.0.1:{web.port}"})
+        url = f"{web.url}/api/data"
+        for _ in range(6):
+            url = f"{web.url}/redirect?to={quote(url, safe='')}"
+        with pytest.raises(Refused, match="more than 5 redirects"):
+            await guarded_get(url, allow_hosts=allow, max_bytes=1_000, timeout=5)
+        assert len(web.hits) == 6 and "/api/data" not in web.hits

@@ -1,26 +1,23 @@
-"""The tool registry and each tool, against the loopback fakes."""
+"""Each tool against the loopback fakes (the registry itself is in test_registry.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
+import time
 from collections.abc import AsyncIterator
-from typing import Annotated
 
 import aiohttp
 import pytest
-from jsonschema import Draft202012Validator
 from openai import AsyncOpenAI
-from pydantic import Field
 from slack_sdk.web.async_client import AsyncWebClient
 
-from tests.fakes.openai_server import SCHEMA, Reply
+from tests.fakes.openai_server import Reply
 from tests.fakes.search import FakeSearxng
 from tests.fakes.weather import FakeOpenMeteo
 from tests.fakes.web import FakeWeb
-from tools import ToolError, ToolRegistry, default_tools, tool
+from tools import ToolError
 from tools.call_api import call_api
-from tools.context import MemoryTrace, ToolContext, ToolSettings
+from tools.context import ToolContext, ToolSettings
 from tools.current_time import current_time
 from tools.read_channel import read_channel
 from tools.search import search_web
@@ -34,68 +31,6 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-@tool(timeout=1, max_output_chars=50)
-async def echo(ctx: ToolContext, word: str, times: Annotated[int, Field(ge=1, le=5)] = 1) -> dict:
-    """Repeat a word.
-
-    Longer explanation that stays out of the schema.
-    """
-    return {"out": " ".join([word] * times)}
-
-
-def test_schema_from_signature() -> None:
-    fn = echo.schema()["function"]
-    assert fn["description"] == "Repeat a word."
-    params = fn["parameters"]
-    assert params["required"] == ["word"] and params["additionalProperties"] is False
-    assert params["properties"]["times"] == {"default": 1, "maximum": 5, "minimum": 1, "type": "integer"}
-
-
-def test_every_default_tool_schema_is_a_valid_request() -> None:
-    validator = Draft202012Validator(json.loads(SCHEMA.read_text()))
-    body = {"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": default_tools().schemas()}
-    assert list(validator.iter_errors(body)) == []
-    for schema in default_tools().schemas():
-        assert "$ref" not in json.dumps(schema) and "$defs" not in json.dumps(schema)
-    assert default_tools().names == [
-        "get_weather",
-        "search_web",
-        "call_api",
-        "summarize",
-        "read_channel",
-        "current_time",
-    ]
-
-
-async def test_registry_run_failures_are_readable(http) -> None:
-    trace = MemoryTrace()
-    ctx = ToolContext(http=http, trace=trace)
-    reg = ToolRegistry([echo])
-    ok = await reg.run("echo", '{"word": "hi", "times": 2}', ctx)
-    assert ok.ok and json.loads(ok.content) == {"out": "hi hi"}
-    capped = await reg.run("echo", '{"word": "abcdefghij", "times": 5}', ctx)
-    assert capped.truncated and "output truncated" in capped.content
-    for args, expected in [
-        ('{"word": "hi", "times": 9}', "times: Input should be less than or equal to 5"),
-        ('{"times": 1}', "word: Field required"),
-        ('{"word": "x", "extra": 1}', "extra: unknown argument"),
-        ("not json", "not valid JSON"),
-        ("[1]", "must be a JSON object"),
-    ]:
-        result = await reg.run("echo", args, ctx)
-        assert not result.ok and expected in json.loads(result.content)["error"], result
-    unknown = await reg.run("ech", "{}", ctx)
-    assert "Available tools: echo" in unknown.error
-    assert len(trace.steps) == 8  # one step per run, failures included
-
-
-async def test_direct_calls_raise_tool_errors(http) -> None:
-    ctx = ToolContext(http=http)
-    assert await echo(ctx, "a", times=2) == {"out": "a a"}
-    with pytest.raises(ToolError, match="times"):
-        await echo(ctx, "a", times=0)
-
-
 async def test_weather_known_unknown_and_concurrent(http) -> None:
     async with FakeOpenMeteo() as meteo:
         ctx = ToolContext(
@@ -106,9 +41,13 @@ async def test_weather_known_unknown_and_concurrent(http) -> None:
         assert forecast.days[0].temp_max_c == 31.0 and forecast.days[0].summary == "clear sky"
         with pytest.raises(ToolError, match="No place called 'Atlantis' found"):
             await geocode(ctx, "Atlantis")
+        with pytest.raises(ToolError, match="days: Input should be less than or equal to 16"):
+            await get_weather(ctx, "Karachi", days=17)
+        assert len(meteo.requests) == 3  # geocode + forecast, geocode; the bad call never left
         meteo.delay = 0.2
-        await asyncio.gather(get_weather(ctx, "Berlin"), get_weather(ctx, "Tokyo"))
-        assert meteo.max_in_flight >= 2
+        berlin, tokyo = await asyncio.gather(get_weather(ctx, "Berlin"), get_weather(ctx, "Tokyo"))
+        assert (berlin.place.name, tokyo.place.name) == ("Berlin", "Tokyo")
+        assert meteo.max_in_flight >= 2  # the two lookups overlapped
         meteo.status = 503
         with pytest.raises(ToolError, match="HTTP 503"):
             await get_weather(ctx, "Berlin")
@@ -137,6 +76,14 @@ async def test_call_api_html_json_binary(http) -> None:
         assert data.json_data == {"items": [1, 2, 3], "source": "fake"}
         with pytest.raises(ToolError, match="image/png"):
             await call_api(ctx, f"{web.url}/binary")
+        hop = await call_api(ctx, f"{web.url}/redirect?to=/api/data")
+        assert hop.final_url == f"{web.url}/api/data" and hop.json_data["source"] == "fake"
+        small = ToolSettings(http_allow_hosts=ctx.settings.http_allow_hosts, fetch_max_bytes=1_000)
+        big = await call_api(ToolContext(http=http, settings=small), f"{web.url}/big")
+        assert big.truncated and len(big.text) == 1_000
+        quick = ToolSettings(http_allow_hosts=ctx.settings.http_allow_hosts, fetch_timeout=0.2)
+        with pytest.raises(ToolError, match=r"took longer than 0\.2 s"):
+            await call_api(ToolContext(http=http, settings=quick), f"{web.url}/slow")
         with pytest.raises(ToolError, match="refused"):
             await call_api(ToolContext(http=http), f"{web.url}/article")
 
@@ -168,9 +115,7 @@ async def test_summarize_sends_no_tools_and_fences_the_text(http, llm) -> None:
 async def test_read_channel_membership_and_bot_presence(http, slack) -> None:
     slack.add_channel("G9", "secret-plans", members=("U2",), is_private=True)
     slack.add_channel("C7", "no-bot", members=("U1",), bot_member=False)
-    import time as _time
-
-    now = _time.time()
+    now = time.time()
     slack.add_message("C1", "U2", "hello from bob", ts=f"{now - 100:.6f}")
     slack.add_message("C1", "U1", "old news", ts=f"{now - 3 * 86400:.6f}")
     client = AsyncWebClient(token="xoxb-test", base_url=slack.api_url)
@@ -187,3 +132,20 @@ async def test_read_channel_membership_and_bot_presence(http, slack) -> None:
     assert not slack.calls_to("conversations.history") or all(
         c.params["channel"] != "G9" for c in slack.calls_to("conversations.history")
     )
+
+
+async def test_read_channel_caps_pages_and_caches_names(http, slack) -> None:
+    now = time.time()
+    stamps = slack.seed_messages("C2", 520, start_ts=now - 520 * 60, step=60)
+    ctx = ToolContext(
+        http=http, slack=AsyncWebClient(token="xoxb-test", base_url=slack.api_url), user_id="U1"
+    )
+    result = await read_channel(ctx, "random", since="24h")
+    assert result.capped and len(result.messages) == 500
+    assert [m.ts for m in result.messages] == stamps[-500:]  # the newest 500, oldest first
+    assert len(slack.calls_to("conversations.history")) == 3
+    assert len(slack.calls_to("users.info")) == 2  # alice and bob, looked up once each
+    with pytest.raises(ToolError, match="90m, 24h or 7d"):
+        await read_channel(ctx, "random", since="yesterday")
+    with pytest.raises(ToolError, match="Slack is not available"):
+        await read_channel(ToolContext(http=http, user_id="U1"), "random")

@@ -157,7 +157,7 @@ async def history(
             raise ToolError(_explain(exc, name)) from None
         out += [m for m in page["messages"] if not m.get("subtype") or m.get("subtype") == "thread_broadcast"]
         cursor = (page.get("response_metadata") or {}).get("next_cursor")
-        if len(out) >= limit:
+        if len(out) > limit or (cursor and len(out) == limit):  # keep the newest `limit`
             return sorted(out, key=lambda m: float(m["ts"]))[-limit:], True
         if not cursor:
             return sorted(out, key=lambda m: float(m["ts"])), False

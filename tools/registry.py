@@ -26,6 +26,8 @@ class ToolError(Exception):
 
 @dataclass(frozen=True)
 class ToolResult:
+    """One run on the model's behalf; `content` always goes back to the model, ok or not."""
+
     name: str
     ok: bool
     content: str  # JSON text the model reads; for errors {"error": ...}
@@ -35,6 +37,7 @@ class ToolResult:
 
 
 def to_jsonable(value: Any) -> Any:
+    """Tools return data (models, dataclasses, dicts, lists); the model needs JSON."""
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

@@ -25,6 +25,7 @@ class FakeWeb(FakeServer):
         self.delay = 0.0
         self.in_flight = 0
         self.max_in_flight = 0
+        self.release = asyncio.Event()  # set by stop(), so a pending /slow does not delay shutdown
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/article", self._article)
@@ -76,8 +77,15 @@ class FakeWeb(FakeServer):
 
     async def _slow(self, request: web.Request) -> web.Response:
         await self._track(request)
-        await asyncio.sleep(30)
+        try:
+            await asyncio.wait_for(self.release.wait(), 30)
+        except TimeoutError:
+            pass
         return web.Response(text="late")
+
+    async def stop(self) -> None:
+        self.release.set()
+        await super().stop()
 
     async def _binary(self, request: web.Request) -> web.Response:
         await self._track(request)
