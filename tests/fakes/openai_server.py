@@ -1,12 +1,17 @@
-"""A fake OpenAI-compatible Chat Completions server: scripted replies, every request validated."""
+"""A fake OpenAI-compatible Chat Completions server: scripted replies, every request checked.
+
+Each body is validated against the published request schema and the conversation's tool-call
+shape, so a test fails when the bot sends something the real API would reject.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -18,53 +23,75 @@ from jsonschema import Draft202012Validator
 from tests.fakes.server import FakeServer
 
 SCHEMA = Path(__file__).parent / "specs" / "openai-chat-completions-request.schema.json"
+CONTENT_PIECE = 20  # characters per streamed content delta
+ARGUMENTS_PIECE = 15  # characters per streamed tool-call arguments delta
 
 
 @cache
 def validator() -> Draft202012Validator:
+    """Built once per process: compiling the 60 kB schema for every request would be slow."""
     return Draft202012Validator(json.loads(SCHEMA.read_text()))
 
 
 @dataclass
 class ToolCall:
+    """A tool call the fake model makes; str arguments are sent verbatim (even invalid JSON)."""
+
     name: str
     arguments: dict[str, Any] | str = field(default_factory=dict)
-    id: str | None = None
+    id: str | None = None  # auto: call_1, call_2, ...
 
 
 @dataclass
 class Reply:
+    """One scripted model turn: text, tool calls, or an HTTP error."""
+
     content: str | None = None
     tool_calls: list[ToolCall] = field(default_factory=list)
-    delay: float = 0.0
+    delay: float = 0.0  # seconds before answering
     status: int = 200
     error_message: str = "fake error"
-    usage: tuple[int, int] | None = None
-    stream_delay: float = 0.0  # pause between streamed chunks
+    usage: tuple[int, int] | None = None  # (prompt, completion); default: ~len(text) / 4
+    stream_delay: float = 0.0  # pause after each streamed content delta
+    finish_reason: str | None = None  # default: "tool_calls" or "stop"
+
+
+Responder = Callable[[dict[str, Any]], "Reply | str | Awaitable[Reply | str]"]
 
 
 def shape_problems(messages: list[dict[str, Any]]) -> list[str]:
-    """Tool calls must be answered at once, each exactly once, and no result may be orphaned."""
+    """Problems with tool-call pairing that the real API rejects with a 400.
+
+    An assistant message with tool_calls must be followed at once by one `tool` message per call
+    id; a `tool` message must answer a call of the directly preceding assistant group; no call
+    is answered twice.
+    """
     problems: list[str] = []
-    pending: list[str] = []
+    pending: list[str] = []  # ids of the open group still waiting for their result
+    group_open = False  # True while reading the tool messages right after an assistant group
     answered: set[str] = set()
     for i, m in enumerate(messages):
         role = m.get("role")
         if role == "tool":
             cid = m.get("tool_call_id")
-            if cid not in pending:
-                problems.append(f"message {i}: tool result {cid!r} answers no pending call")
+            if cid in answered:
+                problems.append(f"message {i}: tool call {cid!r} answered twice")
+            elif not group_open or cid not in pending:
+                problems.append(
+                    f"message {i}: tool result {cid!r} answers no call of the preceding assistant message"
+                )
             else:
                 pending.remove(cid)
-                if cid in answered:
-                    problems.append(f"message {i}: tool call {cid!r} answered twice")
                 answered.add(cid)
             continue
         if pending:
             problems.append(f"message {i}: {role} message before tool calls {pending} were answered")
-            pending = []
+        pending, group_open = [], False
         if role == "assistant" and m.get("tool_calls"):
-            pending = [c["id"] for c in m["tool_calls"]]
+            ids = [c.get("id") for c in m["tool_calls"]]
+            if len(set(ids)) != len(ids):
+                problems.append(f"message {i}: duplicate tool call ids {ids}")
+            pending, group_open = list(dict.fromkeys(ids)), True
     if pending:
         problems.append(f"request ends with unanswered tool calls {pending}")
     return problems
@@ -75,7 +102,7 @@ def _estimate(text: str) -> int:
 
 
 class FakeOpenAI(FakeServer):
-    """POST /v1/chat/completions; `script()` queues replies, `responder` computes them."""
+    """POST /v1/chat/completions. `script()` queues replies; else `responder`; else `default`."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -84,10 +111,11 @@ class FakeOpenAI(FakeServer):
         self.shape_errors: list[str] = []
         self.queue: list[Reply] = []
         self.default = Reply(content="OK from the fake model")
-        self.responder: Callable[[dict[str, Any]], Any] | None = None
+        self.responder: Responder | None = None
         self.in_flight = 0
         self.max_in_flight = 0
-        self._ids = 0
+        self._call_ids = itertools.count(1)
+        self._completion_ids = itertools.count(1)
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._complete)
@@ -101,37 +129,42 @@ class FakeOpenAI(FakeServer):
         return self.requests[-1]
 
     def script(self, *replies: Reply) -> None:
+        """Queue replies, consumed one per request in order, before `responder` or `default`."""
         self.queue.extend(replies)
 
     def reset(self) -> None:
+        """Forget requests and scripting; schema and shape errors are kept (they are the guard)."""
         self.requests.clear()
         self.queue.clear()
         self.responder = None
+        self.default = Reply(content="OK from the fake model")
+        self.max_in_flight = self.in_flight
 
     def tool_names_sent(self, i: int) -> list[str]:
-        return [t["function"]["name"] for t in self.requests[i].get("tools") or []]
+        """Names of the tools offered in request `i` ([] when it offered none)."""
+        return [t["function"]["name"] for t in self.requests[i].get("tools") or [] if "function" in t]
 
-    async def wait_for_requests(self, count: int, timeout: float = 5.0) -> None:
+    async def wait_for_requests(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
         async with asyncio.timeout(timeout):
             while len(self.requests) < count:
                 await asyncio.sleep(0.01)
+        return self.requests
 
-    async def _reply_for(self, body: dict[str, Any]) -> Reply:
-        if self.queue:
-            return self.queue.pop(0)
-        if self.responder is not None:
-            reply = self.responder(body)
-            return await reply if inspect.isawaitable(reply) else reply
-        return self.default
-
+    # --- HTTP ---------------------------------------------------------------------------------
     async def _complete(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        errors = [e.message for e in validator().iter_errors(body)]
+        if not request.headers.get("Authorization", "").removeprefix("Bearer ").strip():
+            return _error(401, "You didn't provide an API key.", "invalid_request_error", "invalid_api_key")
+        try:
+            body = await request.json()
+        except ValueError as exc:
+            self.schema_errors.append(f"body is not JSON: {exc}")
+            return _error(400, "We could not parse the JSON body of your request.", "invalid_request_error")
+        self.requests.append(body)
+        errors = [f"{'/'.join(map(str, e.absolute_path)) or '<body>'}: {e.message}" for e in _errors(body)]
         if errors:
             self.schema_errors += errors
             return _error(400, "; ".join(errors)[:2000], "invalid_request_error")
         self.shape_errors += shape_problems(body.get("messages", []))
-        self.requests.append(body)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -139,92 +172,115 @@ class FakeOpenAI(FakeServer):
             if reply.delay:
                 await asyncio.sleep(reply.delay)
             if reply.status != 200:
-                return _error(reply.status, reply.error_message, "server_error")
+                return _error(reply.status, reply.error_message, _error_type(reply.status))
             calls = [self._call(c) for c in reply.tool_calls]
             prompt = _estimate(json.dumps(body.get("messages", [])))
             completion = _estimate((reply.content or "") + json.dumps(calls))
-            usage = reply.usage or (prompt, completion)
+            usage = _usage(reply.usage or (prompt, completion))
+            finish = reply.finish_reason or ("tool_calls" if calls else "stop")
+            head = {
+                "id": f"chatcmpl-{next(self._completion_ids)}",
+                "created": int(time.time()),
+                "model": body.get("model", "fake"),
+            }
             if body.get("stream"):
-                return await self._stream(request, body, reply, calls, usage)
-            return web.json_response(self._completion(body, reply, calls, usage))
+                return await self._stream(request, body, head, reply, calls, finish, usage)
+            message: dict[str, Any] = {"role": "assistant", "content": reply.content, "refusal": None}
+            if calls:
+                message["tool_calls"] = calls
+            choice = {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
+            return web.json_response(
+                {**head, "object": "chat.completion", "choices": [choice], "usage": usage}
+            )
         finally:
             self.in_flight -= 1
 
+    async def _reply_for(self, body: dict[str, Any]) -> Reply:
+        if self.queue:
+            return self.queue.pop(0)
+        if self.responder is None:
+            return self.default
+        reply = self.responder(body)
+        if inspect.isawaitable(reply):
+            reply = await reply
+        return Reply(content=reply) if isinstance(reply, str) else reply
+
     def _call(self, call: ToolCall) -> dict[str, Any]:
-        self._ids += 1
         args = call.arguments if isinstance(call.arguments, str) else json.dumps(call.arguments)
         return {
-            "id": call.id or f"call_{self._ids}",
+            "id": call.id or f"call_{next(self._call_ids)}",
             "type": "function",
             "function": {"name": call.name, "arguments": args},
         }
 
-    def _completion(self, body: dict[str, Any], reply: Reply, calls: list[dict[str, Any]], usage) -> dict:
-        message: dict[str, Any] = {"role": "assistant", "content": reply.content, "refusal": None}
-        if calls:
-            message["tool_calls"] = calls
-        return {
-            "id": f"chatcmpl-{len(self.requests)}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body.get("model", "fake"),
-            "choices": [
-                {
-                    "index": 0,
-                    "message": message,
-                    "finish_reason": "tool_calls" if calls else "stop",
-                    "logprobs": None,
-                }
-            ],
-            "usage": _usage(usage),
-        }
-
-    async def _stream(self, request, body, reply: Reply, calls, usage) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    async def _stream(
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        head: dict[str, Any],
+        reply: Reply,
+        calls: list[dict[str, Any]],
+        finish: str,
+        usage: dict[str, int],
+    ) -> web.StreamResponse:
+        """Server-sent events the way OpenAI sends them: role, content pieces, tool-call deltas."""
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
         await response.prepare(request)
-        base = {
-            "id": f"chatcmpl-{len(self.requests)}",
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": body.get("model", "fake"),
-        }
+        base = {**head, "object": "chat.completion.chunk"}
 
-        async def send(delta: dict[str, Any], finish: str | None = None) -> None:
-            chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        async def send(data: dict[str, Any] | str) -> None:
+            text = data if isinstance(data, str) else json.dumps(data)
+            await response.write(f"data: {text}\n\n".encode())
 
-        await send({"role": "assistant", "content": ""})
-        text = reply.content or ""
-        for i in range(0, len(text), 20):
-            await send({"content": text[i : i + 20]})
-            if reply.stream_delay:
-                await asyncio.sleep(reply.stream_delay)
-        for index, call in enumerate(calls):
-            fn = call["function"]
-            head = {
-                "index": index,
-                "id": call["id"],
-                "type": "function",
-                "function": {"name": fn["name"], "arguments": ""},
-            }
-            await send({"tool_calls": [head]})
-            args = fn["arguments"]
-            for i in range(0, len(args), 15):
-                await send({"tool_calls": [{"index": index, "function": {"arguments": args[i : i + 15]}}]})
-        await send({}, "tool_calls" if calls else "stop")
-        if (body.get("stream_options") or {}).get("include_usage"):
-            chunk = {**base, "choices": [], "usage": _usage(usage)}
-            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
-        await response.write(b"data: [DONE]\n\n")
-        await response.write_eof()
+        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+            return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
+
+        try:
+            await send(chunk({"role": "assistant", "content": ""}))
+            text = reply.content or ""
+            for i in range(0, len(text), CONTENT_PIECE):
+                await send(chunk({"content": text[i : i + CONTENT_PIECE]}))
+                if reply.stream_delay:
+                    await asyncio.sleep(reply.stream_delay)
+            for index, call in enumerate(calls):
+                fn = call["function"]
+                start = {"index": index, "id": call["id"], "type": "function"}
+                await send(
+                    chunk({"tool_calls": [{**start, "function": {"name": fn["name"], "arguments": ""}}]})
+                )
+                args = fn["arguments"]
+                for i in range(0, len(args), ARGUMENTS_PIECE):
+                    piece = {"index": index, "function": {"arguments": args[i : i + ARGUMENTS_PIECE]}}
+                    await send(chunk({"tool_calls": [piece]}))
+            await send(chunk({}, finish))
+            if (body.get("stream_options") or {}).get("include_usage"):
+                await send({**base, "choices": [], "usage": usage})
+            await send("[DONE]")
+            await response.write_eof()
+        except ConnectionError:  # the client went away mid-stream (a cancelled run): nothing to do
+            pass
         return response
+
+
+def _errors(body: Any) -> list[Any]:
+    return sorted(validator().iter_errors(body), key=lambda e: list(map(str, e.absolute_path)))
 
 
 def _usage(usage: tuple[int, int]) -> dict[str, int]:
     return {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)}
 
 
-def _error(status: int, message: str, kind: str) -> web.Response:
-    return web.json_response(
-        {"error": {"message": message, "type": kind, "param": None, "code": None}}, status=status
-    )
+def _error_type(status: int) -> str:
+    if status == 429:
+        return "rate_limit_exceeded"
+    if status in (401, 403):
+        return "authentication_error"
+    return "invalid_request_error" if status < 500 else "server_error"
+
+
+def _error(status: int, message: str, kind: str, code: str | None = None) -> web.Response:
+    """OpenAI's error body: {"error": {"message", "type", "param", "code"}}."""
+    error = {"message": message, "type": kind, "param": None, "code": code or kind}
+    return web.json_response({"error": error}, status=status)

@@ -1,14 +1,25 @@
-"""A tiny base for loopback fakes: an aiohttp app on 127.0.0.1 and a free port."""
+"""A tiny base for loopback fakes: an aiohttp app on 127.0.0.1 and a free port.
+
+Tests mock at the network edge: product code talks real HTTP to these servers, started inside the
+test's own event loop, so nothing in the product is patched.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Self
 
 from aiohttp import web
 
 
 class FakeServer:
-    """Subclasses add routes in `routes()`; `start()` binds 127.0.0.1 on a free port."""
+    """Subclasses add their routes in `routes()`; `start()` binds 127.0.0.1 on a free port.
+
+    Use as `async with FakeThing() as fake:` or call `start()` / `stop()` yourself.
+    """
+
+    # A handler still sleeping when the test ends (a slow scripted reply) is cancelled after this
+    # long, so a forgotten delay costs a test a second, not aiohttp's default minute.
+    shutdown_timeout = 1.0
 
     def __init__(self) -> None:
         self.app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -17,14 +28,16 @@ class FakeServer:
         self.port = 0
 
     def routes(self, app: web.Application) -> None:
-        raise NotImplementedError  # each fake defines its own routes
+        """Add this fake's routes; the base has none, so a test may add its own to `app`."""
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self) -> FakeServer:
-        self._runner = web.AppRunner(self.app, access_log=None)
+    async def start(self) -> Self:
+        if self._runner is not None:
+            return self
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=self.shutdown_timeout)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -36,7 +49,7 @@ class FakeServer:
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> Any:
+    async def __aenter__(self) -> Self:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:

@@ -1,4 +1,8 @@
-"""Requests shaped and signed the way Slack sends them to the app under test."""
+"""Requests shaped and signed the way Slack sends them to the app under test.
+
+Plain functions: build an event, slash command or interactivity body, then `post_signed()` it to
+the app's HTTP endpoint, with the v0 signature Bolt verifies.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import hmac
 import itertools
 import json
 import time
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 import aiohttp
@@ -16,7 +20,15 @@ _ids = itertools.count(1)
 _ts = itertools.count(1)
 
 
+class Answer(NamedTuple):
+    """What the app answered; unpacks as `status, text = await post_signed(...)`."""
+
+    status: int
+    text: str
+
+
 def sign(secret: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+    """Slack's request signature headers: v0 HMAC-SHA256 of `v0:{timestamp}:{body}`."""
     ts = str(timestamp if timestamp is not None else int(time.time()))
     base = f"v0:{ts}:".encode() + body
     digest = hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
@@ -28,8 +40,14 @@ def _ts_now() -> str:
 
 
 def event_body(
-    event: dict[str, Any], *, event_id: str | None = None, team: str = "T1", api_app_id: str = "A1"
+    event: dict[str, Any],
+    *,
+    event_id: str | None = None,
+    team: str = "T1",
+    api_app_id: str = "A1",
+    authorizations_user: str = "UBOT",
 ) -> bytes:
+    """An Events API `event_callback` envelope with a fresh event_id (the key retries dedupe on)."""
     envelope = {
         "token": "legacy-verification-token",
         "team_id": team,
@@ -38,7 +56,16 @@ def event_body(
         "type": "event_callback",
         "event_id": event_id or f"Ev{next(_ids):08d}",
         "event_time": int(time.time()),
-        "authorizations": [{"enterprise_id": None, "team_id": team, "user_id": "UBOT", "is_bot": True}],
+        "authorizations": [
+            {
+                "enterprise_id": None,
+                "team_id": team,
+                "user_id": authorizations_user,
+                "is_bot": True,
+                "is_enterprise_install": False,
+            }
+        ],
+        "is_ext_shared_channel": False,
     }
     return json.dumps(envelope).encode()
 
@@ -67,18 +94,21 @@ def _message(
 def mention(
     text: str, *, channel: str = "C1", user: str = "U1", ts: str | None = None, thread_ts: str | None = None
 ) -> dict[str, Any]:
+    """An `app_mention` event (these carry no channel_type)."""
     return _message("app_mention", text, channel, user, ts, thread_ts, "channel")
 
 
 def dm(
     text: str, *, channel: str = "D1", user: str = "U1", ts: str | None = None, thread_ts: str | None = None
 ) -> dict[str, Any]:
+    """A `message` event in a direct message (channel_type "im")."""
     return _message("message", text, channel, user, ts, thread_ts, "im")
 
 
 def thread_message(
     text: str, *, channel: str = "C1", user: str = "U1", ts: str | None = None, thread_ts: str | None = None
 ) -> dict[str, Any]:
+    """A plain `message` event in a public channel, e.g. a reply in a thread the bot is in."""
     return _message("message", text, channel, user, ts, thread_ts, "channel")
 
 
@@ -93,6 +123,7 @@ def command_body(
     trigger_id: str | None = None,
     channel_name: str = "general",
 ) -> bytes:
+    """A slash command POST body (form-urlencoded), as Slack sends it."""
     form = {
         "token": "legacy",
         "team_id": team,
@@ -106,6 +137,7 @@ def command_body(
         "api_app_id": "A1",
         "response_url": response_url,
         "trigger_id": trigger_id or f"trig.{next(_ids)}",
+        "is_enterprise_install": "false",
     }
     return urlencode(form).encode()
 
@@ -120,6 +152,7 @@ def block_actions_body(
     response_url: str | None = None,
     team: str = "T1",
 ) -> bytes:
+    """An interactivity POST body: form field `payload` holding a block_actions JSON payload."""
     message: dict[str, Any] = {"type": "message", "ts": message_ts, "user": "UBOT", "bot_id": "BBOT"}
     if thread_ts:
         message["thread_ts"] = thread_ts
@@ -139,7 +172,9 @@ def block_actions_body(
         "message": message,
         "trigger_id": f"trig.{next(_ids)}",
         "response_url": response_url or "http://127.0.0.1:9/response/none",
+        "state": {"values": {}},
         "actions": [{"action_ts": str(time.time()), "block_id": "b1", **action}],
+        "is_enterprise_install": False,
     }
     return urlencode({"payload": json.dumps(payload)}).encode()
 
@@ -153,9 +188,10 @@ async def post_signed(
     content_type: str,
     retry_num: int | None = None,
     timestamp: int | None = None,
-) -> tuple[int, str]:
+) -> Answer:
+    """POST `body` signed with `secret`; a retry_num adds Slack's retry headers."""
     headers = sign(secret, body, timestamp) | {"Content-Type": content_type}
     if retry_num is not None:
         headers |= {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"}
     async with session.post(url, data=body, headers=headers) as response:
-        return response.status, await response.text()
+        return Answer(response.status, await response.text())
