@@ -27,8 +27,8 @@ sys.path.insert(0, str(HERE))
 
 from roundtrip_common import QUESTION, floor_once, median_ms  # noqa: E402
 
-from bot.store import Store  # noqa: E402
-from bot.trace import DbTrace  # noqa: E402
+from bot.db import Database  # noqa: E402
+from bot.db.trace import DbTrace  # noqa: E402
 from orchestrators.llm import Agent, Limits  # noqa: E402
 from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall  # noqa: E402
 from tools import ToolRegistry, tool  # noqa: E402
@@ -81,9 +81,9 @@ async def main(n: int) -> None:
             await agent.run([{"role": "user", "content": QUESTION}], ctx)
 
         with tempfile.TemporaryDirectory() as tmp:
-            store = Store(f"sqlite+aiosqlite:///{tmp}/bench.db")
+            store = Database(f"sqlite+aiosqlite:///{tmp}/bench.db")
             await store.create_schema()
-            run = await store.start_run("bench")
+            run = await store.runs.start("bench")
 
             async def ours_db() -> None:
                 ctx = ToolContext(http=http, llm=client, trace=DbTrace(store, run.id))

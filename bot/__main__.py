@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
             "No model configured (OPENAI_API_KEY / OPENAI_BASE_URL unset): conversations will say "
             "so, and slash-command workflows run without their LLM steps."
         )
-    from bot.server import clock, serve
+    from bot.slack.server import clock, serve
 
     if is_clock and not settings.run_scheduler:
         print("Switchboard clock: RUN_SCHEDULER is false, so there is nothing to run.", file=sys.stderr)

@@ -69,7 +69,7 @@ async def run_console(out: Console) -> int:
     configure_logging(settings, level="WARNING")
     from dataclasses import replace
 
-    from bot.listeners.commands import execute
+    from bot.commands import execute
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = replace(settings, database_url=f"sqlite+aiosqlite:///{Path(tmp) / 'console.db'}")

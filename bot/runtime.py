@@ -18,8 +18,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
-from bot.digest_store import DigestStore
-from bot.store import Store
+from bot.db import Database
 from orchestrators.llm import Agent, Limits
 from orchestrators.workflows import workflow_tools
 from tools import ToolRegistry, default_tools
@@ -88,7 +87,7 @@ def llm_client(settings: Settings) -> AsyncOpenAI | None:
 @dataclass
 class Runtime:
     settings: Settings
-    store: Store
+    db: Database
     slack: AsyncWebClient
     llm: AsyncOpenAI | None
     http: aiohttp.ClientSession
@@ -96,12 +95,8 @@ class Runtime:
     agent: Agent
     tasks: TaskSet = field(default_factory=TaskSet)
     bot_user_id: str | None = None
-    digest_scheduler: Any = None  # bot.scheduler.DigestScheduler; set by the server
+    digest_scheduler: Any = None  # bot.digests.scheduler.DigestScheduler; set by the server
     slack_available: bool = True  # False in console mode: tools that need Slack say so
-
-    @property
-    def digests(self) -> DigestStore:
-        return DigestStore(self.store)
 
     def tool_context(
         self,
@@ -128,13 +123,13 @@ class Runtime:
         await self.http.close()
         if self.llm is not None:
             await self.llm.close()
-        await self.store.close()
+        await self.db.close()
 
 
 async def create_runtime(settings: Settings, registry: ToolRegistry | None = None) -> Runtime:
     """Open the database (creating the schema) and the clients; call inside the event loop."""
-    store = Store(settings.database_url)
-    await store.create_schema()
+    db = Database(settings.database_url)
+    await db.create_schema()
     llm = llm_client(settings)
     registry = registry or default_tools().extended(*workflow_tools())
     limits = Limits(
@@ -146,7 +141,7 @@ async def create_runtime(settings: Settings, registry: ToolRegistry | None = Non
     )
     return Runtime(
         settings=settings,
-        store=store,
+        db=db,
         slack=slack_client(settings),
         llm=llm,
         http=aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)),

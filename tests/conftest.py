@@ -12,7 +12,7 @@ import pytest
 
 from bot.config import Settings, load_settings
 from bot.runtime import create_runtime
-from bot.server import Running, start_http
+from bot.slack.server import Running, start_http
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_requests import block_actions_body, command_body, event_body, post_signed

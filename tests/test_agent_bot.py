@@ -54,8 +54,8 @@ async def test_two_cities_are_looked_up_concurrently(tool_bot: Bot, slack, llm, 
     assert "Karachi" in results[0]["content"] and "Berlin" in results[1]["content"]
     (posted,) = slack.posted(channel="C1")
     assert "warmer" in str(posted)
-    run = (await tool_bot.rt.store.runs())[-1]
-    steps = await tool_bot.rt.store.steps(run.id)
+    run = (await tool_bot.rt.db.runs.find())[-1]
+    steps = await tool_bot.rt.db.runs.steps(run.id)
     assert [s.kind for s in steps].count("model") == 2
     assert sorted(s.name for s in steps if s.kind == "tool") == ["get_weather", "get_weather"]
     assert all(s.duration_ms >= 0 and s.output_chars > 0 for s in steps if s.kind == "tool")

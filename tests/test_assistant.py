@@ -45,7 +45,7 @@ async def test_assistant_message_gets_a_title_and_one_answer(bot: Bot, slack, ll
     assert titles == ["What's the weather like in Karachi tomorrow, roughly?"]  # first question only
     assert [m["text"] for m in slack.posted(channel="D1")] == ["Here you go.", "And more."]
     assert "What's the weather" in str(llm.requests[1]["messages"])  # same conversation
-    run = (await bot.rt.store.runs())[-1]
+    run = (await bot.rt.db.runs.find())[-1]
     assert run.trigger == "assistant" and run.status == "ok"
 
 

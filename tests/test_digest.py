@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import update
 
-from bot.digest_store import DigestClaim, DigestSchedule
+from bot.db.models import DigestClaim, DigestSchedule
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply
 
@@ -57,7 +57,7 @@ async def test_add_list_remove(dbot: Bot, slack) -> None:
     assert "Digest 1 removed" in await digest(dbot, slack, "remove 1")
     assert "Digest 2 removed" in await digest(dbot, slack, "remove 2", user="UADMIN")
     assert "no digest 2" in (await digest(dbot, slack, "remove 2")).lower()
-    assert await dbot.rt.digests.all() == []
+    assert await dbot.rt.db.digests.all() == []
 
 
 @pytest.mark.parametrize(
@@ -76,7 +76,7 @@ async def test_add_list_remove(dbot: Bot, slack) -> None:
 async def test_bad_input_shows_an_example_and_stores_nothing(dbot: Bot, slack, text) -> None:
     reply = await digest(dbot, slack, text)
     assert "e.g. `/digest add #support-digest weekdays 09:00" in reply
-    assert await dbot.rt.digests.all() == []
+    assert await dbot.rt.db.digests.all() == []
 
 
 async def test_membership_and_bot_presence_are_checked(dbot: Bot, slack) -> None:
@@ -87,7 +87,7 @@ async def test_membership_and_bot_presence_are_checked(dbot: Bot, slack) -> None
         dbot, slack, "add <#C3|support-digest> daily 09:00 from <#G5|execs>"
     )
     assert "/invite @Switchboard" in await digest(dbot, slack, "add <#C6|no-bot> daily 09:00")
-    assert await dbot.rt.digests.all() == []
+    assert await dbot.rt.db.digests.all() == []
 
 
 async def test_run_posts_a_digest_with_its_period(dbot: Bot, slack, llm) -> None:
@@ -100,7 +100,7 @@ async def test_run_posts_a_digest_with_its_period(dbot: Bot, slack, llm) -> None
     text = json.dumps(posted["blocks"], ensure_ascii=False)
     assert "Digest of #random" in text and "Five tickets came in." in text and "(UTC)" in text
     assert "support ticket 4" in llm.requests[0]["messages"][-1]["content"]
-    schedule = await dbot.rt.digests.get(1)
+    schedule = await dbot.rt.db.digests.get(1)
     assert schedule.last_status == "posted" and schedule.failures == 0
 
 
@@ -117,15 +117,15 @@ async def test_quiet_period(dbot: Bot, slack, llm) -> None:
 async def test_failure_is_recorded_retried_and_the_creator_told(dbot: Bot, slack) -> None:
     await digest(dbot, slack, "add <#C3|support-digest> daily 09:00 UTC from <#C2|random>")
     slack.channels["C2"].members.discard("UBOT")  # the bot was removed from the source channel
-    schedule = await dbot.rt.digests.get(1)
+    schedule = await dbot.rt.db.digests.get(1)
     fire = datetime(2026, 11, 24, 9, tzinfo=UTC)
     await dbot.rt.digest_scheduler.run(schedule, fire)
-    schedule = await dbot.rt.digests.get(1)
+    schedule = await dbot.rt.db.digests.get(1)
     assert schedule.last_status == "failed" and schedule.failures == 2  # first try and one retry
     assert "invite me" in schedule.last_error
     (dm,) = slack.posted(channel="DU1")
     assert "failed twice" in dm["text"] and "/digest remove 1" in dm["text"]
-    assert [c.status for c in await dbot.rt.digests.claims(1)] == ["failed"]
+    assert [c.status for c in await dbot.rt.db.digests.claims(1)] == ["failed"]
     # the same fire time is never attempted again, even after the failure
     assert await dbot.rt.digest_scheduler.run(schedule, fire) == "already posted"
 
@@ -144,12 +144,11 @@ async def test_a_schedule_fires_on_time(slack, llm, db_url) -> None:
 
 
 async def _claims(db_url: str) -> list[DigestClaim]:
-    from bot.digest_store import DigestStore
-    from bot.store import Store
+    from bot.db import Database
 
-    store = Store(db_url)
+    store = Database(db_url)
     try:
-        return await DigestStore(store).claims(1)
+        return await store.digests.claims(1)
     finally:
         await store.close()
 
@@ -162,7 +161,7 @@ async def test_restart_catches_up_once_and_never_twice(slack, llm, db_url) -> No
     await harness.start()
     try:
         await digest(harness, slack, f"add <#C3|support-digest> daily {missed:%H:%M} UTC from <#C2|random>")
-        async with harness.rt.store.session() as s:  # it existed before the time it missed
+        async with harness.rt.db.session() as s:  # it existed before the time it missed
             await s.exec(update(DigestSchedule).values(created_at=missed - timedelta(days=1)))
             await s.commit()
         assert digests_posted(slack, "C3") == []
@@ -212,7 +211,7 @@ async def test_clock_process_posts_what_the_web_process_scheduled(slack, llm, db
     missed = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=5)
     try:
         await digest(web, slack, f"add <#C3|support-digest> daily {missed:%H:%M} UTC from <#C2|random>")
-        async with web.rt.store.session() as s:
+        async with web.rt.db.session() as s:
             await s.exec(update(DigestSchedule).values(created_at=missed - timedelta(days=1)))
             await s.commit()
         assert web.rt.digest_scheduler.next_run(1) is None  # the web process keeps no clock

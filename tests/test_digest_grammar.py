@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.digest_grammar import (
+from bot.digests.grammar import (
     DigestAdd,
     DigestHelp,
     DigestList,
@@ -15,7 +15,7 @@ from bot.digest_grammar import (
     period_of,
     previous_fire_time,
 )
-from bot.parsing import ChannelRef, UsageError
+from orchestrators.workflows.parsing import ChannelRef, UsageError
 
 
 def test_forms() -> None:

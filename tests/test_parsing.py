@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from bot.parsing import (
+from orchestrators.workflows.parsing import (
     ChannelRef,
     SummarizeArgs,
     UsageError,

@@ -2,8 +2,8 @@
 
 import re
 
-from bot.render import markdown_messages
-from bot.render_split import split_markdown
+from bot.slack.render import markdown_messages
+from bot.slack.split import split_markdown
 
 FENCE = re.compile(r"^(```|~~~)", re.M)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from bot.runtime import create_runtime
-from bot.server import start_socket_mode
+from bot.slack.server import start_socket_mode
 from tests.conftest import make_settings
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import event_body, mention

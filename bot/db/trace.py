@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from bot.store import Store
+from bot.db.engine import Database
 
 log = logging.getLogger(__name__)
 
@@ -15,8 +15,8 @@ StatusSink = Callable[[str], Awaitable[None]]
 class DbTrace:
     """Records steps on one run; forwards status lines to Slack (or wherever `on_status` says)."""
 
-    def __init__(self, store: Store, run_id: int, on_status: StatusSink | None = None) -> None:
-        self.store = store
+    def __init__(self, db: Database, run_id: int, on_status: StatusSink | None = None) -> None:
+        self.db = db
         self.run_id = run_id
         self.on_status = on_status
 
@@ -40,7 +40,7 @@ class DbTrace:
             duration_ms,
             f" error={error}" if error else "",
         )
-        await self.store.add_step(
+        await self.db.runs.add_step(
             self.run_id,
             kind=kind,
             name=name[:100],

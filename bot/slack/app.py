@@ -7,8 +7,8 @@ import logging
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 
-from bot.listeners import assistant, commands, digest, feedback, messages
 from bot.runtime import Runtime
+from bot.slack.listeners import assistant, commands, digest, feedback, messages
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,10 @@ import logging
 import re
 from dataclasses import dataclass
 
-from bot.render import feedback_blocks
+from bot.db.trace import DbTrace
 from bot.runtime import Runtime
-from bot.stream import AnswerSurface
-from bot.trace import DbTrace
+from bot.slack.render import feedback_blocks
+from bot.slack.surface import AnswerSurface
 from orchestrators.llm import AgentError
 
 log = logging.getLogger(__name__)
@@ -41,13 +41,13 @@ def clean_text(text: str, bot_user_id: str | None) -> str:
 
 async def answer(rt: Runtime, turn: Turn) -> None:
     """Run the agent for this turn and show it working; never leaves the user in silence."""
-    convo = await rt.store.get_or_create_conversation(turn.team, turn.channel, turn.thread_ts)
+    convo = await rt.db.conversations.get_or_create(turn.team, turn.channel, turn.thread_ts)
     assert convo.id is not None
     question = clean_text(turn.text, rt.bot_user_id) or "(an empty message)"
-    await rt.store.add_messages(
+    await rt.db.conversations.add_messages(
         convo.id, [{"role": "user", "content": question}], user_id=turn.user, slack_ts=turn.ts
     )
-    run = await rt.store.start_run(
+    run = await rt.db.runs.start(
         turn.trigger,
         conversation_id=convo.id,
         team_id=turn.team,
@@ -66,16 +66,16 @@ async def answer(rt: Runtime, turn: Turn) -> None:
         native=AnswerSurface.for_channel(turn.channel, turn.reply_thread_ts),
         interval=rt.settings.stream_interval,
     )
-    trace = DbTrace(rt.store, run.id, on_status=surface.status)
+    trace = DbTrace(rt.db, run.id, on_status=surface.status)
     ctx = rt.tool_context(
         trace, team=turn.team, user=turn.user, channel=turn.channel, thread_ts=turn.reply_thread_ts
     )
     try:
         await surface.begin()
-        history = await rt.store.history(convo.id)
+        history = await rt.db.conversations.history(convo.id)
         result = await rt.agent.run(history, ctx, on_text=surface.delta)
     except asyncio.CancelledError:
-        await rt.store.finish_run(run.id, "interrupted", error="interrupted by shutdown")
+        await rt.db.runs.finish(run.id, "interrupted", error="interrupted by shutdown")
         await surface.fail("Sorry, I was restarted before I could finish. Please ask again.")
         raise
     except AgentError as exc:
@@ -91,10 +91,10 @@ async def answer(rt: Runtime, turn: Turn) -> None:
         stamps = await surface.finish(result.text, feedback_blocks(run.id) if rt.llm else None)
     except Exception as exc:
         log.exception("run %s: could not post the answer", run.id)
-        await rt.store.finish_run(run.id, "failed", error=f"posting the answer failed: {exc}")
+        await rt.db.runs.finish(run.id, "failed", error=f"posting the answer failed: {exc}")
         return
-    await rt.store.add_messages(convo.id, result.messages, run_id=run.id)
-    await rt.store.finish_run(
+    await rt.db.conversations.add_messages(convo.id, result.messages, run_id=run.id)
+    await rt.db.runs.finish(
         run.id,
         "ok" if result.status in ("ok", "unconfigured") else result.status,
         error=result.stop_reason,
@@ -106,7 +106,7 @@ async def answer(rt: Runtime, turn: Turn) -> None:
 
 
 async def _apologise(rt: Runtime, surface: AnswerSurface, run_id: int, error: str) -> None:
-    await rt.store.finish_run(run_id, "failed", error=error[:2000])
+    await rt.db.runs.finish(run_id, "failed", error=error[:2000])
     text = (
         "Sorry, I couldn't get an answer from the language model just now. "
         f"Please try again in a moment. (reference: run {run_id})"

@@ -11,10 +11,10 @@ from typing import Any
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 
-from bot.app import build_app, build_web_app, identify
 from bot.config import Settings
+from bot.digests.scheduler import DigestScheduler
 from bot.runtime import Runtime, create_runtime
-from bot.scheduler import DigestScheduler
+from bot.slack.app import build_app, build_web_app, identify
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class Running:
         left = await self.rt.tasks.drain(drain)
         if left:
             log.warning("%d answers were still running at shutdown", left)
-        await self.rt.store.interrupt_running()
+        await self.rt.db.runs.interrupt_running()
         await self.rt.close()
 
 

@@ -15,11 +15,11 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from slack_sdk.errors import SlackApiError
 
-from bot.digest_grammar import canonical, make_trigger, period_of, previous_fire_time
-from bot.digest_store import DigestSchedule, DigestStore
-from bot.render import post_answer
+from bot.db.models import DigestSchedule
+from bot.db.trace import DbTrace
+from bot.digests.grammar import canonical, make_trigger, period_of, previous_fire_time
 from bot.runtime import Runtime
-from bot.trace import DbTrace
+from bot.slack.render import post_answer
 from orchestrators.workflows import summarize_channel
 from tools.registry import ToolError
 
@@ -34,7 +34,6 @@ class DigestScheduler:
         self, rt: Runtime, *, second: str = "0", retry_delay: float = 60.0, sync_seconds: float = 30.0
     ) -> None:
         self.rt = rt
-        self.digests = DigestStore(rt.store)
         self.second = second  # tests use "*" so a minute schedule fires every second
         self.retry_delay = retry_delay
         self.sync_seconds = sync_seconds
@@ -46,7 +45,7 @@ class DigestScheduler:
         self.scheduler.start()
         await self.sync()
         self.scheduler.add_job(self.sync, "interval", seconds=self.sync_seconds, id="sync", coalesce=True)
-        for schedule in await self.digests.all():
+        for schedule in await self.rt.db.digests.all():
             self.rt.tasks.spawn(self.catch_up(schedule), name=f"digest catch-up {schedule.id}")
 
     async def stop(self) -> None:
@@ -55,7 +54,7 @@ class DigestScheduler:
 
     async def sync(self) -> None:
         """Make the jobs match the table: added, changed and removed schedules."""
-        schedules = {s.id: s for s in await self.digests.all() if s.id is not None}
+        schedules = {s.id: s for s in await self.rt.db.digests.all() if s.id is not None}
         for sid in set(self._known) - set(schedules):
             self._remove_job(sid)
         for sid, s in schedules.items():
@@ -94,7 +93,7 @@ class DigestScheduler:
 
     async def _fire(self, schedule_id: int) -> None:
         """The APScheduler job: work out which fire time this is, then run it as a tracked task."""
-        schedule = await self.digests.get(schedule_id)
+        schedule = await self.rt.db.digests.get(schedule_id)
         if schedule is None:
             self._remove_job(schedule_id)
             return
@@ -111,39 +110,39 @@ class DigestScheduler:
     async def run(self, schedule: DigestSchedule, fire_time: datetime, *, manual: bool = False) -> str:
         """Claim, summarize, post; retried once; the creator hears about repeated failure."""
         assert schedule.id is not None
-        if not await self.digests.claim(schedule.id, fire_time):
+        if not await self.rt.db.digests.claim(schedule.id, fire_time):
             return "already posted"
         outcome = "failed"
         for attempt in (1, 2):
             try:
                 outcome = await self._post(schedule, fire_time)
-                await self.digests.set_claim_status(schedule.id, fire_time, "posted")
-                await self.digests.record(schedule.id, outcome)
+                await self.rt.db.digests.set_claim_status(schedule.id, fire_time, "posted")
+                await self.rt.db.digests.record(schedule.id, outcome)
                 return outcome
             except (ToolError, SlackApiError) as exc:
                 error = _reason(exc)
                 log.warning("digest %s attempt %s failed: %s", schedule.id, attempt, error)
-                updated = await self.digests.record(schedule.id, "failed", error)
+                updated = await self.rt.db.digests.record(schedule.id, "failed", error)
                 if attempt == 1:
                     await asyncio.sleep(self.retry_delay)
-        await self.digests.set_claim_status(schedule.id, fire_time, "failed")
+        await self.rt.db.digests.set_claim_status(schedule.id, fire_time, "failed")
         if updated is not None and not manual:
             await self._tell_creator(updated, error)
         return outcome if not manual else f"failed: {error}"
 
     async def _post(self, schedule: DigestSchedule, fire_time: datetime) -> str:
         assert schedule.id is not None
-        since = await self.digests.previous_posted(schedule.id, fire_time)
+        since = await self.rt.db.digests.previous_posted(schedule.id, fire_time)
         if since is None or fire_time - since > MAX_PERIOD:
             since = fire_time - min(
                 period_of(schedule.cron, schedule.timezone, fire_time, self.second), MAX_PERIOD
             )
-        run = await self.rt.store.start_run(
+        run = await self.rt.db.runs.start(
             "digest", team_id=schedule.team_id, channel_id=schedule.channel_id, user_id=schedule.creator_id
         )
         assert run.id is not None
         ctx = self.rt.tool_context(
-            DbTrace(self.rt.store, run.id),
+            DbTrace(self.rt.db, run.id),
             team=schedule.team_id,
             user=schedule.creator_id,
             channel=schedule.channel_id,
@@ -158,7 +157,7 @@ class DigestScheduler:
             header = f"*Digest of #{name}* · {_span(since, fire_time, schedule.timezone)}"
             if "empty" in reply.notes:
                 if schedule.quiet:
-                    await self.rt.store.finish_run(run.id, "ok", error="quiet period: nothing posted")
+                    await self.rt.db.runs.finish(run.id, "ok", error="quiet period: nothing posted")
                     return "quiet"
                 text = f"{header}\n\nNo activity in #{name} in this period."
             else:
@@ -174,10 +173,10 @@ class DigestScheduler:
             }
             await post_answer(self.rt.slack, schedule.channel_id, None, text, [footer])
         except Exception as exc:
-            await self.rt.store.finish_run(run.id, "failed", error=_reason(exc))
+            await self.rt.db.runs.finish(run.id, "failed", error=_reason(exc))
             raise
         usage = ctx.usage
-        await self.rt.store.finish_run(
+        await self.rt.db.runs.finish(
             run.id,
             "ok",
             prompt_tokens=usage.prompt_tokens,

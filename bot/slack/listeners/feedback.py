@@ -7,10 +7,9 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.render import FEEDBACK_ACTION
 from bot.runtime import Runtime
-from bot.slack_calls import call
-from bot.store import save_feedback
+from bot.slack.calls import call
+from bot.slack.render import FEEDBACK_ACTION
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +27,7 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         parsed = parse_value(action.get("value", ""))
         user = body["user"]["id"]
         channel = (body.get("channel") or {}).get("id") or body.get("container", {}).get("channel_id")
-        if parsed is None or not await save_feedback(rt.store, parsed[1], user, parsed[0]):
+        if parsed is None or not await rt.db.feedback.save(parsed[1], user, parsed[0]):
             log.warning("feedback with an unknown value %r", action.get("value"))
             return
         thread = (body.get("message") or {}).get("thread_ts") or body.get("container", {}).get("thread_ts")

@@ -7,7 +7,7 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.render_split import split_markdown
+from bot.slack.split import split_markdown
 
 MARKDOWN_BLOCK_LIMIT = 12_000
 FALLBACK_CHARS = 300
@@ -41,7 +41,7 @@ async def post_answer(
 ) -> list[str]:
     """Post an answer in order, in one thread; returns the message timestamps.
 
-    `via(fn, **kwargs)` wraps each call (bot.slack_calls.call retries transient failures).
+    `via(fn, **kwargs)` wraps each call (bot.slack.calls.call retries transient failures).
     """
     stamps = []
     for message in markdown_messages(text, extra_blocks):

@@ -14,8 +14,8 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.render import fallback_text, markdown_messages, post_answer
-from bot.slack_calls import call
+from bot.slack.calls import call
+from bot.slack.render import fallback_text, markdown_messages, post_answer
 
 log = logging.getLogger(__name__)
 

@@ -1,66 +1,36 @@
-"""Digest schedules and their claims: the scheduler's source of truth, apart from conversations."""
+"""Digest schedules and their claims: the scheduler's source of truth."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import UniqueConstraint
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Field, SQLModel, col, select, update
+from sqlmodel import col, select, update
 
-from bot.store import Store, utcnow
+from bot.db.models import DigestClaim, DigestSchedule, utcnow
 
-
-class DigestSchedule(SQLModel, table=True):
-    """A scheduled channel summary; this table, not the scheduler, is the source of truth."""
-
-    id: int | None = Field(default=None, primary_key=True)
-    team_id: str = Field(max_length=32)
-    channel_id: str = Field(max_length=32)
-    source_channel_id: str = Field(max_length=32)
-    cron: str = Field(max_length=100)
-    timezone: str = Field(max_length=64)
-    description: str = Field(default="", max_length=200)
-    quiet: bool = False
-    creator_id: str = Field(max_length=32)
-    created_at: datetime = Field(default_factory=utcnow)
-    last_run_at: datetime | None = None
-    last_status: str | None = Field(default=None, max_length=16)
-    last_error: str | None = None
-    failures: int = 0
+if TYPE_CHECKING:
+    from bot.db.engine import Database
 
 
-class DigestClaim(SQLModel, table=True):
-    """(schedule, fire time) claimed before posting, so a digest is posted at most once."""
-
-    __table_args__ = (UniqueConstraint("schedule_id", "fire_time"),)
-    id: int | None = Field(default=None, primary_key=True)
-    schedule_id: int = Field(index=True)
-    fire_time: datetime
-    claimed_at: datetime = Field(default_factory=utcnow)
-    status: str = Field(default="claimed", max_length=16)
-
-
-class DigestStore:
-    """Digest schedules and their claims; kept apart from conversation queries."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
+class Digests:
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     async def add(self, **fields: Any) -> DigestSchedule:
-        async with self.store.session() as s:
+        async with self.db.session() as s:
             schedule = DigestSchedule(**fields)
             s.add(schedule)
             await s.commit()
             return schedule
 
     async def get(self, schedule_id: int) -> DigestSchedule | None:
-        async with self.store.session() as s:
+        async with self.db.session() as s:
             return await s.get(DigestSchedule, schedule_id)
 
     async def all(self, team: str | None = None, channel: str | None = None) -> list[DigestSchedule]:
-        async with self.store.session() as s:
+        async with self.db.session() as s:
             q = select(DigestSchedule).order_by(col(DigestSchedule.id))
             if team is not None:
                 q = q.where(DigestSchedule.team_id == team)
@@ -72,7 +42,7 @@ class DigestStore:
             return list((await s.exec(q)).all())
 
     async def remove(self, schedule_id: int) -> bool:
-        async with self.store.session() as s:
+        async with self.db.session() as s:
             found = await s.get(DigestSchedule, schedule_id)
             if found is None:
                 return False
@@ -82,7 +52,7 @@ class DigestStore:
 
     async def claim(self, schedule_id: int, fire_time: datetime) -> bool:
         """True for exactly one caller per (schedule, fire time), whatever the process."""
-        async with self.store.session() as s:
+        async with self.db.session() as s:
             s.add(DigestClaim(schedule_id=schedule_id, fire_time=fire_time))
             try:
                 await s.commit()
@@ -91,7 +61,7 @@ class DigestStore:
         return True
 
     async def set_claim_status(self, schedule_id: int, fire_time: datetime, status: str) -> None:
-        async with self.store.session() as s:
+        async with self.db.session() as s:
             await s.exec(
                 update(DigestClaim)
                 .where(col(DigestClaim.schedule_id) == schedule_id, col(DigestClaim.fire_time) == fire_time)
@@ -100,7 +70,7 @@ class DigestStore:
             await s.commit()
 
     async def claims(self, schedule_id: int) -> list[DigestClaim]:
-        async with self.store.session() as s:
+        async with self.db.session() as s:
             q = (
                 select(DigestClaim)
                 .where(DigestClaim.schedule_id == schedule_id)
@@ -110,7 +80,7 @@ class DigestStore:
 
     async def previous_posted(self, schedule_id: int, before: datetime) -> datetime | None:
         """The fire time of the last digest posted before this one: where the next one starts."""
-        async with self.store.session() as s:
+        async with self.db.session() as s:
             q = (
                 select(DigestClaim.fire_time)
                 .where(
@@ -125,7 +95,7 @@ class DigestStore:
 
     async def record(self, schedule_id: int, status: str, error: str | None = None) -> DigestSchedule | None:
         """Note a run's outcome; consecutive failures are counted so the creator can be told."""
-        async with self.store.session() as s:
+        async with self.db.session() as s:
             schedule = await s.get(DigestSchedule, schedule_id)
             if schedule is None:
                 return None

@@ -7,8 +7,8 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.conversation import Turn, answer
 from bot.runtime import Runtime
+from bot.slack.conversation import Turn, answer
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def _team(body: dict[str, Any], event: dict[str, Any]) -> str:
 
 def register(app: AsyncApp, rt: Runtime) -> None:
     async def claim_and_answer(turn: Turn, keys: list[str]) -> None:
-        if not await rt.store.claim(*keys):
+        if not await rt.db.events.claim(*keys):
             log.info("skipping a repeated delivery of %s", keys[0])
             return
         await answer(rt, turn)
@@ -88,7 +88,7 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         team, thread = _team(body, event), event.get("thread_ts")
         known: set[str] = set()
         if thread and event.get("channel_type") != "im" and not event.get("subtype"):
-            if await rt.store.conversation(team, event.get("channel", ""), thread):
+            if await rt.db.conversations.find(team, event.get("channel", ""), thread):
                 known.add(thread)
         turn = message_turn(event, team, rt.bot_user_id, known)
         if turn is not None:

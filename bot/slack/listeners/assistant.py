@@ -7,9 +7,9 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncAssistant
 
-from bot.conversation import Turn, answer, clean_text
 from bot.runtime import Runtime
-from bot.slack_calls import call
+from bot.slack.calls import call
+from bot.slack.conversation import Turn, answer, clean_text
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +55,9 @@ def register(app: AsyncApp, rt: Runtime) -> None:
     async def reply(event: dict[str, Any], team: str, event_id: str | None) -> None:
         channel, thread, ts = event["channel"], event["thread_ts"], event["ts"]
         keys = ([f"event:{event_id}"] if event_id else []) + [f"msg:{channel}:{ts}"]
-        if not await rt.store.claim(*keys):
+        if not await rt.db.events.claim(*keys):
             return
-        if await rt.store.conversation(team, channel, thread) is None:
+        if await rt.db.conversations.find(team, channel, thread) is None:
             question = clean_text(event.get("text", ""), rt.bot_user_id)
             await call(
                 rt.slack.assistant_threads_setTitle,

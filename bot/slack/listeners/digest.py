@@ -9,7 +9,8 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
-from bot.digest_grammar import (
+from bot.db.models import DigestSchedule
+from bot.digests.grammar import (
     DIGEST_USAGE,
     DigestAdd,
     DigestHelp,
@@ -20,9 +21,8 @@ from bot.digest_grammar import (
     next_fire_times,
     parse_digest,
 )
-from bot.digest_store import DigestSchedule
-from bot.parsing import ChannelRef, UsageError
 from bot.runtime import Runtime
+from orchestrators.workflows.parsing import ChannelRef, UsageError
 from tools.context import MemoryTrace
 from tools.read_channel import ensure_member, resolve_channel
 from tools.registry import ToolError
@@ -62,7 +62,7 @@ class DigestCommands:
             if isinstance(command, DigestAdd):
                 return await self.add(command, user=user, channel=channel, team=team)
             if isinstance(command, DigestList):
-                schedules = await self.rt.digests.all(team=team, channel=channel)
+                schedules = await self.rt.db.digests.all(team=team, channel=channel)
                 if not schedules:
                     return "No digests post here or summarize this channel. " + DIGEST_USAGE
                 return "\n".join(describe(s) for s in schedules)
@@ -90,7 +90,7 @@ class DigestCommands:
         if not info.get("is_member"):
             return f"I can't post in #{target}: invite me first with `/invite @Switchboard`, then try again."
         zone = command.timezone or await self._user_zone(user)
-        schedule = await self.rt.digests.add(
+        schedule = await self.rt.db.digests.add(
             team_id=team,
             channel_id=target_id,
             source_channel_id=source_id,
@@ -115,7 +115,7 @@ class DigestCommands:
             return "UTC"
 
     async def remove(self, schedule_id: int, *, user: str, team: str) -> str:
-        schedule = await self.rt.digests.get(schedule_id)
+        schedule = await self.rt.db.digests.get(schedule_id)
         if schedule is None or schedule.team_id != team:
             return f"There is no digest {schedule_id}. `/digest list` shows this channel's digests."
         if schedule.creator_id != user and not await self._is_admin(user):
@@ -123,7 +123,7 @@ class DigestCommands:
                 f"Only <@{schedule.creator_id}> (who created digest {schedule_id}) "
                 "or a workspace admin can remove it."
             )
-        await self.rt.digests.remove(schedule_id)
+        await self.rt.db.digests.remove(schedule_id)
         if self.rt.digest_scheduler is not None:
             await self.rt.digest_scheduler.removed(schedule_id)
         return f"Digest {schedule_id} removed."
@@ -136,7 +136,7 @@ class DigestCommands:
         return bool(info.get("is_admin") or info.get("is_owner"))
 
     async def run_now(self, schedule_id: int, *, team: str) -> str:
-        schedule = await self.rt.digests.get(schedule_id)
+        schedule = await self.rt.db.digests.get(schedule_id)
         if schedule is None or schedule.team_id != team:
             return f"There is no digest {schedule_id}."
         assert self.rt.digest_scheduler is not None

@@ -1,0 +1,86 @@
+"""Conversations (one per thread) and their messages in Chat Completions shape."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select, update
+
+from bot.db.models import Conversation, Message, utcnow
+
+if TYPE_CHECKING:
+    from bot.db.engine import Database
+
+
+class Conversations:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def find(self, team: str, channel: str, thread_ts: str) -> Conversation | None:
+        async with self.db.session() as s:
+            q = select(Conversation).where(
+                Conversation.team_id == team,
+                Conversation.channel_id == channel,
+                Conversation.thread_ts == thread_ts,
+            )
+            return (await s.exec(q)).first()
+
+    async def get_or_create(self, team: str, channel: str, thread_ts: str) -> Conversation:
+        found = await self.find(team, channel, thread_ts)
+        if found:
+            return found
+        async with self.db.session() as s:
+            convo = Conversation(team_id=team, channel_id=channel, thread_ts=thread_ts)
+            s.add(convo)
+            try:
+                await s.commit()
+                return convo
+            except IntegrityError:  # created concurrently by another delivery
+                await s.rollback()
+        found = await self.find(team, channel, thread_ts)
+        assert found is not None
+        return found
+
+    async def add_messages(self, conversation_id: int, messages: list[dict[str, Any]], **extra: Any) -> None:
+        """Append Chat Completions-shaped messages (user, assistant with tool calls, tool)."""
+        async with self.db.session() as s:
+            for m in messages:
+                calls = m.get("tool_calls")
+                s.add(
+                    Message(
+                        conversation_id=conversation_id,
+                        role=m["role"],
+                        content=m.get("content"),
+                        tool_calls=json.dumps(calls) if calls else None,
+                        tool_call_id=m.get("tool_call_id"),
+                        **extra,
+                    )
+                )
+            await s.exec(
+                update(Conversation)
+                .where(col(Conversation.id) == conversation_id)
+                .values(updated_at=utcnow())
+            )
+            await s.commit()
+
+    async def history(self, conversation_id: int, limit: int = 400) -> list[dict[str, Any]]:
+        """The newest `limit` messages of one conversation, oldest first, in API shape."""
+        async with self.db.session() as s:
+            q = (
+                select(Message)
+                .where(Message.conversation_id == conversation_id)
+                .order_by(col(Message.id).desc())
+                .limit(limit)
+            )
+            rows = list(reversed((await s.exec(q)).all()))
+        out: list[dict[str, Any]] = []
+        for r in rows:
+            m: dict[str, Any] = {"role": r.role, "content": r.content}
+            if r.tool_calls:
+                m["tool_calls"] = json.loads(r.tool_calls)
+            if r.tool_call_id:
+                m["tool_call_id"] = r.tool_call_id
+            out.append(m)
+        return out

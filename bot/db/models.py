@@ -1,0 +1,121 @@
+"""Every table the bot keeps, in one place, so the schema reads top to bottom."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ProcessedEvent(SQLModel, table=True):
+    """A Slack delivery (event id or message key) already handled; the unique key stops replays."""
+
+    key: str = Field(primary_key=True, max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Conversation(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("team_id", "channel_id", "thread_ts"),)
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: str = Field(max_length=32)
+    channel_id: str = Field(max_length=32)
+    thread_ts: str = Field(max_length=32)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Message(SQLModel, table=True):
+    """One chat message in a conversation, in the shape the Chat Completions API wants back."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversation.id", index=True)
+    run_id: int | None = Field(default=None, index=True)
+    role: str = Field(max_length=16)  # user | assistant | tool
+    content: str | None = None
+    tool_calls: str | None = None  # JSON list of {id, type, function: {name, arguments}}
+    tool_call_id: str | None = Field(default=None, max_length=64)
+    user_id: str | None = Field(default=None, max_length=32)
+    slack_ts: str | None = Field(default=None, max_length=32)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Run(SQLModel, table=True):
+    """One orchestration: what triggered it, how it ended, what it cost."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int | None = Field(default=None, index=True)
+    trigger: str = Field(max_length=40)  # mention | dm | thread | assistant | /weather | digest
+    status: str = Field(default="running", max_length=16)  # running ok limited failed interrupted
+    team_id: str | None = Field(default=None, max_length=32)
+    channel_id: str | None = Field(default=None, max_length=32)
+    thread_ts: str | None = Field(default=None, max_length=32)
+    user_id: str | None = Field(default=None, max_length=32)
+    model: str | None = Field(default=None, max_length=100)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    llm_calls: int = 0
+    answer_ts: str | None = Field(default=None, max_length=32)
+    error: str | None = None
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    duration_ms: float | None = None
+
+
+class Step(SQLModel, table=True):
+    """One traced step of a run: a model call, a tool call or a workflow stage."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True)
+    kind: str = Field(max_length=16)
+    name: str = Field(max_length=100)
+    arguments: str | None = None
+    output_chars: int = 0
+    error: str | None = None
+    duration_ms: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Feedback(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("run_id", "user_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True)
+    user_id: str = Field(max_length=32)
+    value: str = Field(max_length=16)  # good | bad
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class DigestSchedule(SQLModel, table=True):
+    """A scheduled channel summary; this table, not the scheduler, is the source of truth."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: str = Field(max_length=32)
+    channel_id: str = Field(max_length=32)
+    source_channel_id: str = Field(max_length=32)
+    cron: str = Field(max_length=100)
+    timezone: str = Field(max_length=64)
+    description: str = Field(default="", max_length=200)
+    quiet: bool = False
+    creator_id: str = Field(max_length=32)
+    created_at: datetime = Field(default_factory=utcnow)
+    last_run_at: datetime | None = None
+    last_status: str | None = Field(default=None, max_length=16)
+    last_error: str | None = None
+    failures: int = 0
+
+
+class DigestClaim(SQLModel, table=True):
+    """(schedule, fire time) claimed before posting, so a digest is posted at most once."""
+
+    __table_args__ = (UniqueConstraint("schedule_id", "fire_time"),)
+    id: int | None = Field(default=None, primary_key=True)
+    schedule_id: int = Field(index=True)
+    fire_time: datetime
+    claimed_at: datetime = Field(default_factory=utcnow)
+    status: str = Field(default="claimed", max_length=16)

@@ -1,0 +1,1 @@
+"""Scheduled digests: the schedule grammar and the scheduler that posts them."""

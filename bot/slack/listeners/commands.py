@@ -1,0 +1,80 @@
+"""Slash commands -> code workflows. Parse and ack at once; run and post in a tracked task."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+
+from bot.commands import CommandReply, execute
+from bot.runtime import Runtime
+from bot.slack.render import post_answer
+from orchestrators.workflows.commands import COMMANDS, HELP_COMMANDS, help_text, parse_command
+from orchestrators.workflows.parsing import ASK_USAGE, UsageError, parse_question
+
+log = logging.getLogger(__name__)
+
+
+def footer(command: str, reply: CommandReply) -> dict[str, Any]:
+    text = f"`{command}` · {reply.workflow} · {reply.seconds:.1f} s · run {reply.run_id}"
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
+
+
+def register(app: AsyncApp, rt: Runtime) -> None:
+    async def run_and_post(body: dict[str, Any], respond: Any) -> None:
+        command, channel = body["command"], body["channel_id"]
+        reply = await execute(
+            rt,
+            command,
+            body.get("text", ""),
+            user=body["user_id"],
+            channel=channel,
+            team=body.get("team_id", ""),
+        )
+        if not reply.ok:
+            await respond(response_type="ephemeral", text=reply.text, replace_original=False)
+            return
+        try:
+            stamps = await post_answer(rt.slack, channel, None, reply.text, [footer(command, reply)])
+        except SlackApiError as exc:
+            error = exc.response.get("error") if exc.response else str(exc)
+            log.warning("run %s: could not post in %s: %s", reply.run_id, channel, error)
+            await respond(
+                response_type="ephemeral",
+                replace_original=False,
+                text=f"{reply.text}\n\n_(I couldn't post this in the channel: {error}. Invite me with "
+                "`/invite @Switchboard` to share results here.)_",
+            )
+            return
+        if command == "/ask" and reply.run_id is not None:
+            await _remember_ask(rt, body, stamps[0], reply)
+
+    async def on_command(ack: Any, body: dict[str, Any], respond: Any) -> None:
+        command = body["command"]
+        if command in HELP_COMMANDS:
+            await ack(response_type="ephemeral", text=help_text())
+            return
+        try:
+            cmd, _ = parse_command(command, body.get("text", ""))
+        except UsageError as exc:
+            await ack(response_type="ephemeral", text=str(exc))
+            return
+        await ack(response_type="ephemeral", text=f"Working on it… (`{cmd.workflow}`)")
+        rt.tasks.spawn(run_and_post(body, respond), name=f"{command} {body.get('trigger_id')}")
+
+    for name in [*COMMANDS, *HELP_COMMANDS]:
+        app.command(name)(on_command)
+
+
+async def _remember_ask(rt: Runtime, body: dict[str, Any], answer_ts: str, reply: CommandReply) -> None:
+    """A reply in the thread of an /ask answer continues that conversation."""
+    convo = await rt.db.conversations.get_or_create(body.get("team_id", ""), body["channel_id"], answer_ts)
+    assert convo.id is not None
+    question = parse_question(body.get("text", ""), ASK_USAGE)
+    await rt.db.conversations.add_messages(
+        convo.id,
+        [{"role": "user", "content": question}, {"role": "assistant", "content": reply.text}],
+        run_id=reply.run_id,
+    )
