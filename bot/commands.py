@@ -58,9 +58,7 @@ async def execute(
         )
     except Exception as exc:
         log.exception("run %s: %s failed", run.id, command)
-        await rt.db.runs.finish(
-            run.id, "failed", error=f"{type(exc).__name__}: {exc}"[:2000], **_usage(ctx)
-        )
+        await rt.db.runs.finish(run.id, "failed", error=f"{type(exc).__name__}: {exc}"[:2000], **_usage(ctx))
         return CommandReply(
             f"Sorry, `{command}` failed unexpectedly (reference: run {run.id}).",
             ok=False,
@@ -80,5 +78,3 @@ def _usage(ctx: ToolContext) -> dict[str, int]:
         "completion_tokens": u.completion_tokens,
         "llm_calls": u.llm_calls,
     }
-
-

@@ -114,5 +114,3 @@ def parse_command(command: str, text: str) -> tuple[Command, Any]:
     if found is None:
         raise UsageError(f"I don't know `{command}`.\n{help_text()}")
     return found, found.parse(text)
-
-
