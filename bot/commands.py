@@ -50,7 +50,7 @@ async def execute(
     ctx = rt.tool_context(DbTrace(rt.db, run.id), team=team, user=user, channel=channel)
     started = time.perf_counter()
     try:
-        reply = await cmd.run(rt.agent, ctx, parsed)
+        reply = await cmd.run(rt.agent.using(registry=rt.tools()), ctx, parsed)
     except (ToolError, AgentError) as exc:
         await rt.db.runs.finish(run.id, "failed", error=str(exc)[:2000], **_usage(ctx))
         return CommandReply(

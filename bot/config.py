@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from tools.context import ToolSettings
+from tools.mcp_config import McpConfigError, McpServerConfig, load_servers
 
 DEFAULT_MODEL = "gpt-5.4-mini"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/switchboard.db"
@@ -49,6 +50,8 @@ class Settings:
     history_token_budget: int = 12_000
     stream_interval: float = 1.0
     tools: ToolSettings = field(default_factory=ToolSettings)
+    mcp_servers: tuple[McpServerConfig, ...] = ()
+    mcp_check_seconds: float = 30.0
 
     @property
     def socket_mode(self) -> bool:
@@ -183,4 +186,16 @@ def load_settings(
         history_token_budget=_int(env, "HISTORY_TOKEN_BUDGET", 12_000, 500, 1_000_000),
         stream_interval=_float(env, "STREAM_UPDATE_SECONDS", 1.0),
         tools=tools,
+        mcp_servers=_mcp_servers(env),
+        mcp_check_seconds=_float(env, "MCP_CHECK_SECONDS", 30.0),
     )
+
+
+def _mcp_servers(env: Mapping[str, str]) -> tuple[McpServerConfig, ...]:
+    path = env.get("MCP_SERVERS", "").strip()
+    if not path:
+        return ()
+    try:
+        return load_servers(path, env)
+    except McpConfigError as exc:
+        raise ConfigError(f"MCP_SERVERS: {exc}") from None

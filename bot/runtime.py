@@ -23,6 +23,7 @@ from orchestrators.llm import Agent, Limits
 from orchestrators.workflows import workflow_tools
 from tools import ToolRegistry, default_tools
 from tools.context import RunTrace, ToolContext
+from tools.mcp import McpHub
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +92,18 @@ class Runtime:
     slack: AsyncWebClient
     llm: AsyncOpenAI | None
     http: aiohttp.ClientSession
-    registry: ToolRegistry
+    registry: ToolRegistry  # our own tools and workflows; MCP tools come and go (see `tools`)
     agent: Agent
+    mcp: McpHub = field(default_factory=lambda: McpHub(()))
     tasks: TaskSet = field(default_factory=TaskSet)
     bot_user_id: str | None = None
     digest_scheduler: Any = None  # bot.digests.scheduler.DigestScheduler; set by the server
     slack_available: bool = True  # False in console mode: tools that need Slack say so
+
+    def tools(self, enabled: frozenset[str] | None = None) -> ToolRegistry:
+        """The tools a run may use now: ours plus connected MCP servers', less the disabled ones."""
+        every = [*self.registry.tools.values(), *self.mcp.tools()]
+        return ToolRegistry(t for t in every if enabled is None or t.name in enabled)
 
     def tool_context(
         self,
@@ -120,6 +127,7 @@ class Runtime:
         )
 
     async def close(self) -> None:
+        await self.mcp.stop()
         await self.http.close()
         if self.llm is not None:
             await self.llm.close()
@@ -139,8 +147,11 @@ async def create_runtime(settings: Settings, registry: ToolRegistry | None = Non
         history_tokens=settings.history_token_budget,
         llm_timeout=settings.llm_timeout,
     )
+    mcp = McpHub(settings.mcp_servers, refresh=settings.mcp_check_seconds)
+    mcp.start()  # connects in the background: a slow or dead server never delays the start
     return Runtime(
         settings=settings,
+        mcp=mcp,
         db=db,
         slack=slack_client(settings),
         llm=llm,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -41,18 +41,39 @@ def html_to_text(html: str) -> str:
         return ""
 
 
-@tool(timeout=20, max_output_chars=TEXT_LIMIT + 1_000)
+def request_mode(args: dict[str, Any]) -> Literal["read", "write"]:
+    """A GET without a body only reads; anything else may change something, so it is a write."""
+    return "read" if args.get("method", "GET") == "GET" and args.get("body") is None else "write"
+
+
+@tool(timeout=20, max_output_chars=TEXT_LIMIT + 1_000, mode=request_mode)
 async def call_api(
-    ctx: ToolContext, url: Annotated[str, Field(min_length=8, max_length=2_000)]
+    ctx: ToolContext,
+    url: Annotated[str, Field(min_length=8, max_length=2_000)],
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET",
+    body: dict[str, Any] | None = None,
 ) -> FetchedPage:
-    """GET a public JSON API or web page (http/https); pages come back as readable text."""
+    """Call a public JSON API or read a web page (http/https); pages come back as readable text.
+
+    Args:
+        url: the address to call.
+        method: GET reads; any other method changes something and needs the user's approval.
+        body: a JSON object to send (needs the user's approval).
+    """
+    headers = {"User-Agent": USER_AGENT, "Accept": "application/json, text/html;q=0.9, */*;q=0.5"}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
     try:
         fetched = await guarded_get(
             url,
             allow_hosts=ctx.settings.http_allow_hosts,
             max_bytes=ctx.settings.fetch_max_bytes,
             timeout=ctx.settings.fetch_timeout,
-            headers={"User-Agent": USER_AGENT, "Accept": "application/json, text/html;q=0.9, */*;q=0.5"},
+            headers=headers,
+            method=method,
+            data=data,
         )
     except Refused as exc:
         raise ToolError(f"refused: {exc}") from None

@@ -90,6 +90,12 @@ class MemoryTrace:
         self.statuses.append(text)
 
 
+class Approvals(Protocol):
+    """Asks the requesting user to approve one write call; None = approved, else why not."""
+
+    async def __call__(self, tool: str, arguments: dict[str, Any]) -> str | None: ...
+
+
 @dataclass
 class ToolContext:
     """Everything one run's tools may use. Built per run by the bot (or console, or a test)."""
@@ -104,3 +110,4 @@ class ToolContext:
     thread_ts: str | None = None
     trace: RunTrace = field(default_factory=MemoryTrace)
     usage: Usage = field(default_factory=Usage)
+    approvals: Approvals | None = None  # None: write tools are refused

@@ -159,8 +159,13 @@ async def guarded_get(
     max_bytes: int,
     timeout: float,
     headers: dict[str, str] | None = None,
+    method: str = "GET",
+    data: bytes | None = None,
 ) -> Fetched:
-    """GET a model-chosen URL, re-checking every redirect hop; body capped at max_bytes."""
+    """Request a model-chosen URL (GET unless told), re-checking every redirect hop; body capped.
+
+    A 307/308 repeats the method and body; other redirects continue as a GET without a body.
+    """
     current = url
     async with asyncio.timeout(timeout):
         for _ in range(MAX_REDIRECTS + 1):
@@ -169,10 +174,14 @@ async def guarded_get(
             connector = aiohttp.TCPConnector(resolver=PinnedResolver(answers), use_dns_cache=False)
             async with (
                 aiohttp.ClientSession(connector=connector) as session,
-                session.get(current, allow_redirects=False, headers=headers) as response,
+                session.request(
+                    method, current, data=data, allow_redirects=False, headers=headers
+                ) as response,
             ):
                 if response.status in (301, 302, 303, 307, 308) and "Location" in response.headers:
                     current = urljoin(current, response.headers["Location"])
+                    if response.status not in (307, 308):
+                        method, data = "GET", None
                     continue
                 body = bytearray()
                 truncated = False

@@ -10,13 +10,15 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, get_type_hints
+from typing import Any, Literal, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from tools.context import ToolContext
 
 TRUNCATED = "…[output truncated: {cut} more characters]"
+Mode = Literal["read", "write"]
+ModeRule = Callable[[dict[str, Any]], Mode]
 ARG_LINE = re.compile(r"^\s+(?P<name>\w+)(\s*\([^)]*\))?:\s*(?P<text>.*)$")
 
 
@@ -97,12 +99,19 @@ class Tool:
     """A tool: call it directly from code, or through a registry on the model's behalf."""
 
     def __init__(
-        self, fn: Callable[..., Awaitable[Any]], *, name: str | None, timeout: float, max_output_chars: int
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        *,
+        name: str | None,
+        timeout: float,
+        max_output_chars: int,
+        mode: Mode | ModeRule = "read",
     ) -> None:
         self.fn = fn
         self.name = name or fn.__name__
         self.timeout = timeout
         self.max_output_chars = max_output_chars
+        self.mode = mode
         self.description, arg_docs = describe(inspect.getdoc(fn) or self.name)
         hints = get_type_hints(fn, include_extras=True)
         fields: dict[str, Any] = {}
@@ -128,9 +137,24 @@ class Tool:
             "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
         }
 
+    def mode_for(self, arguments: dict[str, Any]) -> Mode:
+        """`read` runs freely; `write` changes something outside and needs the user's approval."""
+        return self.mode(arguments) if callable(self.mode) else self.mode
+
+    def validate(self, given: dict[str, Any]) -> dict[str, Any]:
+        """The arguments checked against the schema, or ToolError saying what is wrong."""
+        try:
+            args = self.model.model_validate(given)
+        except ValidationError as exc:
+            raise ToolError(f"invalid arguments for {self.name}: {readable(exc)}") from None
+        return {k: getattr(args, k) for k in self.model.model_fields}
+
+    async def execute(self, ctx: ToolContext, args: dict[str, Any]) -> Any:
+        return await self.fn(ctx, **args)
+
     async def __call__(self, ctx: ToolContext, *args: Any, **kwargs: Any) -> Any:
         """Validated, time-limited, traced; raises ToolError with a readable message."""
-        names = list(self.model.model_fields)
+        names = list(self.parameters.get("properties", {}))
         if len(args) > len(names):
             raise ToolError(f"{self.name} takes {len(names)} arguments, not {len(args)}")
         given = {**dict(zip(names, args, strict=False)), **kwargs}
@@ -147,14 +171,11 @@ class Tool:
         if arguments is None:
             arguments = json.dumps(to_jsonable(given), default=str)
         try:
-            try:
-                args = self.model.model_validate(given)
-            except ValidationError as exc:
-                raise ToolError(f"invalid arguments for {self.name}: {readable(exc)}") from None
+            args = self.validate(given)
             limit = asyncio.timeout(self.timeout)
             try:
                 async with limit:
-                    value = await self.fn(ctx, **{k: getattr(args, k) for k in self.model.model_fields})
+                    value = await self.execute(ctx, args)
             except TimeoutError as exc:
                 if not limit.expired():  # a timeout of the tool's own (e.g. an HTTP client's)
                     raise ToolError(f"{self.name} failed: it timed out ({exc or 'no answer'})") from exc
@@ -189,11 +210,15 @@ def tool(
     name: str | None = None,
     timeout: float = 10.0,
     max_output_chars: int = 8_000,
+    mode: Mode | ModeRule = "read",
 ) -> Any:
-    """Decorator: `@tool` or `@tool(timeout=5)` over `async def f(ctx, ...) -> data`."""
+    """Decorator: `@tool` or `@tool(timeout=5, mode="write")` over `async def f(ctx, ...) -> data`.
+
+    `mode` is "read", "write", or a function of the validated arguments returning one of them.
+    """
 
     def wrap(f: Callable[..., Awaitable[Any]]) -> Tool:
-        return Tool(f, name=name, timeout=timeout, max_output_chars=max_output_chars)
+        return Tool(f, name=name, timeout=timeout, max_output_chars=max_output_chars, mode=mode)
 
     return wrap(fn) if fn is not None else wrap
 
@@ -242,6 +267,11 @@ class ToolRegistry:
             message = f"The arguments for {name} must be a JSON object, not {type(given).__name__}."
             await ctx.trace.step("tool", name, arguments=arguments[:4000], error=message)
             return failed(message)
+        if _is_write(found, given):
+            refused = await _approval(ctx, found.name, given)
+            if refused:
+                await ctx.trace.step("tool", name, arguments=arguments[:4000], error=refused)
+                return failed(refused)
         try:
             _, text = await found._invoke(ctx, given, arguments)
         except ToolError as exc:
@@ -251,3 +281,25 @@ class ToolRegistry:
             cut = len(text) - found.max_output_chars
             text = text[: found.max_output_chars] + TRUNCATED.format(cut=cut)
         return ToolResult(name, True, text, None, (time.perf_counter() - started) * 1000, truncated)
+
+
+NO_APPROVALS = (
+    "{name} changes things outside Switchboard, so it needs the requesting user's approval, and "
+    "approvals are not available here. It was not run; tell the user what you would have done."
+)
+
+
+def _is_write(found: Tool, given: dict[str, Any]) -> bool:
+    if found.mode == "read":
+        return False
+    try:
+        return found.mode_for(found.validate(given)) == "write"
+    except ToolError:
+        return False  # invalid arguments: _invoke reports (and traces) them; nothing runs
+
+
+async def _approval(ctx: ToolContext, name: str, arguments: dict[str, Any]) -> str | None:
+    """None when the user approved this exact call; otherwise why it was not run."""
+    if ctx.approvals is None:
+        return NO_APPROVALS.format(name=name)
+    return await ctx.approvals(name, arguments)

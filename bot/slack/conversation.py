@@ -73,7 +73,7 @@ async def answer(rt: Runtime, turn: Turn) -> None:
     try:
         await surface.begin()
         history = await rt.db.conversations.history(convo.id)
-        result = await rt.agent.run(history, ctx, on_text=surface.delta)
+        result = await rt.agent.run(history, ctx, on_text=surface.delta, tools=rt.tools())
     except asyncio.CancelledError:
         await rt.db.runs.finish(run.id, "interrupted", error="interrupted by shutdown")
         await surface.fail("Sorry, I was restarted before I could finish. Please ask again.")

@@ -21,6 +21,7 @@ class FakeWeb(FakeServer):
     def __init__(self) -> None:
         super().__init__()
         self.hits: list[str] = []
+        self.received: list[tuple[str, bytes]] = []  # (method, body) of /api/echo requests
         self.pages: dict[str, str] = {}
         self.delay = 0.0
         self.in_flight = 0
@@ -36,6 +37,7 @@ class FakeWeb(FakeServer):
         app.router.add_get("/slow", self._slow)
         app.router.add_get("/binary", self._binary)
         app.router.add_get("/", self._root)
+        app.router.add_route("*", "/api/echo", self._echo)
 
     async def _track(self, request: web.Request) -> None:
         self.hits.append(request.path_qs)
@@ -66,6 +68,12 @@ class FakeWeb(FakeServer):
     async def _json(self, request: web.Request) -> web.Response:
         await self._track(request)
         return web.json_response({"items": [1, 2, 3], "source": "fake"})
+
+    async def _echo(self, request: web.Request) -> web.Response:
+        await self._track(request)
+        body = await request.read()
+        self.received.append((request.method, body))
+        return web.json_response({"method": request.method, "received": len(body)})
 
     async def _redirect(self, request: web.Request) -> web.Response:
         await self._track(request)

@@ -1,0 +1,204 @@
+"""MCP tool servers through the front door: a real stdio server built with the SDK's server side."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.config import ConfigError
+from tests.conftest import Bot, make_settings
+from tests.fakes.openai_server import Reply, ToolCall
+from tests.fakes.slack_requests import mention
+from tools.mcp import model_schema
+from tools.mcp_config import McpConfigError, load_servers
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def servers_file(tmp_path: Path, state: Path, **overrides: dict) -> Path:
+    def command(name: str) -> list[str]:
+        return [sys.executable, "-m", "tests.fakes.mcp_server", str(state / name)]
+
+    servers = {
+        "tickets": {
+            "command": command("tickets"),
+            "cwd": str(ROOT),
+            "tools": ["lookup_ticket", "shout", "slow"],
+            "mode": "read",
+            "timeout": 2,
+            "max_output_chars": 500,
+        },
+        "desk": {"command": command("desk"), "cwd": str(ROOT), "tools": ["close_ticket"], "mode": "write"},
+        **overrides,
+    }
+    path = tmp_path / "mcp.json"
+    path.write_text(json.dumps({"servers": servers}))
+    return path
+
+
+@pytest.fixture
+async def mcp_bot(slack, llm, db_url, tmp_path) -> AsyncIterator[Bot]:
+    state = tmp_path / "mcp-state"
+    settings = make_settings(
+        slack, llm, db_url, MCP_SERVERS=str(servers_file(tmp_path, state)), MCP_CHECK_SECONDS="0.2"
+    )
+    harness = Bot(settings)
+    await harness.start()
+    assert await harness.rt.mcp.ready(20), "the fake MCP servers did not connect"
+    harness.state = state  # type: ignore[attr-defined]
+    yield harness
+    await harness.close()
+
+
+def tool_results(request: dict) -> list[str]:
+    return [m["content"] for m in request["messages"] if m["role"] == "tool"]
+
+
+async def test_the_model_uses_an_mcp_read_tool(mcp_bot: Bot, slack, llm) -> None:
+    llm.script(
+        Reply(tool_calls=[ToolCall("tickets__lookup_ticket", {"ticket_id": "T-1"})]),
+        Reply(content="T-1 is the printer on fire, still open."),
+    )
+    await mcp_bot.event(mention("<@UBOT> what is T-1?", ts="100.1"))
+    await mcp_bot.idle()
+    offered = llm.tool_names_sent(0)
+    assert {"tickets__lookup_ticket", "tickets__shout", "tickets__slow", "desk__close_ticket"} <= set(offered)
+    assert "tickets__close_ticket" not in offered and "desk__lookup_ticket" not in offered  # allow-lists
+    (result,) = tool_results(llm.requests[1])
+    assert result.startswith('<tool_output tool="tickets__lookup_ticket">')
+    assert "Printer on fire" in result and "MCP server tickets" in result
+    assert "printer on fire" in str(slack.posted(channel="C1"))
+    run = (await mcp_bot.rt.db.runs.find())[-1]
+    (step,) = [s for s in await mcp_bot.rt.db.runs.steps(run.id) if s.kind == "tool"]
+    assert step.name == "tickets__lookup_ticket" and step.error is None and step.output_chars > 0
+
+
+async def test_bad_arguments_timeouts_and_huge_output_end_in_readable_results(mcp_bot: Bot, llm) -> None:
+    llm.script(
+        Reply(
+            tool_calls=[
+                ToolCall("tickets__lookup_ticket", {"ticket": "T-1"}),  # fails our schema check
+                ToolCall("tickets__lookup_ticket", {"ticket_id": "T-404"}),  # the server's own error
+                ToolCall("tickets__slow", {"seconds": 10}),  # past the 2 s timeout
+                ToolCall("tickets__shout", {"times": 1000}),  # past the 500-character cap
+            ]
+        ),
+        Reply(content="Some of that failed."),
+    )
+    await mcp_bot.event(mention("<@UBOT> try things", ts="101.1"))
+    await mcp_bot.idle(timeout=15)
+    bad_args, missing, slow, loud = tool_results(llm.requests[1])
+    assert "invalid arguments" in bad_args and "ticket_id" in bad_args
+    assert "no ticket T-404" in missing
+    assert "timed out" in slow
+    assert "output truncated" in loud and len(loud) < 800
+    assert "<\\/tool_output" not in loud  # plain text, still inside one delimited block
+    assert loud.count("</tool_output>") == 1
+
+
+async def test_a_write_tool_is_not_run_without_approval(mcp_bot: Bot, llm) -> None:
+    llm.script(
+        Reply(tool_calls=[ToolCall("desk__close_ticket", {"ticket_id": "T-2", "comment": "fixed"})]),
+        Reply(content="I could not close it."),
+    )
+    await mcp_bot.event(mention("<@UBOT> close T-2", ts="102.1"))
+    await mcp_bot.idle()
+    (result,) = tool_results(llm.requests[1])
+    assert "approval" in result and "not run" in result
+    assert not (mcp_bot.state / "desk" / "closed.tsv").exists()  # type: ignore[attr-defined]
+
+
+async def test_a_dead_server_loses_its_tools_and_gets_them_back(mcp_bot: Bot, llm, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="tools.mcp")
+    pid = int((mcp_bot.state / "tickets" / "pid").read_text())  # type: ignore[attr-defined]
+    os.kill(pid, signal.SIGKILL)
+    async with asyncio.timeout(10):
+        while len(mcp_bot.rt.mcp.tools()) == 4:
+            await asyncio.sleep(0.05)
+    assert any(
+        "MCP server tickets" in r.getMessage() and "unavailable" in r.getMessage() for r in caplog.records
+    )
+    gone = {"tickets__lookup_ticket", "tickets__shout", "tickets__slow"}
+    assert [t.name for t in mcp_bot.rt.mcp.tools()] == ["desk__close_ticket"]
+    llm.script(Reply(content="Still here."))
+    await mcp_bot.event(mention("<@UBOT> are you alive?", ts="103.1"))
+    await mcp_bot.idle()
+    assert not gone & set(llm.tool_names_sent(0))  # the dead server's tools are not offered
+    assert "get_weather" in llm.tool_names_sent(0)
+    assert await mcp_bot.rt.mcp.ready(20)  # the supervisor restarted it
+    assert len(mcp_bot.rt.mcp.tools()) == 4
+
+
+async def test_an_unreachable_server_never_blocks_the_bot(slack, llm, db_url, tmp_path, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="tools.mcp")
+    path = tmp_path / "mcp.json"
+    path.write_text(
+        json.dumps({"servers": {"gone": {"url": "http://127.0.0.1:9/mcp", "headers": {"X-Key": "s3cret"}}}})
+    )
+    harness = Bot(make_settings(slack, llm, db_url, MCP_SERVERS=str(path)))
+    await harness.start()
+    try:
+        await harness.event(mention("<@UBOT> hello", ts="104.1"))
+        await harness.idle()
+        assert "OK from the fake model" in str(slack.posted(channel="C1"))
+        async with asyncio.timeout(10):
+            while not any("unavailable" in r.getMessage() for r in caplog.records):
+                await asyncio.sleep(0.05)
+        assert "s3cret" not in caplog.text
+    finally:
+        await harness.close()
+
+
+def test_the_servers_file_is_checked_at_start(tmp_path) -> None:
+    path = tmp_path / "mcp.json"
+    path.write_text(
+        json.dumps({"servers": {"a": {"url": "http://h/mcp", "headers": {"Authorization": "${TOKEN}"}}}})
+    )
+    (server,) = load_servers(str(path), {"TOKEN": "Bearer t"})
+    assert server.headers == {"Authorization": "Bearer t"} and server.mode == "read" and server.tools is None
+    assert "s3cret" not in repr(load_servers(str(path), {"TOKEN": "s3cret"}))
+    for bad, message in [
+        ({"a": {"url": "http://h/mcp", "headers": {"A": "${NOPE}"}}}, "NOPE"),
+        ({"a": {"command": ["x"], "url": "http://h"}}, "either command"),
+        ({"a": {"command": ["x"], "mode": "delete"}}, "mode"),
+        ({"a__b": {"command": ["x"]}}, "server name"),
+        ({"a": {"command": "x"}}, "list of strings"),
+        ({"a": {"command": ["x"], "tool": ["t"]}}, "unknown keys"),
+    ]:
+        path.write_text(json.dumps({"servers": bad}))
+        with pytest.raises(McpConfigError, match=message):
+            load_servers(str(path), {})
+    path.write_text("{nope")
+    with pytest.raises(ConfigError, match="MCP_SERVERS"):
+        from bot.config import load_settings
+
+        load_settings({"MCP_SERVERS": str(path)}, need_slack=False)
+
+
+def test_mcp_schemas_are_made_safe_for_every_model_server() -> None:
+    schema = model_schema(
+        {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "title": "args",
+            "properties": {
+                "q": {"type": "string", "title": "Q", "maxLength": 5000},
+                "n": {"$ref": "#/$defs/N"},
+            },
+            "$defs": {"N": {"type": "integer", "title": "N", "maxLength": 10}},
+        }
+    )
+    assert schema == {
+        "type": "object",
+        "properties": {"q": {"type": "string"}, "n": {"type": "integer", "maxLength": 10}},
+    }
+    with pytest.raises(ValueError, match="not an object"):
+        model_schema({"type": "string"})
