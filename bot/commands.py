@@ -6,6 +6,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from bot.admin import SUBCOMMANDS, switchboard
 from bot.db.trace import DbTrace
 from bot.runtime import Runtime
 from orchestrators.llm import AgentError
@@ -33,24 +34,32 @@ async def execute(
     rt: Runtime, command: str, text: str, *, user: str, channel: str, team: str
 ) -> CommandReply:
     """Run one command as a traced run; failures become short, actionable replies."""
+    sub, _, rest = text.strip().partition(" ")
+    if command == "/switchboard" and sub.lower() in SUBCOMMANDS:
+        return CommandReply(
+            await switchboard(rt, sub.lower(), rest, user=user, channel=channel, team=team), ephemeral=True
+        )
     if command in HELP_COMMANDS:
         return CommandReply(help_text(), ephemeral=True)
     try:
         cmd, parsed = parse_command(command, text)
     except UsageError as exc:
         return CommandReply(str(exc), ok=False, ephemeral=True)
+    here = await rt.db.channel_settings.effective(team, channel)
+    model = here.model or rt.settings.openai_model
     run = await rt.db.runs.start(
         command,
         team_id=team,
         channel_id=channel,
         user_id=user,
-        model=rt.settings.openai_model if rt.llm else None,
+        model=model if rt.llm else None,
     )
     assert run.id is not None
-    ctx = rt.tool_context(DbTrace(rt.db, run.id), team=team, user=user, channel=channel)
+    ctx = rt.tool_context(DbTrace(rt.db, run.id), team=team, user=user, channel=channel, model=model)
+    agent = rt.agent.using(model=model, registry=rt.tools(here.tools.allows), instructions=here.instructions)
     started = time.perf_counter()
     try:
-        reply = await cmd.run(rt.agent.using(registry=rt.tools()), ctx, parsed)
+        reply = await cmd.run(agent, ctx, parsed)
     except (ToolError, AgentError) as exc:
         await rt.db.runs.finish(run.id, "failed", error=str(exc)[:2000], **_usage(ctx))
         return CommandReply(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,6 +14,18 @@ from tools.mcp_config import McpConfigError, McpServerConfig, load_servers
 
 DEFAULT_MODEL = "gpt-5.4-mini"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/switchboard.db"
+# USD per million tokens (input, output), from the providers' published price lists; MODEL_PRICES
+# adds to or overrides these. A model missing here is recorded with tokens but no cost.
+DEFAULT_PRICES: dict[str, tuple[float, float]] = {
+    "gpt-5.4-mini": (0.75, 4.5),
+    "gpt-5.4": (2.5, 15.0),
+    "gpt-5-mini": (0.25, 2.0),
+    "gpt-5": (1.25, 10.0),
+    "gpt-4.1-mini": (0.4, 1.6),
+    "gpt-4.1": (2.0, 8.0),
+    "gpt-4o-mini": (0.15, 0.6),
+    "gpt-4o": (2.5, 10.0),
+}
 SECRET_NAMES = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "OPENAI_API_KEY")
 
 WHERE = {
@@ -50,6 +63,9 @@ class Settings:
     history_token_budget: int = 12_000
     stream_interval: float = 1.0
     tools: ToolSettings = field(default_factory=ToolSettings)
+    user_daily_tokens: int = 0  # 0 = no cap; admins may override per channel
+    channel_daily_tokens: int = 0
+    model_prices: Mapping[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_PRICES))
     mcp_servers: tuple[McpServerConfig, ...] = ()
     mcp_check_seconds: float = 30.0
 
@@ -186,9 +202,35 @@ def load_settings(
         history_token_budget=_int(env, "HISTORY_TOKEN_BUDGET", 12_000, 500, 1_000_000),
         stream_interval=_float(env, "STREAM_UPDATE_SECONDS", 1.0),
         tools=tools,
+        user_daily_tokens=_int(env, "USER_DAILY_TOKENS", 0, 0, 1_000_000_000),
+        channel_daily_tokens=_int(env, "CHANNEL_DAILY_TOKENS", 0, 0, 1_000_000_000),
+        model_prices=_prices(env),
         mcp_servers=_mcp_servers(env),
         mcp_check_seconds=_float(env, "MCP_CHECK_SECONDS", 30.0),
     )
+
+
+def _prices(env: Mapping[str, str]) -> dict[str, tuple[float, float]]:
+    raw = env.get("MODEL_PRICES", "").strip()
+    prices = dict(DEFAULT_PRICES)
+    if not raw:
+        return prices
+    try:
+        given = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ConfigError(f"MODEL_PRICES must be JSON, got {raw[:100]!r}.") from None
+    shape = 'MODEL_PRICES must look like {"model": [input_usd_per_mtok, output_usd_per_mtok]}'
+    if not isinstance(given, dict):
+        raise ConfigError(shape + ".")
+    for model, pair in given.items():
+        if (
+            not isinstance(pair, list)
+            or len(pair) != 2
+            or not all(isinstance(p, int | float) and not isinstance(p, bool) and p >= 0 for p in pair)
+        ):
+            raise ConfigError(f"{shape}; {model!r} has {pair!r}.")
+        prices[str(model)] = (float(pair[0]), float(pair[1]))
+    return prices
 
 
 def _mcp_servers(env: Mapping[str, str]) -> tuple[McpServerConfig, ...]:

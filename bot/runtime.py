@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,10 +101,10 @@ class Runtime:
     digest_scheduler: Any = None  # bot.digests.scheduler.DigestScheduler; set by the server
     slack_available: bool = True  # False in console mode: tools that need Slack say so
 
-    def tools(self, enabled: frozenset[str] | None = None) -> ToolRegistry:
+    def tools(self, allows: Callable[[str], bool] | None = None) -> ToolRegistry:
         """The tools a run may use now: ours plus connected MCP servers', less the disabled ones."""
         every = [*self.registry.tools.values(), *self.mcp.tools()]
-        return ToolRegistry(t for t in every if enabled is None or t.name in enabled)
+        return ToolRegistry(t for t in every if allows is None or allows(t.name))
 
     def tool_context(
         self,
@@ -113,10 +114,15 @@ class Runtime:
         user: str | None = None,
         channel: str | None = None,
         thread_ts: str | None = None,
+        model: str | None = None,
     ) -> ToolContext:
+        """`model`: a channel's model, used by the tools and workflow steps that call one too."""
+        tools = self.settings.tools
+        if model and model != tools.model:
+            tools = dataclasses.replace(tools, model=model)
         return ToolContext(
             http=self.http,
-            settings=self.settings.tools,
+            settings=tools,
             slack=self.slack if self.slack_available else None,
             llm=self.llm,
             team_id=team,

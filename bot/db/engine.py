@@ -28,7 +28,7 @@ class Database:
     """Async access to the database; one per process, shared by every listener.
 
     Queries live in one module per aggregate and are reached as `db.events`, `db.conversations`,
-    `db.runs`, `db.feedback` and `db.digests`, so a call site names what it touches.
+    `db.runs`, `db.feedback`, `db.digests` and `db.channel_settings`, so a call site names what it touches.
     """
 
     def __init__(self, url: str) -> None:
@@ -37,6 +37,7 @@ class Database:
         from bot.db.events import Events
         from bot.db.feedback import Feedbacks
         from bot.db.runs import Runs
+        from bot.db.settings import ChannelSettings
 
         self.url = url
         self.engine = make_engine(url)
@@ -45,6 +46,7 @@ class Database:
         self.runs = Runs(self)
         self.feedback = Feedbacks(self)
         self.digests = Digests(self)
+        self.channel_settings = ChannelSettings(self)
 
     def session(self) -> AsyncSession:
         return AsyncSession(self.engine, expire_on_commit=False)

@@ -119,3 +119,29 @@ class DigestClaim(SQLModel, table=True):
     fire_time: datetime
     claimed_at: datetime = Field(default_factory=utcnow)
     status: str = Field(default="claimed", max_length=16)
+
+
+class ChannelSetting(SQLModel, table=True):
+    """One setting of a workspace (channel_id "*") or a channel, written by an admin."""
+
+    __table_args__ = (UniqueConstraint("team_id", "channel_id", "key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: str = Field(max_length=32, index=True)
+    channel_id: str = Field(max_length=32)
+    key: str = Field(max_length=40)
+    value: str
+    updated_by: str = Field(max_length=32)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class SettingChange(SQLModel, table=True):
+    """Every change to a setting: who, when, from what to what (None = unset)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: str = Field(max_length=32, index=True)
+    channel_id: str = Field(max_length=32)
+    key: str = Field(max_length=40)
+    old_value: str | None = None
+    new_value: str | None = None
+    user_id: str = Field(max_length=32)
+    changed_at: datetime = Field(default_factory=utcnow)

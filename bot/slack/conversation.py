@@ -47,6 +47,8 @@ async def answer(rt: Runtime, turn: Turn) -> None:
     await rt.db.conversations.add_messages(
         convo.id, [{"role": "user", "content": question}], user_id=turn.user, slack_ts=turn.ts
     )
+    here = await rt.db.channel_settings.effective(turn.team, turn.channel)
+    model = here.model or rt.settings.openai_model
     run = await rt.db.runs.start(
         turn.trigger,
         conversation_id=convo.id,
@@ -54,7 +56,7 @@ async def answer(rt: Runtime, turn: Turn) -> None:
         channel_id=turn.channel,
         thread_ts=turn.thread_ts,
         user_id=turn.user,
-        model=rt.settings.openai_model if rt.llm else None,
+        model=model if rt.llm else None,
     )
     assert run.id is not None
     surface = AnswerSurface(
@@ -68,12 +70,24 @@ async def answer(rt: Runtime, turn: Turn) -> None:
     )
     trace = DbTrace(rt.db, run.id, on_status=surface.status)
     ctx = rt.tool_context(
-        trace, team=turn.team, user=turn.user, channel=turn.channel, thread_ts=turn.reply_thread_ts
+        trace,
+        team=turn.team,
+        user=turn.user,
+        channel=turn.channel,
+        thread_ts=turn.reply_thread_ts,
+        model=model,
     )
     try:
         await surface.begin()
         history = await rt.db.conversations.history(convo.id)
-        result = await rt.agent.run(history, ctx, on_text=surface.delta, tools=rt.tools())
+        result = await rt.agent.run(
+            history,
+            ctx,
+            on_text=surface.delta,
+            model=model,
+            tools=rt.tools(here.tools.allows),
+            instructions=here.instructions,
+        )
     except asyncio.CancelledError:
         await rt.db.runs.finish(run.id, "interrupted", error="interrupted by shutdown")
         await surface.fail("Sorry, I was restarted before I could finish. Please ask again.")

@@ -8,6 +8,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
+from bot.admin import SUBCOMMANDS
 from bot.commands import CommandReply, execute
 from bot.runtime import Runtime
 from bot.slack.render import post_answer
@@ -51,8 +52,24 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         if command == "/ask" and reply.run_id is not None:
             await _remember_ask(rt, body, stamps[0], reply)
 
+    async def answer_privately(body: dict[str, Any], respond: Any) -> None:
+        reply = await execute(
+            rt,
+            body["command"],
+            body.get("text", ""),
+            user=body["user_id"],
+            channel=body["channel_id"],
+            team=body.get("team_id", ""),
+        )
+        await respond(response_type="ephemeral", text=reply.text, replace_original=False)
+
     async def on_command(ack: Any, body: dict[str, Any], respond: Any) -> None:
         command = body["command"]
+        sub = body.get("text", "").strip().split(" ", 1)[0].lower()
+        if command == "/switchboard" and sub in SUBCOMMANDS:
+            await ack()  # the answer (it may look up Slack and the database) comes via respond
+            rt.tasks.spawn(answer_privately(body, respond), name=f"/switchboard {sub}")
+            return
         if command in HELP_COMMANDS:
             await ack(response_type="ephemeral", text=help_text())
             return

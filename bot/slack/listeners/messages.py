@@ -88,8 +88,10 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         team, thread = _team(body, event), event.get("thread_ts")
         known: set[str] = set()
         if thread and event.get("channel_type") != "im" and not event.get("subtype"):
-            if await rt.db.conversations.find(team, event.get("channel", ""), thread):
-                known.add(thread)
+            channel = event.get("channel", "")
+            if await rt.db.conversations.find(team, channel, thread):
+                if (await rt.db.channel_settings.effective(team, channel)).follow_ups:
+                    known.add(thread)  # else only mentions are answered in this channel's threads
         turn = message_turn(event, team, rt.bot_user_id, known)
         if turn is not None:
             start(turn, body)

@@ -1,0 +1,74 @@
+"""Workspace and channel settings, and the record of every change to them."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlmodel import col, select
+
+from bot.channel_config import WORKSPACE, Effective, combine
+from bot.db.models import ChannelSetting, SettingChange, utcnow
+
+if TYPE_CHECKING:
+    from bot.db.engine import Database
+
+
+class ChannelSettings:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def rows(self, team: str, channel: str) -> dict[str, str]:
+        """The values set on exactly this scope (a channel id or WORKSPACE)."""
+        async with self.db.session() as s:
+            q = select(ChannelSetting).where(
+                ChannelSetting.team_id == team, ChannelSetting.channel_id == channel
+            )
+            return {r.key: r.value for r in (await s.exec(q)).all()}
+
+    async def effective(self, team: str, channel: str) -> Effective:
+        """What a run in `channel` uses: the workspace's values overlaid by the channel's."""
+        scopes = [WORKSPACE] if channel == WORKSPACE else [WORKSPACE, channel]
+        async with self.db.session() as s:
+            q = select(ChannelSetting).where(
+                ChannelSetting.team_id == team, col(ChannelSetting.channel_id).in_(scopes)
+            )
+            found = list((await s.exec(q)).all())
+        rows: list[dict[str, str | None]] = [
+            {r.key: r.value for r in found if r.channel_id == scope} for scope in scopes
+        ]
+        return combine(rows)
+
+    async def write(self, team: str, channel: str, key: str, value: str | None, user: str) -> str | None:
+        """Set (or, with None, unset) one value and record the change; returns the old value."""
+        async with self.db.session() as s:
+            q = select(ChannelSetting).where(
+                ChannelSetting.team_id == team,
+                ChannelSetting.channel_id == channel,
+                ChannelSetting.key == key,
+            )
+            row = (await s.exec(q)).first()
+            old = row.value if row else None
+            if value is None and row is not None:
+                await s.delete(row)
+            elif value is not None and row is None:
+                s.add(ChannelSetting(team_id=team, channel_id=channel, key=key, value=value, updated_by=user))
+            elif value is not None and row is not None:
+                row.value, row.updated_by, row.updated_at = value, user, utcnow()
+                s.add(row)
+            s.add(
+                SettingChange(
+                    team_id=team, channel_id=channel, key=key, old_value=old, new_value=value, user_id=user
+                )
+            )
+            await s.commit()
+            return old
+
+    async def changes(self, team: str, limit: int = 20) -> list[SettingChange]:
+        async with self.db.session() as s:
+            q = (
+                select(SettingChange)
+                .where(SettingChange.team_id == team)
+                .order_by(col(SettingChange.id).desc())
+                .limit(limit)
+            )
+            return list((await s.exec(q)).all())
