@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from bot.budget import day_start
 from bot.channel_config import (
+    CHANNEL_REF,
     CONFIG_USAGE,
     KEYS,
     WORKSPACE,
@@ -30,8 +33,37 @@ async def switchboard(rt: Runtime, sub: str, text: str, *, user: str, channel: s
     return await usage_command(rt, text, user=user, channel=channel, team=team)
 
 
+USAGE_USAGE = "Usage: `/switchboard usage [me|#channel|all]` (a channel or all: admins only)."
+PERIODS = (("today", None), ("7 days", 7), ("30 days", 30))
+
+
 async def usage_command(rt: Runtime, text: str, *, user: str, channel: str, team: str) -> str:
-    return "Usage reports are not available yet."
+    """Tokens, cost and runs for today (UTC), the last 7 and the last 30 days."""
+    word = text.strip() or "me"
+    where: dict[str, str] = {}
+    if word.lower() == "me":
+        where, title = {"user": user}, f"<@{user}>"
+    elif word.lower() == "all":
+        title = "the whole workspace"
+    elif match := CHANNEL_REF.match(word):
+        where, title = {"channel": match["id"]}, f"<#{match['id']}>"
+    else:
+        return USAGE_USAGE
+    if "user" not in where and not await is_admin(rt, user):
+        return (
+            "Only workspace admins can see a channel's or the workspace's usage; try `/switchboard usage me`."
+        )
+    now = datetime.now(UTC)
+    lines = [f"*Switchboard usage of {title}*"]
+    for label, days in PERIODS:
+        since = day_start(now) if days is None else now - timedelta(days=days)
+        t = await rt.db.usage.totals(team, since, **where)
+        cost = f"${t.cost_usd:,.4f}" + (
+            f" (+{t.unpriced_runs} runs without a price)" if t.unpriced_runs else ""
+        )
+        lines.append(f"• {label}: {t.tokens:,} tokens · {cost} · {t.runs} runs")
+    lines.append("_Days are UTC; costs use MODEL_PRICES._")
+    return "\n".join(lines)
 
 
 async def is_admin(rt: Runtime, user: str) -> bool:

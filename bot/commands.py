@@ -6,6 +6,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from bot import budget
 from bot.admin import SUBCOMMANDS, switchboard
 from bot.db.trace import DbTrace
 from bot.runtime import Runtime
@@ -47,6 +48,9 @@ async def execute(
         return CommandReply(str(exc), ok=False, ephemeral=True)
     here = await rt.db.channel_settings.effective(team, channel)
     model = here.model or rt.settings.openai_model
+    allowed = await budget.check(rt, here, team=team, user=user, channel=channel)
+    if allowed.refusal and rt.llm:
+        return CommandReply(allowed.refusal, ok=False, ephemeral=True, workflow=cmd.workflow)
     run = await rt.db.runs.start(
         command,
         team_id=team,
@@ -56,7 +60,12 @@ async def execute(
     )
     assert run.id is not None
     ctx = rt.tool_context(DbTrace(rt.db, run.id), team=team, user=user, channel=channel, model=model)
-    agent = rt.agent.using(model=model, registry=rt.tools(here.tools.allows), instructions=here.instructions)
+    agent = rt.agent.using(
+        model=model,
+        registry=rt.tools(here.tools.allows),
+        instructions=here.instructions,
+        token_budget=allowed.remaining,
+    )
     started = time.perf_counter()
     try:
         reply = await cmd.run(agent, ctx, parsed)

@@ -142,7 +142,7 @@ class Runtime:
 
 async def create_runtime(settings: Settings, registry: ToolRegistry | None = None) -> Runtime:
     """Open the database (creating the schema) and the clients; call inside the event loop."""
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, prices=settings.model_prices)
     await db.create_schema()
     llm = llm_client(settings)
     registry = registry or default_tools().extended(*workflow_tools())

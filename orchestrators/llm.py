@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -108,13 +109,21 @@ class Agent:
         self.system_prompt = system_prompt
 
     def using(
-        self, *, model: str | None = None, registry: ToolRegistry | None = None, instructions: str = ""
+        self,
+        *,
+        model: str | None = None,
+        registry: ToolRegistry | None = None,
+        instructions: str = "",
+        token_budget: int | None = None,
     ) -> Agent:
-        """This agent for one run: a channel's model, its tools, its added instructions."""
+        """This agent for one run: a channel's model, tools and added instructions; a daily cap's rest."""
         prompt = self.system_prompt
         if instructions.strip():
             prompt += CUSTOM_INSTRUCTIONS.format(text=instructions.strip())
-        return Agent(self.llm, model or self.model, registry or self.registry, self.limits, prompt)
+        limits = self.limits
+        if token_budget is not None and token_budget < limits.token_budget:
+            limits = dataclasses.replace(limits, token_budget=token_budget)
+        return Agent(self.llm, model or self.model, registry or self.registry, limits, prompt)
 
     async def run(
         self,
@@ -125,15 +134,17 @@ class Agent:
         model: str | None = None,
         tools: ToolRegistry | None = None,
         instructions: str = "",
+        token_budget: int | None = None,
     ) -> AgentResult:
         """Answer the last user message of `history` (this thread's messages, oldest first).
 
-        `model`, `tools` and `instructions` override this agent's for one run (channel settings).
+        `model`, `tools`, `instructions` and `token_budget` override this agent's for one run.
         """
-        if model or tools is not None or instructions:
-            return await self.using(model=model, registry=tools, instructions=instructions).run(
-                history, ctx, on_text
+        if model or tools is not None or instructions or token_budget is not None:
+            agent = self.using(
+                model=model, registry=tools, instructions=instructions, token_budget=token_budget
             )
+            return await agent.run(history, ctx, on_text)
         if self.llm is None:
             return AgentResult(text=UNCONFIGURED, messages=[], status="unconfigured")
         started = time.monotonic()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +32,17 @@ class Database:
     `db.runs`, `db.feedback`, `db.digests` and `db.channel_settings`, so a call site names what it touches.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, prices: Mapping[str, tuple[float, float]] | None = None) -> None:
         from bot.db.conversations import Conversations
         from bot.db.digests import Digests
         from bot.db.events import Events
         from bot.db.feedback import Feedbacks
         from bot.db.runs import Runs
         from bot.db.settings import ChannelSettings
+        from bot.db.usage import UsageQueries
 
         self.url = url
+        self.prices: Mapping[str, tuple[float, float]] = prices or {}  # MODEL_PRICES: a run's cost
         self.engine = make_engine(url)
         self.events = Events(self)
         self.conversations = Conversations(self)
@@ -47,6 +50,7 @@ class Database:
         self.feedback = Feedbacks(self)
         self.digests = Digests(self)
         self.channel_settings = ChannelSettings(self)
+        self.usage = UsageQueries(self)
 
     def session(self) -> AsyncSession:
         return AsyncSession(self.engine, expire_on_commit=False)

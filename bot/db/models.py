@@ -59,9 +59,10 @@ class Run(SQLModel, table=True):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     llm_calls: int = 0
+    cost_usd: float | None = None  # from MODEL_PRICES; None when the model has no price
     answer_ts: str | None = Field(default=None, max_length=32)
     error: str | None = None
-    started_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime = Field(default_factory=utcnow, index=True)
     finished_at: datetime | None = None
     duration_ms: float | None = None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import col, select, update
@@ -10,6 +11,18 @@ from bot.db.models import Run, Step, utcnow
 
 if TYPE_CHECKING:
     from bot.db.engine import Database
+
+
+def cost_usd(
+    prices: Mapping[str, tuple[float, float]], model: str | None, prompt: int, completion: int
+) -> float | None:
+    """What the tokens cost at the price table's rates; None for a model it does not list."""
+    if model is None or not (prompt or completion):
+        return 0.0 if model is not None and model in prices else None
+    rate = prices.get(model)
+    if rate is None:
+        return None
+    return round((prompt * rate[0] + completion * rate[1]) / 1_000_000, 6)
 
 
 class Runs:
@@ -37,6 +50,7 @@ class Runs:
             run.duration_ms = (run.finished_at - run.started_at).total_seconds() * 1000
             for k, v in fields.items():
                 setattr(run, k, v)
+            run.cost_usd = cost_usd(self.db.prices, run.model, run.prompt_tokens, run.completion_tokens)
             s.add(run)
             await s.commit()
 

@@ -7,11 +7,13 @@ import logging
 import re
 from dataclasses import dataclass
 
+from bot import budget
 from bot.db.trace import DbTrace
 from bot.runtime import Runtime
 from bot.slack.render import feedback_blocks
 from bot.slack.surface import AnswerSurface
 from orchestrators.llm import AgentError
+from tools.context import ToolContext
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,10 @@ async def answer(rt: Runtime, turn: Turn) -> None:
         thread_ts=turn.reply_thread_ts,
         model=model,
     )
+    allowed = await budget.check(rt, here, team=turn.team, user=turn.user, channel=turn.channel)
+    if allowed.refusal and rt.llm:
+        await _refuse(rt, surface, run.id, allowed.refusal)
+        return
     try:
         await surface.begin()
         history = await rt.db.conversations.history(convo.id)
@@ -87,6 +93,7 @@ async def answer(rt: Runtime, turn: Turn) -> None:
             model=model,
             tools=rt.tools(here.tools.allows),
             instructions=here.instructions,
+            token_budget=allowed.remaining,
         )
     except asyncio.CancelledError:
         await rt.db.runs.finish(run.id, "interrupted", error="interrupted by shutdown")
@@ -94,11 +101,11 @@ async def answer(rt: Runtime, turn: Turn) -> None:
         raise
     except AgentError as exc:
         log.warning("run %s: the model failed: %s", run.id, exc)
-        await _apologise(rt, surface, run.id, str(exc))
+        await _apologise(rt, surface, run.id, str(exc), ctx)
         return
     except Exception as exc:
         log.exception("run %s failed", run.id)
-        await _apologise(rt, surface, run.id, f"{type(exc).__name__}: {exc}")
+        await _apologise(rt, surface, run.id, f"{type(exc).__name__}: {exc}", ctx)
         return
     usage = ctx.usage
     try:
@@ -119,8 +126,26 @@ async def answer(rt: Runtime, turn: Turn) -> None:
     )
 
 
-async def _apologise(rt: Runtime, surface: AnswerSurface, run_id: int, error: str) -> None:
-    await rt.db.runs.finish(run_id, "failed", error=error[:2000])
+async def _refuse(rt: Runtime, surface: AnswerSurface, run_id: int, text: str) -> None:
+    """A daily cap is used up: say so, and when it resets, without calling the model."""
+    await rt.db.runs.finish(run_id, "refused", error=text[:2000])
+    try:
+        await surface.begin()
+        await surface.finish(text)
+    except Exception:
+        log.exception("run %s: could not post the refusal", run_id)
+
+
+async def _apologise(rt: Runtime, surface: AnswerSurface, run_id: int, error: str, ctx: ToolContext) -> None:
+    usage = ctx.usage  # tokens spent before the failure still count towards caps and cost
+    await rt.db.runs.finish(
+        run_id,
+        "failed",
+        error=error[:2000],
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        llm_calls=usage.llm_calls,
+    )
     text = (
         "Sorry, I couldn't get an answer from the language model just now. "
         f"Please try again in a moment. (reference: run {run_id})"
