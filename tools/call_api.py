@@ -46,7 +46,7 @@ def request_mode(args: dict[str, Any]) -> Literal["read", "write"]:
     return "read" if args.get("method", "GET") == "GET" and args.get("body") is None else "write"
 
 
-@tool(timeout=20, max_output_chars=TEXT_LIMIT + 1_000, mode=request_mode)
+@tool(timeout=20, max_output_chars=TEXT_LIMIT + 1_000, status="Reading a web page…", mode=request_mode)
 async def call_api(
     ctx: ToolContext,
     url: Annotated[str, Field(min_length=8, max_length=2_000)],

@@ -73,6 +73,7 @@ class McpTool(Tool):
         self.timeout = config.timeout
         self.max_output_chars = config.max_output_chars
         self.mode = config.mode
+        self.status = f"Asking the {config.name} server…"
         summary = " ".join((remote.description or remote.name).split())
         self.description = f"{summary} (from the {config.name} MCP server)"[:1_000]
         Draft202012Validator.check_schema(remote.input_schema)

@@ -44,4 +44,4 @@ class UsageQueries:
             q = q.where(Run.channel_id == channel)
         async with self.db.session() as s:
             runs, used, cost, unpriced = (await s.exec(q)).one()
-        return Totals(int(runs), int(used), float(cost), int(unpriced))
+        return Totals(int(runs or 0), int(used or 0), float(cost or 0.0), int(unpriced or 0))
