@@ -98,7 +98,8 @@ async def test_a_30k_answer_arrives_whole_in_order(sbot: Bot, slack, llm) -> Non
     posted = slack.posted(channel="C1")
     assert [markdown_of(m) for m in posted] == split_markdown(text)
     assert all(m["thread_ts"] == "5.1" for m in posted)
-    assert posted[-1]["blocks"][-1]["type"] == "context_actions"  # feedback under the last part
+    # feedback and "Show steps" under the last part
+    assert [b["type"] for b in posted[-1]["blocks"][-2:]] == ["context_actions", "actions"]
     assert (await sbot.rt.db.runs.find())[-1].status == "ok"
 
 
@@ -118,7 +119,8 @@ async def test_feedback_click_is_stored_and_acknowledged(sbot: Bot, slack, llm) 
     await sbot.event(mention("<@UBOT> rate me", ts="7.1"))
     await sbot.idle()
     (message,) = slack.posted(channel="C1")
-    buttons = message["blocks"][-1]["elements"][0]
+    (feedback,) = [b for b in message["blocks"] if b["type"] == "context_actions"]
+    buttons = feedback["elements"][0]
     good = buttons["positive_button"]["value"]
     await sbot.action(
         {"type": "feedback_buttons", "action_id": "answer_feedback", "value": good},

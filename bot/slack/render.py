@@ -57,10 +57,22 @@ async def post_answer(
 
 
 FEEDBACK_ACTION = "answer_feedback"
+STEPS_ACTION = "show_steps"
+
+
+def steps_blocks(run_id: int) -> list[dict[str, Any]]:
+    """A "Show steps" button: the clicker alone sees the run's trace (bot.slack.steps_view)."""
+    button = {
+        "type": "button",
+        "action_id": STEPS_ACTION,
+        "text": {"type": "plain_text", "text": "Show steps"},
+        "value": str(run_id),
+    }
+    return [{"type": "actions", "block_id": f"steps-{run_id}", "elements": [button]}]
 
 
 def feedback_blocks(run_id: int) -> list[dict[str, Any]]:
-    """Thumbs up/down under an LLM answer; the value carries the run it rates."""
+    """Thumbs up/down and "Show steps" under an LLM answer; the values carry the run."""
     from slack_sdk.models.blocks import ContextActionsBlock, FeedbackButtonObject, FeedbackButtonsElement
 
     element = FeedbackButtonsElement(
@@ -68,4 +80,4 @@ def feedback_blocks(run_id: int) -> list[dict[str, Any]]:
         positive_button=FeedbackButtonObject(text="Good answer", value=f"good:{run_id}"),
         negative_button=FeedbackButtonObject(text="Bad answer", value=f"bad:{run_id}"),
     )
-    return [ContextActionsBlock(elements=[element]).to_dict()]
+    return [ContextActionsBlock(elements=[element]).to_dict(), *steps_blocks(run_id)]

@@ -11,7 +11,7 @@ from slack_sdk.errors import SlackApiError
 from bot.admin import SUBCOMMANDS
 from bot.commands import CommandReply, execute
 from bot.runtime import Runtime
-from bot.slack.render import post_answer
+from bot.slack.render import post_answer, steps_blocks
 from orchestrators.workflows.commands import COMMANDS, HELP_COMMANDS, help_text, parse_command
 from orchestrators.workflows.parsing import ASK_USAGE, UsageError, parse_question
 
@@ -38,7 +38,8 @@ def register(app: AsyncApp, rt: Runtime) -> None:
             await respond(response_type="ephemeral", text=reply.text, replace_original=False)
             return
         try:
-            stamps = await post_answer(rt.slack, channel, None, reply.text, [footer(command, reply)])
+            extra = [footer(command, reply), *(steps_blocks(reply.run_id) if reply.run_id else [])]
+            stamps = await post_answer(rt.slack, channel, None, reply.text, extra)
         except SlackApiError as exc:
             error = exc.response.get("error") if exc.response else str(exc)
             log.warning("run %s: could not post in %s: %s", reply.run_id, channel, error)
