@@ -114,7 +114,7 @@ class RunState:
     registry: ToolRegistry
     on_text: TextSink | None
     messages: list[dict[str, Any]]  # the next prompt: system, fitted history, this turn so far
-    history_budget: int
+    output_tokens: int  # the cap on each answer, within the window
     added: list[dict[str, Any]] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     tools_used: list[str] = field(default_factory=list)
@@ -123,6 +123,7 @@ class RunState:
     steps: int = 0
     tool_calls: int = 0
     shrunk: bool = False  # the one retry after a context-length error was used
+    notes: list[str] = field(default_factory=list)  # said at the end of the answer
 
     @property
     def elapsed(self) -> float:
@@ -177,11 +178,11 @@ class Agent:
             return AgentResult(text=UNCONFIGURED, messages=[], status="unconfigured")
         registry = self.registry if tools is None else _only(self.registry, tools)
         system = {"role": "system", "content": self.system_prompt}
-        budget = self._history_budget(system, registry, ctx)
+        budget, output = self._budget(self.limits.context_tokens, system, registry, ctx)
         fitted = trim_history(history, budget)
-        state = RunState(ctx, model or self.model, registry, on_text, [system, *fitted], budget)
+        state = RunState(ctx, model or self.model, registry, on_text, [system, *fitted], output)
         if was_shortened(history, fitted):
-            await self._say(state, SHORTENED_NOTE)
+            state.notes.append(SHORTENED_NOTE)
         while True:
             if reason := self.limits.check(state):
                 return await self._finish(state, reason)
@@ -196,12 +197,14 @@ class Agent:
             state.added += [completion.message, *tool_messages]
             state.steps += 1
 
-    def _history_budget(self, system: dict[str, Any], registry: ToolRegistry, ctx: ToolContext) -> int:
-        """What is left of the window after the system prompt, the tool schemas and the answer."""
-        window = self.limits.context_tokens
+    def _budget(
+        self, window: int, system: dict[str, Any], registry: ToolRegistry, ctx: ToolContext
+    ) -> tuple[int, int]:
+        """(history tokens, answer tokens): the window less the system prompt, tools and answer."""
         answer = min(ctx.settings.max_output_tokens, window // OUTPUT_SHARE_OF_WINDOW)
         fixed = estimate_tokens(system) + estimate_tools(registry.schemas()) + CONTEXT_SAFETY_TOKENS
-        return max(min(self.limits.history_tokens, window - fixed - answer), MIN_HISTORY_TOKENS)
+        history = max(min(self.limits.history_tokens, window - fixed - answer), MIN_HISTORY_TOKENS)
+        return history, answer
 
     async def _answer(self, state: RunState, completion: Completion, starts: int) -> AgentResult:
         """The model answered: add what the user must know about how it stopped.
@@ -212,6 +215,8 @@ class Agent:
             await self._say(state, CUT_OFF_NOTE.format(tokens=state.ctx.settings.max_output_tokens))
         elif completion.finish_reason == "content_filter":
             await self._say(state, FILTERED_NOTE)
+        for note in state.notes:
+            await self._say(state, note)
         if not state.texts:
             await self._say(state, EMPTY_ANSWER)
         reply = "\n\n".join(state.texts[starts:])
@@ -244,6 +249,8 @@ class Agent:
             final = ""
         if final:
             state.texts.append(final)
+            for extra in state.notes:
+                await self._say(state, extra)
         else:
             used = ", ".join(dict.fromkeys(state.tools_used)) or "no tools"
             await self._say(
@@ -264,7 +271,7 @@ class Agent:
                 model=state.model,
                 messages=state.messages,
                 tools=state.registry.schemas() if tools else None,
-                max_output_tokens=state.ctx.settings.max_output_tokens,
+                max_output_tokens=state.output_tokens,
                 output_tokens_param=state.ctx.settings.output_tokens_param,
             )
             try:
@@ -281,10 +288,18 @@ class Agent:
                 if not exc.context_exceeded or state.shrunk:
                     raise AgentError(str(exc), context_exceeded=exc.context_exceeded) from exc
                 log.info("prompt did not fit the model's window; retrying once with less history")
-                state.shrunk = True
-                used = sum(estimate_tokens(m) for m in state.messages[1:])
-                state.history_budget = max(min(state.history_budget, used) // 2, MIN_HISTORY_TOKENS)
-                state.messages = [state.messages[0], *shrink(state.messages[1:], state.history_budget)]
+                self._shrink(state, exc.context_limit)
+
+    def _shrink(self, state: RunState, window: int | None) -> None:
+        """Fit the prompt into the window the server named, else into half of what was sent."""
+        state.shrunk = True
+        system, rest = state.messages[0], state.messages[1:]
+        if window is None:
+            window = sum(estimate_tokens(m) for m in state.messages) // 2 + state.output_tokens
+        budget, state.output_tokens = self._budget(window, system, state.registry, state.ctx)
+        state.messages = [system, *shrink(rest, budget)]
+        if was_shortened(rest, state.messages[1:]) and SHORTENED_NOTE not in state.notes:
+            state.notes.append(SHORTENED_NOTE)
 
     async def _run_tools(self, state: RunState, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Run one turn's tool calls concurrently (bounded); results come back in call order."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,14 +29,18 @@ TextSink = Callable[[str], Awaitable[None]]
 # llama.cpp's server says "exceeds the available context size".
 CONTEXT_CODES = ("context_length_exceeded", "string_above_max_length")
 CONTEXT_WORDS = ("maximum context length", "context length", "context window", "context size")
+CONTEXT_LIMIT = re.compile(r"(?:maximum context length is|context size|n_ctx\w*)\D{0,20}(\d{3,9})", re.I)
 
 
 class ModelError(Exception):
     """The model could not be reached or answered with an error."""
 
-    def __init__(self, message: str, *, context_exceeded: bool = False) -> None:
+    def __init__(
+        self, message: str, *, context_exceeded: bool = False, context_limit: int | None = None
+    ) -> None:
         super().__init__(message)
         self.context_exceeded = context_exceeded
+        self.context_limit = context_limit  # the window the server named in its error, if it did
 
 
 @dataclass(frozen=True)
@@ -111,7 +116,11 @@ async def call_model(
         raise ModelError(error) from None
     except Exception as exc:  # any client or server error: the caller decides what the user sees
         error = f"{type(exc).__name__}: {exc}"
-        raise ModelError(error, context_exceeded=is_context_error(exc)) from exc
+        exceeded = is_context_error(exc)
+        limit = CONTEXT_LIMIT.search(str(exc)) if exceeded else None
+        raise ModelError(
+            error, context_exceeded=exceeded, context_limit=int(limit.group(1)) if limit else None
+        ) from exc
     finally:
         prompt, output, estimated = _tokens(request, completion)
         ctx.usage.add_counts(prompt, output, estimated=estimated)
