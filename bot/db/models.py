@@ -119,3 +119,15 @@ class DigestClaim(SQLModel, table=True):
     fire_time: datetime
     claimed_at: datetime = Field(default_factory=utcnow)
     status: str = Field(default="claimed", max_length=16)
+
+
+class Lease(SQLModel, table=True):
+    """Work held by one owner until `expires_at`; an expired lease may be taken over.
+
+    Times are Unix seconds (float) so comparisons mean the same on SQLite and Postgres.
+    """
+
+    key: str = Field(primary_key=True, max_length=200)
+    owner: str = Field(max_length=200)
+    expires_at: float
+    acquired_at: float
