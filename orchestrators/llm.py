@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from orchestrators.history import trim_history
+from orchestrators.provenance import readable_history, wrap_output
 from tools.context import ToolContext
 
 if TYPE_CHECKING:
@@ -76,12 +77,6 @@ class AgentResult:
     tools_used: list[str] = field(default_factory=list)
 
 
-def _wrap_output(name: str, content: str) -> str:
-    """Delimit tool output so the model can tell data from instructions, even hostile data."""
-    safe = content.replace("</tool_output", "<\\/tool_output")
-    return f'<tool_output tool="{name}">\n{safe}\n</tool_output>'
-
-
 class Agent:
     """Runs one turn of a conversation through the model and the tool registry."""
 
@@ -105,6 +100,7 @@ class Agent:
         """Answer the last user message of `history` (this thread's messages, oldest first)."""
         if self.llm is None:
             return AgentResult(text=UNCONFIGURED, messages=[], status="unconfigured")
+        history = await readable_history(history, ctx)  # never replay what this user can't read
         started = time.monotonic()
         messages = [{"role": "system", "content": self.system_prompt}]
         messages += trim_history(history, self.limits.history_tokens)
@@ -277,6 +273,7 @@ class Agent:
         async def one(call: dict[str, Any]) -> dict[str, Any]:
             name, args = call["function"]["name"], call["function"]["arguments"] or "{}"
             key = (name, args)
+            sources: tuple[str, ...] = ()
             if failures[key] >= self.limits.repeat_limit:
                 failures[key] += 1
                 content = json.dumps(
@@ -289,11 +286,11 @@ class Agent:
                 outcome = await self.registry.run(name, args, ctx)
                 if not outcome.ok:
                     failures[key] += 1
-                content = outcome.content
+                content, sources = outcome.content, outcome.sources
             return {
                 "role": "tool",
                 "tool_call_id": call["id"],
-                "content": _wrap_output(name, content),
+                "content": wrap_output(name, content, sources),
             }
 
         return list(await asyncio.gather(*(one(c) for c in calls)))
