@@ -196,6 +196,9 @@ def load_settings(
     if not slack_api_url.endswith("/"):
         slack_api_url += "/"
     allow = frozenset(h.strip().lower() for h in env.get("TOOL_HTTP_ALLOW_HOSTS", "").split(",") if h.strip())
+    trusted = frozenset(
+        h.strip().lower() for h in env.get("EGRESS_TRUSTED_HOSTS", "").split(",") if h.strip()
+    )
     model = env.get("OPENAI_MODEL", "").strip() or DEFAULT_MODEL
     tools = ToolSettings(
         open_meteo_url=_url(env, "OPEN_METEO_URL", "https://api.open-meteo.com") or "",
@@ -203,6 +206,8 @@ def load_settings(
         or "",
         searxng_url=_url(env, "SEARXNG_URL", None),
         http_allow_hosts=allow,
+        egress_trusted_hosts=trusted,
+        approval_seconds=_float(env, "EGRESS_APPROVAL_SECONDS", 60.0),
         model=model,
         summarize_token_budget=_int(env, "SUMMARIZE_TOKEN_BUDGET", 200_000, 10_000, 100_000_000),
         max_output_tokens=_int(env, "OPENAI_MAX_OUTPUT_TOKENS", 4_096, 16, 1_000_000),

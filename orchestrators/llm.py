@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from orchestrators.history import estimate_tokens, shrink, trim_history, was_shortened
+from orchestrators.provenance import readable_history, wrap_output
 from tools.completion import Completion
 from tools.context import ToolContext
 from tools.model_call import ModelError, ModelRequest, TextSink, call_model, estimate_tools
@@ -124,12 +125,6 @@ class RunState:
         return max(self.failures.values(), default=0)
 
 
-def _wrap_output(name: str, content: str) -> str:
-    """Delimit tool output so the model can tell data from instructions, even hostile data."""
-    safe = content.replace("</tool_output", "<\\/tool_output")
-    return f'<tool_output tool="{name}">\n{safe}\n</tool_output>'
-
-
 def _error_result(message: str) -> str:
     return json.dumps({"error": message})
 
@@ -166,6 +161,7 @@ class Agent:
         """
         if self.llm is None:
             return AgentResult(text=UNCONFIGURED, messages=[], status="unconfigured")
+        history = await readable_history(history, ctx)  # never replay what this user can't read
         registry = self.registry if tools is None else _only(self.registry, tools)
         system = {"role": "system", "content": self.system_prompt}
         budget, output = self._budget(self.limits.context_tokens, system, registry, ctx)
@@ -305,6 +301,7 @@ class Agent:
         async def one(call: dict[str, Any]) -> dict[str, Any]:
             name, args = call["function"]["name"], call["function"]["arguments"] or "{}"
             key = (name, args)
+            sources: tuple[str, ...] = ()
             if state.failures[key] >= self.limits.repeat_limit:
                 state.failures[key] += 1
                 content = _error_result(
@@ -316,8 +313,12 @@ class Agent:
                     outcome = await state.registry.run(name, args, state.ctx)
                 if not outcome.ok:
                     state.failures[key] += 1
-                content = outcome.content
-            return {"role": "tool", "tool_call_id": call["id"], "content": _wrap_output(name, content)}
+                content, sources = outcome.content, outcome.sources
+            return {
+                "role": "tool",
+                "tool_call_id": call["id"],
+                "content": wrap_output(name, content, sources),
+            }
 
         def skipped(call: dict[str, Any]) -> dict[str, Any]:
             limit = per_turn if len(calls) > per_turn else self.limits.max_tool_calls
@@ -329,7 +330,7 @@ class Agent:
             return {
                 "role": "tool",
                 "tool_call_id": call["id"],
-                "content": _wrap_output(call["function"]["name"], _error_result(message)),
+                "content": wrap_output(call["function"]["name"], _error_result(message)),
             }
 
         done = list(await asyncio.gather(*(one(c) for c in run)))
