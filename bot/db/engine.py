@@ -32,7 +32,7 @@ class Database:
     """Async access to the database; one per process, shared by every listener.
 
     Queries live in one module per aggregate and are reached as `db.events`, `db.conversations`,
-    `db.runs`, `db.feedback` and `db.digests`, so a call site names what it touches.
+    `db.runs`, `db.feedback`, `db.digests`, `db.leases` and `db.turns`, so a call site names what it touches.
     """
 
     def __init__(self, url: str) -> None:
@@ -40,7 +40,9 @@ class Database:
         from bot.db.digests import Digests
         from bot.db.events import Events
         from bot.db.feedback import Feedbacks
+        from bot.db.leases import Leases
         from bot.db.runs import Runs
+        from bot.db.turns import Turns
 
         self.url = url
         self.engine = make_engine(url)
@@ -49,6 +51,8 @@ class Database:
         self.runs = Runs(self)
         self.feedback = Feedbacks(self)
         self.digests = Digests(self)
+        self.leases = Leases(self)
+        self.turns = Turns(self)
 
     def session(self) -> AsyncSession:
         return AsyncSession(self.engine, expire_on_commit=False)
