@@ -97,7 +97,7 @@ async def run_console(out: Console) -> int:
                 history.append({"role": "user", "content": line})
                 ctx = rt.tool_context(ConsoleTrace(out), team="console", user="console", channel="console")
                 try:
-                    result = await rt.agent.run(history, ctx, tools=rt.tools())
+                    result = await rt.agent.run(history, ctx, registry=rt.tools())
                 except Exception as exc:
                     out.print(f"[red]The model failed: {exc}[/red]")
                     history.pop()

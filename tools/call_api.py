@@ -41,6 +41,9 @@ def html_to_text(html: str) -> str:
         return ""
 
 
+MAX_URL_CHARS = 2_000
+
+
 def request_mode(args: dict[str, Any]) -> Literal["read", "write"]:
     """A GET without a body only reads; anything else may change something, so it is a write."""
     return "read" if args.get("method", "GET") == "GET" and args.get("body") is None else "write"
@@ -49,7 +52,7 @@ def request_mode(args: dict[str, Any]) -> Literal["read", "write"]:
 @tool(timeout=20, max_output_chars=TEXT_LIMIT + 1_000, status="Reading a web page…", mode=request_mode)
 async def call_api(
     ctx: ToolContext,
-    url: Annotated[str, Field(min_length=8, max_length=2_000)],
+    url: Annotated[str, Field(min_length=8)],
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET",
     body: dict[str, Any] | None = None,
 ) -> FetchedPage:
@@ -60,6 +63,8 @@ async def call_api(
         method: GET reads; any other method changes something and needs the user's approval.
         body: a JSON object to send (needs the user's approval).
     """
+    if len(url) > MAX_URL_CHARS:  # checked here: a big maxLength in the schema breaks llama.cpp
+        raise ToolError(f"the URL is {len(url)} characters long; at most {MAX_URL_CHARS} are accepted")
     headers = {"User-Agent": USER_AGENT, "Accept": "application/json, text/html;q=0.9, */*;q=0.5"}
     data = None
     if body is not None:

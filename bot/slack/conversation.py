@@ -91,7 +91,7 @@ async def answer(rt: Runtime, turn: Turn) -> None:
             ctx,
             on_text=surface.delta,
             model=model,
-            tools=rt.tools(here.tools.allows),
+            registry=rt.tools(here.tools.allows),
             instructions=here.instructions,
             token_budget=allowed.remaining,
         )
