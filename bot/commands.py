@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from bot.db.trace import DbTrace
 from bot.runtime import Runtime
+from bot.slack.approvals import SlackApprover, Where
 from orchestrators.llm import AgentError
 from orchestrators.workflows.commands import HELP_COMMANDS, help_text, parse_command
 from orchestrators.workflows.parsing import UsageError
@@ -47,7 +48,8 @@ async def execute(
         model=rt.settings.openai_model if rt.llm else None,
     )
     assert run.id is not None
-    ctx = rt.tool_context(DbTrace(rt.db, run.id), team=team, user=user, channel=channel)
+    approver = SlackApprover(rt, Where(team, channel, None, user), run.id) if rt.slack_available else None
+    ctx = rt.tool_context(DbTrace(rt.db, run.id), team=team, user=user, channel=channel, approver=approver)
     started = time.perf_counter()
     try:
         reply = await cmd.run(rt.agent, ctx, parsed)
