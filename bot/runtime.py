@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from openai import AsyncOpenAI
+from openai import AsyncAzureOpenAI, AsyncOpenAI
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -75,8 +75,18 @@ def slack_client(settings: Settings) -> AsyncWebClient:
 
 
 def llm_client(settings: Settings) -> AsyncOpenAI | None:
+    """The model client: Azure's classic deployment URLs need AsyncAzureOpenAI (its own URL
+    layout and `api-key` header); everything else, Azure's v1 endpoint included, is plain."""
     if not settings.llm_configured:
         return None
+    if settings.azure_endpoint:
+        return AsyncAzureOpenAI(
+            azure_endpoint=settings.azure_endpoint,
+            api_version=settings.openai_api_version,
+            api_key=settings.openai_api_key or "not-needed",
+            max_retries=settings.llm_max_retries,
+            timeout=settings.llm_timeout,
+        )
     return AsyncOpenAI(
         api_key=settings.openai_api_key or "not-needed",
         base_url=settings.openai_base_url,
@@ -146,6 +156,10 @@ async def create_runtime(settings: Settings, registry: ToolRegistry | None = Non
         token_budget=settings.agent_token_budget,
         history_tokens=settings.history_token_budget,
         llm_timeout=settings.llm_timeout,
+        context_tokens=settings.context_tokens,
+        max_tool_calls_per_turn=settings.max_tool_calls_per_turn,
+        max_tool_calls=settings.max_tool_calls,
+        tool_concurrency=settings.tool_concurrency,
     )
     return Runtime(
         settings=settings,

@@ -28,6 +28,8 @@ class ToolSettings:
     fetch_max_bytes: int = 2_000_000
     fetch_timeout: float = 10.0
     summarize_token_budget: int = 200_000  # prompt tokens one /summarize may spend
+    max_output_tokens: int = 4_096  # cap on every model call's answer
+    output_tokens_param: str = "max_completion_tokens"  # "max_tokens" for servers that need it
 
 
 @dataclass
@@ -37,13 +39,17 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     llm_calls: int = 0
+    estimated_calls: int = 0  # calls whose server sent no usage: their tokens are our estimate
 
     def add(self, usage: Any) -> None:
         """Add an OpenAI `usage` object (or None when the server sent none)."""
+        self.add_counts(getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0)
+
+    def add_counts(self, prompt: int, completion: int, *, estimated: bool = False) -> None:
         self.llm_calls += 1
-        if usage is not None:
-            self.prompt_tokens += getattr(usage, "prompt_tokens", 0) or 0
-            self.completion_tokens += getattr(usage, "completion_tokens", 0) or 0
+        self.estimated_calls += estimated
+        self.prompt_tokens += prompt
+        self.completion_tokens += completion
 
     @property
     def total_tokens(self) -> int:
