@@ -10,6 +10,7 @@ from bot import budget
 from bot.admin import SUBCOMMANDS, switchboard
 from bot.db.trace import DbTrace
 from bot.runtime import Runtime
+from bot.slack.approvals import SlackApprover, Where
 from orchestrators.llm import AgentError
 from orchestrators.workflows.commands import HELP_COMMANDS, help_text, parse_command
 from orchestrators.workflows.parsing import UsageError
@@ -59,7 +60,10 @@ async def execute(
         model=model if rt.llm else None,
     )
     assert run.id is not None
-    ctx = rt.tool_context(DbTrace(rt.db, run.id), team=team, user=user, channel=channel, model=model)
+    approver = SlackApprover(rt, Where(team, channel, None, user), run.id) if rt.slack_available else None
+    ctx = rt.tool_context(
+        DbTrace(rt.db, run.id), team=team, user=user, channel=channel, model=model, approver=approver
+    )
     agent = rt.agent.using(
         model=model,
         registry=rt.tools(here.tools.allows),

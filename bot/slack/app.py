@@ -9,7 +9,7 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.runtime import Runtime
 from bot.slack.front_door import events_handler, validate_payload
-from bot.slack.listeners import assistant, commands, digest, feedback, messages, steps
+from bot.slack.listeners import approvals, assistant, commands, digest, feedback, messages, steps
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ def build_app(rt: Runtime) -> AsyncApp:
     messages.register(app, rt)
     feedback.register(app, rt)
     steps.register(app, rt)
+    approvals.register(app, rt)
     commands.register(app, rt)
     digest.register(app, rt)
     return app

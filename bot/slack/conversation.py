@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from bot import budget
 from bot.db.trace import DbTrace
 from bot.runtime import Runtime
+from bot.slack.approvals import SlackApprover, Where
 from bot.slack.render import feedback_blocks
 from bot.slack.surface import AnswerSurface
 from orchestrators.llm import AgentError
@@ -71,6 +72,7 @@ async def answer(rt: Runtime, turn: Turn) -> None:
         interval=rt.settings.stream_interval,
     )
     trace = DbTrace(rt.db, run.id, on_status=surface.status)
+    where = Where(turn.team, turn.channel, turn.reply_thread_ts, turn.user)
     ctx = rt.tool_context(
         trace,
         team=turn.team,
@@ -78,6 +80,7 @@ async def answer(rt: Runtime, turn: Turn) -> None:
         channel=turn.channel,
         thread_ts=turn.reply_thread_ts,
         model=model,
+        approver=SlackApprover(rt, where, run.id),
     )
     allowed = await budget.check(rt, here, team=turn.team, user=turn.user, channel=turn.channel)
     if allowed.refusal and rt.llm:
