@@ -11,6 +11,7 @@ from bot.admin import SUBCOMMANDS, switchboard
 from bot.db.trace import DbTrace
 from bot.runtime import Runtime
 from bot.slack.approvals import SlackApprover, Where
+from bot.slack.write_approvals import ParkedWrites
 from orchestrators.llm import AgentError
 from orchestrators.workflows.commands import HELP_COMMANDS, help_text, parse_command
 from orchestrators.workflows.parsing import UsageError
@@ -60,10 +61,13 @@ async def execute(
         model=model if rt.llm else None,
     )
     assert run.id is not None
-    approver = SlackApprover(rt, Where(team, channel, None, user), run.id) if rt.slack_available else None
+    where = Where(team, channel, None, user)
+    approver = SlackApprover(rt, where, run.id) if rt.slack_available else None
     ctx = rt.tool_context(
         DbTrace(rt.db, run.id), team=team, user=user, channel=channel, model=model, approver=approver
     )
+    if rt.slack_available:
+        ctx.approvals = ParkedWrites(rt, where, run.id, conversation=None)
     agent = rt.agent.using(
         model=model,
         registry=rt.tools(here.tools.allows),

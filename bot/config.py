@@ -98,6 +98,7 @@ class Settings:
     model_prices: Mapping[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_PRICES))
     mcp_servers: tuple[McpServerConfig, ...] = ()
     mcp_check_seconds: float = 30.0
+    write_approval_seconds: float = 3_600.0  # how long a parked write call waits for Approve
 
     @property
     def socket_mode(self) -> bool:
@@ -276,6 +277,7 @@ def load_settings(
         model_prices=_prices(env),
         mcp_servers=_mcp_servers(env),
         mcp_check_seconds=_float(env, "MCP_CHECK_SECONDS", 30.0),
+        write_approval_seconds=_float(env, "WRITE_APPROVAL_SECONDS", 3_600.0),
     )
 
 

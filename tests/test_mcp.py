@@ -54,6 +54,7 @@ async def mcp_bot(slack, llm, db_url, tmp_path) -> AsyncIterator[Bot]:
     await harness.start()
     assert await harness.rt.mcp.ready(20), "the fake MCP servers did not connect"
     harness.state = state  # type: ignore[attr-defined]
+    harness.slack_response_url = slack.response_url("click")  # type: ignore[attr-defined]
     yield harness
     await harness.close()
 
@@ -104,16 +105,81 @@ async def test_bad_arguments_timeouts_and_huge_output_end_in_readable_results(mc
     assert loud.count("</tool_output>") == 1
 
 
-async def test_a_write_tool_is_not_run_without_approval(mcp_bot: Bot, llm) -> None:
+def approval_buttons(slack, user: str = "U1") -> dict[str, dict]:
+    """The Approve / Deny buttons last shown (ephemerally) to `user`."""
+    (shown,) = [
+        e for e in slack.ephemerals if e["recipient"] == user and "Approve" in json.dumps(e["blocks"])
+    ][-1:]
+    return {
+        b["text"]["text"]: b for blk in shown["blocks"] if blk["type"] == "actions" for b in blk["elements"]
+    }
+
+
+async def press(bot: Bot, button: dict, user: str = "U1", thread_ts: str | None = None) -> None:
+    action = {
+        "type": "button",
+        "action_id": button["action_id"],
+        "value": button["value"],
+        "text": button["text"],
+    }
+    await bot.action(
+        action, user=user, channel="C1", thread_ts=thread_ts, response_url=bot.slack_response_url
+    )
+    await bot.idle(timeout=20)
+
+
+def closed(bot: Bot) -> list[str]:
+    path = bot.state / "desk" / "closed.tsv"  # type: ignore[attr-defined]
+    return path.read_text().splitlines() if path.exists() else []
+
+
+async def test_a_write_tool_waits_for_approval_and_resumes_after_a_restart(mcp_bot: Bot, slack, llm) -> None:
     llm.script(
         Reply(tool_calls=[ToolCall("desk__close_ticket", {"ticket_id": "T-2", "comment": "fixed"})]),
-        Reply(content="I could not close it."),
+        Reply(content="I have asked you to approve closing T-2."),
+        Reply(content="Done: T-2 is closed."),
     )
     await mcp_bot.event(mention("<@UBOT> close T-2", ts="102.1"))
     await mcp_bot.idle()
     (result,) = tool_results(llm.requests[1])
-    assert "approval" in result and "not run" in result
-    assert not (mcp_bot.state / "desk" / "closed.tsv").exists()  # type: ignore[attr-defined]
+    assert "Not run yet" in result and "<@U1>" in result
+    assert closed(mcp_bot) == []  # nothing ran before an approval
+    (question,) = [e for e in slack.ephemerals if "Approve" in json.dumps(e["blocks"])]
+    asked = question["blocks"][0]["text"]["text"]
+    assert question["recipient"] == "U1" and '"ticket_id": "T-2"' in asked and '"comment": "fixed"' in asked
+    assert set(approval_buttons(slack)) == {"Approve", "Deny"}
+    assert "asked you to approve" in str(slack.posted(channel="C1"))
+
+    await mcp_bot.restart()  # the waiting run lives in the database, not in this process
+    assert await mcp_bot.rt.mcp.ready(20)
+    await press(mcp_bot, approval_buttons(slack)["Deny"], user="U2", thread_ts="102.1")
+    assert "Only <@U1> can decide" in slack.responses[-1]["text"] and closed(mcp_bot) == []
+    await press(mcp_bot, approval_buttons(slack)["Approve"], thread_ts="102.1")
+    assert closed(mcp_bot) == ["T-2\tfixed"]
+    continuation = llm.requests[-1]["messages"][-1]["content"]
+    assert "approved `desk__close_ticket`" in continuation and "closed T-2" in continuation
+    answers = [m for m in slack.posted(channel="C1") if m.get("thread_ts") == "102.1"]
+    assert "Done: T-2 is closed." in str(answers[-1])
+    await press(mcp_bot, approval_buttons(slack)["Approve"], thread_ts="102.1")  # a second click
+    assert "already approved" in slack.responses[-1]["text"]
+    assert closed(mcp_bot) == ["T-2\tfixed"]  # ran once
+    assert len(llm.requests) == 3
+
+
+async def test_deny_runs_nothing_and_says_so(mcp_bot: Bot, slack, llm) -> None:
+    llm.script(
+        Reply(tool_calls=[ToolCall("desk__close_ticket", {"ticket_id": "T-1"})]),
+        Reply(content="Waiting for your approval."),
+    )
+    await mcp_bot.event(mention("<@UBOT> close T-1", ts="105.1"))
+    await mcp_bot.idle()
+    await press(mcp_bot, approval_buttons(slack)["Deny"], thread_ts="105.1")
+    assert closed(mcp_bot) == [] and len(llm.requests) == 2
+    said = str(slack.posted(channel="C1")[-1])
+    assert "I did not run `desk__close_ticket`" in said and "<@U1> denied it" in said
+    convo = await mcp_bot.rt.db.conversations.find("T1", "C1", "105.1")
+    history = await mcp_bot.rt.db.conversations.history(convo.id)
+    assert "did not run" in history[-1]["content"]  # a follow-up question knows it
 
 
 async def test_a_dead_server_loses_its_tools_and_gets_them_back(mcp_bot: Bot, llm, caplog) -> None:
@@ -202,3 +268,29 @@ def test_mcp_schemas_are_made_safe_for_every_model_server() -> None:
     }
     with pytest.raises(ValueError, match="not an object"):
         model_schema({"type": "string"})
+
+
+async def test_an_unanswered_write_call_expires_with_an_answer(slack, llm, db_url, tmp_path) -> None:
+    state = tmp_path / "mcp-state"
+    path = servers_file(tmp_path, state)
+    harness = Bot(make_settings(slack, llm, db_url, MCP_SERVERS=str(path), WRITE_APPROVAL_SECONDS="1"))
+    await harness.start()
+    try:
+        assert await harness.rt.mcp.ready(20)
+        llm.script(
+            Reply(tool_calls=[ToolCall("desk__close_ticket", {"ticket_id": "T-1"})]),
+            Reply(content="Waiting for your approval."),
+        )
+        await harness.event(mention("<@UBOT> close T-1", ts="106.1"))
+        await harness.idle()
+        await slack.wait_for(
+            lambda: "nobody approved it in time" in str(slack.posted(channel="C1")), timeout=10, what="expiry"
+        )
+        assert not (state / "desk" / "closed.tsv").exists() and len(llm.requests) == 2
+        button = approval_buttons(slack)["Approve"]
+        harness.slack_response_url = slack.response_url("late")  # type: ignore[attr-defined]
+        await press(harness, button, thread_ts="106.1")  # too late: nothing runs
+        assert "already expired" in slack.responses[-1]["text"]
+        assert not (state / "desk" / "closed.tsv").exists()
+    finally:
+        await harness.close()

@@ -34,7 +34,7 @@ class Database:
 
     Queries live in one module per aggregate and are reached as `db.events`, `db.conversations`,
     `db.runs`, `db.feedback`, `db.digests`, `db.leases`, `db.turns`, `db.approvals`,
-    `db.channel_settings` and `db.usage`, so a call site names what it touches.
+    `db.parked`, `db.channel_settings` and `db.usage`, so a call site names what it touches.
     """
 
     def __init__(self, url: str, prices: Mapping[str, tuple[float, float]] | None = None) -> None:
@@ -44,6 +44,7 @@ class Database:
         from bot.db.events import Events
         from bot.db.feedback import Feedbacks
         from bot.db.leases import Leases
+        from bot.db.parked import ParkedCalls
         from bot.db.runs import Runs
         from bot.db.settings import ChannelSettings
         from bot.db.turns import Turns
@@ -62,6 +63,7 @@ class Database:
         self.leases = Leases(self)
         self.turns = Turns(self)
         self.approvals = Approvals(self)
+        self.parked = ParkedCalls(self)
 
     def session(self) -> AsyncSession:
         return AsyncSession(self.engine, expire_on_commit=False)

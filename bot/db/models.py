@@ -194,3 +194,14 @@ class Approval(SQLModel, table=True):
     decided_at: float | None = None
     expires_at: float
     created_at: float
+
+
+class ParkedSettlement(SQLModel, table=True):
+    """A parked write call's approval acted on (run, or reported as not run): inserted first, once.
+
+    The unique key makes the outcome happen at most once, whichever process sees the decision.
+    """
+
+    approval_id: int = Field(primary_key=True)
+    outcome: str = Field(max_length=16)  # approved | denied | expired
+    settled_at: datetime = Field(default_factory=utcnow)

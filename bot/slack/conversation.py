@@ -13,6 +13,7 @@ from bot.runtime import Runtime
 from bot.slack.approvals import SlackApprover, Where
 from bot.slack.render import feedback_blocks
 from bot.slack.surface import AnswerSurface
+from bot.slack.write_approvals import ParkedWrites
 from orchestrators.llm import AgentError
 from tools.context import ToolContext
 
@@ -82,6 +83,7 @@ async def answer(rt: Runtime, turn: Turn) -> None:
         model=model,
         approver=SlackApprover(rt, where, run.id),
     )
+    ctx.approvals = ParkedWrites(rt, where, run.id, conversation=turn.thread_ts)
     allowed = await budget.check(rt, here, team=turn.team, user=turn.user, channel=turn.channel)
     if allowed.refusal and rt.llm:
         await _refuse(rt, surface, run.id, allowed.refusal)

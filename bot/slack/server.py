@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from bot.config import Settings
 from bot.digests.scheduler import DigestScheduler
 from bot.runtime import Runtime, create_runtime
 from bot.slack.app import build_app, build_web_app, identify
+from bot.slack.write_approvals import sweep_forever
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +30,14 @@ class Running:
     runner: web.AppRunner | None
     port: int | None
     socket: Any = None  # the Socket Mode handler, when connected that way
+    sweeper: asyncio.Task[None] | None = None  # settles expired or orphaned parked write calls
 
     async def stop(self, drain: float = DRAIN_SECONDS) -> None:
         """Stop taking requests, let answers in flight finish, record the rest as interrupted."""
+        if self.sweeper is not None:
+            self.sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.sweeper
         if self.rt.digest_scheduler is not None:
             await self.rt.digest_scheduler.stop()
         if self.runner is not None:
@@ -53,6 +60,12 @@ async def start_scheduler(rt: Runtime, **options: Any) -> DigestScheduler:
     return rt.digest_scheduler
 
 
+def start_sweeper(rt: Runtime) -> asyncio.Task[None]:
+    """Parked write calls nobody settled (expired, or decided in a process that then died)."""
+    every = min(15.0, max(0.2, rt.settings.write_approval_seconds / 4))
+    return asyncio.get_running_loop().create_task(sweep_forever(rt, every), name="parked write calls")
+
+
 async def start_http(
     rt: Runtime,
     host: str = "0.0.0.0",
@@ -69,7 +82,7 @@ async def start_http(
     await site.start()
     bound = runner.addresses[0][1] if runner.addresses else port
     log.info("listening on http://%s:%s/slack/events", host, bound)
-    return Running(rt=rt, app=app, runner=runner, port=bound)
+    return Running(rt=rt, app=app, runner=runner, port=bound, sweeper=start_sweeper(rt))
 
 
 async def serve(settings: Settings) -> None:
@@ -98,7 +111,7 @@ async def start_socket_mode(rt: Runtime, **scheduler_options: Any) -> Running:
     handler = AsyncSocketModeHandler(app, rt.settings.slack_app_token)
     await handler.connect_async()
     log.info("connected in Socket Mode")
-    return Running(rt=rt, app=app, runner=None, port=None, socket=handler)
+    return Running(rt=rt, app=app, runner=None, port=None, socket=handler, sweeper=start_sweeper(rt))
 
 
 async def clock(settings: Settings) -> None:

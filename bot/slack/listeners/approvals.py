@@ -7,8 +7,10 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
+from bot.db.parked import WRITE_KIND
 from bot.runtime import Runtime
 from bot.slack.approvals import APPROVE, DENY
+from bot.slack.write_approvals import settle
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +32,11 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         if outcome in ("approved", "denied"):
             verb = "Approved" if outcome == "approved" else "Denied"
             await respond(replace_original=True, text=f"{verb} by <@{user}>.")
+            if row is not None and row.kind == WRITE_KIND:
+                await settle(rt, row)  # a parked write call: this process runs it (or says it won't)
             return
+        if outcome == "expired" and row is not None and row.kind == WRITE_KIND:
+            await settle(rt, row)
         if outcome.startswith("already_"):
             text = f"This request was already {outcome.removeprefix('already_')}."
         else:
