@@ -48,6 +48,10 @@ class Settings:
     agent_token_budget: int = 100_000
     history_token_budget: int = 12_000
     stream_interval: float = 1.0
+    extract_workers: int = 2
+    openai_vision: bool = False
+    file_max_bytes: int = 10_000_000
+    file_token_budget: int = 8_000
     tools: ToolSettings = field(default_factory=ToolSettings)
 
     @property
@@ -162,6 +166,7 @@ def load_settings(
         http_allow_hosts=allow,
         model=model,
         summarize_token_budget=_int(env, "SUMMARIZE_TOKEN_BUDGET", 200_000, 10_000, 100_000_000),
+        extract_deadline=_float(env, "EXTRACT_DEADLINE_SECONDS", 10.0),
     )
     return Settings(
         slack_bot_token=bot_token or "",
@@ -182,5 +187,9 @@ def load_settings(
         agent_token_budget=_int(env, "AGENT_TOKEN_BUDGET", 100_000, 1_000, 10_000_000),
         history_token_budget=_int(env, "HISTORY_TOKEN_BUDGET", 12_000, 500, 1_000_000),
         stream_interval=_float(env, "STREAM_UPDATE_SECONDS", 1.0),
+        extract_workers=_int(env, "EXTRACT_WORKERS", 2, 1, 32),
+        openai_vision=_bool(env, "OPENAI_VISION", False),
+        file_max_bytes=_int(env, "FILE_MAX_BYTES", 10_000_000, 1_000, 1_000_000_000),
+        file_token_budget=_int(env, "FILE_TOKEN_BUDGET", 8_000, 100, 1_000_000),
         tools=tools,
     )

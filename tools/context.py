@@ -10,6 +10,8 @@ if TYPE_CHECKING:
     from openai import AsyncOpenAI
     from slack_sdk.web.async_client import AsyncWebClient
 
+    from tools.extract import Extractor
+
 
 @dataclass(frozen=True)
 class ToolSettings:
@@ -23,6 +25,7 @@ class ToolSettings:
     fetch_max_bytes: int = 2_000_000
     fetch_timeout: float = 10.0
     summarize_token_budget: int = 200_000  # prompt tokens one /summarize may spend
+    extract_deadline: float = 10.0  # seconds one HTML/PDF parse may take before its process dies
 
 
 @dataclass
@@ -104,3 +107,4 @@ class ToolContext:
     thread_ts: str | None = None
     trace: RunTrace = field(default_factory=MemoryTrace)
     usage: Usage = field(default_factory=Usage)
+    extractor: Extractor | None = None  # the process's parser pool; None spawns a one-off worker

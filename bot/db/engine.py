@@ -32,6 +32,7 @@ class Database:
     """
 
     def __init__(self, url: str) -> None:
+        from bot.db.assistant_contexts import AssistantContexts
         from bot.db.conversations import Conversations
         from bot.db.digests import Digests
         from bot.db.events import Events
@@ -45,6 +46,7 @@ class Database:
         self.runs = Runs(self)
         self.feedback = Feedbacks(self)
         self.digests = Digests(self)
+        self.assistant_contexts = AssistantContexts(self)
 
     def session(self) -> AsyncSession:
         return AsyncSession(self.engine, expire_on_commit=False)

@@ -57,7 +57,9 @@ class ChatMethods(Workspace):
         if p.get("markdown_text") and not p.get("text"):
             msg["text"] = p["markdown_text"]
         msg["edited"] = {"user": BOT_USER, "ts": self.next_ts()}
-        return {"channel": ch.id, "ts": msg["ts"], "text": msg["text"], "message": msg}
+        # Slack's answer (see fixtures/slack/api/chat.update.json) carries the message without ts.
+        shown = {k: v for k, v in msg.items() if k not in ("ts", "thread_ts", "streaming", "markdown_text")}
+        return {"channel": ch.id, "ts": msg["ts"], "text": msg["text"], "message": shown}
 
     def m_chat_delete(self, p: Params) -> Params:
         ch = self.channel_for(p)
@@ -107,7 +109,7 @@ class ChatMethods(Workspace):
         for key in ("blocks", "metadata"):
             if p.get(key):
                 msg[key] = p[key]
-        return {"channel": p.get("channel"), "ts": msg["ts"], "message": msg}
+        return {}  # Slack answers chat.stopStream with `ok` alone
 
     def _streaming(self, p: Params) -> dict[str, Any]:
         ch = self.member_channel(p)
