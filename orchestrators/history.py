@@ -34,7 +34,7 @@ def _units(messages: list[Message]) -> list[list[Message]]:
                 group.append(messages[j])
                 j += 1
             answered = [g.get("tool_call_id") for g in group[1:]]
-            if sorted(answered) == sorted(wanted):
+            if sorted(answered, key=str) == sorted(wanted, key=str):
                 units.append(group)
             i = j
         elif m.get("role") == "tool":

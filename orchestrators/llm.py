@@ -35,16 +35,6 @@ LIMIT_NOTE = """\
 The run has reached its limit ({reason}). Do not call tools. Answer the user now with what you \
 have: say briefly what you found, what you could not finish, and why."""
 
-STATUS = {
-    "get_weather": "Checking the weather…",
-    "weather_report": "Checking the weather…",
-    "search_web": "Searching the web…",
-    "call_api": "Reading a web page…",
-    "summarize": "Summarizing…",
-    "read_channel": "Reading the channel…",
-    "current_time": "Checking the time…",
-}
-
 UNCONFIGURED = (
     "No language model is configured for Switchboard yet. An operator can set `OPENAI_API_KEY` "
     "(and `OPENAI_BASE_URL` for another OpenAI-compatible endpoint) and restart the bot. "
@@ -271,7 +261,7 @@ class Agent:
     ) -> list[dict[str, Any]]:
         """Run one turn's tool calls concurrently; results come back in call order."""
         names = list(dict.fromkeys(c["function"]["name"] for c in calls))
-        await ctx.trace.status(" ".join(dict.fromkeys(STATUS.get(n, f"Running {n}…") for n in names)))
+        await ctx.trace.status(" ".join(dict.fromkeys(self.registry.status(n) for n in names)))
         result.tools_used += [c["function"]["name"] for c in calls]
 
         async def one(call: dict[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ class FetchedPage(BaseModel):
     truncated: bool = False
 
 
-@tool(timeout=20, max_output_chars=TEXT_LIMIT + 1_000)
+@tool(timeout=20, max_output_chars=TEXT_LIMIT + 1_000, status="Reading a web page…")
 async def call_api(
     ctx: ToolContext, url: Annotated[str, Field(min_length=8, max_length=2_000)]
 ) -> FetchedPage:
