@@ -8,7 +8,7 @@ from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 
 from bot.runtime import Runtime
-from bot.slack.listeners import assistant, commands, digest, feedback, messages
+from bot.slack.listeners import assistant, commands, digest, feedback, home, messages, shortcuts
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,8 @@ def build_app(rt: Runtime) -> AsyncApp:
     feedback.register(app, rt)
     commands.register(app, rt)
     digest.register(app, rt)
+    home.register(app, rt)
+    shortcuts.register(app, rt)
     return app
 
 

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from tests.fakes.server import FakeServer
 from tests.fakes.slack_chat import ChatMethods
+from tests.fakes.slack_files import FileMethods
 from tests.fakes.slack_rules import LIST_TYPES, manifest_scopes, needed_scopes, shape_errors
 from tests.fakes.slack_workspace import (
     APP_ID,
@@ -64,11 +65,12 @@ def _flag(value: Any) -> bool:
     return str(value).lower() in ("1", "true")
 
 
-class FakeSlack(FakeServer, ChatMethods):
+class FakeSlack(FakeServer, FileMethods, ChatMethods):
     """POST|GET /api/{method}; state in `users` and `channels`; every call lands in `calls`."""
 
     def __init__(self, scopes: frozenset[str] | None = None) -> None:
         ChatMethods.__init__(self)
+        self.init_files()
         FakeServer.__init__(self)
         # The bot token's scopes: those manifest.yml asks for, so an undeclared scope fails here.
         self.scopes = manifest_scopes() if scopes is None else scopes
@@ -83,6 +85,7 @@ class FakeSlack(FakeServer, ChatMethods):
         app.router.add_route("*", "/api/{method}", self._handle)
         app.router.add_post("/response/{name}", self._response)
         app.router.add_get("/socket", self._socket)
+        self.file_routes(app)
 
     @property
     def api_url(self) -> str:

@@ -12,6 +12,7 @@ from tests.fakes.slack_workspace import (
     BOT_ID,
     BOT_USER,
     MARKDOWN_LIMIT,
+    PROMPT_LIMIT,
     TEXT_LIMIT,
     SlackFault,
     Workspace,
@@ -135,6 +136,16 @@ class ChatMethods(Workspace):
         return {}
 
     def m_assistant_threads_setSuggestedPrompts(self, p: Params) -> Params:
+        prompts = p.get("prompts")
+        if not isinstance(prompts, list) or not prompts:
+            raise SlackFault("invalid_arguments", "[ERROR] missing required field: prompts")
+        if len(prompts) > PROMPT_LIMIT:
+            raise SlackFault(
+                "invalid_arguments",
+                f"[ERROR] no more than {PROMPT_LIMIT} items allowed [json-pointer:/prompts]",
+            )
+        if any(not isinstance(x, dict) or not x.get("title") or not x.get("message") for x in prompts):
+            raise SlackFault("invalid_arguments", "[ERROR] each prompt needs a title and a message")
         return {}
 
     def m_assistant_threads_setTitle(self, p: Params) -> Params:
