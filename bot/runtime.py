@@ -25,6 +25,7 @@ from orchestrators.workflows import workflow_tools
 from tools import ToolRegistry, default_tools
 from tools.audience import MembershipCache
 from tools.context import Approver, RunTrace, ToolContext
+from tools.extract import Extractor
 from tools.mcp import McpHub
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,8 @@ class Runtime:
         every = [*self.registry.tools.values(), *self.mcp.tools()]
         return ToolRegistry(t for t in every if allows is None or allows(t.name))
 
+    extractor: Extractor | None = None  # HTML/PDF parsing in killable worker processes
+
     def tool_context(
         self,
         trace: RunTrace,
@@ -148,10 +151,13 @@ class Runtime:
             ephemeral_to=ephemeral_to,
             memberships=self.memberships,
             approver=approver,
+            extractor=self.extractor,
         )
 
     async def close(self) -> None:
         await self.mcp.stop()
+        if self.extractor is not None:
+            await self.extractor.close()
         await self.http.close()
         if self.llm is not None:
             await self.llm.close()
@@ -186,4 +192,9 @@ async def create_runtime(settings: Settings, registry: ToolRegistry | None = Non
         http=aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)),
         registry=registry,
         agent=Agent(llm, settings.openai_model, registry, limits),
+        extractor=Extractor(
+            workers=settings.extract_workers,
+            deadline=settings.tools.extract_deadline,
+            max_bytes=max(settings.file_max_bytes, settings.tools.fetch_max_bytes),
+        ),
     )

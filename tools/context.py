@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from openai import AsyncOpenAI
     from slack_sdk.web.async_client import AsyncWebClient
 
+    from tools.extract import Extractor
+
 
 @dataclass(frozen=True)
 class ToolSettings:
@@ -30,6 +32,7 @@ class ToolSettings:
     summarize_token_budget: int = 200_000  # prompt tokens one /summarize may spend
     max_output_tokens: int = 4_096  # cap on every model call's answer
     output_tokens_param: str = "max_completion_tokens"  # "max_tokens" for servers that need it
+    extract_deadline: float = 10.0  # seconds one HTML/PDF parse may take before its process dies
 
 
 @dataclass
@@ -167,3 +170,5 @@ class ToolContext:
     def for_call(self) -> ToolContext:
         """The same run, with a fresh list of sources for one tool call."""
         return dataclasses.replace(self, sources=[])
+
+    extractor: Extractor | None = None  # the process's parser pool; None spawns a one-off worker

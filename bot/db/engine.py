@@ -39,6 +39,7 @@ class Database:
 
     def __init__(self, url: str, prices: Mapping[str, tuple[float, float]] | None = None) -> None:
         from bot.db.approvals import Approvals
+        from bot.db.assistant_contexts import AssistantContexts
         from bot.db.conversations import Conversations
         from bot.db.digests import Digests
         from bot.db.events import Events
@@ -64,6 +65,7 @@ class Database:
         self.turns = Turns(self)
         self.approvals = Approvals(self)
         self.parked = ParkedCalls(self)
+        self.assistant_contexts = AssistantContexts(self)
 
     def session(self) -> AsyncSession:
         return AsyncSession(self.engine, expire_on_commit=False)

@@ -87,3 +87,9 @@ class Runs:
             for k, v in where.items():
                 q = q.where(getattr(Run, k) == v)
             return list((await s.exec(q)).all())
+
+    async def recent(self, user_id: str, limit: int = 5) -> list[Run]:
+        """A user's newest runs, newest first (the Home tab lists them)."""
+        async with self.db.session() as s:
+            q = select(Run).where(Run.user_id == user_id).order_by(col(Run.id).desc()).limit(limit)
+            return list((await s.exec(q)).all())

@@ -122,8 +122,9 @@ def command_body(
     team: str = "T1",
     trigger_id: str | None = None,
     channel_name: str = "general",
+    thread_ts: str | None = None,
 ) -> bytes:
-    """A slash command POST body (form-urlencoded), as Slack sends it."""
+    """A slash command POST body (form-urlencoded), as Slack sends it (thread_ts: used in a thread)."""
     form = {
         "token": "legacy",
         "team_id": team,
@@ -139,6 +140,8 @@ def command_body(
         "trigger_id": trigger_id or f"trig.{next(_ids)}",
         "is_enterprise_install": "false",
     }
+    if thread_ts:
+        form["thread_ts"] = thread_ts
     return urlencode(form).encode()
 
 
@@ -174,6 +177,38 @@ def block_actions_body(
         "response_url": response_url or "http://127.0.0.1:9/response/none",
         "state": {"values": {}},
         "actions": [{"action_ts": str(time.time()), "block_id": "b1", **action}],
+        "is_enterprise_install": False,
+    }
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+def view_submission_body(
+    callback_id: str,
+    values: dict[str, dict[str, dict[str, Any]]],
+    *,
+    private_metadata: str = "",
+    user: str = "U1",
+    team: str = "T1",
+) -> bytes:
+    """A modal's submission (form field `payload`), shaped like Slack's view_submission payloads."""
+    payload = {
+        "type": "view_submission",
+        "team": {"id": team, "domain": "fake"},
+        "user": {"id": user, "username": user.lower(), "team_id": team},
+        "api_app_id": "A1",
+        "trigger_id": f"trig.{next(_ids)}",
+        "view": {
+            "id": f"V{next(_ids):08d}",
+            "team_id": team,
+            "type": "modal",
+            "callback_id": callback_id,
+            "private_metadata": private_metadata,
+            "state": {"values": values},
+            "hash": "1.abc",
+            "app_id": "A1",
+            "bot_id": "BBOT",
+        },
+        "response_urls": [],
         "is_enterprise_install": False,
     }
     return urlencode({"payload": json.dumps(payload)}).encode()

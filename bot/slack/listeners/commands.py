@@ -11,6 +11,7 @@ from slack_sdk.errors import SlackApiError
 from bot.admin import SUBCOMMANDS
 from bot.commands import CommandReply, execute
 from bot.runtime import Runtime
+from bot.slack.listeners.shortcuts import thread_summary
 from bot.slack.render import markdown_messages, post_answer, steps_blocks
 from orchestrators.workflows.commands import COMMANDS, HELP_COMMANDS, help_text, parse_command
 from orchestrators.workflows.parsing import ASK_USAGE, UsageError, parse_question
@@ -68,12 +69,29 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         )
         await respond(response_type="ephemeral", text=reply.text, replace_original=False)
 
+    async def summarize_this_thread(body: dict[str, Any]) -> None:
+        channel, thread = body["channel_id"], body["thread_ts"]
+        text = await thread_summary(
+            rt,
+            team=body.get("team_id", ""),
+            channel=channel,
+            user=body["user_id"],
+            thread_ts=thread,
+            trigger="/summarize",
+        )
+        await post_answer(rt.slack, channel, thread, text, None)
+
     async def on_command(ack: Any, body: dict[str, Any], respond: Any) -> None:
         command = body["command"]
         sub = body.get("text", "").strip().split(" ", 1)[0].lower()
         if command == "/switchboard" and sub in SUBCOMMANDS:
             await ack()  # the answer (it may look up Slack and the database) comes via respond
             rt.tasks.spawn(answer_privately(body, respond), name=f"/switchboard {sub}")
+            return
+        if command == "/summarize" and body.get("thread_ts") and not body.get("text", "").strip():
+            # Used inside a thread (Slack includes thread_ts then): summarize that thread, there.
+            await ack(response_type="ephemeral", text="Working on it… (`summarize_thread`)")
+            rt.tasks.spawn(summarize_this_thread(body), name=f"/summarize thread {body['thread_ts']}")
             return
         if command in HELP_COMMANDS:
             await ack(response_type="ephemeral", text=help_text())

@@ -1,0 +1,166 @@
+"""Admins edit a channel's (or the workspace's) settings from the App Home tab, in a modal.
+
+The Home tab gets a "Channel settings" section for workspace admins only: a channel picker and a
+"Workspace settings" button, each opening a modal with the current values. Submitting checks every
+value with the same rules as `/switchboard config`, stores the changed ones (each change recorded
+with who and when) and refreshes the Home tab. Admin rights are checked again on submission: a
+view's payload can be replayed by anyone who has seen it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+
+from bot.admin import is_admin, scope_name
+from bot.channel_config import KEYS, WORKSPACE, ConfigUsageError, check_value
+from bot.runtime import Runtime
+from bot.slack.calls import call
+from bot.slack.listeners import home
+
+log = logging.getLogger(__name__)
+
+PICK_CHANNEL = "settings_pick_channel"
+PICK_WORKSPACE = "settings_workspace"
+CALLBACK = "channel_settings"
+Block = dict[str, Any]
+
+LABELS = {
+    "prompt": "Added instructions",
+    "model": "Model",
+    "tools": "Tools (all, only a,b, except a,b)",
+    "follow_ups": "Answer thread replies without a mention (on/off)",
+    "user_daily_tokens": "Daily tokens per person (0 = no cap)",
+    "channel_daily_tokens": "Daily tokens for the channel (0 = no cap)",
+}
+
+
+async def settings_section(rt: Runtime, user: str) -> list[Block]:
+    """Only admins see it; everyone else's Home tab is unchanged."""
+    if not await is_admin(rt, user):
+        return []
+    picker = {
+        "type": "conversations_select",
+        "action_id": PICK_CHANNEL,
+        "placeholder": {"type": "plain_text", "text": "Pick a channel"},
+        "filter": {"include": ["public", "private"], "exclude_bot_users": True},
+    }
+    button = {
+        "type": "button",
+        "action_id": PICK_WORKSPACE,
+        "text": {"type": "plain_text", "text": "Workspace settings"},
+        "value": WORKSPACE,
+    }
+    text = "*Channel settings* (admins only): prompt, model, tools, follow-ups and daily caps."
+    return [
+        {"type": "divider"},
+        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+        {"type": "actions", "block_id": "settings_pick", "elements": [picker, button]},
+    ]
+
+
+def settings_modal(team: str, scope: str, current: dict[str, str]) -> dict[str, Any]:
+    """One optional input per setting, filled with what is set on exactly this scope."""
+    blocks: list[Block] = [
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": f"Settings of {scope_name(scope)}. Leave a field empty to unset it.",
+            },
+        }
+    ]
+    for key in KEYS:
+        element: dict[str, Any] = {"type": "plain_text_input", "action_id": key, "multiline": key == "prompt"}
+        if current.get(key):
+            element["initial_value"] = current[key]
+        blocks.append(
+            {
+                "type": "input",
+                "block_id": key,
+                "optional": True,
+                "label": {"type": "plain_text", "text": LABELS[key]},
+                "element": element,
+            }
+        )
+    return {
+        "type": "modal",
+        "callback_id": CALLBACK,
+        "private_metadata": json.dumps({"team": team, "scope": scope}),
+        "title": {"type": "plain_text", "text": "Switchboard settings"},
+        "submit": {"type": "plain_text", "text": "Save"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": blocks,
+    }
+
+
+def submitted(values: dict[str, Any]) -> tuple[dict[str, str | None], dict[str, str]]:
+    """({key: stored value or None to unset}, {block_id: error}) from a view's state."""
+    chosen: dict[str, str | None] = {}
+    errors: dict[str, str] = {}
+    for key in KEYS:
+        raw = ((values.get(key) or {}).get(key) or {}).get("value") or ""
+        if not raw.strip():
+            chosen[key] = None
+            continue
+        try:
+            chosen[key] = check_value(key, raw)
+        except ConfigUsageError as exc:
+            errors[key] = str(exc).replace("`", "")[:150]
+    return chosen, errors
+
+
+def register(app: AsyncApp, rt: Runtime) -> None:
+    if settings_section not in home.SECTIONS:  # one list per process; apps may be built again (tests)
+        home.SECTIONS.append(settings_section)
+
+    async def open_modal(body: dict[str, Any], scope: str) -> None:
+        user = body["user"]["id"]
+        team = (body.get("team") or {}).get("id") or body["user"].get("team_id", "")
+        if not await is_admin(rt, user):
+            return
+        current = await rt.db.channel_settings.rows(team, scope)
+        await call(
+            rt.slack.views_open, trigger_id=body["trigger_id"], view=settings_modal(team, scope, current)
+        )
+
+    @app.action(PICK_CHANNEL)
+    async def on_pick_channel(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        channel = action.get("selected_conversation") or action.get("selected_channel")
+        if isinstance(channel, str) and channel[:1] in "CG":
+            rt.tasks.spawn(open_modal(body, channel), name="settings modal")
+
+    @app.action(PICK_WORKSPACE)
+    async def on_pick_workspace(ack: Any, body: dict[str, Any]) -> None:
+        await ack()
+        rt.tasks.spawn(open_modal(body, WORKSPACE), name="settings modal")
+
+    async def save(team: str, scope: str, user: str, chosen: dict[str, str | None]) -> None:
+        current = await rt.db.channel_settings.rows(team, scope)
+        for key, value in chosen.items():
+            if current.get(key) != value:
+                await rt.db.channel_settings.write(team, scope, key, value, user)
+                log.info("settings: %s changed %s of %s/%s from the Home tab", user, key, team, scope)
+        await call(rt.slack.views_publish, user_id=user, view=await home.home_view(rt, user))
+
+    @app.view(CALLBACK)
+    async def on_submit(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+        user = body["user"]["id"]
+        try:
+            where = json.loads(view.get("private_metadata") or "{}")
+            team, scope = str(where["team"]), str(where["scope"])
+        except (ValueError, KeyError):
+            await ack(response_action="errors", errors={"prompt": "This form is out of date; open it again."})
+            return
+        chosen, errors = submitted((view.get("state") or {}).get("values") or {})
+        if not errors and not await is_admin(rt, user):
+            errors = {"prompt": "Only workspace admins and owners can change Switchboard's settings."}
+        if errors:
+            await ack(response_action="errors", errors=errors)
+            return
+        await ack()
+        rt.tasks.spawn(save(team, scope, user, chosen), name="save settings")
