@@ -13,11 +13,10 @@ from orchestrators.workflows.parsing import UsageError
 
 @dataclass
 class CommandReply:
-    """What a command produced, for Slack or the console."""
+    """What a command produced, for Slack or the console; a reply that is not `ok` is private."""
 
     text: str
     ok: bool = True
-    ephemeral: bool = False
     workflow: str = ""
     run_id: int | None = None
     seconds: float = 0.0
@@ -28,11 +27,11 @@ async def execute(
 ) -> CommandReply:
     """Run one command as a traced run; failures become short, actionable replies."""
     if command in HELP_COMMANDS:
-        return CommandReply(help_text(), ephemeral=True)
+        return CommandReply(help_text())
     try:
         cmd, parsed = parse_command(command, text)
     except UsageError as exc:
-        return CommandReply(str(exc), ok=False, ephemeral=True)
+        return CommandReply(str(exc), ok=False)
     started = time.perf_counter()
     try:
         async with traced_run(rt, command, team=team, channel=channel, user=user) as run:
@@ -44,6 +43,6 @@ async def execute(
             if failed.expected
             else f"Sorry, `{command}` failed unexpectedly (reference: run {failed.run_id})."
         )
-        return CommandReply(text, ok=False, ephemeral=True, workflow=cmd.workflow, run_id=failed.run_id)
+        return CommandReply(text, ok=False, workflow=cmd.workflow, run_id=failed.run_id)
     seconds = time.perf_counter() - started
     return CommandReply(reply.text, workflow=cmd.workflow, run_id=run.id, seconds=seconds)

@@ -12,7 +12,6 @@ from tools.context import ToolSettings
 
 DEFAULT_MODEL = "gpt-5.4-mini"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/switchboard.db"
-SECRET_NAMES = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "OPENAI_API_KEY")
 
 WHERE = {
     "SLACK_BOT_TOKEN": "Slack app settings > OAuth & Permissions > Bot User OAuth Token (xoxb-...)",

@@ -11,6 +11,7 @@ import pytest
 from bot.runs import RunFailed, traced_run
 from bot.runtime import Runtime, create_runtime
 from orchestrators.llm import AgentError
+from tests import queries
 from tests.conftest import make_settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_api import FakeSlack
@@ -38,12 +39,12 @@ async def test_a_finished_run_records_its_outcome_usage_and_steps(rt: Runtime) -
         await run.ctx.trace.step("tool", "get_weather", arguments='{"location": "Karachi"}', output_chars=9)
         await run.ctx.trace.status("Checking the weather…")
         run.finish("limited", error="8 tool steps", answer_ts="2.0")
-    row = await rt.db.runs.get(run.id)
+    row = await queries.run(rt.db, run.id)
     assert row is not None and row.status == "limited" and row.error == "8 tool steps"
     assert (row.answer_ts, row.thread_ts, row.model) == ("2.0", "1.0", rt.settings.openai_model)
     assert (row.prompt_tokens, row.completion_tokens, row.llm_calls) == (120, 30, 1)
     assert row.finished_at is not None and row.duration_ms is not None
-    assert [(s.kind, s.name, s.output_chars) for s in await rt.db.runs.steps(run.id)] == [
+    assert [(s.kind, s.name, s.output_chars) for s in await queries.steps(rt.db, run.id)] == [
         ("tool", "get_weather", 9)
     ]
     assert statuses == ["Checking the weather…"] and run.id not in rt.db.runs.started
@@ -62,7 +63,7 @@ async def test_an_expected_failure_keeps_its_wording(rt: Runtime, error: Excepti
             run.ctx.usage.add(SimpleNamespace(prompt_tokens=5, completion_tokens=1))
             raise error
     assert raised.value.expected and raised.value.reason == reason and raised.value.__cause__ is error
-    row = await rt.db.runs.get(raised.value.run_id)
+    row = await queries.run(rt.db, raised.value.run_id)
     assert row is not None and (row.status, row.error, row.llm_calls) == ("failed", reason, 1)
 
 
@@ -78,7 +79,7 @@ async def test_a_bug_is_not_shown_as_it_is_but_recorded_with_its_type(rt: Runtim
         async with traced_run(rt, "/ask", **WHERE):
             {}["missing"]
     assert not raised.value.expected and raised.value.reason == "KeyError: 'missing'"
-    row = await rt.db.runs.get(raised.value.run_id)
+    row = await queries.run(rt.db, raised.value.run_id)
     assert row is not None and row.status == "failed" and row.error == "KeyError: 'missing'"
 
 
@@ -97,5 +98,5 @@ async def test_cancellation_marks_the_run_interrupted_and_propagates(rt: Runtime
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    row = await rt.db.runs.get(ids[0])
+    row = await queries.run(rt.db, ids[0])
     assert row is not None and (row.status, row.error) == ("interrupted", "interrupted by shutdown")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlmodel import col, select, update
+from sqlmodel import col, update
 
 from bot.db.models import Run, Step, utcnow
 
@@ -40,10 +40,6 @@ class Runs:
             s.add(run)
             await s.commit()
 
-    async def get(self, run_id: int) -> Run | None:
-        async with self.db.session() as s:
-            return await s.get(Run, run_id)
-
     async def interrupt_running(self, error: str = "interrupted by shutdown") -> int:
         """Mark this process's runs still in flight as interrupted (other processes share the db)."""
         if not self.started:
@@ -61,15 +57,3 @@ class Runs:
         async with self.db.session() as s:
             s.add(Step(run_id=run_id, **fields))
             await s.commit()
-
-    async def steps(self, run_id: int) -> list[Step]:
-        async with self.db.session() as s:
-            q = select(Step).where(Step.run_id == run_id).order_by(col(Step.id))
-            return list((await s.exec(q)).all())
-
-    async def find(self, **where: Any) -> list[Run]:
-        async with self.db.session() as s:
-            q = select(Run).order_by(col(Run.id))
-            for k, v in where.items():
-                q = q.where(getattr(Run, k) == v)
-            return list((await s.exec(q)).all())
