@@ -46,9 +46,14 @@ class TracedRun:
 
     id: int
     ctx: ToolContext
+    trace: DbTrace
     status: str = "ok"
     error: str | None = None
     fields: dict[str, Any] = field(default_factory=dict)
+
+    async def flush(self) -> None:
+        """Make every step so far durable: call it before showing the user what they produced."""
+        await self.trace.flush()
 
     def finish(self, status: str = "ok", error: str | None = None, **fields: Any) -> None:
         """Set what the run row says when the block ends (without an exception)."""
@@ -101,13 +106,25 @@ async def traced_run(
     )
     assert row.id is not None
     trace = DbTrace(rt.db, row.id, on_status=on_status)
-    run = TracedRun(
-        row.id, rt.tool_context(trace, team=team, user=user, channel=channel, thread_ts=reply_thread_ts)
-    )
+    ctx = rt.tool_context(trace, team=team, user=user, channel=channel, thread_ts=reply_thread_ts)
+    run = TracedRun(row.id, ctx, trace)
+
+    async def finish(status: str, error: str | None, **fields: Any) -> None:
+        await trace.settle()  # the steps still queued are written with the finish, in one go
+        await rt.db.runs.finish(
+            run.id,
+            status,
+            started_at=row.started_at,
+            steps=trace.take(),
+            error=error,
+            **_usage(ctx),
+            **fields,
+        )
+
     try:
         yield run
     except asyncio.CancelledError:
-        await rt.db.runs.finish(run.id, "interrupted", error=INTERRUPTED, **_usage(run.ctx))
+        await finish("interrupted", INTERRUPTED)
         raise
     except Exception as exc:
         expected = isinstance(exc, EXPECTED)
@@ -116,6 +133,6 @@ async def traced_run(
             log.warning("run %s (%s) failed: %s", run.id, trigger, reason)
         else:
             log.exception("run %s (%s) failed", run.id, trigger)
-        await rt.db.runs.finish(run.id, "failed", error=reason[:MAX_ERROR_CHARS], **_usage(run.ctx))
+        await finish("failed", reason[:MAX_ERROR_CHARS])
         raise RunFailed(run.id, reason, expected=expected) from exc
-    await rt.db.runs.finish(run.id, run.status, error=run.error, **_usage(run.ctx), **run.fields)
+    await finish(run.status, run.error, **run.fields)

@@ -167,6 +167,7 @@ class DigestScheduler:
                     }
                 ],
             }
+            await run.flush()  # the trace behind the digest is durable before it is posted
             await post_answer(self.rt.slack, schedule.channel_id, None, text, [footer])
         return "posted"
 

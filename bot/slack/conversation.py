@@ -70,6 +70,7 @@ async def answer(rt: Runtime, turn: Turn) -> None:
             await surface.begin()
             history = await rt.db.conversations.history(convo.id)
             result = await rt.agent.run(history, run.ctx, on_text=surface.delta)
+            await run.flush()  # the trace behind the answer is durable before the answer is shown
             try:
                 stamps = await surface.finish(result.text, feedback_blocks(run.id) if rt.llm else None)
             except Exception as exc:  # the answer may be half shown: no apology on top of it
