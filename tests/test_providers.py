@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tests import queries
 from tests.conftest import Bot, make_settings
 from tests.fakes import model_quirks
 from tests.fakes.model_quirks import PROFILES, Quirks
@@ -70,7 +71,7 @@ async def test_parallel_tool_calls_then_a_follow_up(bot: Bot, slack, server: Fak
     text = answered(slack, "50.1")
     expected = EXPECTED_NOTE.get(quirks.final_answer or "", ANSWER[: len(ANSWER) // 2])
     assert expected in text
-    run = (await bot.rt.db.runs.find())[-1]
+    run = (await queries.runs(bot.rt.db))[-1]
     assert run.status == "ok" and run.llm_calls == 2
     assert run.prompt_tokens > 0 and run.completion_tokens > 0  # estimated where usage is missing
 
@@ -92,7 +93,7 @@ async def test_a_message_too_long_for_the_window_does_not_poison_the_thread(
     assert "too long" in first or "Short" in first or server.quirks.final_answer
     await bot.event(thread_message("a short question", ts="60.2", thread_ts="60.1"))
     await bot.idle()
-    runs = await bot.rt.db.runs.find()
+    runs = await queries.runs(bot.rt.db)
     assert runs[-1].status == "ok", runs[-1].error
     last = server.requests[-1]["messages"]
     assert last[-1]["content"] == "a short question"
