@@ -109,7 +109,7 @@ def test_refusal_is_the_text_and_finish_reason_is_kept() -> None:
 
 def test_request_body_every_server_accepts() -> None:
     body = ModelRequest("m", [{"role": "user", "content": "hi"}], tools=[{"type": "function"}]).body()
-    assert body["tool_choice"] == "auto" and body["max_completion_tokens"] == 4096
+    assert body["tool_choice"] == "auto" and body["max_completion_tokens"] == 8192
     old = ModelRequest("m", [], output_tokens_param="max_tokens", max_output_tokens=99).body()
     assert old["max_tokens"] == 99 and "tools" not in old and "tool_choice" not in old
 

@@ -31,7 +31,7 @@ def test_context_window_by_model(model: str, window: int) -> None:
 
 def test_model_settings_and_their_defaults() -> None:
     s = load_settings(GOOD)
-    assert s.tools.max_output_tokens == 4096 and s.tools.output_tokens_param == "max_completion_tokens"
+    assert s.tools.max_output_tokens == 8192 and s.tools.output_tokens_param == "max_completion_tokens"
     assert (s.max_tool_calls_per_turn, s.max_tool_calls, s.tool_concurrency) == (10, 40, 4)
     custom = load_settings(
         {
@@ -92,6 +92,6 @@ async def test_the_output_cap_goes_in_the_parameter_the_server_reads(slack, llm,
         await harness.event(mention("<@UBOT> hello", ts="91.1"))
         await harness.idle()
         body = llm.last_request
-        assert body["max_tokens"] == 4096 and "max_completion_tokens" not in body
+        assert body["max_tokens"] == 8192 and "max_completion_tokens" not in body
     finally:
         await harness.close()

@@ -50,7 +50,7 @@ class ModelRequest:
     model: str
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]] | None = None
-    max_output_tokens: int = 4096
+    max_output_tokens: int = 8_192
     output_tokens_param: str = "max_completion_tokens"  # or "max_tokens" for older servers
 
     def body(self) -> dict[str, Any]:
