@@ -29,6 +29,7 @@ TextSink = Callable[[str], Awaitable[None]]
 # llama.cpp's server says "exceeds the available context size".
 CONTEXT_CODES = ("context_length_exceeded", "string_above_max_length")
 CONTEXT_WORDS = ("maximum context length", "context length", "context window", "context size")
+CONTEXT_ERROR_STATUSES = (400, 413, 422)
 CONTEXT_LIMIT = re.compile(r"(?:maximum context length is|context size|n_ctx\w*)\D{0,20}(\d{3,9})", re.I)
 
 
@@ -83,7 +84,7 @@ def is_context_error(exc: BaseException) -> bool:
         return True
     status = getattr(exc, "status_code", None)
     text = str(exc).lower()
-    return status in (400, 413, 422) and any(w in text for w in CONTEXT_WORDS)
+    return status in CONTEXT_ERROR_STATUSES and any(w in text for w in CONTEXT_WORDS)
 
 
 async def call_model(
@@ -138,8 +139,10 @@ async def call_model(
 def _tokens(request: ModelRequest, completion: Completion | None) -> tuple[int, int, bool]:
     """(prompt, completion, estimated): the server's usage, else our estimate of both."""
     usage = completion.usage if completion else None
-    if usage is not None and (getattr(usage, "prompt_tokens", 0) or getattr(usage, "completion_tokens", 0)):
-        return (usage.prompt_tokens or 0, usage.completion_tokens or 0, False)
+    prompt = int(getattr(usage, "prompt_tokens", None) or 0)
+    output = int(getattr(usage, "completion_tokens", None) or 0)
+    if prompt or output:
+        return (prompt, output, False)
     if completion is None:  # a failed call: the server may still have read the prompt
         return (0, 0, False)
     return (request.prompt_estimate(), estimate_tokens(completion.message), True)
