@@ -66,6 +66,7 @@ class Settings:
     context_tokens: int = DEFAULT_CONTEXT_TOKENS
     database_url: str = DEFAULT_DATABASE_URL
     port: int = 3000
+    slack_max_body_bytes: int = 512 * 1024
     run_scheduler: bool = True
     log_level: str = "INFO"
     llm_timeout: float = 60.0
@@ -197,13 +198,20 @@ def load_settings(
     if not slack_api_url.endswith("/"):
         slack_api_url += "/"
     allow = frozenset(h.strip().lower() for h in env.get("TOOL_HTTP_ALLOW_HOSTS", "").split(",") if h.strip())
+    trusted = frozenset(
+        h.strip().lower() for h in env.get("EGRESS_TRUSTED_HOSTS", "").split(",") if h.strip()
+    )
     model = env.get("OPENAI_MODEL", "").strip() or DEFAULT_MODEL
+    if len(model) > 100:  # the run.model column
+        raise ConfigError(f"OPENAI_MODEL must be at most 100 characters, got {len(model)}.")
     tools = ToolSettings(
         open_meteo_url=_url(env, "OPEN_METEO_URL", "https://api.open-meteo.com") or "",
         open_meteo_geocoding_url=_url(env, "OPEN_METEO_GEOCODING_URL", "https://geocoding-api.open-meteo.com")
         or "",
         searxng_url=_url(env, "SEARXNG_URL", None),
         http_allow_hosts=allow,
+        egress_trusted_hosts=trusted,
+        approval_seconds=_float(env, "EGRESS_APPROVAL_SECONDS", 60.0),
         model=model,
         summarize_token_budget=_int(env, "SUMMARIZE_TOKEN_BUDGET", 200_000, 10_000, 100_000_000),
         max_output_tokens=_int(env, "OPENAI_MAX_OUTPUT_TOKENS", DEFAULT_MAX_OUTPUT_TOKENS, 16, 1_000_000),
@@ -231,6 +239,7 @@ def load_settings(
         context_tokens=_int(env, "OPENAI_CONTEXT_TOKENS", context_window(model), 1_000, 10_000_000),
         database_url=database_url(env.get("DATABASE_URL", "").strip()),
         port=_int(env, "PORT", 3000, 1, 65535),
+        slack_max_body_bytes=_int(env, "SLACK_MAX_BODY_BYTES", 512 * 1024, 16 * 1024, 64 * 1024 * 1024),
         run_scheduler=_bool(env, "RUN_SCHEDULER", True),
         log_level=(env.get("LOG_LEVEL", "").strip() or "INFO").upper(),
         llm_timeout=_float(env, "LLM_TIMEOUT", 60.0),

@@ -22,7 +22,8 @@ from bot.db import Database
 from orchestrators.llm import Agent, Limits
 from orchestrators.workflows import workflow_tools
 from tools import ToolRegistry, default_tools
-from tools.context import RunTrace, ToolContext
+from tools.audience import MembershipCache
+from tools.context import Approver, RunTrace, ToolContext
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ class Runtime:
     bot_user_id: str | None = None
     digest_scheduler: Any = None  # bot.digests.scheduler.DigestScheduler; set by the server
     slack_available: bool = True  # False in console mode: tools that need Slack say so
+    memberships: MembershipCache = field(default_factory=MembershipCache)  # the audience checks' cache
 
     def tool_context(
         self,
@@ -116,6 +118,8 @@ class Runtime:
         user: str | None = None,
         channel: str | None = None,
         thread_ts: str | None = None,
+        ephemeral_to: str | None = None,
+        approver: Approver | None = None,
     ) -> ToolContext:
         return ToolContext(
             http=self.http,
@@ -127,6 +131,10 @@ class Runtime:
             channel_id=channel,
             thread_ts=thread_ts,
             trace=trace,
+            bot_user_id=self.bot_user_id,
+            ephemeral_to=ephemeral_to,
+            memberships=self.memberships,
+            approver=approver,
         )
 
     async def close(self) -> None:

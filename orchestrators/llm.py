@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrators.agent_state import AgentResult, Limits, RunState
 from orchestrators.history import estimate_tokens, shrink, trim_history, was_shortened
+from orchestrators.provenance import readable_history, wrap_output
 from tools.completion import Completion
 from tools.context import ToolContext
 from tools.model_call import ModelError, ModelRequest, TextSink, call_model, estimate_tools
@@ -33,16 +34,6 @@ LIMIT_NOTE = """\
 The run has reached its limit ({reason}). Do not call tools. Answer the user now with what you \
 have: say briefly what you found, what you could not finish, and why."""
 
-STATUS = {
-    "get_weather": "Checking the weather…",
-    "weather_report": "Checking the weather…",
-    "search_web": "Searching the web…",
-    "call_api": "Reading a web page…",
-    "summarize": "Summarizing…",
-    "read_channel": "Reading the channel…",
-    "current_time": "Checking the time…",
-}
-
 UNCONFIGURED = (
     "No language model is configured for Switchboard yet. An operator can set `OPENAI_API_KEY` "
     "(and `OPENAI_BASE_URL` for another OpenAI-compatible endpoint) and restart the bot. "
@@ -62,12 +53,6 @@ OUTPUT_SHARE_OF_WINDOW = 4  # reserve at most a quarter of a small window for th
 
 class AgentError(ModelError):
     """The model could not be reached or answered with an error; the bot apologises."""
-
-
-def _wrap_output(name: str, content: str) -> str:
-    """Delimit tool output so the model can tell data from instructions, even hostile data."""
-    safe = content.replace("</tool_output", "<\\/tool_output")
-    return f'<tool_output tool="{name}">\n{safe}\n</tool_output>'
 
 
 def _error_result(message: str) -> str:
@@ -106,6 +91,7 @@ class Agent:
         """
         if self.llm is None:
             return AgentResult(text=UNCONFIGURED, messages=[], status="unconfigured")
+        history = await readable_history(history, ctx)  # never replay what this user can't read
         registry = self.registry if tools is None else _only(self.registry, tools)
         system = {"role": "system", "content": self.system_prompt}
         budget, output = self._budget(self.limits.context_tokens, system, registry, ctx)
@@ -235,7 +221,7 @@ class Agent:
     async def _run_tools(self, state: RunState, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Run one turn's tool calls concurrently (bounded); results come back in call order."""
         names = list(dict.fromkeys(c["function"]["name"] for c in calls))
-        await state.ctx.trace.status(" ".join(dict.fromkeys(STATUS.get(n, f"Running {n}…") for n in names)))
+        await state.ctx.trace.status(" ".join(dict.fromkeys(self.registry.status(n) for n in names)))
         per_turn = self.limits.max_tool_calls_per_turn
         allowed = max(0, min(per_turn, self.limits.max_tool_calls - state.tool_calls))
         run, refused = calls[:allowed], calls[allowed:]
@@ -246,6 +232,7 @@ class Agent:
         async def one(call: dict[str, Any]) -> dict[str, Any]:
             name, args = call["function"]["name"], call["function"]["arguments"] or "{}"
             key = (name, args)
+            sources: tuple[str, ...] = ()
             if state.failures[key] >= self.limits.repeat_limit:
                 state.failures[key] += 1
                 content = _error_result(
@@ -257,8 +244,12 @@ class Agent:
                     outcome = await state.registry.run(name, args, state.ctx)
                 if not outcome.ok:
                     state.failures[key] += 1
-                content = outcome.content
-            return {"role": "tool", "tool_call_id": call["id"], "content": _wrap_output(name, content)}
+                content, sources = outcome.content, outcome.sources
+            return {
+                "role": "tool",
+                "tool_call_id": call["id"],
+                "content": wrap_output(name, content, sources),
+            }
 
         def skipped(call: dict[str, Any]) -> dict[str, Any]:
             limit = per_turn if len(calls) > per_turn else self.limits.max_tool_calls
@@ -270,7 +261,7 @@ class Agent:
             return {
                 "role": "tool",
                 "tool_call_id": call["id"],
-                "content": _wrap_output(call["function"]["name"], _error_result(message)),
+                "content": wrap_output(call["function"]["name"], _error_result(message)),
             }
 
         done = list(await asyncio.gather(*(one(c) for c in run)))

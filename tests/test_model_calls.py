@@ -227,3 +227,18 @@ async def test_a_context_error_worded_like_vllm_is_retried_once_smaller(llm, htt
     retry = llm.requests[1]
     assert len(retry["messages"][-1]["content"]) < 2048 * 4
     assert retry["max_completion_tokens"] <= 2048 // 4
+
+
+async def test_a_stream_that_ignores_the_output_cap_is_cut_there(llm, http) -> None:
+    """Issue 11: a hostile server streamed 12 MB; now a stream stops at the cap's worth of text."""
+    llm.script(Reply(content="blah " * 20_000))
+    agent = agent_for(llm, default_tools())
+    ctx = ToolContext(http=http, settings=ToolSettings(max_output_tokens=100))
+    seen: list[str] = []
+
+    async def sink(text: str) -> None:
+        seen.append(text)
+
+    result = await agent.run([{"role": "user", "content": "talk"}], ctx, sink)
+    assert len(result.text) < 2_000 and "cut off" in result.text
+    assert "".join(seen) == result.text

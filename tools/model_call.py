@@ -30,6 +30,9 @@ TextSink = Callable[[str], Awaitable[None]]
 CONTEXT_CODES = ("context_length_exceeded", "string_above_max_length")
 CONTEXT_WORDS = ("maximum context length", "context length", "context window", "context size")
 CONTEXT_ERROR_STATUSES = (400, 413, 422)
+# A stream that sends more characters than this per token of the output cap ignores the cap (a
+# hostile or broken server): it is cut there, as if the cap had been reached.
+STREAM_CHARS_PER_TOKEN = 8
 CONTEXT_LIMIT = re.compile(r"(?:maximum context length is|context size|n_ctx\w*)\D{0,20}(\d{3,9})", re.I)
 
 
@@ -154,8 +157,12 @@ async def _stream(llm: AsyncOpenAI, request: ModelRequest, on_text: TextSink, se
         **request.body(), stream=True, stream_options={"include_usage": True}
     )
     assembler = StreamAssembler(separator)
+    most = request.max_output_tokens * STREAM_CHARS_PER_TOKEN
     async with stream:  # closed on every way out, a cancelled run included
         async for chunk in stream:
             if text := assembler.add(chunk):
                 await on_text(text)
+            if assembler.received > most:  # the server ignores our cap: stop reading
+                assembler.finish_reason = "length"
+                break
     return assembler.result()
