@@ -81,6 +81,22 @@ async def test_parallel_tool_calls_then_a_follow_up(bot: Bot, slack, server: Fak
     assert "Still four hours" in answered(slack, "50.1") or quirks.final_answer
 
 
+async def test_the_same_question_through_ask_is_not_streamed(bot: Bot, slack, server: FakeOpenAI) -> None:
+    """/ask runs the agent without streaming: the non-streamed reading of every quirk."""
+    server.responder = two_clocks
+    await bot.command("/ask", "how far ahead is Karachi of Berlin?")
+    await bot.idle()
+    assert not any(r.get("stream") for r in server.requests)
+    second = server.requests[1]["messages"]
+    results = [m["content"] for m in second if m["role"] == "tool"]
+    assert len(results) == 2 and "Asia/Karachi" in results[0] and "Europe/Berlin" in results[1]
+    assert all(m.get("content") is not None for m in second)
+    expected = EXPECTED_NOTE.get(server.quirks.final_answer or "", ANSWER[: len(ANSWER) // 2])
+    assert expected in str(slack.posted("C1"))
+    run = (await bot.rt.db.runs.find())[-1]
+    assert run.status == "ok" and run.prompt_tokens > 0
+
+
 async def test_a_message_too_long_for_the_window_does_not_poison_the_thread(
     bot: Bot, slack, server: FakeOpenAI
 ) -> None:
