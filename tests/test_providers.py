@@ -132,3 +132,20 @@ async def test_a_context_error_is_retried_once_with_less_history(slack, db_url) 
             assert "too long" in answered(slack, "70.1")  # the user is told it was shortened
         finally:
             await harness.close()
+
+
+async def test_a_null_reply_stored_by_an_older_version_does_not_break_the_thread(
+    bot: Bot, slack, server: FakeOpenAI
+) -> None:
+    """Ollama (400) and llama-cpp-python (500) reject `content: null`; such rows are repaired."""
+    server.default = Reply(content="Fine again.")
+    await bot.event(mention("<@UBOT> hello", ts="95.1"))
+    await bot.idle()
+    convo = await bot.rt.db.conversations.find("T1", "C1", "95.1")
+    assert convo is not None and convo.id is not None
+    await bot.rt.db.conversations.add_messages(convo.id, [{"role": "assistant", "content": None}])
+    await bot.event(thread_message("still there?", ts="95.2", thread_ts="95.1"))
+    await bot.idle()
+    last = server.requests[-1]["messages"]
+    assert all(m.get("content") is not None for m in last)
+    assert (await bot.rt.db.runs.find())[-1].status == "ok"
