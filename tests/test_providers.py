@@ -94,7 +94,7 @@ async def test_the_same_question_through_ask_is_not_streamed(bot: Bot, slack, se
     assert all(m.get("content") is not None for m in second)
     expected = EXPECTED_NOTE.get(server.quirks.final_answer or "", ANSWER[: len(ANSWER) // 2])
     assert expected in str(slack.posted("C1"))
-    run = (await bot.rt.db.runs.find())[-1]
+    run = (await queries.runs(bot.rt.db))[-1]
     assert run.status == "ok" and run.prompt_tokens > 0
 
 
@@ -149,4 +149,4 @@ async def test_a_null_reply_stored_by_an_older_version_does_not_break_the_thread
     await bot.idle()
     last = server.requests[-1]["messages"]
     assert all(m.get("content") is not None for m in last)
-    assert (await bot.rt.db.runs.find())[-1].status == "ok"
+    assert (await queries.runs(bot.rt.db))[-1].status == "ok"
