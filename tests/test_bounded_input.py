@@ -129,3 +129,22 @@ async def test_feedback_with_an_out_of_range_run_id_is_ignored(bot: Bot, slack, 
     await bot.idle()
     assert status == 200 and slack.ephemerals == []
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+async def test_a_server_that_ignores_the_output_cap_is_cut_off(bot: Bot, slack, llm) -> None:
+    """A hostile endpoint streams 2 MB of text: the bot stops reading, says so, posts a bounded answer."""
+    llm.script(Reply(content="spam " * 400_000))
+    await bot.event(mention("<@UBOT> say a little", ts="6.1"))
+    await bot.idle(30)
+    posted = slack.posted(channel="C1")
+    assert 1 <= len(posted) <= 10  # read at most 4x the output cap, split into a few messages
+    assert "cut off" in json.dumps(posted[-1])
+    body = llm.requests[0]
+    assert body.get("max_completion_tokens") or body.get("max_tokens")
+    (run,) = await bot.rt.db.runs.find()
+    assert run.status in ("ok", "limited"), run.error
+    async with bot.rt.db.session() as s:
+        from sqlmodel import select
+
+        rows = list((await s.exec(select(Message).where(Message.role == "assistant"))).all())
+    assert rows and max(len(r.content or "") for r in rows) < 100_000

@@ -85,7 +85,8 @@ async def test_a_message_too_long_for_the_window_does_not_poison_the_thread(
     bot: Bot, slack, server: FakeOpenAI
 ) -> None:
     server.default = Reply(content="Short answer.")
-    await bot.event(mention("<@UBOT> read this: " + "lorem ipsum dolor " * 12_000, ts="60.1"))
+    long_text = "lorem ipsum dolor " * 2_150  # under Slack's 40,000 characters, over the small window
+    await bot.event(mention("<@UBOT> read this: " + long_text, ts="60.1"))
     await bot.idle()
     first = answered(slack, "60.1")
     assert "too long" in first or "Short" in first or server.quirks.final_answer

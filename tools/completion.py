@@ -115,6 +115,9 @@ class StreamAssembler:
         self.usage: Any = None
         self._by_id: dict[str, dict[str, Any]] = {}
         self._by_index: dict[int, dict[str, Any]] = {}
+        # argument pieces per call, joined once at the end: a 12 MB stream stays linear
+        self._arguments: dict[int, list[str]] = {}
+        self.size = 0  # characters of text and arguments so far, to stop a server that ignores the cap
         self._ids = itertools.count(1)
 
     def add(self, chunk: Any) -> str:
@@ -140,6 +143,7 @@ class StreamAssembler:
         piece = (delta.content or "") + (getattr(delta, "refusal", None) or "")
         if not piece:
             return ""
+        self.size += len(piece)
         shown = (self.separator if not (self.content or self.refusal) else "") + piece
         (self.refusal if getattr(delta, "refusal", None) else self.content).append(piece)
         return shown
@@ -165,7 +169,9 @@ class StreamAssembler:
         name = getattr(fn, "name", None) or ""
         if name and name != call["function"]["name"]:  # some servers repeat the whole name
             call["function"]["name"] += name
-        call["function"]["arguments"] += getattr(fn, "arguments", None) or ""
+        piece = getattr(fn, "arguments", None) or ""
+        self._arguments.setdefault(id(call), []).append(piece)
+        self.size += len(piece)
         _merge(call, {k: v for k, v in _extras(tc).items() if k not in ("index", "function")})
 
     def result(self) -> Completion:
@@ -175,5 +181,6 @@ class StreamAssembler:
         if self.calls:
             for call in self.calls:
                 call["id"] = call["id"] or f"call_{next(self._ids)}"
+                call["function"]["arguments"] = "".join(self._arguments.get(id(call), []))
             message["tool_calls"] = self.calls
         return Completion(message, self.finish_reason, refusal, self.usage)

@@ -15,7 +15,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tools.completion import Completion, StreamAssembler, completion_from_message, estimate_tokens
+from tools.completion import (
+    CHARS_PER_TOKEN,
+    Completion,
+    StreamAssembler,
+    completion_from_message,
+    estimate_tokens,
+)
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -145,14 +151,22 @@ def _tokens(request: ModelRequest, completion: Completion | None) -> tuple[int, 
     return (request.prompt_estimate(), estimate_tokens(completion.message), True)
 
 
+STREAM_OVERRUN = 4  # how far past the output cap a stream is read before it is cut
+
+
 async def _stream(llm: AsyncOpenAI, request: ModelRequest, on_text: TextSink, separator: str) -> Completion:
     """Forward text deltas as they come; assemble content, refusal and tool calls."""
     stream = await llm.chat.completions.create(
         **request.body(), stream=True, stream_options={"include_usage": True}
     )
     assembler = StreamAssembler(separator)
+    # A server may ignore the output cap (or be hostile): stop reading well past it, as if cut off.
+    most = request.max_output_tokens * CHARS_PER_TOKEN * STREAM_OVERRUN
     async with stream:  # closed on every way out, a cancelled run included
         async for chunk in stream:
             if text := assembler.add(chunk):
                 await on_text(text)
+            if assembler.size > most:
+                assembler.finish_reason = "length"
+                break
     return assembler.result()
