@@ -139,3 +139,19 @@ async def test_membership_is_paginated_and_cached(bot: Bot, slack, llm) -> None:
     assert len(slack.posted(channel="G6")) == 2  # every member of G6 was found among G5's readers
     pages = [c for c in slack.calls_to("conversations.members") if c.params["channel"] == "G5"]
     assert len(pages) == 2 and pages[1].params.get("cursor")
+
+
+async def test_nothing_from_other_channels_is_read_into_a_slack_connect_channel(bot: Bot, slack, llm) -> None:
+    private_leadership(slack)
+    slack.add_message("C2", "U2", "internal roadmap chatter", ts=recent())
+    llm.script(
+        Reply(tool_calls=[ToolCall("read_channel", {"channel": "#random"})]),
+        Reply(content="I can't share that here."),
+    )
+    await bot.event(
+        mention("<@UBOT> what's new in #random?", channel="C9", user="U1", ts="1700000800.000100")
+    )
+    await bot.idle()
+    told = llm.requests[1]["messages"][-1]["content"]
+    assert "shared with another organisation" in told and "roadmap" not in told
+    assert "roadmap" not in everything_posted(slack)
