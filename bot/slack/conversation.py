@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from bot.runs import RunFailed, traced_run
 from bot.runtime import Runtime
+from bot.slack.approvals import SlackApprover, Where
 from bot.slack.render import feedback_blocks
 from bot.slack.surface import AnswerSurface
 
@@ -55,6 +56,7 @@ async def answer(rt: Runtime, turn: Turn) -> None:
         native=AnswerSurface.for_channel(turn.channel, turn.reply_thread_ts),
         interval=rt.settings.stream_interval,
     )
+    where = Where(turn.team, turn.channel, turn.reply_thread_ts, turn.user)
     try:
         async with traced_run(
             rt,
@@ -66,6 +68,7 @@ async def answer(rt: Runtime, turn: Turn) -> None:
             reply_thread_ts=turn.reply_thread_ts,
             conversation_id=convo.id,
             on_status=surface.status,
+            approver=lambda run_id: SlackApprover(rt, where, run_id),
         ) as run:
             await surface.begin()
             history = await rt.db.conversations.history(convo.id)
