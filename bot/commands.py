@@ -2,32 +2,26 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 
 from bot import budget
 from bot.admin import SUBCOMMANDS, switchboard
-from bot.db.trace import DbTrace
+from bot.runs import RunFailed, traced_run
 from bot.runtime import Runtime
 from bot.slack.approvals import SlackApprover, Where
 from bot.slack.write_approvals import ParkedWrites
-from orchestrators.llm import AgentError
 from orchestrators.workflows.commands import HELP_COMMANDS, help_text, parse_command
 from orchestrators.workflows.parsing import UsageError
-from tools.context import ToolContext
-from tools.registry import ToolError
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
 class CommandReply:
-    """What a command produced, for Slack or the console."""
+    """What a command produced, for Slack or the console; a reply that is not `ok` is private."""
 
     text: str
     ok: bool = True
-    ephemeral: bool = False
+    ephemeral: bool = False  # shown only to the person who asked (the place has other readers)
     workflow: str = ""
     run_id: int | None = None
     seconds: float = 0.0
@@ -43,66 +37,46 @@ async def execute(
             await switchboard(rt, sub.lower(), rest, user=user, channel=channel, team=team), ephemeral=True
         )
     if command in HELP_COMMANDS:
-        return CommandReply(help_text(), ephemeral=True)
+        return CommandReply(help_text())
     try:
         cmd, parsed = parse_command(command, text)
     except UsageError as exc:
-        return CommandReply(str(exc), ok=False, ephemeral=True)
+        return CommandReply(str(exc), ok=False)
     here = await rt.db.channel_settings.effective(team, channel)
-    model = here.model or rt.settings.openai_model
     allowed = await budget.check(rt, here, team=team, user=user, channel=channel)
     if allowed.refusal and rt.llm:
-        return CommandReply(allowed.refusal, ok=False, ephemeral=True, workflow=cmd.workflow)
-    run = await rt.db.runs.start(
-        command,
-        team_id=team,
-        channel_id=channel,
-        user_id=user,
-        model=model if rt.llm else None,
-    )
-    assert run.id is not None
-    where = Where(team, channel, None, user)
-    approver = SlackApprover(rt, where, run.id) if rt.slack_available else None
-    ctx = rt.tool_context(
-        DbTrace(rt.db, run.id), team=team, user=user, channel=channel, model=model, approver=approver
-    )
-    if rt.slack_available:
-        ctx.approvals = ParkedWrites(rt, where, run.id, conversation=None)
+        return CommandReply(allowed.refusal, ok=False, workflow=cmd.workflow)
     agent = rt.agent.using(
-        model=model,
+        model=here.model,
         registry=rt.tools(here.tools.allows),
         instructions=here.instructions,
         token_budget=allowed.remaining,
     )
     started = time.perf_counter()
     try:
-        reply = await cmd.run(agent, ctx, parsed)
-    except (ToolError, AgentError) as exc:
-        await rt.db.runs.finish(run.id, "failed", error=str(exc)[:2000], **_usage(ctx))
-        return CommandReply(
-            f"{command}: {exc}", ok=False, ephemeral=True, workflow=cmd.workflow, run_id=run.id
+        where = Where(team, channel, None, user)
+        approver = (lambda run_id: SlackApprover(rt, where, run_id)) if rt.slack_available else None
+        approvals = (lambda run_id: ParkedWrites(rt, where, run_id, None)) if rt.slack_available else None
+        async with traced_run(
+            rt,
+            command,
+            team=team,
+            channel=channel,
+            user=user,
+            approver=approver,
+            approvals=approvals,
+            model=here.model,
+        ) as run:
+            reply = await cmd.run(agent, run.ctx, parsed)
+            run.finish("ok", error="; ".join(reply.notes) or None)
+    except RunFailed as failed:
+        text = (
+            f"{command}: {failed.reason}"
+            if failed.expected
+            else f"Sorry, `{command}` failed unexpectedly (reference: run {failed.run_id})."
         )
-    except Exception as exc:
-        log.exception("run %s: %s failed", run.id, command)
-        await rt.db.runs.finish(run.id, "failed", error=f"{type(exc).__name__}: {exc}"[:2000], **_usage(ctx))
-        return CommandReply(
-            f"Sorry, `{command}` failed unexpectedly (reference: run {run.id}).",
-            ok=False,
-            ephemeral=True,
-            workflow=cmd.workflow,
-            run_id=run.id,
-        )
+        return CommandReply(text, ok=False, workflow=cmd.workflow, run_id=failed.run_id)
     seconds = time.perf_counter() - started
-    await rt.db.runs.finish(run.id, "ok", error="; ".join(reply.notes) or None, **_usage(ctx))
     return CommandReply(
         reply.text, ephemeral=reply.ephemeral, workflow=cmd.workflow, run_id=run.id, seconds=seconds
     )
-
-
-def _usage(ctx: ToolContext) -> dict[str, int]:
-    u = ctx.usage
-    return {
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "llm_calls": u.llm_calls,
-    }

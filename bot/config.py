@@ -14,6 +14,7 @@ from tools.mcp_config import McpConfigError, McpServerConfig, load_servers
 
 DEFAULT_MODEL = "gpt-5.4-mini"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/switchboard.db"
+DEFAULT_MAX_OUTPUT_TOKENS = 8_192  # bounds a runaway answer; reasoning models spend part of it thinking
 # USD per million tokens (input, output), from the providers' published price lists; MODEL_PRICES
 # adds to or overrides these. A model missing here is recorded with tokens but no cost.
 DEFAULT_PRICES: dict[str, tuple[float, float]] = {
@@ -49,7 +50,6 @@ CONTEXT_WINDOWS = {
 }
 OUTPUT_TOKENS_PARAMS = ("max_completion_tokens", "max_tokens")
 
-SECRET_NAMES = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "OPENAI_API_KEY")
 
 WHERE = {
     "SLACK_BOT_TOKEN": "Slack app settings > OAuth & Permissions > Bot User OAuth Token (xoxb-...)",
@@ -237,7 +237,7 @@ def load_settings(
         approval_seconds=_float(env, "EGRESS_APPROVAL_SECONDS", 60.0),
         model=model,
         summarize_token_budget=_int(env, "SUMMARIZE_TOKEN_BUDGET", 200_000, 10_000, 100_000_000),
-        max_output_tokens=_int(env, "OPENAI_MAX_OUTPUT_TOKENS", 4_096, 16, 1_000_000),
+        max_output_tokens=_int(env, "OPENAI_MAX_OUTPUT_TOKENS", DEFAULT_MAX_OUTPUT_TOKENS, 16, 1_000_000),
         output_tokens_param=_choice(env, "OPENAI_OUTPUT_TOKENS_PARAM", OUTPUT_TOKENS_PARAMS),
         extract_deadline=_float(env, "EXTRACT_DEADLINE_SECONDS", 10.0),
     )

@@ -11,6 +11,7 @@ from sqlmodel import update
 from bot.budget import allowance, resets_in
 from bot.db.models import Run
 from bot.db.runs import cost_usd
+from tests import queries
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import mention
@@ -51,7 +52,7 @@ async def test_a_used_up_cap_refuses_before_the_model_call(capped: Bot, slack, l
     assert len(llm.requests) == 2  # no model call
     refusal = str(slack.posted(channel="C1")[-1])
     assert "used your 500 tokens for today" in refusal and "resets at 00:00 UTC, in" in refusal
-    runs = await capped.rt.db.runs.find()
+    runs = await queries.runs(capped.rt.db)
     assert [r.status for r in runs] == ["ok", "ok", "refused"]
     await capped.command("/ask", "and this?", user="U1", channel="C1", response_url=slack.response_url())
     await capped.idle()
@@ -81,7 +82,7 @@ async def test_the_usage_report_matches_the_runs(capped: Bot, slack, llm) -> Non
     for i, user in enumerate(("U1", "U1", "U2"), start=1):
         await capped.event(mention("<@UBOT> question", ts=f"320.{i}", user=user))
         await capped.idle()
-    runs = await capped.rt.db.runs.find()
+    runs = await queries.runs(capped.rt.db)
     assert all(r.prompt_tokens == 300 and r.completion_tokens == 100 for r in runs)
     assert all(r.cost_usd == pytest.approx(0.0005) for r in runs)  # 300 * $1 + 100 * $2 per million
     async with capped.rt.db.session() as s:  # the first run happened ten days ago

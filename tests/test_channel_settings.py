@@ -6,6 +6,7 @@ import pytest
 
 from bot.channel_config import WORKSPACE, ConfigUsageError, ToolChoice, combine, parse_config
 from orchestrators.llm import SYSTEM_PROMPT
+from tests import queries
 from tests.conftest import Bot
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import mention, thread_message
@@ -38,7 +39,7 @@ async def test_a_channels_prompt_and_model_reach_the_model(bot: Bot, slack, llm)
     prompt = system_prompt(request)
     assert prompt.startswith(SYSTEM_PROMPT)  # ours first and whole: the safety rules stay
     assert prompt.index("Our company is Acme.") < prompt.index("Answer like a pirate.")
-    run = (await bot.rt.db.runs.find())[-1]
+    run = (await queries.runs(bot.rt.db))[-1]
     assert run.model == "gpt-test-channel"
 
     await bot.event(mention("<@UBOT> hello", ts="201.1", channel="C2"))  # another channel

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tests import queries
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import dm
@@ -53,8 +54,8 @@ def click(decision: str, value: str) -> dict:
 
 
 async def approval_steps(bot: Bot) -> list[dict]:
-    (run,) = await bot.rt.db.runs.find()
-    steps = await bot.rt.db.runs.steps(run.id)
+    (run,) = await queries.runs(bot.rt.db)
+    steps = await queries.steps(bot.rt.db, run.id)
     return [json.loads(s.arguments or "{}") | {"name": s.name} for s in steps if s.kind == "approval"]
 
 
@@ -151,3 +152,23 @@ async def test_a_trusted_host_needs_no_approval_but_allow_hosts_is_not_trust(sla
         assert len(web.hits) == 1 and slack.ephemerals == []
     finally:
         await bot.close()
+
+
+async def test_a_click_taken_by_another_process_decides(slack, llm, db_url, web) -> None:
+    """The run waits in one process; Slack delivers the click to another: the database decides."""
+    private_leadership(slack)
+    asking = await start_bot(slack, llm, db_url, web)
+    other = await start_bot(slack, llm, db_url, web)
+    try:
+        url = read_then_exfiltrate(llm, web)
+        await asking.event(dm("catch me up on #leadership", ts="1700001500.000100"))
+        value, _ = await approval_prompt(slack)
+        await other.action(
+            click("approve", value), user="U1", channel="D1", response_url=slack.response_url("o")
+        )
+        await other.idle()
+        await asking.idle()
+        assert web.hits == [url.removeprefix(web.url)]
+    finally:
+        await asking.close()
+        await other.close()

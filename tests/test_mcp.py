@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import ConfigError
+from tests import queries
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import mention
@@ -77,7 +78,7 @@ async def test_the_model_uses_an_mcp_read_tool(mcp_bot: Bot, slack, llm) -> None
     assert result.startswith('<tool_output tool="tickets__lookup_ticket">')
     assert "Printer on fire" in result and "MCP server tickets" in result
     assert "printer on fire" in str(slack.posted(channel="C1"))
-    run = (await mcp_bot.rt.db.runs.find())[-1]
+    run = (await queries.runs(mcp_bot.rt.db))[-1]
     (step,) = [s for s in await mcp_bot.rt.db.runs.steps(run.id) if s.kind == "tool"]
     assert step.name == "tickets__lookup_ticket" and step.error is None and step.output_chars > 0
 

@@ -9,6 +9,7 @@ import pytest
 from bot.db.models import Run, Step
 from bot.slack.render import STEPS_ACTION
 from bot.slack.steps_view import steps_text
+from tests import queries
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import mention
@@ -73,7 +74,7 @@ async def test_the_asker_sees_the_steps_of_a_tool_run(wbot: Bot, slack, llm) -> 
     await wbot.idle()
     (answer,) = slack.posted(channel="C1")
     shown = await click(wbot, slack, answer, "U1")
-    run = (await wbot.rt.db.runs.find())[-1]
+    run = (await queries.runs(wbot.rt.db))[-1]
     lines = shown.splitlines()
     assert lines[0].startswith(f"**Steps of run {run.id}** (mention · ok · ")
     assert (

@@ -19,12 +19,13 @@ from typing import Any
 
 from bot.db.models import Approval
 from bot.db.parked import WRITE_KIND
-from bot.db.trace import DbTrace
+from bot.runs import RunFailed, traced_run
 from bot.runtime import Runtime
 from bot.slack.approvals import SlackApprover, Where, approval_blocks
 from bot.slack.calls import call
 from bot.slack.mentions import neutralize, neutralize_blocks
 from bot.slack.render import post_answer
+from tools.registry import ToolResult
 
 log = logging.getLogger(__name__)
 
@@ -125,21 +126,23 @@ async def _run_approved(
     arguments: dict[str, Any],
     conversation: str | None,
 ) -> None:
-    run = await rt.db.runs.start(
-        "approval", team_id=where.team, channel_id=where.channel, thread_ts=conversation, user_id=where.user
-    )
-    assert run.id is not None
-    ctx = rt.tool_context(
-        DbTrace(rt.db, run.id),
-        team=where.team,
-        user=where.user,
-        channel=where.channel,
-        thread_ts=where.thread_ts,
-        approver=SlackApprover(rt, where, run.id),
-    )
-    ctx.approvals = Preapproved(tool, arguments)
-    result = await rt.tools().run(tool, json.dumps(arguments), ctx)
-    await rt.db.runs.finish(run.id, "ok" if result.ok else "failed", error=result.error)
+    try:
+        async with traced_run(
+            rt,
+            "approval",
+            team=where.team or "",
+            channel=where.channel,
+            user=where.user,
+            thread_ts=conversation,
+            reply_thread_ts=where.thread_ts,
+            approver=lambda run_id: SlackApprover(rt, where, run_id),
+            approvals=lambda _run_id: Preapproved(tool, arguments),
+        ) as run:
+            result = await rt.tools().run(tool, json.dumps(arguments), run.ctx)
+            run.finish("ok" if result.ok else "failed", error=result.error)
+    except RunFailed as failed:
+        log.warning("approval %s: running %s failed: %s", approval.id, tool, failed.reason)
+        result = ToolResult(tool, False, json.dumps({"error": failed.reason}), failed.reason)
     outcome = result.content if result.ok else f"it failed: {result.error}"
     if conversation is None:  # a slash command's run: no conversation to continue, say what happened
         text = f"Approved by <@{where.user}>: ran `{tool}`. " + (

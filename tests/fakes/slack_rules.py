@@ -111,8 +111,15 @@ def unknown_fields(answer: Any, shape: Any, path: str = "") -> list[str]:
     return []
 
 
+# Fields Slack documents that the captures happen not to show: the capture of conversations.info is
+# of a channel, while an IM's object also names its other member (`user`, per Slack's reference page
+# for conversations.info and its "im" object).
+DOCUMENTED = {"conversations.info": {"/channel/user"}}
+
+
 def shape_errors(method: str, answer: dict[str, Any]) -> list[str]:
     shape = capture(method)
     if shape is None:
         return []
-    return [f"{method}: {p}" for p in unknown_fields(answer, shape)]
+    allowed = DOCUMENTED.get(method, set())
+    return [f"{method}: {p}" for p in unknown_fields(answer, shape) if p not in allowed]
