@@ -295,3 +295,58 @@ async def test_an_unanswered_write_call_expires_with_an_answer(slack, llm, db_ur
         assert not (state / "desk" / "closed.tsv").exists()
     finally:
         await harness.close()
+
+
+async def test_a_streamable_http_server_gets_its_headers(slack, llm, db_url, tmp_path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = "s3cret-mcp-token"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.fakes.mcp_server", "--http", str(port), cwd=ROOT,
+        env={**os.environ, "FAKE_MCP_TOKEN": token},
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(20):
+            while True:
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                    writer.close()
+                    break
+                except OSError:
+                    await asyncio.sleep(0.1)
+        url = f"http://127.0.0.1:{port}/mcp"
+        path = tmp_path / "mcp.json"
+        servers = {
+            "web": {
+                "url": url,
+                "headers": {"Authorization": "Bearer ${DESK_TOKEN}"},
+                "tools": ["lookup_ticket"],
+            },
+            "nokey": {"url": url, "headers": {"Authorization": "Bearer wrong"}},
+        }
+        path.write_text(json.dumps({"servers": servers}))
+        settings = make_settings(slack, llm, db_url, MCP_SERVERS=str(path), DESK_TOKEN=token)
+        harness = Bot(settings)
+        await harness.start()
+        try:
+            web, nokey = harness.rt.mcp.links
+            async with asyncio.timeout(20):
+                await web.connected.wait()
+            assert [t.name for t in harness.rt.mcp.tools()] == ["web__lookup_ticket"]  # nokey: refused
+            assert not nokey.connected.is_set()
+            llm.script(
+                Reply(tool_calls=[ToolCall("web__lookup_ticket", {"ticket_id": "T-2"})]),
+                Reply(content="T-2: the VPN."),
+            )
+            await harness.event(mention("<@UBOT> what is T-2?", ts="107.1"))
+            await harness.idle()
+            (result,) = tool_results(llm.requests[1])
+            assert "VPN drops every hour" in result
+        finally:
+            await harness.close()
+    finally:
+        proc.terminate()
+        await proc.wait()

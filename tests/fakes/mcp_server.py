@@ -1,6 +1,8 @@
 """A small MCP server over stdio, built with the official SDK's server side (mcp.server.mcpserver).
 
-Run as `python -m tests.fakes.mcp_server [STATE_DIR]`; it writes its pid to STATE_DIR/pid. Tools:
+Run as `python -m tests.fakes.mcp_server [STATE_DIR]` (stdio), or with `--http PORT` for streamable
+HTTP on 127.0.0.1, where every request must carry `Authorization: Bearer $FAKE_MCP_TOKEN`. It
+writes its pid to STATE_DIR/pid. Tools:
 - `lookup_ticket` (read): a ticket's title and status, from a fixed table.
 - `close_ticket` (write): appends the ticket id to STATE_DIR/closed.tsv, so a test can see that the
   call did (or did not) happen, even across bot restarts.
@@ -24,7 +26,7 @@ TICKETS = {
 }
 
 server = MCPServer(name="tickets", version="0.1")
-STATE = Path(sys.argv[1]) if len(sys.argv) > 1 else None
+STATE = Path(sys.argv[1]) if len(sys.argv) > 1 and not sys.argv[1].startswith("--") else None
 
 
 @server.tool()
@@ -58,8 +60,28 @@ async def slow(seconds: float = 5.0) -> str:
     return "done"
 
 
+def serve_http(port: int) -> None:
+    """Streamable HTTP behind a bearer-token check: proves the client sends its configured headers."""
+    import uvicorn
+
+    app = server.streamable_http_app(json_response=True)
+    expected = f"Bearer {os.environ['FAKE_MCP_TOKEN']}".encode()
+
+    async def guarded(scope: dict, receive: object, send: object) -> None:
+        if scope["type"] == "http" and dict(scope["headers"]).get(b"authorization") != expected:
+            await send({"type": "http.response.start", "status": 401, "headers": []})  # type: ignore[operator]
+            await send({"type": "http.response.body", "body": b"unauthorized"})  # type: ignore[operator]
+            return
+        await app(scope, receive, send)  # type: ignore[arg-type]
+
+    uvicorn.run(guarded, host="127.0.0.1", port=port, log_level="warning")
+
+
 if __name__ == "__main__":
     if STATE is not None:
         STATE.mkdir(parents=True, exist_ok=True)
         (STATE / "pid").write_text(str(os.getpid()))
-    server.run()
+    if "--http" in sys.argv:
+        serve_http(int(sys.argv[sys.argv.index("--http") + 1]))
+    else:
+        server.run()
