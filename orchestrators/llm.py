@@ -98,7 +98,14 @@ class Agent:
         fitted = trim_history(history, min(self.limits.history_tokens, room))
         window = self.limits.context_tokens
         state = RunState(
-            ctx, model or self.model, registry, on_text, [system, *fitted], output, window, len(fitted)
+            ctx,
+            model or self.model,
+            registry,
+            on_text,
+            [system, *fitted],
+            output,
+            window,
+            max(len(fitted), 1),
         )
         if was_shortened(history, fitted):
             state.notes.append(SHORTENED_NOTE)
@@ -222,6 +229,8 @@ class Agent:
         """Fit the prompt into `window`, keeping this turn's question and tool groups."""
         state.window = min(state.window, window)
         system, rest = state.messages[0], state.messages[1:]
+        if not rest:
+            return
         question = rest[state.turn_start - 1]
         room, state.output_tokens = self._room(state.window, system, state.registry, state.ctx)
         kept = shrink(rest, room, state.turn_start - 1)
