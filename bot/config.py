@@ -36,7 +36,6 @@ CONTEXT_WINDOWS = {
 }
 OUTPUT_TOKENS_PARAMS = ("max_completion_tokens", "max_tokens")
 
-SECRET_NAMES = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "OPENAI_API_KEY")
 
 WHERE = {
     "SLACK_BOT_TOKEN": "Slack app settings > OAuth & Permissions > Bot User OAuth Token (xoxb-...)",

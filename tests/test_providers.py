@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tests import queries
 from tests.conftest import Bot, make_settings
 from tests.fakes import model_quirks
 from tests.fakes.model_quirks import PROFILES, Quirks
@@ -70,7 +71,7 @@ async def test_parallel_tool_calls_then_a_follow_up(bot: Bot, slack, server: Fak
     text = answered(slack, "50.1")
     expected = EXPECTED_NOTE.get(quirks.final_answer or "", ANSWER[: len(ANSWER) // 2])
     assert expected in text
-    run = (await bot.rt.db.runs.find())[-1]
+    run = (await queries.runs(bot.rt.db))[-1]
     assert run.status == "ok" and run.llm_calls == 2
     assert run.prompt_tokens > 0 and run.completion_tokens > 0  # estimated where usage is missing
 
@@ -93,7 +94,7 @@ async def test_the_same_question_through_ask_is_not_streamed(bot: Bot, slack, se
     assert all(m.get("content") is not None for m in second)
     expected = EXPECTED_NOTE.get(server.quirks.final_answer or "", ANSWER[: len(ANSWER) // 2])
     assert expected in str(slack.posted("C1"))
-    run = (await bot.rt.db.runs.find())[-1]
+    run = (await queries.runs(bot.rt.db))[-1]
     assert run.status == "ok" and run.prompt_tokens > 0
 
 
@@ -111,7 +112,7 @@ async def test_a_message_too_long_for_the_window_does_not_poison_the_thread(
         assert server.requests[0]["messages"][-1] != server.requests[1]["messages"][-1]
     await bot.event(thread_message("a short question", ts="60.2", thread_ts="60.1"))
     await bot.idle()
-    runs = await bot.rt.db.runs.find()
+    runs = await queries.runs(bot.rt.db)
     assert runs[-1].status == "ok", runs[-1].error
     last = server.requests[-1]["messages"]
     assert last[-1]["content"] == "a short question"
@@ -148,4 +149,4 @@ async def test_a_null_reply_stored_by_an_older_version_does_not_break_the_thread
     await bot.idle()
     last = server.requests[-1]["messages"]
     assert all(m.get("content") is not None for m in last)
-    assert (await bot.rt.db.runs.find())[-1].status == "ok"
+    assert (await queries.runs(bot.rt.db))[-1].status == "ok"
