@@ -72,6 +72,7 @@ class RunState:
     steps: int = 0
     tool_calls: int = 0
     notes: list[str] = field(default_factory=list)  # said at the end of the answer
+    tools_refused: bool = False  # the server cannot take tools: the run goes on without them
 
     @property
     def elapsed(self) -> float:

@@ -44,6 +44,8 @@ CUT_OFF_NOTE = "_(This answer was cut off: it reached the limit of {tokens} toke
 FILTERED_NOTE = "_(The model provider's content filter stopped this answer.)_"
 SHORTENED_NOTE = "_(Your message was too long for the model, so I read only its beginning and its end.)_"
 
+NO_TOOLS_NOTE = "_(The model server is not set up for tools, so I answered without looking anything up.)_"
+
 FINAL_ANSWER_GRACE_SECONDS = 15.0  # the closing tool-less call may run this long past the deadline
 MIN_CALL_TIMEOUT_SECONDS = 1.0
 CONTEXT_SAFETY_TOKENS = 256  # our estimate is not the server's tokenizer: leave some slack
@@ -199,7 +201,7 @@ class Agent:
             request = ModelRequest(
                 model=state.model,
                 messages=state.messages,
-                tools=state.registry.schemas() if tools else None,
+                tools=state.registry.schemas() if tools and not state.tools_refused else None,
                 max_output_tokens=state.output_tokens,
                 output_tokens_param=state.ctx.settings.output_tokens_param,
             )
@@ -218,6 +220,15 @@ class Agent:
                     separator="\n\n" if state.texts else "",
                 )
             except ModelError as exc:
+                if exc.tools_refused and not state.tools_refused:
+                    log.warning(
+                        "the model server cannot use tools (%s); answering without them. See the "
+                        "README's Model providers table for the server's tool-calling settings.",
+                        exc,
+                    )
+                    state.tools_refused = True
+                    state.notes.append(NO_TOOLS_NOTE)
+                    continue
                 if not exc.context_exceeded or retried:
                     raise AgentError(str(exc), context_exceeded=exc.context_exceeded) from exc
                 log.info("prompt did not fit the model's window; retrying once with less history")
