@@ -264,3 +264,15 @@ async def test_tool_results_that_outgrow_a_small_window_are_cut_before_sending(h
         assert second["messages"][1]["content"] == "read four pages"
         assert len([m for m in second["messages"] if m["role"] == "tool"]) == 4
         assert second["max_completion_tokens"] <= 4_096 // 4
+
+
+async def test_an_ollama_model_without_tool_support_is_asked_again_without_tools(llm, http) -> None:
+    llm.script(
+        Reply(status=400, error_message="registry.ollama.ai/library/gemma:2b does not support tools"),
+        Reply(content="Hello there."),
+    )
+    result = await agent_for(llm, default_tools()).run(
+        [{"role": "user", "content": "hi"}], ToolContext(http=http)
+    )
+    assert result.text.startswith("Hello there.") and "not set up for tools" in result.text
+    assert "tools" in llm.requests[0] and "tools" not in llm.requests[1]
