@@ -43,7 +43,6 @@ EMPTY_ANSWER = "(The model returned an empty answer.)"
 CUT_OFF_NOTE = "_(This answer was cut off: it reached the limit of {tokens} tokens per answer.)_"
 FILTERED_NOTE = "_(The model provider's content filter stopped this answer.)_"
 SHORTENED_NOTE = "_(Your message was too long for the model, so I read only its beginning and its end.)_"
-
 NO_TOOLS_NOTE = "_(The model server is not set up for tools, so I answered without looking anything up.)_"
 
 FINAL_ANSWER_GRACE_SECONDS = 15.0  # the closing tool-less call may run this long past the deadline
