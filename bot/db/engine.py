@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, inspect
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 import bot.db.models  # noqa: F401  (registers every table on SQLModel.metadata)
+
+log = logging.getLogger(__name__)
 
 
 def make_engine(url: str) -> AsyncEngine:
@@ -28,7 +32,7 @@ class Database:
     """Async access to the database; one per process, shared by every listener.
 
     Queries live in one module per aggregate and are reached as `db.events`, `db.conversations`,
-    `db.runs`, `db.feedback` and `db.digests`, so a call site names what it touches.
+    `db.runs`, `db.feedback`, `db.digests`, `db.leases` and `db.turns`, so a call site names what it touches.
     """
 
     def __init__(self, url: str) -> None:
@@ -37,7 +41,9 @@ class Database:
         from bot.db.digests import Digests
         from bot.db.events import Events
         from bot.db.feedback import Feedbacks
+        from bot.db.leases import Leases
         from bot.db.runs import Runs
+        from bot.db.turns import Turns
 
         self.url = url
         self.engine = make_engine(url)
@@ -47,6 +53,8 @@ class Database:
         self.feedback = Feedbacks(self)
         self.digests = Digests(self)
         self.assistant_contexts = AssistantContexts(self)
+        self.leases = Leases(self)
+        self.turns = Turns(self)
 
     def session(self) -> AsyncSession:
         return AsyncSession(self.engine, expire_on_commit=False)
@@ -67,3 +75,23 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+@event.listens_for(Session, "before_flush")
+def _fit_column_lengths(session: Session, _context: Any, _instances: Any) -> None:
+    """A string longer than its column is cut (and logged) instead of failing the whole write.
+
+    SQLite ignores VARCHAR lengths, Postgres refuses the row: without this a long value (a cron
+    expression, a model name, a model-chosen id) works in tests and kills the command in production.
+    Values are checked where they enter; this is the net under those checks.
+    """
+    for obj in [*session.new, *session.dirty]:
+        mapper = inspect(obj).mapper
+        for column in mapper.columns:
+            length = getattr(column.type, "length", None)
+            value = getattr(obj, column.key, None)
+            if length and isinstance(value, str) and len(value) > length:
+                log.warning(
+                    "%s.%s: %d characters cut to %d", mapper.local_table, column.key, len(value), length
+                )
+                setattr(obj, column.key, value[: length - 1] + "…")

@@ -9,8 +9,9 @@ from slack_bolt.async_app import AsyncApp, AsyncAssistant
 
 from bot.runtime import Runtime
 from bot.slack.calls import call
-from bot.slack.conversation import Turn, answer, clean_text
+from bot.slack.conversation import Turn, clean_text
 from bot.slack.listeners.messages import is_person_talking
+from bot.slack.turns import take_turn
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def register(app: AsyncApp, rt: Runtime) -> None:
             files=tuple(f for f in files if isinstance(f, dict)),
             context=viewing_note(await rt.db.assistant_contexts.viewed(channel, thread)),
         )
-        await answer(rt, turn)
+        await take_turn(rt, turn)
 
     async def remember(payload: dict[str, Any], team: str | None) -> None:
         thread, viewed = payload["assistant_thread"], _context_channel(payload)
