@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests import queries
 from tests.conftest import Bot
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_captures import interactivity_bytes, load, to_test_world
@@ -17,6 +18,7 @@ def home_opened(user: str = "U1") -> dict:
 async def test_home_lists_the_users_recent_runs(bot: Bot, slack, llm) -> None:
     llm.script(Reply(content="one"), Reply(content="two"))
     await bot.event(dm("first question"))
+    await bot.idle()
     await bot.event(mention("<@UBOT> second question"))
     await bot.idle()
     await bot.event(home_opened())
@@ -71,7 +73,7 @@ async def test_shortcut_on_a_reply_summarizes_the_whole_thread(bot: Bot, slack, 
     assert summary["recipient"] == "U1" and "Lisbon" in summary["text"]
     seen = str(llm.requests[0]["messages"])
     assert "Where do we hold the offsite?" in seen and "Lisbon, in June" in seen
-    (run,) = await bot.rt.db.runs.find(trigger="shortcut")
+    (run,) = await queries.runs(bot.rt.db, trigger="shortcut")
     assert run.status == "ok" and run.thread_ts == root
 
 

@@ -31,7 +31,7 @@ class ToolSettings:
     fetch_timeout: float = 10.0
     summarize_token_budget: int = 200_000  # prompt tokens one /summarize may spend
     extract_deadline: float = 10.0  # seconds one HTML/PDF parse may take before its process dies
-    max_output_tokens: int = 4_096  # cap on every model call's answer
+    max_output_tokens: int = 8_192  # cap on every model call's answer (reasoning tokens count too)
     output_tokens_param: str = "max_completion_tokens"  # "max_tokens" for servers that need it
 
 

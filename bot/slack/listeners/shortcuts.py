@@ -7,17 +7,14 @@ the thread obeys the same rule as /summarize: only for members of the channel.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.db.trace import DbTrace
+from bot.runs import RunFailed, traced_run
 from bot.runtime import Runtime
 from bot.slack.calls import call
-from orchestrators.llm import AgentError
 from orchestrators.workflows.thread_summary import summarize_thread
-from tools.registry import ToolError
 
 log = logging.getLogger(__name__)
 
@@ -28,35 +25,17 @@ async def thread_summary(
     rt: Runtime, *, team: str, channel: str, user: str, thread_ts: str, trigger: str
 ) -> str:
     """Run the thread summary as a traced run; every outcome is a sentence for the user."""
-    run = await rt.db.runs.start(
-        trigger,
-        team_id=team,
-        channel_id=channel,
-        thread_ts=thread_ts,
-        user_id=user,
-        model=rt.settings.openai_model if rt.llm else None,
-    )
-    assert run.id is not None
-    ctx = rt.tool_context(DbTrace(rt.db, run.id), team=team, user=user, channel=channel, thread_ts=thread_ts)
-    started = time.perf_counter()
     try:
-        reply = await summarize_thread(ctx, channel, thread_ts)
-        status, error, text = "ok", None, reply.text
-    except (ToolError, AgentError) as exc:
-        status, error, text = "failed", str(exc), f"I couldn't summarize that thread: {exc}"
-    except Exception as exc:
-        log.exception("run %s: thread summary failed", run.id)
-        status, error = "failed", f"{type(exc).__name__}: {exc}"
-        text = f"Sorry, summarizing that thread failed unexpectedly (reference: run {run.id})."
-    u = ctx.usage
-    usage = {
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "llm_calls": u.llm_calls,
-    }
-    await rt.db.runs.finish(run.id, status, error=(error or "")[:2000] or None, **usage)
-    log.info("run %s: thread summary %s in %.1f s", run.id, status, time.perf_counter() - started)
-    return text
+        async with traced_run(
+            rt, trigger, team=team, channel=channel, user=user, thread_ts=thread_ts, reply_thread_ts=thread_ts
+        ) as run:
+            reply = await summarize_thread(run.ctx, channel, thread_ts)
+            run.finish("ok", "; ".join(reply.notes) or None)
+    except RunFailed as failed:
+        if failed.expected:
+            return f"I couldn't summarize that thread: {failed.reason}"
+        return f"Sorry, summarizing that thread failed unexpectedly (reference: run {failed.run_id})."
+    return reply.text
 
 
 def register(app: AsyncApp, rt: Runtime) -> None:
