@@ -81,18 +81,12 @@ async def ensure_member(ctx: ToolContext, channel_id: str, name: str) -> None:
     """A user may only read channels they belong to: never a private channel through the bot."""
     if not ctx.user_id:
         raise ToolError("I don't know who is asking, so I can't check channel membership")
-    slack = _slack(ctx)
-    cursor = None
-    while True:
-        try:
-            page = await slack.conversations_members(channel=channel_id, limit=1000, cursor=cursor)
-        except SlackApiError as exc:
-            raise ToolError(_explain(exc, name)) from None
-        if ctx.user_id in page["members"]:
-            return
-        cursor = (page.get("response_metadata") or {}).get("next_cursor")
-        if not cursor:
-            raise ToolError(f"You are not a member of #{name}, so I can't read it for you")
+    try:
+        facts = await ctx.memberships.channel(_slack(ctx), channel_id)  # paginated, cached briefly
+    except SlackApiError as exc:
+        raise ToolError(_explain(exc, name)) from None
+    if ctx.user_id not in facts.members:
+        raise ToolError(f"You are not a member of #{name}, so I can't read it for you")
 
 
 async def ensure_may_show(ctx: ToolContext, channel_id: str) -> ChannelFacts:

@@ -32,10 +32,12 @@ class Database:
     """Async access to the database; one per process, shared by every listener.
 
     Queries live in one module per aggregate and are reached as `db.events`, `db.conversations`,
-    `db.runs`, `db.feedback`, `db.digests`, `db.leases` and `db.turns`, so a call site names what it touches.
+    `db.runs`, `db.feedback`, `db.digests`, `db.leases`, `db.turns` and `db.approvals`, so a call
+    site names what it touches.
     """
 
     def __init__(self, url: str) -> None:
+        from bot.db.approvals import Approvals
         from bot.db.assistant_contexts import AssistantContexts
         from bot.db.conversations import Conversations
         from bot.db.digests import Digests
@@ -55,6 +57,7 @@ class Database:
         self.assistant_contexts = AssistantContexts(self)
         self.leases = Leases(self)
         self.turns = Turns(self)
+        self.approvals = Approvals(self)
 
     def session(self) -> AsyncSession:
         return AsyncSession(self.engine, expire_on_commit=False)

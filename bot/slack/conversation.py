@@ -10,7 +10,8 @@ from typing import Any
 
 from bot.runs import RunFailed, traced_run
 from bot.runtime import Runtime
-from bot.slack.files import content_parts, read_message_files, tell_problems, with_files
+from bot.slack.approvals import SlackApprover, Where
+from bot.slack.files import content_parts, note_private_files, read_message_files, tell_problems, with_files
 from bot.slack.render import feedback_blocks
 from bot.slack.surface import AnswerSurface
 
@@ -66,6 +67,7 @@ async def answer(rt: Runtime, turn: Turn) -> None:
         native=AnswerSurface.for_channel(turn.channel, turn.reply_thread_ts),
         interval=rt.settings.stream_interval,
     )
+    where = Where(turn.team, turn.channel, turn.reply_thread_ts, turn.user)
     try:
         async with traced_run(
             rt,
@@ -77,9 +79,11 @@ async def answer(rt: Runtime, turn: Turn) -> None:
             reply_thread_ts=turn.reply_thread_ts,
             conversation_id=convo.id,
             on_status=surface.status,
+            approver=lambda run_id: SlackApprover(rt, where, run_id),
         ) as run:
             await surface.begin()
             history = await rt.db.conversations.history(convo.id)
+            await note_private_files(rt, run.ctx, turn.channel, history)
             if reading is not None and reading.images and history and history[-1].get("role") == "user":
                 # Images ride with this turn only; the stored history keeps names, not bytes.
                 history[-1] = {
