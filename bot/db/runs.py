@@ -101,3 +101,9 @@ class Runs:
 
     async def add_step(self, run_id: int, **fields: Any) -> None:
         await self.add_steps(run_id, [fields])
+
+    async def recent(self, user_id: str, limit: int = 5) -> list[Run]:
+        """A user's newest runs, newest first (the Home tab lists them)."""
+        async with self.db.session() as s:
+            q = select(Run).where(col(Run.user_id) == user_id).order_by(col(Run.id).desc()).limit(limit)
+            return list((await s.execute(q)).scalars().all())
