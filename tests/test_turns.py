@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import dm, mention, thread_message
+from tests.postgres import fresh_database, throwaway_postgres
 
 
 def answering_each_message(llm) -> None:
@@ -71,8 +73,22 @@ async def test_messages_in_one_dm_are_answered_once_in_order(bot: Bot, slack, ll
     assert_answered_in_order(llm, slack.posted(channel="D1"), questions)
 
 
-async def test_two_processes_on_one_database_take_turns(slack, llm, db_url) -> None:
+@pytest.fixture(scope="module")
+def postgres_server() -> Iterator[str]:
+    with throwaway_postgres() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def shared_db(request, db_url) -> str:
+    if request.param == "sqlite":
+        return db_url
+    return await fresh_database(request.getfixturevalue("postgres_server"))
+
+
+async def test_two_processes_on_one_database_take_turns(slack, llm, shared_db) -> None:
     """Messages of one DM delivered alternately to two bot processes: still one at a time, in order."""
+    db_url = shared_db
     answering_each_message(llm)
     bots = [Bot(make_settings(slack, llm, db_url)), Bot(make_settings(slack, llm, db_url))]
     for b in bots:
