@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tests import queries
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import dm
@@ -53,8 +54,8 @@ def click(decision: str, value: str) -> dict:
 
 
 async def approval_steps(bot: Bot) -> list[dict]:
-    (run,) = await bot.rt.db.runs.find()
-    steps = await bot.rt.db.runs.steps(run.id)
+    (run,) = await queries.runs(bot.rt.db)
+    steps = await queries.steps(bot.rt.db, run.id)
     return [json.loads(s.arguments or "{}") | {"name": s.name} for s in steps if s.kind == "approval"]
 
 

@@ -72,15 +72,6 @@ class Digests:
             )
             await s.commit()
 
-    async def claims(self, schedule_id: int) -> list[DigestClaim]:
-        async with self.db.session() as s:
-            q = (
-                select(DigestClaim)
-                .where(DigestClaim.schedule_id == schedule_id)
-                .order_by(col(DigestClaim.fire_time))
-            )
-            return list((await s.exec(q)).all())
-
     async def previous_posted(self, schedule_id: int, before: datetime) -> datetime | None:
         """The fire time of the last digest posted before this one: where the next one starts."""
         async with self.db.session() as s:

@@ -17,13 +17,12 @@ from slack_sdk.errors import SlackApiError
 
 from bot.db.digests import PAUSED
 from bot.db.models import DigestSchedule
-from bot.db.trace import DbTrace
 from bot.digests.grammar import canonical, fires, make_trigger, period_of, previous_fire_time
 from bot.digests.permissions import why_not_post
+from bot.runs import RunFailed, traced_run
 from bot.runtime import Runtime
 from bot.slack.render import post_answer
 from orchestrators.workflows import summarize_channel
-from tools.registry import ToolError
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +140,10 @@ class DigestScheduler:
                 await self.rt.db.digests.set_claim_status(schedule.id, fire_time, "posted")
                 await self.rt.db.digests.record(schedule.id, outcome)
                 return outcome
-            except (ToolError, SlackApiError) as exc:
-                error = _reason(exc)
+            except RunFailed as failed:
+                if not failed.expected:
+                    raise  # a bug: retrying would only repeat it
+                error = failed.reason
                 log.warning("digest %s attempt %s failed: %s", schedule.id, attempt, error)
                 updated = await self.rt.db.digests.record(schedule.id, "failed", error)
                 if attempt == 1:
@@ -159,27 +160,22 @@ class DigestScheduler:
             since = fire_time - min(
                 period_of(schedule.cron, schedule.timezone, fire_time, self.second), MAX_PERIOD
             )
-        run = await self.rt.db.runs.start(
-            "digest", team_id=schedule.team_id, channel_id=schedule.channel_id, user_id=schedule.creator_id
-        )
-        assert run.id is not None
-        ctx = self.rt.tool_context(
-            DbTrace(self.rt.db, run.id),
+        async with traced_run(
+            self.rt,
+            "digest",
             team=schedule.team_id,
-            user=schedule.creator_id,
             channel=schedule.channel_id,
-        )
-        try:
-            name = (await self.rt.slack.conversations_info(channel=schedule.source_channel_id))["channel"][
-                "name"
-            ]
+            user=schedule.creator_id,
+        ) as run:
+            info = await self.rt.slack.conversations_info(channel=schedule.source_channel_id)
+            name = info["channel"]["name"]
             reply = await summarize_channel(
-                ctx, schedule.source_channel_id, name, since.timestamp(), fire_time.timestamp()
+                run.ctx, schedule.source_channel_id, name, since.timestamp(), fire_time.timestamp()
             )
             header = f"*Digest of #{name}* · {_span(since, fire_time, schedule.timezone)}"
             if "empty" in reply.notes:
                 if schedule.quiet:
-                    await self.rt.db.runs.finish(run.id, "ok", error="quiet period: nothing posted")
+                    run.finish("ok", error="quiet period: nothing posted")
                     return "quiet"
                 text = f"{header}\n\nNo activity in #{name} in this period."
             else:
@@ -193,18 +189,8 @@ class DigestScheduler:
                     }
                 ],
             }
+            await run.flush()  # the trace behind the digest is durable before it is posted
             await post_answer(self.rt.slack, schedule.channel_id, None, text, [footer])
-        except Exception as exc:
-            await self.rt.db.runs.finish(run.id, "failed", error=_reason(exc))
-            raise
-        usage = ctx.usage
-        await self.rt.db.runs.finish(
-            run.id,
-            "ok",
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            llm_calls=usage.llm_calls,
-        )
         return "posted"
 
     async def _pause(self, schedule: DigestSchedule, why: str) -> None:
@@ -240,12 +226,6 @@ class DigestScheduler:
             )
         except SlackApiError:
             log.exception("could not tell %s about digest %s", schedule.creator_id, schedule.id)
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, SlackApiError) and exc.response is not None:
-        return f"Slack said {exc.response.get('error')}"
-    return str(exc) or type(exc).__name__
 
 
 def _span(since: datetime, until: datetime, timezone: str) -> str:
