@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlmodel import select, update
 
+from bot.db import Database
+from bot.db.models import QueuedTurn
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import dm, mention, thread_message
@@ -117,3 +121,23 @@ async def test_messages_still_queued_at_shutdown_are_answered_after_restart(bot:
     assert "restarted" in texts[0] and texts[1:] == ["answer to second"]
     last = llm.requests[-1]["messages"]
     assert [m["content"] for m in last if m["role"] == "user"] == ["first", "second"]
+
+
+async def test_messages_queued_long_before_a_restart_are_not_answered_stale(bot: Bot, slack, llm) -> None:
+    llm.default = Reply(content="slow", delay=2.0)
+    await send_apart([bot], [dm("first", ts="1700000450.000001"), dm("second", ts="1700000450.000002")])
+    await llm.wait_for_requests(1)
+    assert bot.running is not None
+    await bot.running.stop(drain=0.2)
+    bot.running = None
+    store = Database(bot.settings.database_url)  # the process was down for an hour
+    async with store.session() as s:
+        await s.exec(update(QueuedTurn).values(created_at=datetime.now(UTC) - timedelta(hours=1)))
+        await s.commit()
+    await store.close()
+    await bot.start()
+    await bot.idle(timeout=20)
+    assert len(llm.requests) == 1  # "second" was not answered an hour late
+    async with bot.rt.db.session() as s:
+        states = [t.state for t in (await s.exec(select(QueuedTurn).order_by(QueuedTurn.id))).all()]
+    assert states == ["interrupted", "interrupted"]
