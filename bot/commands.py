@@ -36,9 +36,9 @@ async def execute(
         return CommandReply(str(exc), ok=False)
     started = time.perf_counter()
     try:
-        async with traced_run(rt, command, team=team, channel=channel, user=user) as run:
-            if rt.slack_available:  # the egress guard asks the person who ran the command
-                run.ctx.approver = SlackApprover(rt, Where(team, channel, None, user), run.id)
+        where = Where(team, channel, None, user)
+        approver = (lambda run_id: SlackApprover(rt, where, run_id)) if rt.slack_available else None
+        async with traced_run(rt, command, team=team, channel=channel, user=user, approver=approver) as run:
             reply = await cmd.run(rt.agent, run.ctx, parsed)
             run.finish("ok", error="; ".join(reply.notes) or None)
     except RunFailed as failed:

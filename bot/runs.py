@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +18,7 @@ from slack_sdk.errors import SlackApiError
 from bot.db.trace import DbTrace, StatusSink
 from bot.runtime import Runtime
 from orchestrators.llm import AgentError
-from tools.context import ToolContext
+from tools.context import Approver, ToolContext
 from tools.registry import ToolError
 
 log = logging.getLogger(__name__)
@@ -90,10 +90,12 @@ async def traced_run(
     reply_thread_ts: str | None = None,
     conversation_id: int | None = None,
     on_status: StatusSink | None = None,
+    approver: Callable[[int], Approver] | None = None,
 ) -> AsyncIterator[TracedRun]:
     """Run the block as run `trigger`; an exception ends the run and comes out as RunFailed.
 
-    Cancellation (shutdown) marks the run interrupted and propagates unchanged.
+    Cancellation (shutdown) marks the run interrupted and propagates unchanged. `approver` makes
+    the run's approval gate from its id (the buttons name the run).
     """
     row = await rt.db.runs.start(
         trigger,
@@ -106,7 +108,14 @@ async def traced_run(
     )
     assert row.id is not None
     trace = DbTrace(rt.db, row.id, on_status=on_status)
-    ctx = rt.tool_context(trace, team=team, user=user, channel=channel, thread_ts=reply_thread_ts)
+    ctx = rt.tool_context(
+        trace,
+        team=team,
+        user=user,
+        channel=channel,
+        thread_ts=reply_thread_ts,
+        approver=approver(row.id) if approver else None,
+    )
     run = TracedRun(row.id, ctx, trace)
 
     async def finish(status: str, error: str | None, **fields: Any) -> None:

@@ -56,6 +56,7 @@ async def answer(rt: Runtime, turn: Turn) -> None:
         native=AnswerSurface.for_channel(turn.channel, turn.reply_thread_ts),
         interval=rt.settings.stream_interval,
     )
+    where = Where(turn.team, turn.channel, turn.reply_thread_ts, turn.user)
     try:
         async with traced_run(
             rt,
@@ -67,9 +68,8 @@ async def answer(rt: Runtime, turn: Turn) -> None:
             reply_thread_ts=turn.reply_thread_ts,
             conversation_id=convo.id,
             on_status=surface.status,
+            approver=lambda run_id: SlackApprover(rt, where, run_id),
         ) as run:
-            where = Where(turn.team, turn.channel, turn.reply_thread_ts, turn.user)
-            run.ctx.approver = SlackApprover(rt, where, run.id)  # the egress guard asks this user
             await surface.begin()
             history = await rt.db.conversations.history(convo.id)
             result = await rt.agent.run(history, run.ctx, on_text=surface.delta)
