@@ -237,9 +237,9 @@ def load_settings(
         approval_seconds=_float(env, "EGRESS_APPROVAL_SECONDS", 60.0),
         model=model,
         summarize_token_budget=_int(env, "SUMMARIZE_TOKEN_BUDGET", 200_000, 10_000, 100_000_000),
+        extract_deadline=_float(env, "EXTRACT_DEADLINE_SECONDS", 10.0),
         max_output_tokens=_int(env, "OPENAI_MAX_OUTPUT_TOKENS", DEFAULT_MAX_OUTPUT_TOKENS, 16, 1_000_000),
         output_tokens_param=_choice(env, "OPENAI_OUTPUT_TOKENS_PARAM", OUTPUT_TOKENS_PARAMS),
-        extract_deadline=_float(env, "EXTRACT_DEADLINE_SECONDS", 10.0),
     )
     azure_endpoint = _url(env, "AZURE_OPENAI_ENDPOINT", None)
     api_version = env.get("OPENAI_API_VERSION", "").strip() or None

@@ -112,14 +112,13 @@ class Runtime:
     bot_user_id: str | None = None
     digest_scheduler: Any = None  # bot.digests.scheduler.DigestScheduler; set by the server
     slack_available: bool = True  # False in console mode: tools that need Slack say so
+    extractor: Extractor | None = None  # HTML/PDF parsing in killable worker processes
     memberships: MembershipCache = field(default_factory=MembershipCache)  # the audience checks' cache
 
     def tools(self, allows: Callable[[str], bool] | None = None) -> ToolRegistry:
         """The tools a run may use now: ours plus connected MCP servers', less the disabled ones."""
         every = [*self.registry.tools.values(), *self.mcp.tools()]
         return ToolRegistry(t for t in every if allows is None or allows(t.name))
-
-    extractor: Extractor | None = None  # HTML/PDF parsing in killable worker processes
 
     def tool_context(
         self,
@@ -147,11 +146,11 @@ class Runtime:
             channel_id=channel,
             thread_ts=thread_ts,
             trace=trace,
+            extractor=self.extractor,
             bot_user_id=self.bot_user_id,
             ephemeral_to=ephemeral_to,
             memberships=self.memberships,
             approver=approver,
-            extractor=self.extractor,
         )
 
     async def close(self) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import Bot, make_settings
 from tests.fakes.files import make_pdf, make_png
-from tests.fakes.openai_server import Reply
+from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import dm, mention, thread_message
 from tests.fakes.slack_rules import manifest_scopes
 
@@ -197,3 +197,31 @@ async def test_a_file_in_a_private_channel_stays_there(bot: Bot, slack, llm) -> 
     await bot.event(mention("<@UBOT> what was the plan in that file?", channel="C1", ts="99.5"))
     await bot.idle()
     assert "acquire the competitor" not in prompt(llm, 1)  # another conversation never sees it
+
+
+@pytest.mark.parametrize(("channel", "private"), [("G1", True), ("C1", False)])
+async def test_file_content_from_a_private_channel_cannot_be_sent_out(
+    slack, llm, db_url, channel, private
+) -> None:
+    """A file's content counts as what the run read: from a private channel the egress guard holds
+    model-chosen requests (here: expired approval, nothing sent); from a public one they go out."""
+    from tests.fakes.web import FakeWeb
+
+    slack.add_channel("G1", "leadership", members=("U1",), is_private=True)
+    async with FakeWeb() as web:
+        env = {"TOOL_HTTP_ALLOW_HOSTS": f"127.0.0.1:{web.port}", "EGRESS_APPROVAL_SECONDS": "0.3"}
+        bot = await start(slack, llm, db_url, **env)
+        try:
+            plan = slack.add_file("plan.txt", b"acquire-initech-in-may", "text/plain")
+            url = f"{web.url}/page/collect?data=acquire-initech-in-may"
+            llm.script(Reply(tool_calls=[ToolCall("call_api", {"url": url})]), Reply(content="Done."))
+            await bot.event(
+                shared(mention("<@UBOT> look at this", channel=channel, ts="77.1"), plan, subtype=None)
+            )
+            await bot.idle()
+            if private:
+                assert web.hits == [] and "Not sent" in prompt(llm, 1)
+            else:
+                assert web.hits == ["/page/collect?data=acquire-initech-in-may"]
+        finally:
+            await bot.close()

@@ -18,7 +18,7 @@ def home_opened(user: str = "U1") -> dict:
 async def test_home_lists_the_users_recent_runs(bot: Bot, slack, llm) -> None:
     llm.script(Reply(content="one"), Reply(content="two"))
     await bot.event(dm("first question"))
-    await bot.idle()  # two conversations answer concurrently: wait, so "newest" is well defined
+    await bot.idle()
     await bot.event(mention("<@UBOT> second question"))
     await bot.idle()
     await bot.event(home_opened())

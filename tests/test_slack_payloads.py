@@ -134,8 +134,8 @@ async def test_app_home_opened(bot: Bot, slack, llm) -> None:
     home = fill(
         load("events/java-slack-sdk.AppHomeOpenedPayload.json"),
         {"type": "event_callback", "team_id": "T1", "api_app_id": "A1", "user": "U1", "channel": "D1",
-         "tab": "home", "event_id": "EvHome1", "user_id": "UBOT", "is_bot": True,
-         "event_ts": "1700000000.000100"},
+         "tab": "home", "event_id": "EvHome1", "event_ts": "1700000000.000100", "user_id": "UBOT",
+         "is_bot": True},
     )  # fmt: skip
     home["event"]["type"] = "app_home_opened"  # (the skeleton's type is already this; kept explicit)
     await replay(bot, home)

@@ -59,13 +59,13 @@ class Database:
         self.runs = Runs(self)
         self.feedback = Feedbacks(self)
         self.digests = Digests(self)
-        self.channel_settings = ChannelSettings(self)
-        self.usage = UsageQueries(self)
+        self.assistant_contexts = AssistantContexts(self)
         self.leases = Leases(self)
         self.turns = Turns(self)
         self.approvals = Approvals(self)
         self.parked = ParkedCalls(self)
-        self.assistant_contexts = AssistantContexts(self)
+        self.channel_settings = ChannelSettings(self)
+        self.usage = UsageQueries(self)
 
     def session(self) -> AsyncSession:
         return AsyncSession(self.engine, expire_on_commit=False)

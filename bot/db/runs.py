@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select, update
 from sqlmodel import col
-from sqlmodel import select as orm_select
+from sqlmodel import select as select_models
 
 from bot.db.engine import fit_lengths
 from bot.db.models import Run, Step, utcnow
@@ -132,11 +132,16 @@ class Runs:
     async def steps(self, run_id: int) -> list[Step]:
         """A run's steps in order ("Show steps")."""
         async with self.db.session() as s:
-            q = orm_select(Step).where(col(Step.run_id) == run_id).order_by(col(Step.id))
+            q = select_models(Step).where(col(Step.run_id) == run_id).order_by(col(Step.id))
             return list((await s.exec(q)).all())
 
     async def recent(self, user_id: str, limit: int = 5) -> list[Run]:
         """A user's newest runs, newest first (the Home tab lists them)."""
         async with self.db.session() as s:
-            q = orm_select(Run).where(col(Run.user_id) == user_id).order_by(col(Run.id).desc()).limit(limit)
+            q = (
+                select_models(Run)
+                .where(col(Run.user_id) == user_id)
+                .order_by(col(Run.id).desc())
+                .limit(limit)
+            )
             return list((await s.exec(q)).all())

@@ -12,7 +12,7 @@ from bot import budget
 from bot.runs import RunFailed, traced_run
 from bot.runtime import Runtime
 from bot.slack.approvals import SlackApprover, Where
-from bot.slack.files import content_parts, read_message_files, tell_problems, with_files
+from bot.slack.files import content_parts, note_private_files, read_message_files, tell_problems, with_files
 from bot.slack.render import feedback_blocks
 from bot.slack.surface import AnswerSurface
 from bot.slack.write_approvals import ParkedWrites
@@ -93,8 +93,9 @@ async def answer(rt: Runtime, turn: Turn) -> None:
                 run.finish("refused", error=allowed.refusal)
                 return
             history = await rt.db.conversations.history(convo.id)
+            await note_private_files(rt, run.ctx, turn.channel, history)
             if reading is not None and reading.images and history and history[-1].get("role") == "user":
-                # Images ride with this turn only; the stored history keeps their names, not their bytes.
+                # Images ride with this turn only; the stored history keeps names, not bytes.
                 history[-1] = {
                     **history[-1],
                     "content": content_parts(history[-1]["content"], reading.images),

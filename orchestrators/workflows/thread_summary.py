@@ -9,7 +9,7 @@ from slack_sdk.errors import SlackApiError
 from orchestrators.workflows.base import WorkflowReply
 from orchestrators.workflows.summarize import chunks_of, transcript
 from tools.context import ToolContext
-from tools.read_channel import _explain, ensure_member, user_names
+from tools.read_channel import _explain, ensure_may_show, ensure_member, user_names
 from tools.registry import ToolError
 from tools.summarize import summarize
 
@@ -42,8 +42,10 @@ async def read_thread(ctx: ToolContext, channel_id: str, thread_ts: str) -> list
 
 
 async def summarize_thread(ctx: ToolContext, channel_id: str, thread_ts: str) -> WorkflowReply:
-    """Only for people in the channel; the model appears only in the summarize steps."""
+    """Only for people in the channel, shown only where everyone may read it (the privacy rule);
+    the model appears only in the summarize steps."""
     await ensure_member(ctx, channel_id, channel_id)
+    await ensure_may_show(ctx, channel_id)
     messages = await read_thread(ctx, channel_id, thread_ts)
     if not messages:
         return WorkflowReply("That thread is empty.", notes=["empty"])

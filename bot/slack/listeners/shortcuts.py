@@ -7,7 +7,6 @@ the thread obeys the same rule as /summarize: only for members of the channel.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -23,21 +22,31 @@ CALLBACK_ID = "summarize_thread"
 
 
 async def thread_summary(
-    rt: Runtime, *, team: str, channel: str, user: str, thread_ts: str, trigger: str
+    rt: Runtime,
+    *,
+    team: str,
+    channel: str,
+    user: str,
+    thread_ts: str,
+    trigger: str,
+    only_for: str | None = None,
 ) -> str:
-    """Run the thread summary as a traced run; every outcome is a sentence for the user."""
-    started = time.perf_counter()
+    """Run the thread summary as a traced run; every outcome is a sentence for the user.
+
+    `only_for`: the summary is shown to this person alone (ephemeral); the privacy check uses it.
+    """
     try:
         async with traced_run(
             rt, trigger, team=team, channel=channel, user=user, thread_ts=thread_ts, reply_thread_ts=thread_ts
         ) as run:
-            text = (await summarize_thread(run.ctx, channel, thread_ts)).text
+            run.ctx.ephemeral_to = only_for
+            reply = await summarize_thread(run.ctx, channel, thread_ts)
+            run.finish("ok", "; ".join(reply.notes) or None)
     except RunFailed as failed:
         if failed.expected:
             return f"I couldn't summarize that thread: {failed.reason}"
         return f"Sorry, summarizing that thread failed unexpectedly (reference: run {failed.run_id})."
-    log.info("run %s: thread summary in %.1f s", run.id, time.perf_counter() - started)
-    return text
+    return reply.text
 
 
 def register(app: AsyncApp, rt: Runtime) -> None:
@@ -48,7 +57,7 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         root = message.get("thread_ts") or message.get("ts") or body.get("message_ts", "")
         team = (body.get("team") or {}).get("id") or ""
         text = await thread_summary(
-            rt, team=team, channel=channel, user=user, thread_ts=root, trigger="shortcut"
+            rt, team=team, channel=channel, user=user, thread_ts=root, trigger="shortcut", only_for=user
         )
         try:
             await call(rt.slack.chat_postEphemeral, channel=channel, user=user, thread_ts=root, text=text)
