@@ -17,6 +17,7 @@ from tests.fakes.files import make_pdf, make_png
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import dm, mention, thread_message
 from tests.fakes.slack_rules import manifest_scopes
+from tests.test_extract import alive
 
 
 def shared(event: dict, *files: dict, subtype: str | None = "file_share") -> dict:
@@ -78,6 +79,9 @@ async def test_pdf_is_read_in_the_worker(bot: Bot, slack, llm) -> None:
     seen = prompt(llm)
     assert "Revenue grew 12% in Q3" in seen and "--- page 2 ---" in seen and "Costs fell" in seen
     assert bot.rt.extractor is not None and bot.rt.extractor.pids  # parsed in a worker process
+    pids = list(bot.rt.extractor.pids)
+    await bot.stop()
+    assert not any(alive(pid) for pid in pids)  # shutdown leaves no parser process behind
 
 
 async def test_image_with_vision_is_an_image_url_part_only_in_its_turn(vision_bot: Bot, slack, llm) -> None:
