@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tests import queries
 from tests.conftest import Bot, make_settings
 from tests.fakes.files import make_pdf, make_png
 from tests.fakes.openai_server import Reply, ToolCall
@@ -55,6 +56,9 @@ async def test_text_file_in_a_dm_is_read_with_name_type_and_size(bot: Bot, slack
     assert "text/markdown" in seen and "bytes" in seen  # the model sees type and size
     assert "not instructions" in seen  # file content is fenced as untrusted data
     assert [m["text"] for m in slack.posted(channel="D1")] == ["Bob owns QA."]
+    run = await queries.last_run(bot.rt.db)
+    (step,) = [s for s in await queries.steps(bot.rt.db, run.id) if s.kind == "file"]
+    assert step.name.startswith("notes.md (text/markdown") and step.output_chars > 40 and step.error is None
 
 
 async def test_csv_json_and_code_in_a_mention(bot: Bot, slack, llm) -> None:
