@@ -42,17 +42,32 @@ class RunFailed(Exception):
 
 @dataclass
 class TracedRun:
-    """The run in progress: its id, the tools' context, and the outcome to record at the end."""
+    """The run in progress: its id, the tools' context, and the outcome to record at the end.
 
-    id: int
+    The run row is inserted while the block's first model call is under way, so `id` is known
+    after `flush()` (or `ready()`), and always after the block.
+    """
+
     ctx: ToolContext
     trace: DbTrace
+    inserted: asyncio.Task[int]
     status: str = "ok"
     error: str | None = None
     fields: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def id(self) -> int:
+        if not self.inserted.done():
+            raise RuntimeError("the run row is still being written: await run.ready() first")
+        return self.inserted.result()
+
+    async def ready(self) -> int:
+        """The run's id, once its row is written (raises what the insert raised)."""
+        return await asyncio.shield(self.inserted)
+
     async def flush(self) -> None:
-        """Make every step so far durable: call it before showing the user what they produced."""
+        """Make the run and every step so far durable: call it before showing the user their result."""
+        await self.ready()
         await self.trace.flush()
 
     def finish(self, status: str = "ok", error: str | None = None, **fields: Any) -> None:
@@ -95,7 +110,7 @@ async def traced_run(
 
     Cancellation (shutdown) marks the run interrupted and propagates unchanged.
     """
-    row = await rt.db.runs.start(
+    row = rt.db.runs.new(
         trigger,
         conversation_id=conversation_id,
         team_id=team,
@@ -104,15 +119,16 @@ async def traced_run(
         user_id=user,
         model=rt.settings.openai_model if rt.llm else None,
     )
-    assert row.id is not None
-    trace = DbTrace(rt.db, row.id, on_status=on_status)
+    inserted = asyncio.get_running_loop().create_task(rt.db.runs.insert(row), name=f"start run {trigger}")
+    trace = DbTrace(rt.db, inserted, on_status=on_status)
     ctx = rt.tool_context(trace, team=team, user=user, channel=channel, thread_ts=reply_thread_ts)
-    run = TracedRun(row.id, ctx, trace)
+    run = TracedRun(ctx, trace, inserted)
 
     async def finish(status: str, error: str | None, **fields: Any) -> None:
-        await trace.settle()  # the steps still queued are written with the finish, in one go
+        run_id = await run.ready()  # a failed insert raises here: there is no row to finish
+        await trace.settle()  # the steps still queued are written with the finish
         await rt.db.runs.finish(
-            run.id,
+            run_id,
             status,
             started_at=row.started_at,
             steps=trace.take(),
@@ -129,10 +145,10 @@ async def traced_run(
     except Exception as exc:
         expected = isinstance(exc, EXPECTED)
         reason = failure_reason(exc)
+        await finish("failed", reason[:MAX_ERROR_CHARS])
         if expected:
             log.warning("run %s (%s) failed: %s", run.id, trigger, reason)
         else:
             log.exception("run %s (%s) failed", run.id, trigger)
-        await finish("failed", reason[:MAX_ERROR_CHARS])
         raise RunFailed(run.id, reason, expected=expected) from exc
     await finish(run.status, run.error, **run.fields)

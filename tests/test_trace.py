@@ -54,7 +54,7 @@ async def test_a_long_run_writes_behind_without_a_flush(db: Database, monkeypatc
 
 
 async def test_a_failed_write_raises_at_the_flush_and_keeps_the_steps(db: Database) -> None:
-    trace = DbTrace(db, run_id=999_999)  # no such run: the foreign key refuses the rows
+    trace = DbTrace(db, 999_999)  # no such run: the foreign key refuses the rows
     await trace.step("tool", "get_weather")
     with pytest.raises(IntegrityError):
         await trace.flush()
