@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from bot.runs import RunFailed, traced_run
 from bot.runtime import Runtime
+from bot.slack.approvals import SlackApprover, Where
 from orchestrators.workflows.commands import HELP_COMMANDS, help_text, parse_command
 from orchestrators.workflows.parsing import UsageError
 
@@ -17,6 +18,7 @@ class CommandReply:
 
     text: str
     ok: bool = True
+    ephemeral: bool = False  # shown only to the person who asked (the place has other readers)
     workflow: str = ""
     run_id: int | None = None
     seconds: float = 0.0
@@ -34,7 +36,9 @@ async def execute(
         return CommandReply(str(exc), ok=False)
     started = time.perf_counter()
     try:
-        async with traced_run(rt, command, team=team, channel=channel, user=user) as run:
+        where = Where(team, channel, None, user)
+        approver = (lambda run_id: SlackApprover(rt, where, run_id)) if rt.slack_available else None
+        async with traced_run(rt, command, team=team, channel=channel, user=user, approver=approver) as run:
             reply = await cmd.run(rt.agent, run.ctx, parsed)
             run.finish("ok", error="; ".join(reply.notes) or None)
     except RunFailed as failed:
@@ -45,4 +49,6 @@ async def execute(
         )
         return CommandReply(text, ok=False, workflow=cmd.workflow, run_id=failed.run_id)
     seconds = time.perf_counter() - started
-    return CommandReply(reply.text, workflow=cmd.workflow, run_id=run.id, seconds=seconds)
+    return CommandReply(
+        reply.text, ephemeral=reply.ephemeral, workflow=cmd.workflow, run_id=run.id, seconds=seconds
+    )

@@ -12,6 +12,30 @@ from tools.context import ToolSettings
 
 DEFAULT_MODEL = "gpt-5.4-mini"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/switchboard.db"
+DEFAULT_MAX_OUTPUT_TOKENS = 8_192  # bounds a runaway answer; reasoning models spend part of it thinking
+DEFAULT_CONTEXT_TOKENS = 8_192  # unknown models (a local server's default window is often this small)
+
+# Context windows of well-known models, by name prefix (after any "provider/" part); the longest
+# matching prefix wins. OPENAI_CONTEXT_TOKENS overrides it, as it must for Azure deployments and
+# for Ollama, whose window is its num_ctx setting, not the model's.
+CONTEXT_WINDOWS = {
+    "gpt-5": 400_000,
+    "gpt-4.1": 1_047_576,
+    "gpt-4o": 128_000,
+    "o3": 200_000,
+    "o4-mini": 200_000,
+    "gemini-2": 1_048_576,
+    "gemini-3": 1_048_576,
+    "llama-3.1": 131_072,
+    "llama3.1": 131_072,
+    "llama-3.3": 131_072,
+    "llama3.3": 131_072,
+    "qwen2.5": 32_768,
+    "qwen3": 40_960,
+    "mistral": 32_768,
+}
+OUTPUT_TOKENS_PARAMS = ("max_completion_tokens", "max_tokens")
+
 
 WHERE = {
     "SLACK_BOT_TOKEN": "Slack app settings > OAuth & Permissions > Bot User OAuth Token (xoxb-...)",
@@ -36,8 +60,12 @@ class Settings:
     openai_api_key: str | None = field(default=None, repr=False)
     openai_base_url: str | None = None
     openai_model: str = DEFAULT_MODEL
+    azure_endpoint: str | None = None  # AZURE_OPENAI_ENDPOINT: use AsyncAzureOpenAI
+    openai_api_version: str | None = None  # OPENAI_API_VERSION, for Azure
+    context_tokens: int = DEFAULT_CONTEXT_TOKENS
     database_url: str = DEFAULT_DATABASE_URL
     port: int = 3000
+    slack_max_body_bytes: int = 512 * 1024
     run_scheduler: bool = True
     log_level: str = "INFO"
     llm_timeout: float = 60.0
@@ -46,7 +74,14 @@ class Settings:
     agent_deadline: float = 90.0
     agent_token_budget: int = 100_000
     history_token_budget: int = 12_000
+    max_tool_calls_per_turn: int = 10
+    max_tool_calls: int = 40
+    tool_concurrency: int = 4
     stream_interval: float = 1.0
+    extract_workers: int = 2
+    openai_vision: bool = False
+    file_max_bytes: int = 10_000_000
+    file_token_budget: int = 8_000
     tools: ToolSettings = field(default_factory=ToolSettings)
 
     @property
@@ -55,7 +90,21 @@ class Settings:
 
     @property
     def llm_configured(self) -> bool:
-        return bool(self.openai_api_key or self.openai_base_url)
+        return bool(self.openai_api_key or self.openai_base_url or self.azure_endpoint)
+
+
+def context_window(model: str) -> int:
+    """The known window of `model` by name prefix, else a safe default."""
+    name = model.lower().rsplit("/", 1)[-1]
+    matches = [prefix for prefix in CONTEXT_WINDOWS if name.startswith(prefix)]
+    return CONTEXT_WINDOWS[max(matches, key=len)] if matches else DEFAULT_CONTEXT_TOKENS
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip().lower() or choices[0]
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}.")
+    return raw
 
 
 def _url(env: Mapping[str, str], name: str, default: str | None) -> str | None:
@@ -152,26 +201,49 @@ def load_settings(
     if not slack_api_url.endswith("/"):
         slack_api_url += "/"
     allow = frozenset(h.strip().lower() for h in env.get("TOOL_HTTP_ALLOW_HOSTS", "").split(",") if h.strip())
+    trusted = frozenset(
+        h.strip().lower() for h in env.get("EGRESS_TRUSTED_HOSTS", "").split(",") if h.strip()
+    )
     model = env.get("OPENAI_MODEL", "").strip() or DEFAULT_MODEL
+    if len(model) > 100:  # the run.model column
+        raise ConfigError(f"OPENAI_MODEL must be at most 100 characters, got {len(model)}.")
     tools = ToolSettings(
         open_meteo_url=_url(env, "OPEN_METEO_URL", "https://api.open-meteo.com") or "",
         open_meteo_geocoding_url=_url(env, "OPEN_METEO_GEOCODING_URL", "https://geocoding-api.open-meteo.com")
         or "",
         searxng_url=_url(env, "SEARXNG_URL", None),
         http_allow_hosts=allow,
+        egress_trusted_hosts=trusted,
+        approval_seconds=_float(env, "EGRESS_APPROVAL_SECONDS", 60.0),
         model=model,
         summarize_token_budget=_int(env, "SUMMARIZE_TOKEN_BUDGET", 200_000, 10_000, 100_000_000),
+        extract_deadline=_float(env, "EXTRACT_DEADLINE_SECONDS", 10.0),
+        max_output_tokens=_int(env, "OPENAI_MAX_OUTPUT_TOKENS", DEFAULT_MAX_OUTPUT_TOKENS, 16, 1_000_000),
+        output_tokens_param=_choice(env, "OPENAI_OUTPUT_TOKENS_PARAM", OUTPUT_TOKENS_PARAMS),
     )
+    azure_endpoint = _url(env, "AZURE_OPENAI_ENDPOINT", None)
+    api_version = env.get("OPENAI_API_VERSION", "").strip() or None
+    if azure_endpoint and not api_version:
+        raise ConfigError(
+            "AZURE_OPENAI_ENDPOINT is set but OPENAI_API_VERSION is not: set it to your Azure "
+            "OpenAI API version (e.g. 2024-10-21), or use the v1 endpoint through OPENAI_BASE_URL."
+        )
     return Settings(
         slack_bot_token=bot_token or "",
         slack_signing_secret=signing_secret,
         slack_app_token=app_token,
         slack_api_url=slack_api_url,
-        openai_api_key=env.get("OPENAI_API_KEY", "").strip() or None,
+        openai_api_key=(env.get("AZURE_OPENAI_API_KEY", "").strip() if azure_endpoint else "")
+        or env.get("OPENAI_API_KEY", "").strip()
+        or None,
         openai_base_url=_url(env, "OPENAI_BASE_URL", None),
         openai_model=model,
+        azure_endpoint=azure_endpoint,
+        openai_api_version=api_version,
+        context_tokens=_int(env, "OPENAI_CONTEXT_TOKENS", context_window(model), 1_000, 10_000_000),
         database_url=database_url(env.get("DATABASE_URL", "").strip()),
         port=_int(env, "PORT", 3000, 1, 65535),
+        slack_max_body_bytes=_int(env, "SLACK_MAX_BODY_BYTES", 512 * 1024, 16 * 1024, 64 * 1024 * 1024),
         run_scheduler=_bool(env, "RUN_SCHEDULER", True),
         log_level=(env.get("LOG_LEVEL", "").strip() or "INFO").upper(),
         llm_timeout=_float(env, "LLM_TIMEOUT", 60.0),
@@ -180,6 +252,13 @@ def load_settings(
         agent_deadline=_float(env, "AGENT_DEADLINE_SECONDS", 90.0),
         agent_token_budget=_int(env, "AGENT_TOKEN_BUDGET", 100_000, 1_000, 10_000_000),
         history_token_budget=_int(env, "HISTORY_TOKEN_BUDGET", 12_000, 500, 1_000_000),
+        max_tool_calls_per_turn=_int(env, "AGENT_MAX_TOOL_CALLS_PER_TURN", 10, 1, 100),
+        max_tool_calls=_int(env, "AGENT_MAX_TOOL_CALLS", 40, 1, 1_000),
+        tool_concurrency=_int(env, "AGENT_TOOL_CONCURRENCY", 4, 1, 64),
         stream_interval=_float(env, "STREAM_UPDATE_SECONDS", 1.0),
+        extract_workers=_int(env, "EXTRACT_WORKERS", 2, 1, 32),
+        openai_vision=_bool(env, "OPENAI_VISION", False),
+        file_max_bytes=_int(env, "FILE_MAX_BYTES", 10_000_000, 1_000, 1_000_000_000),
+        file_token_budget=_int(env, "FILE_TOKEN_BUDGET", 8_000, 100, 1_000_000),
         tools=tools,
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +18,7 @@ from slack_sdk.errors import SlackApiError
 from bot.db.trace import DbTrace, StatusSink
 from bot.runtime import Runtime
 from orchestrators.llm import AgentError
-from tools.context import ToolContext
+from tools.context import Approver, ToolContext
 from tools.registry import ToolError
 
 log = logging.getLogger(__name__)
@@ -105,10 +105,12 @@ async def traced_run(
     reply_thread_ts: str | None = None,
     conversation_id: int | None = None,
     on_status: StatusSink | None = None,
+    approver: Callable[[int], Approver] | None = None,
 ) -> AsyncIterator[TracedRun]:
     """Run the block as run `trigger`; an exception ends the run and comes out as RunFailed.
 
-    Cancellation (shutdown) marks the run interrupted and propagates unchanged.
+    Cancellation (shutdown) marks the run interrupted and propagates unchanged. `approver` makes
+    the run's approval gate from its id (the buttons name the run).
     """
     row = rt.db.runs.new(
         trigger,
@@ -120,8 +122,17 @@ async def traced_run(
         model=rt.settings.openai_model if rt.llm else None,
     )
     inserted = asyncio.get_running_loop().create_task(rt.db.runs.insert(row), name=f"start run {trigger}")
+    if approver is not None:  # the approval buttons name the run: it needs its id up front
+        await asyncio.shield(inserted)
     trace = DbTrace(rt.db, inserted, on_status=on_status)
-    ctx = rt.tool_context(trace, team=team, user=user, channel=channel, thread_ts=reply_thread_ts)
+    ctx = rt.tool_context(
+        trace,
+        team=team,
+        user=user,
+        channel=channel,
+        thread_ts=reply_thread_ts,
+        approver=approver(inserted.result()) if approver else None,
+    )
     run = TracedRun(ctx, trace, inserted)
 
     async def finish(status: str, error: str | None, **fields: Any) -> None:

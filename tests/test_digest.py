@@ -133,6 +133,7 @@ async def test_failure_is_recorded_retried_and_the_creator_told(dbot: Bot, slack
 
 async def test_a_schedule_fires_on_time(slack, llm, db_url) -> None:
     slack.add_channel("C3", "support-digest", members=("U1",))
+    slack.users["U1"]["is_admin"] = True  # only an admin may schedule more often than hourly
     harness = Bot(make_settings(slack, llm, db_url, RUN_SCHEDULER="true"), second="*")
     await harness.start()
     try:
@@ -180,6 +181,7 @@ async def test_restart_catches_up_once_and_never_twice(slack, llm, db_url) -> No
 
 async def test_two_scheduler_processes_post_each_digest_once(slack, llm, db_url) -> None:
     slack.add_channel("C3", "support-digest", members=("U1",))
+    slack.users["U1"]["is_admin"] = True  # only an admin may schedule more often than hourly
     settings = make_settings(slack, llm, db_url, RUN_SCHEDULER="true")
     first, second = Bot(settings, second="*", sync_seconds=0.2), Bot(settings, second="*", sync_seconds=0.2)
     await first.start()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
 
 from tools.context import ToolContext
+from tools.egress import guard_egress
+from tools.extract import ExtractError, extract
 from tools.netguard import Refused, guarded_get
 from tools.registry import ToolError, tool
 
@@ -26,26 +28,16 @@ class FetchedPage(BaseModel):
     truncated: bool = False
 
 
-def html_to_text(html: str) -> str:
-    """Readable text of a page (trafilatura), falling back to tag-stripped text."""
-    import trafilatura
-
-    text = trafilatura.extract(html, include_links=False, include_tables=True, favor_recall=True)
-    if text:
-        return text
-    from lxml import html as lxml_html
-
-    try:
-        return " ".join(lxml_html.fromstring(html).text_content().split())
-    except Exception:
-        return ""
+MAX_URL_CHARS = 2_000
 
 
-@tool(timeout=20, max_output_chars=TEXT_LIMIT + 1_000, status="Reading a web page…")
-async def call_api(
-    ctx: ToolContext, url: Annotated[str, Field(min_length=8, max_length=2_000)]
-) -> FetchedPage:
+# The timeout covers waiting for the user's approval (tools/egress.py) as well as the fetch.
+@tool(timeout=90, max_output_chars=TEXT_LIMIT + 1_000, status="Reading a web page…")
+async def call_api(ctx: ToolContext, url: Annotated[str, Field(min_length=8)]) -> FetchedPage:
     """GET a public JSON API or web page (http/https); pages come back as readable text."""
+    if len(url) > MAX_URL_CHARS:  # checked here: a big maxLength in the schema breaks llama.cpp
+        raise ToolError(f"the URL is {len(url)} characters long; at most {MAX_URL_CHARS} are accepted")
+    await guard_egress(ctx, "call_api", url)
     try:
         fetched = await guarded_get(
             url,
@@ -58,6 +50,7 @@ async def call_api(
         raise ToolError(f"refused: {exc}") from None
     except TimeoutError:
         raise ToolError(f"{url} took longer than {ctx.settings.fetch_timeout:g} s") from None
+    ctx.note_source(f"web:{urlsplit(fetched.final_url).hostname or ''}", public=True)
     kind = fetched.content_type.split(";")[0].strip().lower()
     page = FetchedPage(
         url=url,
@@ -76,7 +69,10 @@ async def call_api(
         except json.JSONDecodeError:
             page.text = raw[:TEXT_LIMIT]
     elif "html" in kind or raw.lstrip()[:15].lower().startswith(("<!doctype", "<html")):
-        page.text = await asyncio.to_thread(html_to_text, raw)
+        try:  # in a worker process that dies on the deadline: a hostile page cannot pin a core
+            page.text = await extract(ctx.extractor, "html", fetched.body, ctx.settings.extract_deadline)
+        except ExtractError as exc:
+            raise ToolError(f"{url}: the page could not be read: {exc}") from None
     elif kind.startswith("text/") or not kind:
         page.text = raw
     else:

@@ -1,4 +1,5 @@
-"""Reading a Slack channel for a user: only channels that user is a member of."""
+"""Reading a Slack channel for a user: only channels that user is a member of, and only for
+showing where everyone who will see the result may read that channel (tools/audience.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 from slack_sdk.errors import SlackApiError
 
+from tools.audience import ChannelFacts, may_show
 from tools.context import ToolContext
 from tools.period import PeriodError, is_period, parse_period
 from tools.registry import ToolError, tool
@@ -79,18 +81,33 @@ async def ensure_member(ctx: ToolContext, channel_id: str, name: str) -> None:
     """A user may only read channels they belong to: never a private channel through the bot."""
     if not ctx.user_id:
         raise ToolError("I don't know who is asking, so I can't check channel membership")
+    try:
+        facts = await ctx.memberships.channel(_slack(ctx), channel_id)  # paginated, cached briefly
+    except SlackApiError as exc:
+        raise ToolError(_explain(exc, name)) from None
+    if ctx.user_id not in facts.members:
+        raise ToolError(f"You are not a member of #{name}, so I can't read it for you")
+
+
+async def ensure_may_show(ctx: ToolContext, channel_id: str) -> ChannelFacts:
+    """The channel's content may appear where this run's results appear, or ToolError says why."""
     slack = _slack(ctx)
-    cursor = None
-    while True:
-        try:
-            page = await slack.conversations_members(channel=channel_id, limit=1000, cursor=cursor)
-        except SlackApiError as exc:
-            raise ToolError(_explain(exc, name)) from None
-        if ctx.user_id in page["members"]:
-            return
-        cursor = (page.get("response_metadata") or {}).get("next_cursor")
-        if not cursor:
-            raise ToolError(f"You are not a member of #{name}, so I can't read it for you")
+    try:
+        verdict = await may_show(
+            slack,
+            ctx.memberships,
+            team=ctx.team_id,
+            source=channel_id,
+            place=ctx.channel_id,
+            ephemeral_to=ctx.ephemeral_to,
+            bot_user=ctx.bot_user_id,
+        )
+        facts = await ctx.memberships.channel(slack, channel_id)
+    except SlackApiError as exc:
+        raise ToolError(_explain(exc, channel_id)) from None
+    if not verdict.allowed:
+        raise ToolError(f"Not shown here: {verdict.reason}.")
+    return facts
 
 
 def _explain(exc: SlackApiError, name: str) -> str:
@@ -172,6 +189,8 @@ async def read_channel(ctx: ToolContext, channel: str, since: str = "24h") -> Ch
     seconds = period_seconds(since)
     channel_id, name = await resolve_channel(ctx, channel)
     await ensure_member(ctx, channel_id, name)
+    facts = await ensure_may_show(ctx, channel_id)
+    ctx.note_source(f"slack:{channel_id}", public=facts.is_public)
     raw, capped = await history(ctx, channel_id, name, time.time() - seconds)
     names = await user_names(ctx, {m["user"] for m in raw if m.get("user")}, {})
     return ChannelMessages(

@@ -38,6 +38,7 @@ class ToolResult:
     error: str | None = None
     duration_ms: float = 0.0
     truncated: bool = False
+    sources: tuple[str, ...] = ()  # where the content came from ("slack:C123", "web:host")
 
 
 def to_jsonable(value: Any) -> Any:
@@ -285,12 +286,14 @@ class ToolRegistry:
             message = f"The arguments for {name} must be a JSON object, not {type(given).__name__}."
             await ctx.trace.step("tool", name, arguments=arguments[:4000], error=message)
             return failed(message)
+        call_ctx = ctx.for_call()
         try:
-            _, text = await found._invoke(ctx, given, arguments)
+            _, text = await found._invoke(call_ctx, given, arguments)
         except ToolError as exc:
             return failed(str(exc))
         truncated = len(text) > found.max_output_chars
         if truncated:
             cut = len(text) - found.max_output_chars
             text = text[: found.max_output_chars] + TRUNCATED.format(cut=cut)
-        return ToolResult(name, True, text, None, (time.perf_counter() - started) * 1000, truncated)
+        elapsed = (time.perf_counter() - started) * 1000
+        return ToolResult(name, True, text, None, elapsed, truncated, tuple(call_ctx.sources))

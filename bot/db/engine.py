@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, inspect
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 import bot.db.models  # noqa: F401  (registers every table on SQLModel.metadata)
+
+log = logging.getLogger(__name__)
 
 
 def make_engine(url: str) -> AsyncEngine:
@@ -28,15 +32,20 @@ class Database:
     """Async access to the database; one per process, shared by every listener.
 
     Queries live in one module per aggregate and are reached as `db.events`, `db.conversations`,
-    `db.runs`, `db.feedback` and `db.digests`, so a call site names what it touches.
+    `db.runs`, `db.feedback`, `db.digests`, `db.leases`, `db.turns` and `db.approvals`, so a call
+    site names what it touches.
     """
 
     def __init__(self, url: str) -> None:
+        from bot.db.approvals import Approvals
+        from bot.db.assistant_contexts import AssistantContexts
         from bot.db.conversations import Conversations
         from bot.db.digests import Digests
         from bot.db.events import Events
         from bot.db.feedback import Feedbacks
+        from bot.db.leases import Leases
         from bot.db.runs import Runs
+        from bot.db.turns import Turns
 
         self.url = url
         self.engine = make_engine(url)
@@ -45,6 +54,10 @@ class Database:
         self.runs = Runs(self)
         self.feedback = Feedbacks(self)
         self.digests = Digests(self)
+        self.assistant_contexts = AssistantContexts(self)
+        self.leases = Leases(self)
+        self.turns = Turns(self)
+        self.approvals = Approvals(self)
 
     def session(self) -> AsyncSession:
         return AsyncSession(self.engine, expire_on_commit=False)
@@ -66,3 +79,31 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def fit_lengths(table: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """`values` with every string longer than its column cut (and logged), for Core writes too.
+
+    SQLite ignores VARCHAR lengths, Postgres refuses the row: without this a long value (a cron
+    expression, a model name, a model-chosen id) works in tests and kills the command in production.
+    Values are checked where they enter; this is the net under those checks.
+    """
+    out = dict(values)
+    for key, value in values.items():
+        column = table.c.get(key)
+        length = getattr(column.type, "length", None) if column is not None else None
+        if length and isinstance(value, str) and len(value) > length:
+            log.warning("%s.%s: %d characters cut to %d", table.name, key, len(value), length)
+            out[key] = value[: length - 1] + "…"
+    return out
+
+
+@event.listens_for(Session, "before_flush")
+def _fit_column_lengths(session: Session, _context: Any, _instances: Any) -> None:
+    """The same net for ORM writes."""
+    for obj in [*session.new, *session.dirty]:
+        mapper = inspect(obj).mapper
+        values = {c.key: getattr(obj, c.key, None) for c in mapper.columns}
+        for key, value in fit_lengths(mapper.local_table, values).items():
+            if value is not values[key]:
+                setattr(obj, key, value)

@@ -29,6 +29,18 @@ class Conversation(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
+class AssistantContext(SQLModel, table=True):
+    """The channel a user is viewing beside an assistant thread ("this channel" in the panel)."""
+
+    __table_args__ = (UniqueConstraint("channel_id", "thread_ts"),)
+    id: int | None = Field(default=None, primary_key=True)
+    channel_id: str = Field(max_length=32)  # the assistant thread's DM
+    thread_ts: str = Field(max_length=32)
+    viewed_channel_id: str = Field(max_length=32)
+    team_id: str | None = Field(default=None, max_length=32)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
 class Message(SQLModel, table=True):
     """One chat message in a conversation, in the shape the Chat Completions API wants back."""
 
@@ -119,3 +131,51 @@ class DigestClaim(SQLModel, table=True):
     fire_time: datetime
     claimed_at: datetime = Field(default_factory=utcnow)
     status: str = Field(default="claimed", max_length=16)
+
+
+class Lease(SQLModel, table=True):
+    """Work held by one owner until `expires_at`; an expired lease may be taken over.
+
+    Times are Unix seconds (float) so comparisons mean the same on SQLite and Postgres.
+    """
+
+    key: str = Field(primary_key=True, max_length=200)
+    owner: str = Field(max_length=200)
+    expires_at: float
+    acquired_at: float
+
+
+class QueuedTurn(SQLModel, table=True):
+    """A message waiting for its conversation's turn; answered one at a time in arrival (id) order."""
+
+    __table_args__ = (UniqueConstraint("conversation_id", "slack_ts"),)
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(index=True)
+    slack_ts: str = Field(max_length=32)
+    turn: str  # JSON of bot.slack.conversation.Turn
+    state: str = Field(default="pending", max_length=16)  # pending running done failed interrupted
+    created_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+
+class Approval(SQLModel, table=True):
+    """A question put to one person (e.g. "may this run send data to example.com?") and its answer.
+
+    Kept in the database so a click on any process decides it, and so a parked run could be
+    resumed from it. Times are Unix seconds, like Lease.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int | None = Field(default=None, index=True)
+    kind: str = Field(max_length=32)  # egress | (later) mcp_write ...
+    summary: str  # what the person is asked, in their words
+    detail: str = "{}"  # JSON the asker needs to act on the answer (tool, host, url, sources)
+    team_id: str | None = Field(default=None, max_length=32)
+    channel_id: str | None = Field(default=None, max_length=32)
+    thread_ts: str | None = Field(default=None, max_length=32)
+    requester_id: str = Field(max_length=32)  # the only person who may decide
+    state: str = Field(default="pending", max_length=16)  # pending approved denied expired
+    decided_by: str | None = Field(default=None, max_length=32)
+    decided_at: float | None = None
+    expires_at: float
+    created_at: float

@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 
+from bot.db.engine import fit_lengths
 from bot.db.models import Run, Step, utcnow
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ STEPS = Step.__table__  # type: ignore[attr-defined]
 def step_rows(run_id: int, steps: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows for a Core insert: Core knows no pydantic default factories, so fill them here."""
     now = utcnow()
-    return [{"run_id": run_id, "created_at": now, **row} for row in steps]
+    return [fit_lengths(STEPS, {"run_id": run_id, "created_at": now, **row}) for row in steps]
 
 
 class Runs:
@@ -64,7 +65,7 @@ class Runs:
         return Run(trigger=trigger, **fields)
 
     async def insert(self, run: Run) -> int:
-        values = run.model_dump(exclude={"id"})
+        values = fit_lengths(RUNS, run.model_dump(exclude={"id"}))
         run_id: int = (await self._write(insert(RUNS).values(values).returning(RUNS.c.id))).scalar_one()
         run.id = run_id
         self.started.add(run_id)
@@ -98,7 +99,9 @@ class Runs:
         await self._write(
             update(RUNS)
             .where(RUNS.c.id == run_id)
-            .values(status=status, finished_at=finished_at, duration_ms=duration_ms, **fields)
+            .values(
+                status=status, finished_at=finished_at, duration_ms=duration_ms, **fit_lengths(RUNS, fields)
+            )
         )
 
     async def interrupt_running(self, error: str = "interrupted by shutdown") -> int:
@@ -121,3 +124,9 @@ class Runs:
 
     async def add_step(self, run_id: int, **fields: Any) -> None:
         await self.add_steps(run_id, [fields])
+
+    async def recent(self, user_id: str, limit: int = 5) -> list[Run]:
+        """A user's newest runs, newest first (the Home tab lists them)."""
+        async with self.db.session() as s:
+            q = select(Run).where(col(Run.user_id) == user_id).order_by(col(Run.id).desc()).limit(limit)
+            return list((await s.execute(q)).scalars().all())

@@ -15,8 +15,10 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from slack_sdk.errors import SlackApiError
 
+from bot.db.digests import PAUSED
 from bot.db.models import DigestSchedule
-from bot.digests.grammar import canonical, make_trigger, period_of, previous_fire_time
+from bot.digests.grammar import canonical, fires, make_trigger, period_of, previous_fire_time
+from bot.digests.permissions import why_not_post
 from bot.runs import RunFailed, traced_run
 from bot.runtime import Runtime
 from bot.slack.render import post_answer
@@ -53,7 +55,9 @@ class DigestScheduler:
 
     async def sync(self) -> None:
         """Make the jobs match the table: added, changed and removed schedules."""
-        schedules = {s.id: s for s in await self.rt.db.digests.all() if s.id is not None}
+        schedules = {
+            s.id: s for s in await self.rt.db.digests.all() if s.id is not None and s.last_status != PAUSED
+        }
         for sid in set(self._known) - set(schedules):
             self._remove_job(sid)
         for sid, s in schedules.items():
@@ -62,6 +66,12 @@ class DigestScheduler:
 
     def _add_job(self, schedule: DigestSchedule) -> None:
         assert schedule.id is not None
+        if not fires(schedule.cron, schedule.timezone, datetime.now(UTC), self.second):
+            # Stored before schedules were checked: APScheduler would search for it for seconds.
+            log.warning("digest %s never fires (%r); not scheduled", schedule.id, schedule.cron)
+            self._remove_job(schedule.id)
+            self._known[schedule.id] = (schedule.cron, schedule.timezone)
+            return
         trigger = make_trigger(schedule.cron, schedule.timezone, self.second)
         self.scheduler.add_job(
             self._fire,
@@ -109,6 +119,18 @@ class DigestScheduler:
     async def run(self, schedule: DigestSchedule, fire_time: datetime, *, manual: bool = False) -> str:
         """Claim, summarize, post; retried once; the creator hears about repeated failure."""
         assert schedule.id is not None
+        if schedule.last_status == PAUSED:
+            return "paused"
+        why = await why_not_post(
+            self.rt,
+            team=schedule.team_id,
+            creator=schedule.creator_id,
+            source=schedule.source_channel_id,
+            target=schedule.channel_id,
+        )
+        if why:
+            await self._pause(schedule, why)
+            return f"paused ({why})"
         if not await self.rt.db.digests.claim(schedule.id, fire_time):
             return "already posted"
         outcome = "failed"
@@ -170,6 +192,26 @@ class DigestScheduler:
             await run.flush()  # the trace behind the digest is durable before it is posted
             await post_answer(self.rt.slack, schedule.channel_id, None, text, [footer])
         return "posted"
+
+    async def _pause(self, schedule: DigestSchedule, why: str) -> None:
+        """Stop a schedule that may no longer post, and tell its creator why and what to do."""
+        assert schedule.id is not None
+        log.warning("digest %s paused: %s", schedule.id, why)
+        await self.rt.db.digests.pause(schedule.id, why)
+        self._remove_job(schedule.id)
+        await self._dm(
+            schedule.creator_id,
+            f"Your digest {schedule.id} of <#{schedule.source_channel_id}> into <#{schedule.channel_id}> "
+            f"is paused and posts nothing: {why}. Remove it with `/digest remove {schedule.id}` "
+            "and set up one that fits.",
+        )
+
+    async def _dm(self, user: str, text: str) -> None:
+        try:
+            dm = (await self.rt.slack.conversations_open(users=user))["channel"]["id"]
+            await self.rt.slack.chat_postMessage(channel=dm, text=text)
+        except SlackApiError:
+            log.exception("could not send a DM to %s", user)
 
     async def _tell_creator(self, schedule: DigestSchedule, error: str) -> None:
         """A schedule that keeps failing (say, the bot was removed) tells its creator by DM."""

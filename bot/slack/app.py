@@ -8,7 +8,8 @@ from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 
 from bot.runtime import Runtime
-from bot.slack.listeners import assistant, commands, digest, feedback, messages
+from bot.slack.front_door import events_handler, validate_payload
+from bot.slack.listeners import approvals, assistant, commands, digest, feedback, home, messages, shortcuts
 
 log = logging.getLogger(__name__)
 
@@ -22,17 +23,25 @@ def build_app(rt: Runtime) -> AsyncApp:
         # milliseconds; in exchange every piece of work is tracked (tests, graceful shutdown).
         process_before_response=True,
     )
+    app.middleware(validate_payload)  # Socket Mode payloads; HTTP ones are checked at the front door
     assistant.register(app, rt)  # before messages: it takes DM threads (assistant threads)
     messages.register(app, rt)
     feedback.register(app, rt)
+    approvals.register(app, rt)
     commands.register(app, rt)
     digest.register(app, rt)
+    home.register(app, rt)
+    shortcuts.register(app, rt)
     return app
 
 
 def build_web_app(app: AsyncApp, rt: Runtime) -> web.Application:
     """Slack requests at POST /slack/events, readiness at GET /healthz."""
-    web_app = app.web_app(path="/slack/events")
+    limit = rt.settings.slack_max_body_bytes
+    web_app = web.Application(client_max_size=limit)
+    web_app.router.add_post(
+        "/slack/events", events_handler(app, rt.settings.slack_signing_secret or "", limit)
+    )
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "in_flight": len(rt.tasks)})

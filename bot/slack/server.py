@@ -15,6 +15,7 @@ from bot.config import Settings
 from bot.digests.scheduler import DigestScheduler
 from bot.runtime import Runtime, create_runtime
 from bot.slack.app import build_app, build_web_app, identify
+from bot.slack.turns import resume_waiting
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ async def start_http(
     """Serve Slack's requests at POST /slack/events; port 0 picks a free one (tests)."""
     app = build_app(rt)
     await identify(rt)
+    await resume_waiting(rt)
     await start_scheduler(rt, **scheduler_options)
     runner = web.AppRunner(build_web_app(app, rt), access_log=None, shutdown_timeout=5)
     await runner.setup()
@@ -94,6 +96,7 @@ async def start_socket_mode(rt: Runtime, **scheduler_options: Any) -> Running:
 
     app = build_app(rt)
     await identify(rt)
+    await resume_waiting(rt)
     await start_scheduler(rt, **scheduler_options)
     handler = AsyncSocketModeHandler(app, rt.settings.slack_app_token)
     await handler.connect_async()

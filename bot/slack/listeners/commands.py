@@ -10,7 +10,8 @@ from slack_sdk.errors import SlackApiError
 
 from bot.commands import CommandReply, execute
 from bot.runtime import Runtime
-from bot.slack.render import post_answer
+from bot.slack.listeners.shortcuts import thread_summary
+from bot.slack.render import markdown_messages, post_answer
 from orchestrators.workflows.commands import COMMANDS, HELP_COMMANDS, help_text, parse_command
 from orchestrators.workflows.parsing import ASK_USAGE, UsageError, parse_question
 
@@ -36,6 +37,10 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         if not reply.ok:
             await respond(response_type="ephemeral", text=reply.text, replace_original=False)
             return
+        if reply.ephemeral:  # the result may not be shown to everyone in this channel
+            for message in markdown_messages(reply.text, [footer(command, reply)]):
+                await respond(response_type="ephemeral", replace_original=False, **message)
+            return
         try:
             stamps = await post_answer(rt.slack, channel, None, reply.text, [footer(command, reply)])
         except SlackApiError as exc:
@@ -51,8 +56,25 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         if command == "/ask" and reply.run_id is not None:
             await _remember_ask(rt, body, stamps[0], reply)
 
+    async def summarize_this_thread(body: dict[str, Any]) -> None:
+        channel, thread = body["channel_id"], body["thread_ts"]
+        text = await thread_summary(
+            rt,
+            team=body.get("team_id", ""),
+            channel=channel,
+            user=body["user_id"],
+            thread_ts=thread,
+            trigger="/summarize",
+        )
+        await post_answer(rt.slack, channel, thread, text, None)
+
     async def on_command(ack: Any, body: dict[str, Any], respond: Any) -> None:
         command = body["command"]
+        if command == "/summarize" and body.get("thread_ts") and not body.get("text", "").strip():
+            # Used inside a thread (Slack includes thread_ts then): summarize that thread, there.
+            await ack(response_type="ephemeral", text="Working on it… (`summarize_thread`)")
+            rt.tasks.spawn(summarize_this_thread(body), name=f"/summarize thread {body['thread_ts']}")
+            return
         if command in HELP_COMMANDS:
             await ack(response_type="ephemeral", text=help_text())
             return
