@@ -17,6 +17,7 @@ from sqlalchemy import Executable, insert, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
+from sqlmodel import select as select_models
 
 from bot.db.engine import fit_lengths
 from bot.db.models import Run, Step, utcnow
@@ -128,5 +129,10 @@ class Runs:
     async def recent(self, user_id: str, limit: int = 5) -> list[Run]:
         """A user's newest runs, newest first (the Home tab lists them)."""
         async with self.db.session() as s:
-            q = select(Run).where(col(Run.user_id) == user_id).order_by(col(Run.id).desc()).limit(limit)
-            return list((await s.execute(q)).scalars().all())
+            q = (
+                select_models(Run)
+                .where(col(Run.user_id) == user_id)
+                .order_by(col(Run.id).desc())
+                .limit(limit)
+            )
+            return list((await s.exec(q)).all())
