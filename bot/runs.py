@@ -18,7 +18,7 @@ from slack_sdk.errors import SlackApiError
 from bot.db.trace import DbTrace, StatusSink
 from bot.runtime import Runtime
 from orchestrators.llm import AgentError
-from tools.context import Approver, ToolContext
+from tools.context import ApprovalDecision, Approver, ToolContext
 from tools.registry import ToolError
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,22 @@ class TracedRun:
         self.status, self.error, self.fields = status, error, fields
 
 
+class _ApproverOnceInserted:
+    """The run's approver, made when first asked (its buttons name the run, so the row must exist)."""
+
+    def __init__(self, make: Callable[[int], Approver], inserted: asyncio.Task[int]) -> None:
+        self._make, self._inserted = make, inserted
+        self._made: Approver | None = None
+
+    async def approve(
+        self, ctx: ToolContext, *, tool: str, host: str, url: str, sources: list[str]
+    ) -> ApprovalDecision:
+        run_id = await asyncio.shield(self._inserted)
+        if self._made is None:  # one approver per run: it asks one question at a time
+            self._made = self._make(run_id)
+        return await self._made.approve(ctx, tool=tool, host=host, url=url, sources=sources)
+
+
 def failure_reason(exc: BaseException) -> str:
     """The error text for the run row (and, for an expected failure, for the user)."""
     if isinstance(exc, SlackApiError) and exc.response is not None:
@@ -122,8 +138,6 @@ async def traced_run(
         model=rt.settings.openai_model if rt.llm else None,
     )
     inserted = asyncio.get_running_loop().create_task(rt.db.runs.insert(row), name=f"start run {trigger}")
-    if approver is not None:  # the approval buttons name the run: it needs its id up front
-        await asyncio.shield(inserted)
     trace = DbTrace(rt.db, inserted, on_status=on_status)
     ctx = rt.tool_context(
         trace,
@@ -131,7 +145,7 @@ async def traced_run(
         user=user,
         channel=channel,
         thread_ts=reply_thread_ts,
-        approver=approver(inserted.result()) if approver else None,
+        approver=_ApproverOnceInserted(approver, inserted) if approver else None,
     )
     run = TracedRun(ctx, trace, inserted)
 
