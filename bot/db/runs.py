@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select, update
 from sqlmodel import col
+from sqlmodel import select as select_models
 
 from bot.db.engine import fit_lengths
 from bot.db.models import Run, Step, utcnow
@@ -101,3 +102,14 @@ class Runs:
 
     async def add_step(self, run_id: int, **fields: Any) -> None:
         await self.add_steps(run_id, [fields])
+
+    async def recent(self, user_id: str, limit: int = 5) -> list[Run]:
+        """A user's newest runs, newest first (the Home tab lists them)."""
+        async with self.db.session() as s:
+            q = (
+                select_models(Run)
+                .where(col(Run.user_id) == user_id)
+                .order_by(col(Run.id).desc())
+                .limit(limit)
+            )
+            return list((await s.exec(q)).all())
