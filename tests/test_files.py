@@ -12,11 +12,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tests import queries
 from tests.conftest import Bot, make_settings
 from tests.fakes.files import make_pdf, make_png
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import dm, mention, thread_message
 from tests.fakes.slack_rules import manifest_scopes
+from tests.test_extract import alive
 
 
 def shared(event: dict, *files: dict, subtype: str | None = "file_share") -> dict:
@@ -54,6 +56,9 @@ async def test_text_file_in_a_dm_is_read_with_name_type_and_size(bot: Bot, slack
     assert "text/markdown" in seen and "bytes" in seen  # the model sees type and size
     assert "not instructions" in seen  # file content is fenced as untrusted data
     assert [m["text"] for m in slack.posted(channel="D1")] == ["Bob owns QA."]
+    run = await queries.last_run(bot.rt.db)
+    (step,) = [s for s in await queries.steps(bot.rt.db, run.id) if s.kind == "file"]
+    assert step.name.startswith("notes.md (text/markdown") and step.output_chars > 40 and step.error is None
 
 
 async def test_csv_json_and_code_in_a_mention(bot: Bot, slack, llm) -> None:
@@ -78,6 +83,9 @@ async def test_pdf_is_read_in_the_worker(bot: Bot, slack, llm) -> None:
     seen = prompt(llm)
     assert "Revenue grew 12% in Q3" in seen and "--- page 2 ---" in seen and "Costs fell" in seen
     assert bot.rt.extractor is not None and bot.rt.extractor.pids  # parsed in a worker process
+    pids = list(bot.rt.extractor.pids)
+    await bot.stop()
+    assert not any(alive(pid) for pid in pids)  # shutdown leaves no parser process behind
 
 
 async def test_image_with_vision_is_an_image_url_part_only_in_its_turn(vision_bot: Bot, slack, llm) -> None:

@@ -12,7 +12,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from tests.fakes.slack_api import FakeSlack
-from tests.fakes.slack_rules import manifest_scopes, needed_scopes
+from tests.fakes.slack_rules import manifest_scopes, needed_scopes, shape_errors
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "tests" / "fixtures" / "slack" / "manifest.schema.1.0.0.json"
@@ -90,3 +90,18 @@ async def test_the_fake_refuses_a_scope_the_manifest_lacks() -> None:
             assert exc.response["needed"] == "groups:history"
         fake.add_channel("C9", "open", members=("U1",))
         assert (await client.conversations_history(channel="C9"))["ok"]  # channels:history is still there
+
+
+def test_answers_are_checked_against_slacks_captures() -> None:
+    """The fake may only answer with fields Slack's own capture of the method has."""
+    assert (
+        shape_errors("chat.update", {"ok": True, "channel": "C1", "ts": "1.2", "message": {"text": "x"}})
+        == []
+    )
+    assert shape_errors("chat.update", {"ok": True, "message": {"ts": "1.2", "invented": 1}}) == [
+        "chat.update: /message/invented",
+        "chat.update: /message/ts",  # Slack's chat.update answer has no message.ts
+    ]
+    assert shape_errors("chat.stopStream", {"ok": True, "message": {}}) == ["chat.stopStream: /message"]
+    im = {"ok": True, "channel": {"id": "D1", "is_im": True, "user": "U1"}}
+    assert shape_errors("conversations.info", im) == []  # `user` as in conversations.open's capture

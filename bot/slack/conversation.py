@@ -11,7 +11,14 @@ from typing import Any
 from bot.runs import RunFailed, traced_run
 from bot.runtime import Runtime
 from bot.slack.approvals import SlackApprover, Where
-from bot.slack.files import content_parts, note_private_files, read_message_files, tell_problems, with_files
+from bot.slack.files import (
+    content_parts,
+    note_private_files,
+    read_message_files,
+    tell_problems,
+    trace_files,
+    with_files,
+)
 from bot.slack.render import feedback_blocks
 from bot.slack.surface import AnswerSurface
 
@@ -84,6 +91,7 @@ async def answer(rt: Runtime, turn: Turn) -> None:
             await surface.begin()
             history = await rt.db.conversations.history(convo.id)
             await note_private_files(rt, run.ctx, turn.channel, history)
+            await trace_files(run.ctx, reading)
             if reading is not None and reading.images and history and history[-1].get("role") == "user":
                 # Images ride with this turn only; the stored history keeps names, not bytes.
                 history[-1] = {

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -104,6 +105,7 @@ class FileReading:
     images: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     readable: int = 0  # files whose content reached the model
+    steps: list[dict[str, Any]] = field(default_factory=list)  # one trace step per file
 
     def notice(self) -> str:
         return "\n".join(f"• {p}" for p in self.problems)
@@ -183,6 +185,12 @@ async def read_files(
     parts: list[str] = []
     budget = limits.token_budget * CHARS_PER_TOKEN  # characters left for file text
     for f in (SharedFile.of(r) for r in raw_files if isinstance(r, dict)):
+        started = time.perf_counter()
+
+        def record(chars: int, error: str | None = None, f: SharedFile = f, started: float = started) -> None:
+            ms = (time.perf_counter() - started) * 1000
+            out.steps.append({"name": f.label(), "output_chars": chars, "error": error, "duration_ms": ms})
+
         try:
             if f.mode in ("tombstone", "hidden_by_limit") or f.mode == "external":
                 raise FileError(f"{f.name}: Slack does not let apps read it ({f.mode.replace('_', ' ')})")
@@ -208,6 +216,7 @@ async def read_files(
                 )
                 parts.append(fence(f, "(the image is attached to this message)"))
                 out.readable += 1
+                record(len(encoded))
                 continue
             try:
                 body = (
@@ -227,7 +236,9 @@ async def read_files(
             budget -= len(body)
             parts.append(fence(f, body, note))
             out.readable += 1
+            record(len(body), note or None)
         except FileError as exc:
+            record(0, str(exc))
             out.problems.append(str(exc))
             parts.append(fence(f, f"(not readable: {exc})"))
     if parts:
@@ -279,6 +290,12 @@ async def read_message_files(rt: Runtime, files: list[dict[str, Any]]) -> FileRe
         limits=limits,
         extractor=rt.extractor,
     )
+
+
+async def trace_files(ctx: ToolContext, reading: FileReading | None) -> None:
+    """Each shared file becomes a step of the run that answers it (kind "file")."""
+    for step in reading.steps if reading is not None else []:
+        await ctx.trace.step("file", **step)
 
 
 async def tell_problems(rt: Runtime, channel: str, thread_ts: str | None, reading: FileReading) -> None:

@@ -20,8 +20,8 @@ from tests.fakes.server import FakeServer
 from tests.fakes.slack_chat import ChatMethods
 from tests.fakes.slack_files import FileMethods
 from tests.fakes.slack_rules import LIST_TYPES, manifest_scopes, needed_scopes, shape_errors
+from tests.fakes.slack_socket import SocketMode
 from tests.fakes.slack_workspace import (
-    APP_ID,
     BLOCK_LIMIT,
     BOT_USER,
     MARKDOWN_LIMIT,
@@ -65,7 +65,7 @@ def _flag(value: Any) -> bool:
     return str(value).lower() in ("1", "true")
 
 
-class FakeSlack(FakeServer, FileMethods, ChatMethods):
+class FakeSlack(FakeServer, SocketMode, FileMethods, ChatMethods):
     """POST|GET /api/{method}; state in `users` and `channels`; every call lands in `calls`."""
 
     def __init__(self, scopes: frozenset[str] | None = None) -> None:
@@ -315,36 +315,6 @@ class FakeSlack(FakeServer, FileMethods, ChatMethods):
         if user is None:
             raise SlackFault("user_not_found")
         return {"user": user}
-
-    # --- Socket Mode --------------------------------------------------------------------------
-    def m_apps_connections_open(self, p: Params) -> Params:
-        return {"url": f"ws://127.0.0.1:{self.port}/socket"}
-
-    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(autoping=True)
-        await ws.prepare(request)
-        self.sockets.append(ws)
-        await ws.send_json({"type": "hello", "num_connections": 1, "connection_info": {"app_id": APP_ID}})
-        async for message in ws:
-            if message.type == web.WSMsgType.TEXT:
-                self.socket_acks.append(json.loads(message.data))
-        return ws
-
-    async def socket_send(self, body: dict[str, Any], kind: str = "events_api", retry: int = 0) -> str:
-        """Deliver a payload over Socket Mode the way Slack does; returns its envelope id."""
-        envelope_id = f"env-{len(self.socket_acks)}-{self.next_ts()}"
-        await self.wait_for(lambda: self.sockets, what="a Socket Mode connection")
-        await self.sockets[-1].send_json(
-            {
-                "envelope_id": envelope_id,
-                "type": kind,
-                "payload": body,
-                "accepts_response_payload": False,
-                "retry_attempt": retry,
-                "retry_reason": "timeout" if retry else "",
-            }
-        )
-        return envelope_id
 
 
 def _public(message: dict[str, Any]) -> dict[str, Any]:
