@@ -18,7 +18,7 @@ from slack_sdk.errors import SlackApiError
 from bot.db.trace import DbTrace, StatusSink
 from bot.runtime import Runtime
 from orchestrators.llm import AgentError
-from tools.context import Approvals, Approver, ToolContext
+from tools.context import ApprovalDecision, Approvals, Approver, ToolContext
 from tools.registry import ToolError
 
 log = logging.getLogger(__name__)
@@ -42,22 +42,67 @@ class RunFailed(Exception):
 
 @dataclass
 class TracedRun:
-    """The run in progress: its id, the tools' context, and the outcome to record at the end."""
+    """The run in progress: its id, the tools' context, and the outcome to record at the end.
 
-    id: int
+    The run row is inserted while the block's first model call is under way, so `id` is known
+    after `flush()` (or `ready()`), and always after the block.
+    """
+
     ctx: ToolContext
     trace: DbTrace
+    inserted: asyncio.Task[int]
     status: str = "ok"
     error: str | None = None
     fields: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def id(self) -> int:
+        if not self.inserted.done():
+            raise RuntimeError("the run row is still being written: await run.ready() first")
+        return self.inserted.result()
+
+    async def ready(self) -> int:
+        """The run's id, once its row is written (raises what the insert raised)."""
+        return await asyncio.shield(self.inserted)
+
     async def flush(self) -> None:
-        """Make every step so far durable: call it before showing the user what they produced."""
+        """Make the run and every step so far durable: call it before showing the user their result."""
+        await self.ready()
         await self.trace.flush()
 
     def finish(self, status: str = "ok", error: str | None = None, **fields: Any) -> None:
         """Set what the run row says when the block ends (without an exception)."""
         self.status, self.error, self.fields = status, error, fields
+
+
+class _ApproverOnceInserted:
+    """The run's approver, made when first asked (its buttons name the run, so the row must exist)."""
+
+    def __init__(self, make: Callable[[int], Approver], inserted: asyncio.Task[int]) -> None:
+        self._make, self._inserted = make, inserted
+        self._made: Approver | None = None
+
+    async def approve(
+        self, ctx: ToolContext, *, tool: str, host: str, url: str, sources: list[str]
+    ) -> ApprovalDecision:
+        run_id = await asyncio.shield(self._inserted)
+        if self._made is None:  # one approver per run: it asks one question at a time
+            self._made = self._make(run_id)
+        return await self._made.approve(ctx, tool=tool, host=host, url=url, sources=sources)
+
+
+class _ApprovalsOnceInserted:
+    """The run's gate for write calls, made when first asked (the parked call names the run)."""
+
+    def __init__(self, make: Callable[[int], Approvals], inserted: asyncio.Task[int]) -> None:
+        self._make, self._inserted = make, inserted
+        self._made: Approvals | None = None
+
+    async def __call__(self, tool: str, arguments: dict[str, Any]) -> str | None:
+        run_id = await asyncio.shield(self._inserted)
+        if self._made is None:
+            self._made = self._make(run_id)
+        return await self._made(tool, arguments)
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -101,7 +146,7 @@ async def traced_run(
     gate of write calls. `model` is the channel's model (the default when None).
     """
     model = (model or rt.settings.openai_model) if rt.llm else None
-    row = await rt.db.runs.start(
+    row = rt.db.runs.new(
         trigger,
         conversation_id=conversation_id,
         team_id=team,
@@ -110,24 +155,25 @@ async def traced_run(
         user_id=user,
         model=model,
     )
-    assert row.id is not None
-    trace = DbTrace(rt.db, row.id, on_status=on_status)
+    inserted = asyncio.get_running_loop().create_task(rt.db.runs.insert(row), name=f"start run {trigger}")
+    trace = DbTrace(rt.db, inserted, on_status=on_status)
     ctx = rt.tool_context(
         trace,
         team=team,
         user=user,
         channel=channel,
         thread_ts=reply_thread_ts,
-        approver=approver(row.id) if approver else None,
+        approver=_ApproverOnceInserted(approver, inserted) if approver else None,
         model=model,
     )
-    ctx.approvals = approvals(row.id) if approvals else None
-    run = TracedRun(row.id, ctx, trace)
+    ctx.approvals = _ApprovalsOnceInserted(approvals, inserted) if approvals else None
+    run = TracedRun(ctx, trace, inserted)
 
     async def finish(status: str, error: str | None, **fields: Any) -> None:
-        await trace.settle()  # the steps still queued are written with the finish, in one go
+        run_id = await run.ready()  # a failed insert raises here: there is no row to finish
+        await trace.settle()  # the steps still queued are written with the finish
         await rt.db.runs.finish(
-            run.id,
+            run_id,
             status,
             started_at=row.started_at,
             model=model or "",
@@ -145,10 +191,10 @@ async def traced_run(
     except Exception as exc:
         expected = isinstance(exc, EXPECTED)
         reason = failure_reason(exc)
+        await finish("failed", reason[:MAX_ERROR_CHARS])
         if expected:
             log.warning("run %s (%s) failed: %s", run.id, trigger, reason)
         else:
             log.exception("run %s (%s) failed", run.id, trigger)
-        await finish("failed", reason[:MAX_ERROR_CHARS])
         raise RunFailed(run.id, reason, expected=expected) from exc
     await finish(run.status, run.error, **run.fields)

@@ -24,6 +24,7 @@ WITHHELD = (
 def wrap_output(name: str, content: str, sources: Sequence[str] = ()) -> str:
     """Delimit tool output so the model can tell data from instructions, even hostile data."""
     safe = content.replace("</tool_output", "<\\/tool_output")
+    name = re.sub(r'[\s"<>]', "", name)  # a model-chosen (unknown) name must not reshape the tag
     clean = [re.sub(r'[\s"<>]', "", s) for s in sources]
     attrs = f' sources="{" ".join(c for c in clean if c)}"' if any(clean) else ""
     return f'<tool_output tool="{name}"{attrs}>\n{safe}\n</tool_output>'

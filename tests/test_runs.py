@@ -89,7 +89,7 @@ async def test_cancellation_marks_the_run_interrupted_and_propagates(rt: Runtime
 
     async def work() -> None:
         async with traced_run(rt, "/research", **WHERE) as run:
-            ids.append(run.id)
+            ids.append(await run.ready())
             entered.set()
             await asyncio.sleep(60)
 

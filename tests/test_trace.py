@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 from collections.abc import AsyncIterator
+from contextlib import closing
+from typing import Any
 
 import pytest
 from sqlalchemy.exc import IntegrityError
@@ -12,6 +16,9 @@ from bot.db import Database
 from bot.db import trace as trace_module
 from bot.db.trace import DbTrace
 from tests import queries
+from tests.conftest import Bot, make_settings
+from tests.fakes.openai_server import Reply, ToolCall
+from tests.fakes.slack_requests import mention
 
 
 @pytest.fixture
@@ -54,8 +61,44 @@ async def test_a_long_run_writes_behind_without_a_flush(db: Database, monkeypatc
 
 
 async def test_a_failed_write_raises_at_the_flush_and_keeps_the_steps(db: Database) -> None:
-    trace = DbTrace(db, run_id=999_999)  # no such run: the foreign key refuses the rows
+    trace = DbTrace(db, 999_999)  # no such run: the foreign key refuses the rows
     await trace.step("tool", "get_weather")
     with pytest.raises(IntegrityError):
         await trace.flush()
     assert [row["name"] for row in trace.take()] == ["get_weather"]
+
+
+async def test_an_answer_reaches_slack_only_after_its_steps_are_written(slack, llm, db_url, weather) -> None:
+    """The write-behind trace is flushed before the answer is posted: what the user sees is on file."""
+    harness = Bot(
+        make_settings(slack, llm, db_url, OPEN_METEO_URL=weather.url, OPEN_METEO_GEOCODING_URL=weather.url)
+    )
+    await harness.start()
+    path = db_url.split(":///", 1)[1]
+    seen: list[tuple[str, str, int]] = []
+
+    def counting(name: str) -> None:
+        original = getattr(slack, name)
+
+        def handler(params: dict[str, Any]) -> dict[str, Any]:
+            with closing(sqlite3.connect(path)) as conn:  # another reader, as an operator would be
+                (steps,) = conn.execute("SELECT count(*) FROM step").fetchone()
+            seen.append((name, json.dumps(params), steps))
+            return original(params)
+
+        setattr(slack, name, handler)  # the fake looks its handlers up per request
+
+    for name in ("m_chat_postMessage", "m_chat_update", "m_chat_stopStream", "m_chat_appendStream"):
+        counting(name)
+    try:
+        llm.script(
+            Reply(tool_calls=[ToolCall("get_weather", {"location": "Karachi"})]),
+            Reply(content="Sunny in Karachi all day."),
+        )
+        await harness.event(mention("<@UBOT> weather in Karachi?", ts="50.1"))
+        await harness.idle()
+    finally:
+        await harness.close()
+    # model, get_weather with its geocode and get_forecast, model: all written by the final post
+    last = [steps for _, params, steps in seen if "Sunny in Karachi all day." in params][-1]
+    assert last == 5

@@ -141,3 +141,14 @@ async def test_messages_queued_long_before_a_restart_are_not_answered_stale(bot:
     async with bot.rt.db.session() as s:
         states = [t.state for t in (await s.exec(select(QueuedTurn).order_by(QueuedTurn.id))).all()]
     assert states == ["interrupted", "interrupted"]
+
+
+def test_a_queued_turn_comes_back_equal() -> None:
+    import dataclasses
+    import json
+
+    from bot.slack.conversation import Turn
+    from bot.slack.turns import turn_from_json
+
+    turn = Turn("T1", "D1", "U1", "hi", "1.2", "main", None, "dm", files=({"id": "F1", "name": "a.txt"},))
+    assert turn_from_json(json.dumps(dataclasses.asdict(turn))) == turn

@@ -75,6 +75,7 @@ class Database:
             await conn.run_sync(SQLModel.metadata.create_all)
 
     async def close(self) -> None:
+        await self.runs.close()  # its writer connection is held, not pooled
         await self.engine.dispose()
 
 

@@ -1,17 +1,21 @@
 """Runs and their steps: what was asked, what ran, how it ended, what it cost.
 
-Written with SQLAlchemy Core on one short transaction each: a run's trace is on the path of
-every answer, and an ORM session per step (load, flush, commit, reset) cost more than the agent
-loop itself.
+A run's trace is on the path of every answer, and an ORM session per write (checkout, load,
+flush, commit, reset: five to eight round trips to SQLite's thread) cost more than the agent loop
+itself. So run and step writes are single SQLAlchemy Core statements on one long-lived
+autocommit connection: three round trips each, no pool checkout, no transaction to end.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Executable, insert, select, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 from sqlmodel import select as select_models
 
@@ -47,15 +51,42 @@ class Runs:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.started: set[int] = set()  # runs this process started (to interrupt at shutdown)
+        self._conn: AsyncConnection | None = None
+        self._lock = asyncio.Lock()
+
+    async def _write(self, statement: Executable, rows: Sequence[dict[str, Any]] | None = None) -> Any:
+        """One statement on the writer connection, committed on its own (autocommit)."""
+        async with self._lock:
+            if self._conn is None or self._conn.closed or self._conn.invalidated:
+                conn = await self.db.engine.connect()
+                self._conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            try:
+                return await self._conn.execute(statement, rows)
+            except DBAPIError as exc:
+                if exc.connection_invalidated:
+                    self._conn = None  # a fresh connection next time
+                raise
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._conn is not None:
+                await self._conn.close()
+                self._conn = None
+
+    def new(self, trigger: str, **fields: Any) -> Run:
+        """A run, not yet written: its clock starts now."""
+        return Run(trigger=trigger, **fields)
+
+    async def insert(self, run: Run) -> int:
+        values = fit_lengths(RUNS, run.model_dump(exclude={"id"}))
+        run_id: int = (await self._write(insert(RUNS).values(values).returning(RUNS.c.id))).scalar_one()
+        run.id = run_id
+        self.started.add(run_id)
+        return run_id
 
     async def start(self, trigger: str, **fields: Any) -> Run:
-        run = Run(trigger=trigger, **fields)
-        async with self.db.engine.begin() as conn:
-            result = await conn.execute(
-                insert(RUNS).values(fit_lengths(RUNS, run.model_dump(exclude={"id"}))).returning(RUNS.c.id)
-            )
-            run.id = result.scalar_one()
-        self.started.add(run.id)
+        run = self.new(trigger, **fields)
+        await self.insert(run)
         return run
 
     async def finish(
@@ -68,40 +99,36 @@ class Runs:
         model: str | None = None,
         **fields: Any,
     ) -> None:
-        """End the run (and write its last `steps`) in one transaction; `started_at` and `model`
-        (the run's, for its cost at MODEL_PRICES) save a read."""
+        """End the run, writing its last `steps` first; `started_at` and `model` (the run's, for its
+        cost at MODEL_PRICES) save a read."""
         self.started.discard(run_id)
         finished_at = utcnow()
-        async with self.db.engine.begin() as conn:
-            if steps:
-                await conn.execute(insert(STEPS), step_rows(run_id, steps))
-            if started_at is None or model is None:
-                found = (
-                    await conn.execute(select(RUNS.c.started_at, RUNS.c.model).where(RUNS.c.id == run_id))
-                ).first()
-                if found is None:
-                    return
-                started_at, model = found.started_at, found.model
-            assert started_at is not None
-            if started_at.tzinfo is None:  # SQLite hands datetimes back without their zone
-                started_at = started_at.replace(tzinfo=UTC)
-            duration_ms = (finished_at - started_at).total_seconds() * 1000
-            await conn.execute(
-                update(RUNS)
-                .where(RUNS.c.id == run_id)
-                .values(
-                    status=status,
-                    finished_at=finished_at,
-                    duration_ms=duration_ms,
-                    cost_usd=cost_usd(
-                        self.db.prices,
-                        model,
-                        fields.get("prompt_tokens", 0),
-                        fields.get("completion_tokens", 0),
-                    ),
-                    **fit_lengths(RUNS, fields),
-                )
+        await self.add_steps(run_id, steps)
+        if started_at is None or model is None:
+            found = (
+                await self._write(select(RUNS.c.started_at, RUNS.c.model).where(RUNS.c.id == run_id))
+            ).first()
+            if found is None:
+                return
+            started_at, model = found.started_at, found.model
+        assert started_at is not None
+        if started_at.tzinfo is None:  # SQLite hands datetimes back without their zone
+            started_at = started_at.replace(tzinfo=UTC)
+        duration_ms = (finished_at - started_at).total_seconds() * 1000
+        cost = cost_usd(
+            self.db.prices, model, fields.get("prompt_tokens", 0), fields.get("completion_tokens", 0)
+        )
+        await self._write(
+            update(RUNS)
+            .where(RUNS.c.id == run_id)
+            .values(
+                status=status,
+                finished_at=finished_at,
+                duration_ms=duration_ms,
+                cost_usd=cost,
+                **fit_lengths(RUNS, fields),
             )
+        )
 
     async def interrupt_running(self, error: str = "interrupted by shutdown") -> int:
         """Mark this process's runs still in flight as interrupted (other processes share the db)."""
@@ -117,10 +144,9 @@ class Runs:
             return result.rowcount or 0
 
     async def add_steps(self, run_id: int, steps: Sequence[dict[str, Any]]) -> None:
-        """Several steps of one run in one insert (the trace batches what arrives while it writes)."""
+        """Several steps of one run in one insert (the trace batches what queued up)."""
         if steps:
-            async with self.db.engine.begin() as conn:
-                await conn.execute(insert(STEPS), step_rows(run_id, steps))
+            await self._write(insert(STEPS), step_rows(run_id, steps))
 
     async def add_step(self, run_id: int, **fields: Any) -> None:
         await self.add_steps(run_id, [fields])

@@ -29,9 +29,12 @@ WRITE_AFTER = 1.0  # seconds a step may wait in memory while the run goes on
 class DbTrace:
     """Records steps on one run; forwards status lines to Slack (or wherever `on_status` says)."""
 
-    def __init__(self, db: Database, run_id: int, on_status: StatusSink | None = None) -> None:
+    def __init__(
+        self, db: Database, run: int | asyncio.Task[int], on_status: StatusSink | None = None
+    ) -> None:
+        """`run` is the run's id, or the task inserting its row (steps wait for it, not the run)."""
         self.db = db
-        self.run_id = run_id
+        self._run = run
         self.on_status = on_status
         self._queued: list[dict[str, Any]] = []
         self._writer: asyncio.Task[None] | None = None
@@ -83,11 +86,20 @@ class DbTrace:
         if self._writer is None and self._queued:
             self._writer = asyncio.get_running_loop().create_task(self._write(), name=f"trace {self.run_id}")
 
+    @property
+    def run_id(self) -> int | str:
+        """The id for log lines ("?" while the run's row is still being written)."""
+        if isinstance(self._run, int):
+            return self._run
+        done = self._run.done() and not self._run.cancelled() and self._run.exception() is None
+        return self._run.result() if done else "?"
+
     async def _write(self) -> None:
         while self._queued:
+            run_id = self._run if isinstance(self._run, int) else await asyncio.shield(self._run)
             rows, self._queued = self._queued, []
             try:
-                await self.db.runs.add_steps(self.run_id, rows)
+                await self.db.runs.add_steps(run_id, rows)
             except BaseException:
                 self._queued[:0] = rows  # kept, in order, for flush() to retry
                 raise

@@ -29,6 +29,13 @@ MAX_POLL_SECONDS = 1.0
 RESUME_WITHIN = timedelta(minutes=15)  # older queued messages are stale by the time we are back
 
 
+def turn_from_json(text: str) -> Turn:
+    """The queued Turn back; JSON made its tuples lists, and a frozen Turn keeps tuples."""
+    fields = json.loads(text)
+    fields["files"] = tuple(fields.get("files") or ())
+    return Turn(**fields)
+
+
 def conversation_lease(conversation_id: int) -> str:
     return f"conversation:{conversation_id}"
 
@@ -84,7 +91,7 @@ async def _answer_queue(rt: Runtime, conversation_id: int, key: str, owner: str)
             assert queued.id is not None
             await rt.db.turns.set_state(queued.id, "running")
             try:
-                await answer(rt, Turn(**json.loads(queued.turn)))
+                await answer(rt, turn_from_json(queued.turn))
             except asyncio.CancelledError:
                 await asyncio.shield(rt.db.turns.set_state(queued.id, "interrupted"))
                 raise
