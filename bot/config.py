@@ -39,8 +39,16 @@ class Settings:
     openai_model: str = DEFAULT_MODEL
     database_url: str = DEFAULT_DATABASE_URL
     port: int = 3000
+    host: str = "0.0.0.0"
+    health_port: int | None = None
     run_scheduler: bool = True
     log_level: str = "INFO"
+    log_format: str = "text"
+    auto_migrate: bool = True
+    db_pool_size: int = 5
+    db_max_overflow: int = 10
+    db_pgbouncer: bool = False
+    retention_days: int = 90
     llm_timeout: float = 60.0
     llm_max_retries: int = 2
     agent_max_steps: int = 8
@@ -121,6 +129,17 @@ def database_url(raw: str) -> str:
     raise ConfigError(f"DATABASE_URL must be sqlite:/// or postgresql://, got scheme {scheme!r}.")
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip() or default
+    value = raw.upper() if choices == LOG_LEVELS else raw.lower()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}.")
+    return value
+
+
 def _token(env: Mapping[str, str], name: str, prefix: str) -> str | None:
     value = env.get(name, "").strip()
     if value and not value.startswith(prefix):
@@ -154,6 +173,7 @@ def load_settings(
         slack_api_url += "/"
     allow = frozenset(h.strip().lower() for h in env.get("TOOL_HTTP_ALLOW_HOSTS", "").split(",") if h.strip())
     model = env.get("OPENAI_MODEL", "").strip() or DEFAULT_MODEL
+    db_url = database_url(env.get("DATABASE_URL", "").strip())
     tools = ToolSettings(
         open_meteo_url=_url(env, "OPEN_METEO_URL", "https://api.open-meteo.com") or "",
         open_meteo_geocoding_url=_url(env, "OPEN_METEO_GEOCODING_URL", "https://geocoding-api.open-meteo.com")
@@ -171,10 +191,20 @@ def load_settings(
         openai_api_key=env.get("OPENAI_API_KEY", "").strip() or None,
         openai_base_url=_url(env, "OPENAI_BASE_URL", None),
         openai_model=model,
-        database_url=database_url(env.get("DATABASE_URL", "").strip()),
+        database_url=db_url,
         port=_int(env, "PORT", 3000, 1, 65535),
+        host=env.get("HOST", "").strip() or "0.0.0.0",
+        health_port=_int(env, "HEALTH_PORT", 0, 0, 65535) or None,
         run_scheduler=_bool(env, "RUN_SCHEDULER", True),
-        log_level=(env.get("LOG_LEVEL", "").strip() or "INFO").upper(),
+        log_level=_choice(env, "LOG_LEVEL", "INFO", LOG_LEVELS),
+        log_format=_choice(env, "LOG_FORMAT", "text", ("text", "json")),
+        # SQLite lives beside one deployment, so migrating at start is safe; on Postgres an
+        # operator usually runs `switchboard migrate` as a release step.
+        auto_migrate=_bool(env, "AUTO_MIGRATE", db_url.startswith("sqlite")),
+        db_pool_size=_int(env, "DB_POOL_SIZE", 5, 1, 1000),
+        db_max_overflow=_int(env, "DB_MAX_OVERFLOW", 10, 0, 1000),
+        db_pgbouncer=_bool(env, "DB_PGBOUNCER", False),
+        retention_days=_int(env, "RETENTION_DAYS", 90, 0, 36500),
         llm_timeout=_float(env, "LLM_TIMEOUT", 60.0),
         llm_max_retries=_int(env, "LLM_MAX_RETRIES", 2, 0, 10),
         agent_max_steps=_int(env, "AGENT_MAX_STEPS", 8, 1, 50),

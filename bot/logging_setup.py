@@ -46,5 +46,5 @@ def configure_logging(settings: Settings | None, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("httpx", "httpx2", "openai", "aiohttp.access"):
+    for noisy in ("httpx", "httpx2", "openai", "aiohttp.access", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import col, select, update
 
+from bot import metrics
 from bot.db.models import Run, Step, utcnow
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ class Runs:
                 setattr(run, k, v)
             s.add(run)
             await s.commit()
+        metrics.run_finished(run.trigger, status)
 
     async def get(self, run_id: int) -> Run | None:
         async with self.db.session() as s:
@@ -58,9 +60,11 @@ class Runs:
             return result.rowcount or 0
 
     async def add_step(self, run_id: int, **fields: Any) -> None:
+        step = Step(run_id=run_id, **fields)
         async with self.db.session() as s:
-            s.add(Step(run_id=run_id, **fields))
+            s.add(step)
             await s.commit()
+        metrics.step_recorded(step)
 
     async def steps(self, run_id: int) -> list[Step]:
         async with self.db.session() as s:
@@ -72,4 +76,9 @@ class Runs:
             q = select(Run).order_by(col(Run.id))
             for k, v in where.items():
                 q = q.where(getattr(Run, k) == v)
+            return list((await s.exec(q)).all())
+
+    async def recent(self, limit: int = 20) -> list[Run]:
+        async with self.db.session() as s:
+            q = select(Run).order_by(col(Run.id).desc()).limit(limit)
             return list((await s.exec(q)).all())
