@@ -68,7 +68,9 @@ async def execute(
         )
     seconds = time.perf_counter() - started
     await rt.db.runs.finish(run.id, "ok", error="; ".join(reply.notes) or None, **_usage(ctx))
-    return CommandReply(reply.text, workflow=cmd.workflow, run_id=run.id, seconds=seconds)
+    return CommandReply(
+        reply.text, ephemeral=reply.ephemeral, workflow=cmd.workflow, run_id=run.id, seconds=seconds
+    )
 
 
 def _usage(ctx: ToolContext) -> dict[str, int]:

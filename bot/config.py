@@ -12,6 +12,29 @@ from tools.context import ToolSettings
 
 DEFAULT_MODEL = "gpt-5.4-mini"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/switchboard.db"
+DEFAULT_CONTEXT_TOKENS = 8_192  # unknown models (a local server's default window is often this small)
+
+# Context windows of well-known models, by name prefix (after any "provider/" part); the longest
+# matching prefix wins. OPENAI_CONTEXT_TOKENS overrides it, as it must for Azure deployments and
+# for Ollama, whose window is its num_ctx setting, not the model's.
+CONTEXT_WINDOWS = {
+    "gpt-5": 400_000,
+    "gpt-4.1": 1_047_576,
+    "gpt-4o": 128_000,
+    "o3": 200_000,
+    "o4-mini": 200_000,
+    "gemini-2": 1_048_576,
+    "gemini-3": 1_048_576,
+    "llama-3.1": 131_072,
+    "llama3.1": 131_072,
+    "llama-3.3": 131_072,
+    "llama3.3": 131_072,
+    "qwen2.5": 32_768,
+    "qwen3": 40_960,
+    "mistral": 32_768,
+}
+OUTPUT_TOKENS_PARAMS = ("max_completion_tokens", "max_tokens")
+
 SECRET_NAMES = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "OPENAI_API_KEY")
 
 WHERE = {
@@ -37,10 +60,14 @@ class Settings:
     openai_api_key: str | None = field(default=None, repr=False)
     openai_base_url: str | None = None
     openai_model: str = DEFAULT_MODEL
+    azure_endpoint: str | None = None  # AZURE_OPENAI_ENDPOINT: use AsyncAzureOpenAI
+    openai_api_version: str | None = None  # OPENAI_API_VERSION, for Azure
+    context_tokens: int = DEFAULT_CONTEXT_TOKENS
     database_url: str = DEFAULT_DATABASE_URL
     port: int = 3000
     host: str = "0.0.0.0"
     health_port: int | None = None
+    slack_max_body_bytes: int = 512 * 1024
     run_scheduler: bool = True
     log_level: str = "INFO"
     log_format: str = "text"
@@ -55,6 +82,9 @@ class Settings:
     agent_deadline: float = 90.0
     agent_token_budget: int = 100_000
     history_token_budget: int = 12_000
+    max_tool_calls_per_turn: int = 10
+    max_tool_calls: int = 40
+    tool_concurrency: int = 4
     stream_interval: float = 1.0
     tools: ToolSettings = field(default_factory=ToolSettings)
 
@@ -64,7 +94,21 @@ class Settings:
 
     @property
     def llm_configured(self) -> bool:
-        return bool(self.openai_api_key or self.openai_base_url)
+        return bool(self.openai_api_key or self.openai_base_url or self.azure_endpoint)
+
+
+def context_window(model: str) -> int:
+    """The known window of `model` by name prefix, else a safe default."""
+    name = model.lower().rsplit("/", 1)[-1]
+    matches = [prefix for prefix in CONTEXT_WINDOWS if name.startswith(prefix)]
+    return CONTEXT_WINDOWS[max(matches, key=len)] if matches else DEFAULT_CONTEXT_TOKENS
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip().lower() or choices[0]
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}.")
+    return raw
 
 
 def _url(env: Mapping[str, str], name: str, default: str | None) -> str | None:
@@ -129,15 +173,7 @@ def database_url(raw: str) -> str:
     raise ConfigError(f"DATABASE_URL must be sqlite:/// or postgresql://, got scheme {scheme!r}.")
 
 
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-
-def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
-    raw = env.get(name, "").strip() or default
-    value = raw.upper() if choices == LOG_LEVELS else raw.lower()
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}.")
-    return value
+LOG_LEVELS = ("info", "debug", "warning", "error", "critical")  # the first is the default
 
 
 def _token(env: Mapping[str, str], name: str, prefix: str) -> str | None:
@@ -172,32 +208,54 @@ def load_settings(
     if not slack_api_url.endswith("/"):
         slack_api_url += "/"
     allow = frozenset(h.strip().lower() for h in env.get("TOOL_HTTP_ALLOW_HOSTS", "").split(",") if h.strip())
+    trusted = frozenset(
+        h.strip().lower() for h in env.get("EGRESS_TRUSTED_HOSTS", "").split(",") if h.strip()
+    )
     model = env.get("OPENAI_MODEL", "").strip() or DEFAULT_MODEL
     db_url = database_url(env.get("DATABASE_URL", "").strip())
+    if len(model) > 100:  # the run.model column
+        raise ConfigError(f"OPENAI_MODEL must be at most 100 characters, got {len(model)}.")
     tools = ToolSettings(
         open_meteo_url=_url(env, "OPEN_METEO_URL", "https://api.open-meteo.com") or "",
         open_meteo_geocoding_url=_url(env, "OPEN_METEO_GEOCODING_URL", "https://geocoding-api.open-meteo.com")
         or "",
         searxng_url=_url(env, "SEARXNG_URL", None),
         http_allow_hosts=allow,
+        egress_trusted_hosts=trusted,
+        approval_seconds=_float(env, "EGRESS_APPROVAL_SECONDS", 60.0),
         model=model,
         summarize_token_budget=_int(env, "SUMMARIZE_TOKEN_BUDGET", 200_000, 10_000, 100_000_000),
+        max_output_tokens=_int(env, "OPENAI_MAX_OUTPUT_TOKENS", 4_096, 16, 1_000_000),
+        output_tokens_param=_choice(env, "OPENAI_OUTPUT_TOKENS_PARAM", OUTPUT_TOKENS_PARAMS),
     )
+    azure_endpoint = _url(env, "AZURE_OPENAI_ENDPOINT", None)
+    api_version = env.get("OPENAI_API_VERSION", "").strip() or None
+    if azure_endpoint and not api_version:
+        raise ConfigError(
+            "AZURE_OPENAI_ENDPOINT is set but OPENAI_API_VERSION is not: set it to your Azure "
+            "OpenAI API version (e.g. 2024-10-21), or use the v1 endpoint through OPENAI_BASE_URL."
+        )
     return Settings(
         slack_bot_token=bot_token or "",
         slack_signing_secret=signing_secret,
         slack_app_token=app_token,
         slack_api_url=slack_api_url,
-        openai_api_key=env.get("OPENAI_API_KEY", "").strip() or None,
+        openai_api_key=(env.get("AZURE_OPENAI_API_KEY", "").strip() if azure_endpoint else "")
+        or env.get("OPENAI_API_KEY", "").strip()
+        or None,
         openai_base_url=_url(env, "OPENAI_BASE_URL", None),
         openai_model=model,
+        azure_endpoint=azure_endpoint,
+        openai_api_version=api_version,
+        context_tokens=_int(env, "OPENAI_CONTEXT_TOKENS", context_window(model), 1_000, 10_000_000),
         database_url=db_url,
         port=_int(env, "PORT", 3000, 1, 65535),
         host=env.get("HOST", "").strip() or "0.0.0.0",
         health_port=_int(env, "HEALTH_PORT", 0, 0, 65535) or None,
+        slack_max_body_bytes=_int(env, "SLACK_MAX_BODY_BYTES", 512 * 1024, 16 * 1024, 64 * 1024 * 1024),
         run_scheduler=_bool(env, "RUN_SCHEDULER", True),
-        log_level=_choice(env, "LOG_LEVEL", "INFO", LOG_LEVELS),
-        log_format=_choice(env, "LOG_FORMAT", "text", ("text", "json")),
+        log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS).upper(),
+        log_format=_choice(env, "LOG_FORMAT", ("text", "json")),
         # SQLite lives beside one deployment, so migrating at start is safe; on Postgres an
         # operator usually runs `switchboard migrate` as a release step.
         auto_migrate=_bool(env, "AUTO_MIGRATE", db_url.startswith("sqlite")),
@@ -211,6 +269,9 @@ def load_settings(
         agent_deadline=_float(env, "AGENT_DEADLINE_SECONDS", 90.0),
         agent_token_budget=_int(env, "AGENT_TOKEN_BUDGET", 100_000, 1_000, 10_000_000),
         history_token_budget=_int(env, "HISTORY_TOKEN_BUDGET", 12_000, 500, 1_000_000),
+        max_tool_calls_per_turn=_int(env, "AGENT_MAX_TOOL_CALLS_PER_TURN", 10, 1, 100),
+        max_tool_calls=_int(env, "AGENT_MAX_TOOL_CALLS", 40, 1, 1_000),
+        tool_concurrency=_int(env, "AGENT_TOOL_CONCURRENCY", 4, 1, 64),
         stream_interval=_float(env, "STREAM_UPDATE_SECONDS", 1.0),
         tools=tools,
     )

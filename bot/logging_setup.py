@@ -30,6 +30,17 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class EscapeNewlines(logging.Filter):
+    """One record, one line: a newline in a logged value (a payload, a model's text) cannot forge
+    a log line. Tracebacks keep their lines; they come from our code, not from input."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "\n" in message or "\r" in message:
+            record.msg, record.args = message.replace("\r", "\\r").replace("\n", "\\n"), None
+        return True
+
+
 def configure_logging(settings: Settings | None, level: str = "INFO") -> None:
     secrets = []
     if settings is not None:
@@ -43,6 +54,7 @@ def configure_logging(settings: Settings | None, level: str = "INFO") -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactSecrets(secrets))
+    handler.addFilter(EscapeNewlines())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from openai import AsyncOpenAI
+from openai import AsyncAzureOpenAI, AsyncOpenAI
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -23,7 +23,8 @@ from bot.metrics import CountingWebClient
 from orchestrators.llm import Agent, Limits
 from orchestrators.workflows import workflow_tools
 from tools import ToolRegistry, default_tools
-from tools.context import RunTrace, ToolContext
+from tools.audience import MembershipCache
+from tools.context import Approver, RunTrace, ToolContext
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +85,18 @@ def open_database(settings: Settings) -> Database:
 
 
 def llm_client(settings: Settings) -> AsyncOpenAI | None:
+    """The model client: Azure's classic deployment URLs need AsyncAzureOpenAI (its own URL
+    layout and `api-key` header); everything else, Azure's v1 endpoint included, is plain."""
     if not settings.llm_configured:
         return None
+    if settings.azure_endpoint:
+        return AsyncAzureOpenAI(
+            azure_endpoint=settings.azure_endpoint,
+            api_version=settings.openai_api_version,
+            api_key=settings.openai_api_key or "not-needed",
+            max_retries=settings.llm_max_retries,
+            timeout=settings.llm_timeout,
+        )
     return AsyncOpenAI(
         api_key=settings.openai_api_key or "not-needed",
         base_url=settings.openai_base_url,
@@ -107,6 +118,7 @@ class Runtime:
     bot_user_id: str | None = None
     digest_scheduler: Any = None  # bot.digests.scheduler.DigestScheduler; set by the server
     slack_available: bool = True  # False in console mode: tools that need Slack say so
+    memberships: MembershipCache = field(default_factory=MembershipCache)  # the audience checks' cache
 
     def tool_context(
         self,
@@ -116,6 +128,8 @@ class Runtime:
         user: str | None = None,
         channel: str | None = None,
         thread_ts: str | None = None,
+        ephemeral_to: str | None = None,
+        approver: Approver | None = None,
     ) -> ToolContext:
         return ToolContext(
             http=self.http,
@@ -127,6 +141,10 @@ class Runtime:
             channel_id=channel,
             thread_ts=thread_ts,
             trace=trace,
+            bot_user_id=self.bot_user_id,
+            ephemeral_to=ephemeral_to,
+            memberships=self.memberships,
+            approver=approver,
         )
 
     async def close(self) -> None:
@@ -152,6 +170,10 @@ async def create_runtime(settings: Settings, registry: ToolRegistry | None = Non
         token_budget=settings.agent_token_budget,
         history_tokens=settings.history_token_budget,
         llm_timeout=settings.llm_timeout,
+        context_tokens=settings.context_tokens,
+        max_tool_calls_per_turn=settings.max_tool_calls_per_turn,
+        max_tool_calls=settings.max_tool_calls,
+        tool_concurrency=settings.tool_concurrency,
     )
     return Runtime(
         settings=settings,

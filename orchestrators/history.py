@@ -1,19 +1,34 @@
-"""Trimming a thread's history to a token budget without breaking tool-call groups."""
+"""Fitting a thread's history into the model's window without breaking tool-call groups."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from tools.completion import CHARS_PER_TOKEN, content_text, estimate_tokens
 
 Message = dict[str, Any]
 
+__all__ = ["estimate_tokens", "sanitize", "shrink", "trim_history"]
 
-def estimate_tokens(message: Message) -> int:
-    """A cheap, tokenizer-free estimate (about four characters a token) used for budgeting."""
-    size = len(message.get("content") or "")
-    if message.get("tool_calls"):
-        size += len(json.dumps(message["tool_calls"]))
-    return size // 4 + 4
+SHORTEN_MARGIN_CHARS = 200  # room for the "[... left out ...]" note itself
+MIN_KEPT_CHARS = 400  # a shortened message keeps at least this much of its head and tail
+SHRUNK_TOOL_RESULT_TOKENS = 1_000  # a retry after a context error cuts each tool result to this
+
+
+def sanitize(messages: list[Message]) -> list[Message]:
+    """Messages every server accepts: string content (never null), no empty assistant replies.
+
+    Ollama answers 400 and llama-cpp-python 500 to `content: null`; one stored null reply would
+    break the thread for good, so old rows are repaired here on the way out too. List content
+    (text and image parts) is kept as it is.
+    """
+    out: list[Message] = []
+    for m in messages:
+        content = m.get("content")
+        if m.get("role") == "assistant" and not m.get("tool_calls") and not content_text(content).strip():
+            continue
+        out.append({**m, "content": "" if content is None else content})
+    return out
 
 
 def _units(messages: list[Message]) -> list[list[Message]]:
@@ -34,7 +49,7 @@ def _units(messages: list[Message]) -> list[list[Message]]:
                 group.append(messages[j])
                 j += 1
             answered = [g.get("tool_call_id") for g in group[1:]]
-            if sorted(answered) == sorted(wanted):
+            if sorted(answered, key=str) == sorted(wanted, key=str):
                 units.append(group)
             i = j
         elif m.get("role") == "tool":
@@ -46,10 +61,13 @@ def _units(messages: list[Message]) -> list[list[Message]]:
 
 
 def trim_history(messages: list[Message], budget: int) -> list[Message]:
-    """Keep the newest whole units that fit in `budget` tokens; the newest unit always stays."""
+    """Keep the newest whole units that fit in `budget` tokens; the newest unit always stays.
+
+    A single message too long for the budget is shortened (head and tail kept, with a note).
+    """
     kept: list[list[Message]] = []
     used = 0
-    for unit in reversed(_units(messages)):
+    for unit in reversed(_units(sanitize(messages))):
         cost = sum(estimate_tokens(m) for m in unit)
         if kept and used + cost > budget:
             break
@@ -58,17 +76,30 @@ def trim_history(messages: list[Message], budget: int) -> list[Message]:
             cost = estimate_tokens(unit[0])
         kept.append(unit)
         used += cost
-    # A history may not open with an assistant tool-call group cut from its question; fine for
-    # the API, but it must not open with a tool result, which _units already guarantees.
     return [m for unit in reversed(kept) for m in unit]
+
+
+def shrink(messages: list[Message], budget: int) -> list[Message]:
+    """A smaller prompt after the server said it did not fit: long tool results cut, then trimmed."""
+    cut = [_shorten(m, SHRUNK_TOOL_RESULT_TOKENS) if m.get("role") == "tool" else m for m in messages]
+    return trim_history(cut, budget)
+
+
+def was_shortened(original: list[Message], kept: list[Message]) -> bool:
+    """True when the newest message itself had to be cut to fit."""
+    return bool(original and kept) and content_text(kept[-1].get("content")) != content_text(
+        original[-1].get("content")
+    )
 
 
 def _shorten(message: Message, budget: int) -> Message:
     """Keep the head and tail of one over-long message, saying what was left out."""
-    text = message.get("content") or ""
-    keep = max(budget * 4 - 200, 400)
-    if len(text) <= keep:
+    content = message.get("content")
+    if not isinstance(content, str):
+        return message  # content parts (images) are not cut apart
+    keep = max(budget * CHARS_PER_TOKEN - SHORTEN_MARGIN_CHARS, MIN_KEPT_CHARS)
+    if len(content) <= keep:
         return message
-    head, tail = text[: keep // 2], text[-keep // 2 :]
-    cut = len(text) - len(head) - len(tail)
+    head, tail = content[: keep // 2], content[-keep // 2 :]
+    cut = len(content) - len(head) - len(tail)
     return {**message, "content": f"{head}\n[... {cut} characters left out ...]\n{tail}"}

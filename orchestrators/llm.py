@@ -7,21 +7,22 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from orchestrators.history import trim_history
+from orchestrators.history import estimate_tokens, shrink, trim_history, was_shortened
+from orchestrators.provenance import readable_history, wrap_output
+from tools.completion import Completion
 from tools.context import ToolContext
+from tools.model_call import ModelError, ModelRequest, TextSink, call_model, estimate_tools
+from tools.registry import ToolRegistry
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
-    from tools.registry import ToolRegistry
-
 log = logging.getLogger(__name__)
 
-TextSink = Callable[[str], Awaitable[None]]
+__all__ = ["Agent", "AgentError", "AgentResult", "Limits", "RunState", "TextSink"]
 
 SYSTEM_PROMPT = """\
 You are Switchboard, an assistant that lives in Slack. You answer the people in this thread.
@@ -35,24 +36,24 @@ LIMIT_NOTE = """\
 The run has reached its limit ({reason}). Do not call tools. Answer the user now with what you \
 have: say briefly what you found, what you could not finish, and why."""
 
-STATUS = {
-    "get_weather": "Checking the weather…",
-    "weather_report": "Checking the weather…",
-    "search_web": "Searching the web…",
-    "call_api": "Reading a web page…",
-    "summarize": "Summarizing…",
-    "read_channel": "Reading the channel…",
-    "current_time": "Checking the time…",
-}
-
 UNCONFIGURED = (
     "No language model is configured for Switchboard yet. An operator can set `OPENAI_API_KEY` "
     "(and `OPENAI_BASE_URL` for another OpenAI-compatible endpoint) and restart the bot. "
     "Slash commands such as `/weather` still work."
 )
+EMPTY_ANSWER = "(The model returned an empty answer.)"
+CUT_OFF_NOTE = "_(This answer was cut off: it reached the limit of {tokens} tokens per answer.)_"
+FILTERED_NOTE = "_(The model provider's content filter stopped this answer.)_"
+SHORTENED_NOTE = "_(Your message was too long for the model, so I read only its beginning and its end.)_"
+
+FINAL_ANSWER_GRACE_SECONDS = 15.0  # the closing tool-less call may run this long past the deadline
+MIN_CALL_TIMEOUT_SECONDS = 1.0
+CONTEXT_SAFETY_TOKENS = 256  # our estimate is not the server's tokenizer: leave some slack
+MIN_HISTORY_TOKENS = 500  # even a tiny window gets the question itself
+OUTPUT_SHARE_OF_WINDOW = 4  # reserve at most a quarter of a small window for the answer
 
 
-class AgentError(Exception):
+class AgentError(ModelError):
     """The model could not be reached or answered with an error; the bot apologises."""
 
 
@@ -64,6 +65,24 @@ class Limits:
     history_tokens: int = 12_000
     llm_timeout: float = 60.0
     repeat_limit: int = 2  # the same failing call this many times is refused
+    context_tokens: int = 128_000  # the model's window: system prompt, tools, history and answer
+    max_tool_calls_per_turn: int = 10  # more calls in one model turn get an error result
+    max_tool_calls: int = 40  # per run
+    tool_concurrency: int = 4  # tool calls of one turn running at the same time
+
+    def check(self, state: RunState) -> str | None:
+        """Why the run must stop now, or None: the only place limits are decided."""
+        if state.steps >= self.max_steps:
+            return f"{self.max_steps} tool steps"
+        if state.elapsed >= self.deadline:
+            return f"the {self.deadline:g}-second time limit"
+        if state.ctx.usage.total_tokens >= self.token_budget:
+            return f"the budget of {self.token_budget} tokens"
+        if state.tool_calls >= self.max_tool_calls:
+            return f"{self.max_tool_calls} tool calls"
+        if state.repeats > self.repeat_limit:
+            return "the same failing tool call kept repeating"
+        return None
 
 
 @dataclass
@@ -74,12 +93,40 @@ class AgentResult:
     stop_reason: str | None = None
     steps: int = 0
     tools_used: list[str] = field(default_factory=list)
+    finish_reason: str | None = None  # of the last model call: stop, length, content_filter, ...
 
 
-def _wrap_output(name: str, content: str) -> str:
-    """Delimit tool output so the model can tell data from instructions, even hostile data."""
-    safe = content.replace("</tool_output", "<\\/tool_output")
-    return f'<tool_output tool="{name}">\n{safe}\n</tool_output>'
+@dataclass
+class RunState:
+    """Everything one run carries from step to step."""
+
+    ctx: ToolContext
+    model: str
+    registry: ToolRegistry
+    on_text: TextSink | None
+    messages: list[dict[str, Any]]  # the next prompt: system, fitted history, this turn so far
+    output_tokens: int  # the cap on each answer, within the window
+    added: list[dict[str, Any]] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    tools_used: list[str] = field(default_factory=list)
+    failures: Counter[tuple[str, str]] = field(default_factory=Counter)
+    started: float = field(default_factory=time.monotonic)
+    steps: int = 0
+    tool_calls: int = 0
+    shrunk: bool = False  # the one retry after a context-length error was used
+    notes: list[str] = field(default_factory=list)  # said at the end of the answer
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def repeats(self) -> int:
+        return max(self.failures.values(), default=0)
+
+
+def _error_result(message: str) -> str:
+    return json.dumps({"error": message})
 
 
 class Agent:
@@ -100,215 +147,201 @@ class Agent:
         self.system_prompt = system_prompt
 
     async def run(
-        self, history: list[dict[str, Any]], ctx: ToolContext, on_text: TextSink | None = None
+        self,
+        history: list[dict[str, Any]],
+        ctx: ToolContext,
+        on_text: TextSink | None = None,
+        *,
+        model: str | None = None,
+        tools: list[str] | None = None,
     ) -> AgentResult:
-        """Answer the last user message of `history` (this thread's messages, oldest first)."""
+        """Answer the last user message of `history` (this thread's messages, oldest first).
+
+        `model` overrides the agent's model for this run; `tools` limits it to those tool names.
+        """
         if self.llm is None:
             return AgentResult(text=UNCONFIGURED, messages=[], status="unconfigured")
-        started = time.monotonic()
-        messages = [{"role": "system", "content": self.system_prompt}]
-        messages += trim_history(history, self.limits.history_tokens)
-        result = AgentResult(text="", messages=[])
-        texts: list[str] = []
-        failures: Counter[tuple[str, str]] = Counter()
+        history = await readable_history(history, ctx)  # never replay what this user can't read
+        registry = self.registry if tools is None else _only(self.registry, tools)
+        system = {"role": "system", "content": self.system_prompt}
+        budget, output = self._budget(self.limits.context_tokens, system, registry, ctx)
+        fitted = trim_history(history, budget)
+        state = RunState(ctx, model or self.model, registry, on_text, [system, *fitted], output)
+        if was_shortened(history, fitted):
+            state.notes.append(SHORTENED_NOTE)
         while True:
-            reason = self._limit(result.steps, started, ctx)
-            if reason:
-                return await self._finish(messages, result, texts, reason, started, ctx, on_text)
-            reply = await self._ask(messages, ctx, started, on_text, texts, tools=True)
-            if reply.get("content"):
-                texts.append(reply["content"])
-            if not reply.get("tool_calls"):
-                result.messages.append(reply)
-                result.text = "\n\n".join(texts) or "(The model returned an empty answer.)"
-                return result
-            tool_messages = await self._run_tools(reply["tool_calls"], ctx, failures, result)
-            messages += [reply, *tool_messages]
-            result.messages += [reply, *tool_messages]
-            result.steps += 1
-            if max(failures.values(), default=0) > self.limits.repeat_limit:
-                return await self._finish(
-                    messages,
-                    result,
-                    texts,
-                    "the same failing tool call kept repeating",
-                    started,
-                    ctx,
-                    on_text,
-                )
+            if reason := self.limits.check(state):
+                return await self._finish(state, reason)
+            answer_starts = len(state.texts)
+            completion = await self._ask(state, tools=True)
+            if completion.text:
+                state.texts.append(completion.text)
+            if not completion.tool_calls:
+                return await self._answer(state, completion, answer_starts)
+            tool_messages = await self._run_tools(state, completion.tool_calls)
+            state.messages += [completion.message, *tool_messages]
+            state.added += [completion.message, *tool_messages]
+            state.steps += 1
 
-    def _limit(self, steps: int, started: float, ctx: ToolContext) -> str | None:
-        if steps >= self.limits.max_steps:
-            return f"{self.limits.max_steps} tool steps"
-        if time.monotonic() - started >= self.limits.deadline:
-            return f"the {self.limits.deadline:g}-second time limit"
-        if ctx.usage.total_tokens >= self.limits.token_budget:
-            return f"the budget of {self.limits.token_budget} tokens"
-        return None
+    def _budget(
+        self, window: int, system: dict[str, Any], registry: ToolRegistry, ctx: ToolContext
+    ) -> tuple[int, int]:
+        """(history tokens, answer tokens): the window less the system prompt, tools and answer."""
+        answer = min(ctx.settings.max_output_tokens, window // OUTPUT_SHARE_OF_WINDOW)
+        fixed = estimate_tokens(system) + estimate_tools(registry.schemas()) + CONTEXT_SAFETY_TOKENS
+        history = max(min(self.limits.history_tokens, window - fixed - answer), MIN_HISTORY_TOKENS)
+        return history, answer
 
-    async def _finish(
-        self,
-        messages: list[dict[str, Any]],
-        result: AgentResult,
-        texts: list[str],
-        reason: str,
-        started: float,
-        ctx: ToolContext,
-        on_text: TextSink | None,
-    ) -> AgentResult:
+    async def _answer(self, state: RunState, completion: Completion, starts: int) -> AgentResult:
+        """The model answered: add what the user must know about how it stopped.
+
+        The stored reply is this call's text and our notes (never empty: servers reject that).
+        """
+        if completion.finish_reason == "length":
+            await self._say(state, CUT_OFF_NOTE.format(tokens=state.ctx.settings.max_output_tokens))
+        elif completion.finish_reason == "content_filter":
+            await self._say(state, FILTERED_NOTE)
+        for note in state.notes:
+            await self._say(state, note)
+        if not state.texts:
+            await self._say(state, EMPTY_ANSWER)
+        reply = "\n\n".join(state.texts[starts:])
+        state.added.append({"role": "assistant", "content": reply, **_extras(completion.message)})
+        return self._result(state, "\n\n".join(state.texts), finish_reason=completion.finish_reason)
+
+    def _result(self, state: RunState, text: str, **fields: Any) -> AgentResult:
+        return AgentResult(
+            text=text,
+            messages=state.added,
+            steps=state.steps,
+            tools_used=state.tools_used,
+            **fields,
+        )
+
+    async def _say(self, state: RunState, note: str) -> None:
+        """A line of ours in the answer, streamed like the model's text so both stay equal."""
+        if state.on_text:
+            await state.on_text(("\n\n" if state.texts else "") + note)
+        state.texts.append(note)
+
+    async def _finish(self, state: RunState, reason: str) -> AgentResult:
         """End a run that hit a limit with one tool-less model call, or a plain message."""
-        result.status, result.stop_reason = "limited", reason
         note = {"role": "user", "content": LIMIT_NOTE.format(reason=reason)}
+        state.messages.append(note)
         try:
-            reply = await self._ask([*messages, note], ctx, started, on_text, texts, tools=False, grace=15.0)
-            final = reply.get("content") or ""
+            completion = await self._ask(state, tools=False, grace=FINAL_ANSWER_GRACE_SECONDS)
+            final = completion.text
         except AgentError:
             final = ""
-        if not final:
-            used = ", ".join(dict.fromkeys(result.tools_used)) or "no tools"
-            final = (
+        if final:
+            state.texts.append(final)
+            for extra in state.notes:
+                await self._say(state, extra)
+        else:
+            used = ", ".join(dict.fromkeys(state.tools_used)) or "no tools"
+            await self._say(
+                state,
                 f"I had to stop after reaching {reason} before I could finish. "
-                f"So far I used: {used}. Try a narrower question."
+                f"So far I used: {used}. Try a narrower question.",
             )
-            if on_text:
-                await on_text(("\n\n" if texts else "") + final)
-        texts.append(final)
-        result.messages.append({"role": "assistant", "content": final})
-        result.text = "\n\n".join(texts)
-        return result
+        text = "\n\n".join(state.texts)
+        state.added.append({"role": "assistant", "content": state.texts[-1]})
+        return self._result(state, text, status="limited", stop_reason=reason)
 
-    async def _ask(
-        self,
-        messages: list[dict[str, Any]],
-        ctx: ToolContext,
-        started: float,
-        on_text: TextSink | None,
-        texts: list[str],
-        *,
-        tools: bool,
-        grace: float = 0.0,
-    ) -> dict[str, Any]:
-        """One model call, traced; streams content to `on_text` when given."""
+    async def _ask(self, state: RunState, *, tools: bool, grace: float = 0.0) -> Completion:
+        """One traced model call; after a context-length error, one retry with a smaller prompt."""
         assert self.llm is not None
-        remaining = self.limits.deadline - (time.monotonic() - started)
-        timeout = min(self.limits.llm_timeout, max(remaining, grace, 1.0))
-        kwargs: dict[str, Any] = {"model": self.model, "messages": messages}
-        if tools:
-            kwargs["tools"] = self.registry.schemas()
-        t0 = time.perf_counter()
-        error: str | None = None
-        usage: Any = None
-        try:
-            async with asyncio.timeout(timeout):
-                if on_text is None:
-                    response = await self.llm.chat.completions.create(**kwargs)
-                    usage = response.usage
-                    message = _message_dict(response.choices[0].message)
-                else:
-                    sep = "\n\n" if texts else ""
-                    message, usage = await self._stream(kwargs, on_text, sep)
-            return message
-        except TimeoutError:
-            error = f"model call timed out after {timeout:.0f} s"
-            raise AgentError(error) from None
-        except Exception as exc:  # any client or server error ends the run with an apology
-            error = f"{type(exc).__name__}: {exc}"
-            raise AgentError(error) from exc
-        finally:
-            ctx.usage.add(usage)
-            await ctx.trace.step(
-                "model",
-                self.model,
-                arguments=None,
-                error=error,
-                duration_ms=(time.perf_counter() - t0) * 1000,
-                prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-                completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+        while True:
+            remaining = self.limits.deadline - state.elapsed
+            request = ModelRequest(
+                model=state.model,
+                messages=state.messages,
+                tools=state.registry.schemas() if tools else None,
+                max_output_tokens=state.output_tokens,
+                output_tokens_param=state.ctx.settings.output_tokens_param,
             )
-
-    async def _stream(
-        self, kwargs: dict[str, Any], on_text: TextSink, sep: str
-    ) -> tuple[dict[str, Any], Any]:
-        """Stream one completion: forward text deltas, join tool-call deltas by index."""
-        assert self.llm is not None
-        stream = await self.llm.chat.completions.create(
-            **kwargs, stream=True, stream_options={"include_usage": True}
-        )
-        content: list[str] = []
-        calls: dict[int, dict[str, Any]] = {}
-        usage = None
-        async for chunk in stream:
-            if chunk.usage is not None:
-                usage = chunk.usage
-            if not chunk.choices:
-                continue
-            delta = chunk.choices[0].delta
-            if delta.content:
-                await on_text((sep if not content else "") + delta.content)
-                content.append(delta.content)
-            for tc in delta.tool_calls or []:
-                call = calls.setdefault(
-                    tc.index,
-                    {"id": "", "type": "function", "function": {"name": "", "arguments": ""}},
+            try:
+                return await call_model(
+                    self.llm,
+                    state.ctx,
+                    request,
+                    trace_name=state.model,
+                    timeout=min(self.limits.llm_timeout, max(remaining, grace, MIN_CALL_TIMEOUT_SECONDS)),
+                    on_text=state.on_text,
+                    separator="\n\n" if state.texts else "",
                 )
-                if tc.id:
-                    call["id"] = tc.id
-                if tc.function and tc.function.name:
-                    call["function"]["name"] += tc.function.name
-                if tc.function and tc.function.arguments:
-                    call["function"]["arguments"] += tc.function.arguments
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(content) or None}
-        if calls:
-            message["tool_calls"] = [calls[i] for i in sorted(calls)]
-        return message, usage
+            except ModelError as exc:
+                if not exc.context_exceeded or state.shrunk:
+                    raise AgentError(str(exc), context_exceeded=exc.context_exceeded) from exc
+                log.info("prompt did not fit the model's window; retrying once with less history")
+                self._shrink(state, exc.context_limit)
 
-    async def _run_tools(
-        self,
-        calls: list[dict[str, Any]],
-        ctx: ToolContext,
-        failures: Counter[tuple[str, str]],
-        result: AgentResult,
-    ) -> list[dict[str, Any]]:
-        """Run one turn's tool calls concurrently; results come back in call order."""
+    def _shrink(self, state: RunState, window: int | None) -> None:
+        """Fit the prompt into the window the server named, else into half of what was sent."""
+        state.shrunk = True
+        system, rest = state.messages[0], state.messages[1:]
+        if window is None:
+            window = sum(estimate_tokens(m) for m in state.messages) // 2 + state.output_tokens
+        budget, state.output_tokens = self._budget(window, system, state.registry, state.ctx)
+        state.messages = [system, *shrink(rest, budget)]
+        if was_shortened(rest, state.messages[1:]) and SHORTENED_NOTE not in state.notes:
+            state.notes.append(SHORTENED_NOTE)
+
+    async def _run_tools(self, state: RunState, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Run one turn's tool calls concurrently (bounded); results come back in call order."""
         names = list(dict.fromkeys(c["function"]["name"] for c in calls))
-        await ctx.trace.status(" ".join(dict.fromkeys(STATUS.get(n, f"Running {n}…") for n in names)))
-        result.tools_used += [c["function"]["name"] for c in calls]
+        await state.ctx.trace.status(" ".join(dict.fromkeys(self.registry.status(n) for n in names)))
+        per_turn = self.limits.max_tool_calls_per_turn
+        allowed = max(0, min(per_turn, self.limits.max_tool_calls - state.tool_calls))
+        run, refused = calls[:allowed], calls[allowed:]
+        state.tools_used += [c["function"]["name"] for c in run]
+        state.tool_calls += len(run)
+        gate = asyncio.Semaphore(self.limits.tool_concurrency)
 
         async def one(call: dict[str, Any]) -> dict[str, Any]:
             name, args = call["function"]["name"], call["function"]["arguments"] or "{}"
             key = (name, args)
-            if failures[key] >= self.limits.repeat_limit:
-                failures[key] += 1
-                content = json.dumps(
-                    {
-                        "error": "This exact call already failed; it was not run again. "
-                        "Change the arguments or answer with what you have."
-                    }
+            sources: tuple[str, ...] = ()
+            if state.failures[key] >= self.limits.repeat_limit:
+                state.failures[key] += 1
+                content = _error_result(
+                    "This exact call already failed; it was not run again. "
+                    "Change the arguments or answer with what you have."
                 )
             else:
-                outcome = await self.registry.run(name, args, ctx)
+                async with gate:
+                    outcome = await state.registry.run(name, args, state.ctx)
                 if not outcome.ok:
-                    failures[key] += 1
-                content = outcome.content
+                    state.failures[key] += 1
+                content, sources = outcome.content, outcome.sources
             return {
                 "role": "tool",
                 "tool_call_id": call["id"],
-                "content": _wrap_output(name, content),
+                "content": wrap_output(name, content, sources),
             }
 
-        return list(await asyncio.gather(*(one(c) for c in calls)))
-
-
-def _message_dict(message: Any) -> dict[str, Any]:
-    """The assistant message as the API wants it back in the next request."""
-    out: dict[str, Any] = {"role": "assistant", "content": message.content}
-    if message.tool_calls:
-        out["tool_calls"] = [
-            {
-                "id": c.id,
-                "type": "function",
-                "function": {"name": c.function.name, "arguments": c.function.arguments},
+        def skipped(call: dict[str, Any]) -> dict[str, Any]:
+            limit = per_turn if len(calls) > per_turn else self.limits.max_tool_calls
+            scope = "in one turn" if len(calls) > per_turn else "in this run"
+            message = (
+                f"Not run: at most {limit} tool calls are allowed {scope}. "
+                "Use the results you have, or ask for fewer things at once."
+            )
+            return {
+                "role": "tool",
+                "tool_call_id": call["id"],
+                "content": wrap_output(call["function"]["name"], _error_result(message)),
             }
-            for c in message.tool_calls
-        ]
-    return out
+
+        done = list(await asyncio.gather(*(one(c) for c in run)))
+        return done + [skipped(c) for c in refused]
+
+
+def _extras(message: dict[str, Any]) -> dict[str, Any]:
+    """Provider fields of the answer message (e.g. reasoning_content), kept for the next call."""
+    return {k: v for k, v in message.items() if k not in ("role", "content", "tool_calls")}
+
+
+def _only(registry: ToolRegistry, names: list[str]) -> ToolRegistry:
+    """The registry's tools that are in `names` (a channel's enabled tools), in registry order."""
+    return ToolRegistry([t for t in registry.tools.values() if t.name in names])

@@ -183,3 +183,16 @@ async def test_direct_calls_validate_trace_and_raise(ctx: ToolContext) -> None:
     with pytest.raises(ToolError, match="takes 2 arguments"):
         await echo(ctx, "a", 1, 2)
     assert len(ctx.trace.steps) == 3  # the wrong-arity call never started
+
+
+async def test_the_status_line_is_the_tools_own(ctx: ToolContext) -> None:
+    @tool(status="Counting sheep…")
+    async def count(ctx: ToolContext) -> int:
+        """Count."""
+        return 3
+
+    registry = ToolRegistry([count, echo])
+    assert registry.status("count") == "Counting sheep…"
+    assert registry.status("echo") == "Running echo…"  # no status given: a plain default
+    assert registry.status("made_up") == "Running made_up…"  # a name the model invented
+    assert default_tools().status("get_weather") == "Checking the weather…"

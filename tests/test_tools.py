@@ -119,7 +119,7 @@ async def test_read_channel_membership_and_bot_presence(http, slack) -> None:
     slack.add_message("C1", "U2", "hello from bob", ts=f"{now - 100:.6f}")
     slack.add_message("C1", "U1", "old news", ts=f"{now - 3 * 86400:.6f}")
     client = AsyncWebClient(token="xoxb-test", base_url=slack.api_url)
-    ctx = ToolContext(http=http, slack=client, user_id="U1")
+    ctx = ToolContext(http=http, slack=client, user_id="U1", channel_id="C1")  # shown in #general
     result = await read_channel(ctx, "<#C1|general>", since="24h")
     assert [(m.user, m.text) for m in result.messages] == [("bob", "hello from bob")]
     assert (await read_channel(ctx, "#general", "7d")).channel_id == "C1"
@@ -138,7 +138,10 @@ async def test_read_channel_caps_pages_and_caches_names(http, slack) -> None:
     now = time.time()
     stamps = slack.seed_messages("C2", 520, start_ts=now - 520 * 60, step=60)
     ctx = ToolContext(
-        http=http, slack=AsyncWebClient(token="xoxb-test", base_url=slack.api_url), user_id="U1"
+        http=http,
+        slack=AsyncWebClient(token="xoxb-test", base_url=slack.api_url),
+        user_id="U1",
+        channel_id="C2",
     )
     result = await read_channel(ctx, "random", since="24h")
     assert result.capped and len(result.messages) == 500

@@ -41,11 +41,14 @@ def html_to_text(html: str) -> str:
         return ""
 
 
-@tool(timeout=20, max_output_chars=TEXT_LIMIT + 1_000)
-async def call_api(
-    ctx: ToolContext, url: Annotated[str, Field(min_length=8, max_length=2_000)]
-) -> FetchedPage:
+MAX_URL_CHARS = 2_000
+
+
+@tool(timeout=20, max_output_chars=TEXT_LIMIT + 1_000, status="Reading a web page…")
+async def call_api(ctx: ToolContext, url: Annotated[str, Field(min_length=8)]) -> FetchedPage:
     """GET a public JSON API or web page (http/https); pages come back as readable text."""
+    if len(url) > MAX_URL_CHARS:  # checked here: a big maxLength in the schema breaks llama.cpp
+        raise ToolError(f"the URL is {len(url)} characters long; at most {MAX_URL_CHARS} are accepted")
     try:
         fetched = await guarded_get(
             url,

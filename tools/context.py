@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
+
+from tools.audience import MembershipCache
 
 if TYPE_CHECKING:
     import aiohttp
@@ -19,10 +22,14 @@ class ToolSettings:
     open_meteo_geocoding_url: str = "https://geocoding-api.open-meteo.com"
     searxng_url: str | None = None
     http_allow_hosts: frozenset[str] = frozenset()  # "host" or "host:port", exempt from SSRF guard
+    egress_trusted_hosts: frozenset[str] = frozenset()  # may receive requests after private reads
+    approval_seconds: float = 60.0  # how long the requester has to approve an outbound request
     model: str = "gpt-5.4-mini"
     fetch_max_bytes: int = 2_000_000
     fetch_timeout: float = 10.0
     summarize_token_budget: int = 200_000  # prompt tokens one /summarize may spend
+    max_output_tokens: int = 4_096  # cap on every model call's answer
+    output_tokens_param: str = "max_completion_tokens"  # "max_tokens" for servers that need it
 
 
 @dataclass
@@ -32,13 +39,17 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     llm_calls: int = 0
+    estimated_calls: int = 0  # calls whose server sent no usage: their tokens are our estimate
 
     def add(self, usage: Any) -> None:
         """Add an OpenAI `usage` object (or None when the server sent none)."""
+        self.add_counts(getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0)
+
+    def add_counts(self, prompt: int, completion: int, *, estimated: bool = False) -> None:
         self.llm_calls += 1
-        if usage is not None:
-            self.prompt_tokens += getattr(usage, "prompt_tokens", 0) or 0
-            self.completion_tokens += getattr(usage, "completion_tokens", 0) or 0
+        self.estimated_calls += estimated
+        self.prompt_tokens += prompt
+        self.completion_tokens += completion
 
     @property
     def total_tokens(self) -> int:
@@ -91,6 +102,34 @@ class MemoryTrace:
 
 
 @dataclass
+class DataFlow:
+    """What one run has read that not everyone may read: the egress guard decides on it."""
+
+    private_sources: list[str] = field(default_factory=list)  # e.g. "slack:C0LEAD"
+    approved_hosts: set[str] = field(default_factory=set)  # hosts the requester let through
+
+
+@dataclass(frozen=True)
+class ApprovalDecision:
+    """How a request for the user's approval ended: approved, denied, expired or unavailable."""
+
+    state: str
+    by: str | None = None
+
+    @property
+    def approved(self) -> bool:
+        return self.state == "approved"
+
+
+class Approver(Protocol):
+    """Asks the requesting user to approve an outbound request; `bot` implements it with Slack."""
+
+    async def approve(
+        self, ctx: ToolContext, *, tool: str, host: str, url: str, sources: list[str]
+    ) -> ApprovalDecision: ...
+
+
+@dataclass
 class ToolContext:
     """Everything one run's tools may use. Built per run by the bot (or console, or a test)."""
 
@@ -104,3 +143,20 @@ class ToolContext:
     thread_ts: str | None = None
     trace: RunTrace = field(default_factory=MemoryTrace)
     usage: Usage = field(default_factory=Usage)
+    bot_user_id: str | None = None
+    ephemeral_to: str | None = None  # set when results are shown only to this user
+    memberships: MembershipCache = field(default_factory=MembershipCache)  # shared by the process
+    flow: DataFlow = field(default_factory=DataFlow)  # shared by the run's tool calls
+    approver: Approver | None = None
+    sources: list[str] = field(default_factory=list)  # what the current tool call read
+
+    def note_source(self, source: str, *, public: bool) -> None:
+        """A tool read `source` ("slack:C123", "web:host"): its result carries it from now on."""
+        if source not in self.sources:
+            self.sources.append(source)
+        if not public and source not in self.flow.private_sources:
+            self.flow.private_sources.append(source)
+
+    def for_call(self) -> ToolContext:
+        """The same run, with a fresh list of sources for one tool call."""
+        return dataclasses.replace(self, sources=[])

@@ -1,4 +1,5 @@
-"""Reading a Slack channel for a user: only channels that user is a member of."""
+"""Reading a Slack channel for a user: only channels that user is a member of, and only for
+showing where everyone who will see the result may read that channel (tools/audience.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 from slack_sdk.errors import SlackApiError
 
+from tools.audience import ChannelFacts, may_show
 from tools.context import ToolContext
 from tools.registry import ToolError, tool
 
@@ -95,6 +97,27 @@ async def ensure_member(ctx: ToolContext, channel_id: str, name: str) -> None:
             raise ToolError(f"You are not a member of #{name}, so I can't read it for you")
 
 
+async def ensure_may_show(ctx: ToolContext, channel_id: str) -> ChannelFacts:
+    """The channel's content may appear where this run's results appear, or ToolError says why."""
+    slack = _slack(ctx)
+    try:
+        verdict = await may_show(
+            slack,
+            ctx.memberships,
+            team=ctx.team_id,
+            source=channel_id,
+            place=ctx.channel_id,
+            ephemeral_to=ctx.ephemeral_to,
+            bot_user=ctx.bot_user_id,
+        )
+        facts = await ctx.memberships.channel(slack, channel_id)
+    except SlackApiError as exc:
+        raise ToolError(_explain(exc, channel_id)) from None
+    if not verdict.allowed:
+        raise ToolError(f"Not shown here: {verdict.reason}.")
+    return facts
+
+
 def _explain(exc: SlackApiError, name: str) -> str:
     error = exc.response.get("error", "") if exc.response else ""
     if error in ("not_in_channel", "channel_not_found"):
@@ -163,7 +186,7 @@ async def history(
             return sorted(out, key=lambda m: float(m["ts"])), False
 
 
-@tool(timeout=30, max_output_chars=30_000)
+@tool(timeout=30, max_output_chars=30_000, status="Reading the channel…")
 async def read_channel(ctx: ToolContext, channel: str, since: str = "24h") -> ChannelMessages:
     """Recent messages of a Slack channel the asking user belongs to, oldest first.
 
@@ -174,6 +197,8 @@ async def read_channel(ctx: ToolContext, channel: str, since: str = "24h") -> Ch
     seconds = period_seconds(since)
     channel_id, name = await resolve_channel(ctx, channel)
     await ensure_member(ctx, channel_id, name)
+    facts = await ensure_may_show(ctx, channel_id)
+    ctx.note_source(f"slack:{channel_id}", public=facts.is_public)
     raw, capped = await history(ctx, channel_id, name, time.time() - seconds)
     names = await user_names(ctx, {m["user"] for m in raw if m.get("user")}, {})
     return ChannelMessages(

@@ -10,7 +10,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, get_type_hints
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
@@ -18,6 +18,10 @@ from tools.context import ToolContext
 
 TRUNCATED = "…[output truncated: {cut} more characters]"
 ARG_LINE = re.compile(r"^\s+(?P<name>\w+)(\s*\([^)]*\))?:\s*(?P<text>.*)$")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+ToolFn = Callable[Concatenate[ToolContext, P], Awaitable[R]]  # async def f(ctx, ...) -> data
 
 
 class ToolError(Exception):
@@ -34,6 +38,7 @@ class ToolResult:
     error: str | None = None
     duration_ms: float = 0.0
     truncated: bool = False
+    sources: tuple[str, ...] = ()  # where the content came from ("slack:C123", "web:host")
 
 
 def to_jsonable(value: Any) -> Any:
@@ -93,16 +98,27 @@ def readable(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-class Tool:
-    """A tool: call it directly from code, or through a registry on the model's behalf."""
+class Tool(Generic[P, R]):
+    """A tool: call it directly from code, or through a registry on the model's behalf.
+
+    Generic over the wrapped function's parameters and result, so a type checker checks a direct
+    call (`await get_weather(ctx, location="Karachi")`) against the function's own signature.
+    """
 
     def __init__(
-        self, fn: Callable[..., Awaitable[Any]], *, name: str | None, timeout: float, max_output_chars: int
+        self,
+        fn: ToolFn[P, R],
+        *,
+        name: str | None,
+        timeout: float,
+        max_output_chars: int,
+        status: str | None = None,
     ) -> None:
-        self.fn = fn
+        self._fn = fn
         self.name = name or fn.__name__
         self.timeout = timeout
         self.max_output_chars = max_output_chars
+        self.status = status or f"Running {self.name}…"  # what the user sees while it runs
         self.description, arg_docs = describe(inspect.getdoc(fn) or self.name)
         hints = get_type_hints(fn, include_extras=True)
         fields: dict[str, Any] = {}
@@ -128,7 +144,7 @@ class Tool:
             "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
         }
 
-    async def __call__(self, ctx: ToolContext, *args: Any, **kwargs: Any) -> Any:
+    async def __call__(self, ctx: ToolContext, *args: P.args, **kwargs: P.kwargs) -> R:
         """Validated, time-limited, traced; raises ToolError with a readable message."""
         names = list(self.model.model_fields)
         if len(args) > len(names):
@@ -139,7 +155,7 @@ class Tool:
 
     async def _invoke(
         self, ctx: ToolContext, given: dict[str, Any], arguments: str | None = None
-    ) -> tuple[Any, str]:
+    ) -> tuple[R, str]:
         """(value, its JSON text): serialized once, for the trace and for the model."""
         started = time.perf_counter()
         error: str | None = None
@@ -154,7 +170,8 @@ class Tool:
             limit = asyncio.timeout(self.timeout)
             try:
                 async with limit:
-                    value = await self.fn(ctx, **{k: getattr(args, k) for k in self.model.model_fields})
+                    values = {k: getattr(args, k) for k in self.model.model_fields}
+                    value = await self._fn(ctx, **values)  # type: ignore[call-arg]  # validated above
             except TimeoutError as exc:
                 if not limit.expired():  # a timeout of the tool's own (e.g. an HTTP client's)
                     raise ToolError(f"{self.name} failed: it timed out ({exc or 'no answer'})") from exc
@@ -183,25 +200,47 @@ class Tool:
         return f"<tool {self.name}>"
 
 
+@overload
+def tool(fn: ToolFn[P, R], /) -> Tool[P, R]: ...
+
+
+@overload
 def tool(
-    fn: Callable[..., Awaitable[Any]] | None = None,
     *,
     name: str | None = None,
     timeout: float = 10.0,
     max_output_chars: int = 8_000,
-) -> Any:
-    """Decorator: `@tool` or `@tool(timeout=5)` over `async def f(ctx, ...) -> data`."""
+    status: str | None = None,
+) -> Callable[[ToolFn[P, R]], Tool[P, R]]: ...
 
-    def wrap(f: Callable[..., Awaitable[Any]]) -> Tool:
-        return Tool(f, name=name, timeout=timeout, max_output_chars=max_output_chars)
+
+def tool(
+    fn: ToolFn[P, R] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    timeout: float = 10.0,
+    max_output_chars: int = 8_000,
+    status: str | None = None,
+) -> Tool[P, R] | Callable[[ToolFn[P, R]], Tool[P, R]]:
+    """Decorator: `@tool` or `@tool(timeout=5, status="Checking…")` over `async def f(ctx, ...)`.
+
+    `status` is the line the user sees while the tool runs ("Running <name>…" when not given).
+    """
+
+    def wrap(f: ToolFn[P, R]) -> Tool[P, R]:
+        return Tool(f, name=name, timeout=timeout, max_output_chars=max_output_chars, status=status)
 
     return wrap(fn) if fn is not None else wrap
+
+
+AnyTool = Tool[..., Any]
 
 
 class ToolRegistry:
     """The tools one orchestrator may use; `run` never raises."""
 
-    def __init__(self, tools: Iterable[Tool]) -> None:
+    def __init__(self, tools: Iterable[AnyTool]) -> None:
         self.tools = {t.name: t for t in tools}
         self._schemas = [t.schema() for t in self.tools.values()]
 
@@ -209,13 +248,18 @@ class ToolRegistry:
     def names(self) -> list[str]:
         return list(self.tools)
 
-    def get(self, name: str) -> Tool | None:
+    def get(self, name: str) -> AnyTool | None:
         return self.tools.get(name)
 
     def schemas(self) -> list[dict[str, Any]]:
         return self._schemas
 
-    def extended(self, *tools: Tool) -> ToolRegistry:
+    def status(self, name: str) -> str:
+        """The line shown while `name` runs; a name the model made up still gets one."""
+        found = self.tools.get(name)
+        return found.status if found else f"Running {name}…"
+
+    def extended(self, *tools: AnyTool) -> ToolRegistry:
         return ToolRegistry([*self.tools.values(), *tools])
 
     async def run(self, name: str, arguments: str, ctx: ToolContext) -> ToolResult:
@@ -242,12 +286,14 @@ class ToolRegistry:
             message = f"The arguments for {name} must be a JSON object, not {type(given).__name__}."
             await ctx.trace.step("tool", name, arguments=arguments[:4000], error=message)
             return failed(message)
+        call_ctx = ctx.for_call()
         try:
-            _, text = await found._invoke(ctx, given, arguments)
+            _, text = await found._invoke(call_ctx, given, arguments)
         except ToolError as exc:
             return failed(str(exc))
         truncated = len(text) > found.max_output_chars
         if truncated:
             cut = len(text) - found.max_output_chars
             text = text[: found.max_output_chars] + TRUNCATED.format(cut=cut)
-        return ToolResult(name, True, text, None, (time.perf_counter() - started) * 1000, truncated)
+        elapsed = (time.perf_counter() - started) * 1000
+        return ToolResult(name, True, text, None, elapsed, truncated, tuple(call_ctx.sources))

@@ -42,7 +42,7 @@ def _ddgs(query: str, limit: int) -> list[SearchResult]:
     ]
 
 
-@tool(timeout=15)
+@tool(timeout=15, status="Searching the web…")
 async def search_web(
     ctx: ToolContext,
     query: Annotated[str, Field(min_length=1, max_length=400)],

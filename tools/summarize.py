@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 from pydantic import BaseModel, Field
 
 from tools.context import ToolContext
+from tools.model_call import ModelError, ModelRequest, call_model
 from tools.registry import ToolError, tool
+
+MAX_TEXT_CHARS = 200_000
+MODEL_TIMEOUT = 55.0  # inside the tool's own 60 s timeout, so the model call's error is the one seen
 
 SYSTEM = (
     "You summarize text for a Slack audience in concise standard Markdown. The text between "
@@ -29,37 +32,27 @@ async def complete(ctx: ToolContext, system: str, user: str, name: str = "summar
     """A traced, tool-less model call; usage is added to the run's budget."""
     if ctx.llm is None:
         raise ToolError("No language model is configured")
-    started = time.perf_counter()
-    error = None
-    usage = None
+    request = ModelRequest(
+        model=ctx.settings.model,
+        messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
+        max_output_tokens=ctx.settings.max_output_tokens,
+        output_tokens_param=ctx.settings.output_tokens_param,
+    )
     try:
-        response = await ctx.llm.chat.completions.create(
-            model=ctx.settings.model,
-            messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
-        )
-        usage = response.usage
-        return response.choices[0].message.content or ""
-    except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
+        completion = await call_model(ctx.llm, ctx, request, trace_name=name, timeout=MODEL_TIMEOUT)
+    except ModelError as exc:
         raise ToolError(f"the language model failed: {exc}") from exc
-    finally:
-        ctx.usage.add(usage)
-        await ctx.trace.step(
-            "model",
-            name,
-            error=error,
-            duration_ms=(time.perf_counter() - started) * 1000,
-            prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-            completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
-        )
+    return completion.text
 
 
-@tool(timeout=60, max_output_chars=12_000)
+@tool(timeout=60, max_output_chars=12_000, status="Summarizing…")
 async def summarize(
     ctx: ToolContext,
-    text: Annotated[str, Field(min_length=1, max_length=200_000)],
+    text: Annotated[str, Field(min_length=1)],
     instructions: str = "",
 ) -> Summary:
     """Summarize a text (a page, a thread, data) following optional instructions."""
+    if len(text) > MAX_TEXT_CHARS:  # checked here: a big maxLength in the schema breaks llama.cpp
+        raise ToolError(f"the text is {len(text)} characters long; at most {MAX_TEXT_CHARS} are accepted")
     ask = (instructions.strip() or "Summarize this.") + "\n\n" + _fence(text)
     return Summary(text=await complete(ctx, SYSTEM, ask))

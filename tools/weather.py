@@ -139,12 +139,12 @@ async def get_forecast(
     )
 
 
-@tool(timeout=15)
+@tool(timeout=15, status="Checking the weather…")
 async def get_weather(
     ctx: ToolContext,
     location: Annotated[str, Field(min_length=1, max_length=100)],
     days: Annotated[int, Field(ge=1, le=16)] = 3,
 ) -> Forecast:
     """Daily weather forecast for a place name, e.g. "Karachi" (temperatures in °C)."""
-    place = await geocode.fn(ctx, location)
-    return await get_forecast.fn(ctx, place, days)
+    place = await geocode(ctx, location)
+    return await get_forecast(ctx, place, days)

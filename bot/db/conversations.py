@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,29 @@ from bot.db.models import Conversation, Message, utcnow
 
 if TYPE_CHECKING:
     from bot.db.engine import Database
+
+
+MAX_STORED_ARGUMENTS = 8_000  # characters of one tool call's arguments kept in the history
+MAX_CALL_ID = 64  # the message.tool_call_id column
+
+
+def stored_call_id(call_id: str | None) -> str | None:
+    """A model-chosen id that fits its column, the same on the call and on its result."""
+    if call_id is None or len(call_id) <= MAX_CALL_ID:
+        return call_id
+    return "call_" + hashlib.sha256(call_id.encode()).hexdigest()[:40]
+
+
+def stored_tool_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Tool calls as kept in the history: huge arguments replaced by a note (still valid JSON)."""
+    out = []
+    for call in calls:
+        function = dict(call.get("function") or {})
+        arguments = function.get("arguments") or ""
+        if len(arguments) > MAX_STORED_ARGUMENTS:
+            function["arguments"] = json.dumps({"omitted": f"{len(arguments)} characters, not stored"})
+        out.append({**call, "id": stored_call_id(call.get("id")), "function": function})
+    return out
 
 
 class Conversations:
@@ -53,8 +77,8 @@ class Conversations:
                         conversation_id=conversation_id,
                         role=m["role"],
                         content=m.get("content"),
-                        tool_calls=json.dumps(calls) if calls else None,
-                        tool_call_id=m.get("tool_call_id"),
+                        tool_calls=json.dumps(stored_tool_calls(calls)) if calls else None,
+                        tool_call_id=stored_call_id(m.get("tool_call_id")),
                         **extra,
                     )
                 )

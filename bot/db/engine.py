@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import ssl
 import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 import bot.db.models  # noqa: F401  (registers every table on SQLModel.metadata)
+import bot.db.schema as schema
 from bot.config import ConfigError
-from bot.db import schema
+
+log = logging.getLogger(__name__)
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
@@ -26,7 +30,7 @@ def asyncpg_options(url: URL) -> tuple[URL, dict[str, Any]]:
     asyncpg's connect() takes keyword arguments, and SQLAlchemy passes URL query options through
     as such, so `?sslmode=require` would crash the start with an unexpected-keyword error.
     """
-    query = dict(url.query)
+    query = {k: v if isinstance(v, str) else v[-1] for k, v in url.query.items()}
     args: dict[str, Any] = {}
     server: dict[str, str] = {}
     mode = query.pop("sslmode", None)
@@ -83,7 +87,7 @@ def make_engine(
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     try:
-        import asyncpg  # noqa: F401
+        import asyncpg  # type: ignore[import-untyped]  # noqa: F401
     except ImportError:
         raise ConfigError(
             "DATABASE_URL points at PostgreSQL but its driver, asyncpg, is not installed: "
@@ -109,7 +113,8 @@ class Database:
     """Async access to the database; one per process, shared by every listener.
 
     Queries live in one module per aggregate and are reached as `db.events`, `db.conversations`,
-    `db.runs`, `db.feedback` and `db.digests`, so a call site names what it touches.
+    `db.runs`, `db.feedback`, `db.digests`, `db.leases` and `db.turns`, so a call site names what
+    it touches.
     """
 
     def __init__(self, url: str, **engine_options: Any) -> None:
@@ -117,7 +122,9 @@ class Database:
         from bot.db.digests import Digests
         from bot.db.events import Events
         from bot.db.feedback import Feedbacks
+        from bot.db.leases import Leases
         from bot.db.runs import Runs
+        from bot.db.turns import Turns
 
         self.url = url
         self.engine = make_engine(url, **engine_options)
@@ -126,6 +133,8 @@ class Database:
         self.runs = Runs(self)
         self.feedback = Feedbacks(self)
         self.digests = Digests(self)
+        self.leases = Leases(self)
+        self.turns = Turns(self)
 
     @property
     def dialect(self) -> str:
@@ -174,11 +183,9 @@ class Database:
 
 
 def _insert(dialect: str, table: Any) -> Any:
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table)
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -189,3 +196,23 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+@event.listens_for(Session, "before_flush")
+def _fit_column_lengths(session: Session, _context: Any, _instances: Any) -> None:
+    """A string longer than its column is cut (and logged) instead of failing the whole write.
+
+    SQLite ignores VARCHAR lengths, Postgres refuses the row: without this a long value (a cron
+    expression, a model name, a model-chosen id) works in tests and kills the command in production.
+    Values are checked where they enter; this is the net under those checks.
+    """
+    for obj in [*session.new, *session.dirty]:
+        mapper = inspect(obj).mapper
+        for column in mapper.columns:
+            length = getattr(column.type, "length", None)
+            value = getattr(obj, column.key, None)
+            if length and isinstance(value, str) and len(value) > length:
+                log.warning(
+                    "%s.%s: %d characters cut to %d", mapper.local_table, column.key, len(value), length
+                )
+                setattr(obj, column.key, value[: length - 1] + "…")

@@ -119,3 +119,28 @@ class DigestClaim(SQLModel, table=True):
     fire_time: datetime
     claimed_at: datetime = Field(default_factory=utcnow)
     status: str = Field(default="claimed", max_length=16)
+
+
+class Lease(SQLModel, table=True):
+    """Work held by one owner until `expires_at`; an expired lease may be taken over.
+
+    Times are Unix seconds (float) so comparisons mean the same on SQLite and Postgres.
+    """
+
+    key: str = Field(primary_key=True, max_length=200)
+    owner: str = Field(max_length=200)
+    expires_at: float
+    acquired_at: float
+
+
+class QueuedTurn(SQLModel, table=True):
+    """A message waiting for its conversation's turn; answered one at a time in arrival (id) order."""
+
+    __table_args__ = (UniqueConstraint("conversation_id", "slack_ts"),)
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(index=True)
+    slack_ts: str = Field(max_length=32)
+    turn: str  # JSON of bot.slack.conversation.Turn
+    state: str = Field(default="pending", max_length=16)  # pending running done failed interrupted
+    created_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None

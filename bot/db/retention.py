@@ -32,7 +32,7 @@ async def purge(db: Database, older_than: datetime) -> dict[str, int]:
     while True:  # runs in batches of fixed ids, each with its steps and feedback in one transaction
         async with db.engine.begin() as conn:
             ids = list(
-                (await conn.execute(select(Run.id).where(col(Run.started_at) < older_than).limit(BATCH)))
+                (await conn.execute(select(col(Run.id)).where(col(Run.started_at) < older_than).limit(BATCH)))
                 .scalars()
                 .all()
             )

@@ -21,6 +21,9 @@ DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 FULL_DAYS = {d: d[:3] for d in ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")}
 CRON_DOW = {"0": "sun", "1": "mon", "2": "tue", "3": "wed", "4": "thu", "5": "fri", "6": "sat", "7": "sun"}
 HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+MAX_CRON_CHARS = 100  # the digestschedule.cron column
+MAX_ID = 2**31 - 1  # ids are 32-bit integers on Postgres; a larger number names no schedule
+HORIZON = timedelta(days=366)  # a schedule must fire within a year; searches never look further
 
 
 @dataclass(frozen=True)
@@ -68,8 +71,17 @@ def _time(token: str | None) -> tuple[int, int]:
 
 
 def _dow_field(field: str) -> str:
-    """Standard cron day-of-week (0 or 7 = Sunday) as names APScheduler reads unambiguously."""
-    return re.sub(r"\d", lambda m: CRON_DOW[m[0]], field.lower()) if field != "*" else "*"
+    """Standard cron day-of-week (0 or 7 = Sunday) as names APScheduler reads unambiguously.
+
+    Only day numbers are renamed, not the step of `*/2`; a number past 7 is refused.
+    """
+
+    def name(m: re.Match[str]) -> str:
+        if m[0] not in CRON_DOW:
+            raise _fail(f"`{m[0]}` is not a day of the week; use 0-7 (0 and 7 are Sunday) or mon..sun.")
+        return CRON_DOW[m[0]]
+
+    return re.sub(r"(?<![/\d])\d+", name, field.lower()) if field != "*" else "*"
 
 
 def check_zone(name: str) -> str:
@@ -102,12 +114,16 @@ def _schedule(tokens: list[str]) -> tuple[str, str, list[str]]:
         fields = expr.split()
         if len(fields) != 5:
             raise _fail('A cron schedule needs five fields in quotes, e.g. cron "0 9 * * 1-5".')
+        if len(expr) > MAX_CRON_CHARS:
+            raise _fail(f"That cron expression is {len(expr)} characters; keep it under {MAX_CRON_CHARS}.")
         cron = " ".join([*fields[:4], _dow_field(fields[4])])
         try:
-            make_trigger(cron, "UTC")
+            first = next_fire_times(cron, "UTC", datetime.now(UTC), 1)
         except ValueError as exc:
             raise _fail(f"`{expr}` is not a valid cron expression ({exc}).") from None
-        return cron, f'on cron "{expr}"', tokens[2:]
+        if not first:
+            raise _fail(f"`{expr}` never fires within a year (is that date real?), so it was not saved.")
+        return cron, f'on cron "{" ".join(fields)}"', tokens[2:]
     raise _fail(f"`{tokens[0]}` is not a schedule; use daily, weekdays, weekly or cron.")
 
 
@@ -119,9 +135,10 @@ def parse_digest(text: str) -> DigestCommand:
     if verb == "list" and not rest:
         return DigestList()
     if verb in ("remove", "run"):
-        if len(rest) != 1 or not rest[0].lstrip("#").isdigit() or int(rest[0].lstrip("#")) < 1:
+        digits = rest[0].lstrip("#") if len(rest) == 1 else ""
+        if not (digits.isascii() and digits.isdigit()) or not 1 <= int(digits) <= MAX_ID:
             raise _fail(f"`/digest {verb}` takes one schedule id, e.g. `/digest {verb} 3`.")
-        number = int(rest[0].lstrip("#"))
+        number = int(digits)
         return DigestRemove(number) if verb == "remove" else DigestRun(number)
     if verb != "add":
         raise _fail(f"I don't know `/digest {tokens[0]}`.")
@@ -149,8 +166,12 @@ def parse_digest(text: str) -> DigestCommand:
     return DigestAdd(target, source, cron, zone, quiet, description)
 
 
-def make_trigger(cron: str, timezone: str, second: str = "0") -> CronTrigger:
-    """A CronTrigger in the schedule's zone; `second` lets tests fire every second."""
+def make_trigger(cron: str, timezone: str, second: str = "0", end: datetime | None = None) -> CronTrigger:
+    """A CronTrigger in the schedule's zone; `second` lets tests fire every second.
+
+    `end` bounds a search: without it APScheduler walks up to the year 9999 for a date that
+    never comes (31 February), holding the event loop for seconds.
+    """
     minute, hour, day, month, dow = cron.split()
     return CronTrigger(
         minute=minute,
@@ -160,7 +181,16 @@ def make_trigger(cron: str, timezone: str, second: str = "0") -> CronTrigger:
         day_of_week=dow,
         second=second,
         timezone=ZoneInfo(timezone),
+        end_date=end,
     )
+
+
+def fires(cron: str, timezone: str, at: datetime, second: str = "0") -> bool:
+    """Whether a stored schedule fires within a year of `at` (so it is safe to give APScheduler)."""
+    try:
+        return bool(next_fire_times(cron, timezone, at, 1, second))
+    except (ValueError, KeyError):
+        return False
 
 
 def canonical(fire_time: datetime) -> datetime:
@@ -176,7 +206,7 @@ def _after(moment: datetime) -> datetime:
 def next_fire_times(
     cron: str, timezone: str, after: datetime, count: int = 3, second: str = "0"
 ) -> list[datetime]:
-    trigger = make_trigger(cron, timezone, second)
+    trigger = make_trigger(cron, timezone, second, end=after + HORIZON)
     out: list[datetime] = []
     previous = None
     now = after
@@ -199,7 +229,7 @@ def previous_fire_time(cron: str, timezone: str, at: datetime, second: str = "0"
 
 
 def _times_between(cron: str, timezone: str, start: datetime, end: datetime, second: str) -> list[datetime]:
-    trigger = make_trigger(cron, timezone, second)
+    trigger = make_trigger(cron, timezone, second, end=end)
     out: list[datetime] = []
     previous, now = None, start
     while (nxt := trigger.get_next_fire_time(previous, now)) is not None and nxt <= end:

@@ -17,7 +17,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.db.models import DigestSchedule
 from bot.db.trace import DbTrace
-from bot.digests.grammar import canonical, make_trigger, period_of, previous_fire_time
+from bot.digests.grammar import canonical, fires, make_trigger, period_of, previous_fire_time
 from bot.runtime import Runtime
 from bot.slack.render import post_answer
 from orchestrators.workflows import summarize_channel
@@ -63,6 +63,12 @@ class DigestScheduler:
 
     def _add_job(self, schedule: DigestSchedule) -> None:
         assert schedule.id is not None
+        if not fires(schedule.cron, schedule.timezone, datetime.now(UTC), self.second):
+            # Stored before schedules were checked: APScheduler would search for it for seconds.
+            log.warning("digest %s never fires (%r); not scheduled", schedule.id, schedule.cron)
+            self._remove_job(schedule.id)
+            self._known[schedule.id] = (schedule.cron, schedule.timezone)
+            return
         trigger = make_trigger(schedule.cron, schedule.timezone, self.second)
         self.scheduler.add_job(
             self._fire,

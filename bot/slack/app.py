@@ -8,6 +8,7 @@ from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 
 from bot.runtime import Runtime
+from bot.slack.front_door import events_handler, validate_payload
 from bot.slack.listeners import assistant, commands, digest, feedback, messages
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,7 @@ def build_app(rt: Runtime) -> AsyncApp:
         # milliseconds; in exchange every piece of work is tracked (tests, graceful shutdown).
         process_before_response=True,
     )
+    app.middleware(validate_payload)  # Socket Mode payloads; HTTP ones are checked at the front door
     assistant.register(app, rt)  # before messages: it takes DM threads (assistant threads)
     messages.register(app, rt)
     feedback.register(app, rt)
@@ -34,7 +36,11 @@ def build_web_app(app: AsyncApp, rt: Runtime) -> web.Application:
     """Slack requests at POST /slack/events; /healthz, /readyz and /metrics beside them."""
     from bot.health import add_routes
 
-    web_app = app.web_app(path="/slack/events")
+    limit = rt.settings.slack_max_body_bytes
+    web_app = web.Application(client_max_size=limit)
+    web_app.router.add_post(
+        "/slack/events", events_handler(app, rt.settings.slack_signing_secret or "", limit)
+    )
     add_routes(web_app, rt)
     return web_app
 

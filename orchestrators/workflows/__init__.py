@@ -12,7 +12,7 @@ from tools.context import ToolContext
 from tools.registry import Tool, tool
 
 
-@tool(name="weather_report", timeout=45, max_output_chars=6_000)
+@tool(name="weather_report", timeout=45, max_output_chars=6_000, status="Checking the weather…")
 async def weather_report_tool(
     ctx: ToolContext, place: Annotated[str, Field(min_length=1, max_length=100)]
 ) -> dict[str, str]:

@@ -12,3 +12,4 @@ class WorkflowReply:
     text: str
     sources: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # e.g. "the period was too long to cover fully"
+    ephemeral: bool = False  # show it only to the person who asked (the place has other readers)

@@ -27,6 +27,7 @@ from orchestrators.workflows.parsing import (
 from orchestrators.workflows.research import research
 from orchestrators.workflows.summarize import summarize_channel
 from orchestrators.workflows.weather import weather_report
+from tools.audience import may_show
 from tools.context import ToolContext
 from tools.read_channel import ensure_member, resolve_channel
 
@@ -52,8 +53,21 @@ async def _summarize(agent: Agent, ctx: ToolContext, args: SummarizeArgs) -> Wor
     else:
         channel_id, name = await resolve_channel(ctx, args.channel.id or f"#{args.channel.name}")
     await ensure_member(ctx, channel_id, name)
+    verdict = await may_show(
+        ctx.slack,
+        ctx.memberships,
+        team=ctx.team_id,
+        source=channel_id,
+        place=ctx.channel_id,
+        bot_user=ctx.bot_user_id,
+    )
+    if not verdict.allowed:  # the asker is a member: they get it, nobody else here does
+        ctx.ephemeral_to = ctx.user_id
     reply = await summarize_channel(ctx, channel_id, name, time.time() - args.period.total_seconds())
     reply.text = f"*Summary of #{name}, last {describe_period(args.period)}*\n\n{reply.text}"
+    if not verdict.allowed:
+        reply.ephemeral = True
+        reply.text += f"\n\n_Shown only to you: {verdict.reason}._"
     return reply
 
 

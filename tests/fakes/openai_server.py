@@ -20,6 +20,8 @@ from typing import Any
 from aiohttp import web
 from jsonschema import Draft202012Validator
 
+from tests.fakes import model_quirks
+from tests.fakes.model_quirks import Quirks
 from tests.fakes.server import FakeServer
 
 SCHEMA = Path(__file__).parent / "specs" / "openai-chat-completions-request.schema.json"
@@ -54,6 +56,7 @@ class Reply:
     usage: tuple[int, int] | None = None  # (prompt, completion); default: ~len(text) / 4
     stream_delay: float = 0.0  # pause after each streamed content delta
     finish_reason: str | None = None  # default: "tool_calls" or "stop"
+    refusal: str | None = None  # OpenAI's refusal: set instead of content
 
 
 Responder = Callable[[dict[str, Any]], "Reply | str | Awaitable[Reply | str]"]
@@ -102,10 +105,17 @@ def _estimate(text: str) -> int:
 
 
 class FakeOpenAI(FakeServer):
-    """POST /v1/chat/completions. `script()` queues replies; else `responder`; else `default`."""
+    """POST /v1/chat/completions. `script()` queues replies; else `responder`; else `default`.
 
-    def __init__(self) -> None:
+    `quirks` makes it behave like a given real server (see tests/fakes/model_quirks.py). Azure's
+    classic layout is served too: /openai/deployments/{deployment}/chat/completions?api-version=
+    with the key in an `api-key` header.
+    """
+
+    def __init__(self, quirks: Quirks | None = None) -> None:
         super().__init__()
+        self.quirks = quirks or Quirks()
+        self.azure_calls: list[tuple[str, str]] = []  # (deployment, api-version) of Azure requests
         self.requests: list[dict[str, Any]] = []
         self.schema_errors: list[str] = []
         self.shape_errors: list[str] = []
@@ -119,6 +129,7 @@ class FakeOpenAI(FakeServer):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._complete)
+        app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._azure)
 
     @property
     def base_url(self) -> str:
@@ -151,8 +162,17 @@ class FakeOpenAI(FakeServer):
         return self.requests
 
     # --- HTTP ---------------------------------------------------------------------------------
-    async def _complete(self, request: web.Request) -> web.StreamResponse:
-        if not request.headers.get("Authorization", "").removeprefix("Bearer ").strip():
+    async def _azure(self, request: web.Request) -> web.StreamResponse:
+        version = request.query.get("api-version", "")
+        if not version:
+            return _error(404, "Resource not found", "invalid_request_error", "404")
+        if not request.headers.get("api-key", "").strip():
+            return _error(401, "Access denied due to missing subscription key.", "invalid_request_error")
+        self.azure_calls.append((request.match_info["deployment"], version))
+        return await self._complete(request, authorized=True)
+
+    async def _complete(self, request: web.Request, authorized: bool = False) -> web.StreamResponse:
+        if not authorized and not request.headers.get("Authorization", "").removeprefix("Bearer ").strip():
             return _error(401, "You didn't provide an API key.", "invalid_request_error", "invalid_api_key")
         try:
             body = await request.json()
@@ -165,6 +185,9 @@ class FakeOpenAI(FakeServer):
             self.schema_errors += errors
             return _error(400, "; ".join(errors)[:2000], "invalid_request_error")
         self.shape_errors += shape_problems(body.get("messages", []))
+        if problem := model_quirks.request_problem(self.quirks, body):
+            status, message, code = problem
+            return _error(status, message, _error_type(status), code)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -173,7 +196,21 @@ class FakeOpenAI(FakeServer):
                 await asyncio.sleep(reply.delay)
             if reply.status != 200:
                 return _error(reply.status, reply.error_message, _error_type(reply.status))
-            calls = [self._call(c) for c in reply.tool_calls]
+            if reply.tool_calls and model_quirks.tools_dropped(self.quirks, body):
+                reply = Reply(content=model_quirks.TOOLS_IGNORED)
+            calls = [
+                model_quirks.decorate_call(self.quirks, self._call(c), first=i == 0)
+                for i, c in enumerate(reply.tool_calls)
+            ]
+            if not calls and reply.status == 200:
+                content, refusal, finish = model_quirks.final_answer(self.quirks, reply.content)
+                reply = Reply(
+                    content=content,
+                    refusal=reply.refusal or refusal,
+                    usage=reply.usage,
+                    stream_delay=reply.stream_delay,
+                    finish_reason=reply.finish_reason or finish,
+                )
             prompt = _estimate(json.dumps(body.get("messages", [])))
             completion = _estimate((reply.content or "") + json.dumps(calls))
             usage = _usage(reply.usage or (prompt, completion))
@@ -185,7 +222,11 @@ class FakeOpenAI(FakeServer):
             }
             if body.get("stream"):
                 return await self._stream(request, body, head, reply, calls, finish, usage)
-            message: dict[str, Any] = {"role": "assistant", "content": reply.content, "refusal": None}
+            message: dict[str, Any] = {
+                "role": "assistant",
+                "content": reply.content,
+                "refusal": reply.refusal,
+            }
             if calls:
                 message["tool_calls"] = calls
             choice = {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
@@ -244,18 +285,24 @@ class FakeOpenAI(FakeServer):
                 await send(chunk({"content": text[i : i + CONTENT_PIECE]}))
                 if reply.stream_delay:
                     await asyncio.sleep(reply.stream_delay)
+            refusal = reply.refusal or ""
+            for i in range(0, len(refusal), CONTENT_PIECE):
+                await send(chunk({"refusal": refusal[i : i + CONTENT_PIECE]}))
             for index, call in enumerate(calls):
                 fn = call["function"]
-                start = {"index": index, "id": call["id"], "type": "function"}
+                where = model_quirks.stream_index(self.quirks, index)
+                extra = {k: v for k, v in call.items() if k not in ("id", "type", "function")}
+                start = {**where, "id": call["id"], "type": "function", **extra}
                 await send(
                     chunk({"tool_calls": [{**start, "function": {"name": fn["name"], "arguments": ""}}]})
                 )
                 args = fn["arguments"]
                 for i in range(0, len(args), ARGUMENTS_PIECE):
-                    piece = {"index": index, "function": {"arguments": args[i : i + ARGUMENTS_PIECE]}}
+                    piece = {**where, "function": {"arguments": args[i : i + ARGUMENTS_PIECE]}}
                     await send(chunk({"tool_calls": [piece]}))
             await send(chunk({}, finish))
-            if (body.get("stream_options") or {}).get("include_usage"):
+            wants_usage = (body.get("stream_options") or {}).get("include_usage")
+            if wants_usage and self.quirks.stream_usage:
                 await send({**base, "choices": [], "usage": usage})
             await send("[DONE]")
             await response.write_eof()

@@ -219,6 +219,9 @@ class FakeSlack(FakeServer, ChatMethods):
             "is_private": ch.is_private or ch.is_im,
             "is_archived": False,
             "is_member": BOT_USER in ch.members,
+            "is_shared": ch.is_ext_shared,
+            "is_ext_shared": ch.is_ext_shared,
+            "is_org_shared": False,
             "context_team_id": self.team,
         }
         if ch.is_im:

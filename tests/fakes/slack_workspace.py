@@ -40,6 +40,7 @@ class Channel:
     members: set[str]
     is_private: bool = False
     is_im: bool = False
+    is_ext_shared: bool = False  # Slack Connect: shared with another organisation
     messages: list[dict[str, Any]] = field(default_factory=list)  # top level, oldest first
     replies: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # parent ts -> replies
 
@@ -102,12 +103,19 @@ class Workspace:
 
     # --- setup --------------------------------------------------------------------------------
     def add_user(
-        self, id: str, name: str, tz: str = "UTC", is_admin: bool = False, is_bot: bool = False
+        self,
+        id: str,
+        name: str,
+        tz: str = "UTC",
+        is_admin: bool = False,
+        is_bot: bool = False,
+        team: str | None = None,
     ) -> dict[str, Any]:
+        """A user of this workspace, or of another organisation when `team` is another team id."""
         offset = datetime.now(ZoneInfo(tz)).utcoffset()
         self.users[id] = {
             "id": id,
-            "team_id": self.team,
+            "team_id": team or self.team,
             "name": name,
             "real_name": name.title(),
             "tz": tz,
@@ -116,6 +124,7 @@ class Workspace:
             "is_admin": is_admin,
             "is_owner": False,
             "is_bot": is_bot,
+            "is_stranger": bool(team and team != self.team),
             "deleted": False,
             "profile": {"display_name": name, "real_name": name.title()},
         }
@@ -129,9 +138,10 @@ class Workspace:
         is_private: bool = False,
         is_im: bool = False,
         bot_member: bool = True,
+        is_ext_shared: bool = False,
     ) -> Channel:
         people = set(members) | ({BOT_USER} if bot_member else set())
-        self.channels[id] = Channel(id, name, people, is_private, is_im)
+        self.channels[id] = Channel(id, name, people, is_private, is_im, is_ext_shared)
         return self.channels[id]
 
     def next_ts(self) -> str:

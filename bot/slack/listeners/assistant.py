@@ -9,7 +9,8 @@ from slack_bolt.async_app import AsyncApp, AsyncAssistant
 
 from bot.runtime import Runtime
 from bot.slack.calls import call
-from bot.slack.conversation import Turn, answer, clean_text
+from bot.slack.conversation import Turn, clean_text
+from bot.slack.turns import take_turn
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def register(app: AsyncApp, rt: Runtime) -> None:
             reply_thread_ts=thread,
             trigger="assistant",
         )
-        await answer(rt, turn)
+        await take_turn(rt, turn)
 
     @assistant.thread_started
     async def on_started(payload: dict[str, Any]) -> None:

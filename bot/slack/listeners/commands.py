@@ -10,7 +10,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.commands import CommandReply, execute
 from bot.runtime import Runtime
-from bot.slack.render import post_answer
+from bot.slack.render import markdown_messages, post_answer
 from orchestrators.workflows.commands import COMMANDS, HELP_COMMANDS, help_text, parse_command
 from orchestrators.workflows.parsing import ASK_USAGE, UsageError, parse_question
 
@@ -35,6 +35,10 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         )
         if not reply.ok:
             await respond(response_type="ephemeral", text=reply.text, replace_original=False)
+            return
+        if reply.ephemeral:  # the result may not be shown to everyone in this channel
+            for message in markdown_messages(reply.text, [footer(command, reply)]):
+                await respond(response_type="ephemeral", replace_original=False, **message)
             return
         try:
             stamps = await post_answer(rt.slack, channel, None, reply.text, [footer(command, reply)])

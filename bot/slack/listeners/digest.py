@@ -31,8 +31,13 @@ log = logging.getLogger(__name__)
 
 
 def next_run_text(schedule: DigestSchedule) -> str:
-    (nxt,) = next_fire_times(schedule.cron, schedule.timezone, datetime.now(UTC), 1)
-    return f"{nxt:%a %d %b %H:%M} ({schedule.timezone})"
+    try:
+        found = next_fire_times(schedule.cron, schedule.timezone, datetime.now(UTC), 1)
+    except (ValueError, KeyError):
+        found = []
+    if not found:
+        return "never (this schedule cannot fire; remove it)"
+    return f"{found[0]:%a %d %b %H:%M} ({schedule.timezone})"
 
 
 def describe(schedule: DigestSchedule) -> str:
@@ -148,12 +153,17 @@ def register(app: AsyncApp, rt: Runtime) -> None:
     commands = DigestCommands(rt)
 
     async def run(body: dict[str, Any], respond: Any) -> None:
-        text = await commands.handle(
-            body.get("text", ""),
-            user=body["user_id"],
-            channel=body["channel_id"],
-            team=body.get("team_id", ""),
-        )
+        try:
+            text = await commands.handle(
+                body.get("text", ""),
+                user=body["user_id"],
+                channel=body["channel_id"],
+                team=body.get("team_id", ""),
+            )
+        except Exception as exc:  # every path answers the person who asked
+            log.exception("/digest %r failed", body.get("text", "")[:200])
+            error = exc.response.get("error") if isinstance(exc, SlackApiError) and exc.response else None
+            text = f"Sorry, `/digest` failed{f' (Slack said {error})' if error else ''}. Please try again."
         await respond(response_type="ephemeral", text=text, replace_original=False)
 
     @app.command("/digest")

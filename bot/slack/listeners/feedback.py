@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 def parse_value(value: str) -> tuple[str, int] | None:
     """`good:42` -> ("good", 42); anything else is not ours."""
     verdict, _, run = value.partition(":")
-    if verdict in ("good", "bad") and run.isdigit():
+    if verdict in ("good", "bad") and run.isascii() and run.isdigit() and 0 < int(run) < 2**31:
         return verdict, int(run)
     return None
 

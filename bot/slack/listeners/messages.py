@@ -8,7 +8,8 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.runtime import Runtime
-from bot.slack.conversation import Turn, answer
+from bot.slack.conversation import Turn
+from bot.slack.turns import take_turn
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         if not await rt.db.events.claim(*keys):
             log.info("skipping a repeated delivery of %s", keys[0])
             return
-        await answer(rt, turn)
+        await take_turn(rt, turn)
 
     def start(turn: Turn, body: dict[str, Any]) -> None:
         # One key per delivery and one per Slack message: retries and duplicate event types

@@ -1,0 +1,65 @@
+"""One turn at a time per conversation, in arrival order, across processes.
+
+Each message is queued in the database, then its task competes for the conversation's lease.
+The holder answers every queued message oldest first (each one's history ends at that message,
+because a message enters the history only when its turn starts) and releases; a message whose
+task lost the race waits until it is answered, or until the holder's lease lapses (the holder
+crashed) and it can take over. Nothing is answered twice: a turn left `running` by a crashed
+owner is marked interrupted, not re-run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+
+from bot.db.turns import FINISHED
+from bot.runtime import Runtime
+from bot.slack.conversation import Turn, answer
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 30.0  # renewed every 10 s while answering; a crashed holder blocks at most this long
+POLL_SECONDS = 0.1
+
+
+def conversation_lease(conversation_id: int) -> str:
+    return f"conversation:{conversation_id}"
+
+
+async def take_turn(rt: Runtime, turn: Turn) -> None:
+    """Queue `turn` and return once it has been answered (by this task or another holder)."""
+    convo = await rt.db.conversations.get_or_create(turn.team, turn.channel, turn.thread_ts)
+    assert convo.id is not None
+    queued = await rt.db.turns.enqueue(convo.id, turn.ts, dataclasses.asdict(turn))
+    key, owner = conversation_lease(convo.id), f"{rt.db.leases.owner}/turn{queued}"
+    while True:
+        if await rt.db.leases.acquire(key, owner, LEASE_SECONDS):
+            await _answer_queue(rt, convo.id, key, owner)
+        if await rt.db.turns.state(queued) in FINISHED:
+            return
+        await asyncio.sleep(POLL_SECONDS)
+
+
+async def _answer_queue(rt: Runtime, conversation_id: int, key: str, owner: str) -> None:
+    async with rt.db.leases.kept(key, owner, LEASE_SECONDS) as keeper:
+        if await rt.db.turns.abandon_running(conversation_id):
+            log.warning("conversation %s: a crashed owner left a turn unfinished", conversation_id)
+        while not keeper.lost:
+            queued = await rt.db.turns.next_pending(conversation_id)
+            if queued is None:
+                return
+            assert queued.id is not None
+            await rt.db.turns.set_state(queued.id, "running")
+            try:
+                await answer(rt, Turn(**json.loads(queued.turn)))
+            except asyncio.CancelledError:
+                await asyncio.shield(rt.db.turns.set_state(queued.id, "interrupted"))
+                raise
+            except Exception:
+                log.exception("conversation %s: turn %s failed", conversation_id, queued.id)
+                await rt.db.turns.set_state(queued.id, "failed")
+            else:
+                await rt.db.turns.set_state(queued.id, "done")

@@ -1,0 +1,114 @@
+"""Issue 12: the provider matrix. The same conversations, through the signed HTTP front door,
+against the fake model server behaving like each real server (tests/fakes/model_quirks.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.conftest import Bot, make_settings
+from tests.fakes import model_quirks
+from tests.fakes.model_quirks import PROFILES, Quirks
+from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall
+from tests.fakes.slack_requests import mention, thread_message
+
+ANSWER = "It is 09:00 in Karachi and 05:00 in Berlin, so Karachi is four hours ahead."
+EXPECTED_NOTE = {
+    "length": "cut off",
+    "content_filter": "content filter",
+    "refusal": model_quirks.REFUSAL,
+}
+
+
+@pytest.fixture(params=PROFILES, ids=[p.name for p in PROFILES])
+async def server(request) -> AsyncIterator[FakeOpenAI]:
+    fake = FakeOpenAI(request.param)
+    await fake.start()
+    yield fake
+    await fake.stop()
+    assert fake.schema_errors == [], "the bot sent a request the OpenAI schema rejects"
+    assert fake.shape_errors == [], "the bot sent an orphaned or unanswered tool call"
+
+
+@pytest.fixture
+async def bot(slack, server, db_url) -> AsyncIterator[Bot]:
+    harness = Bot(make_settings(slack, server, db_url))
+    await harness.start()
+    yield harness
+    await harness.close()
+
+
+def answered(slack, thread_ts: str) -> str:
+    return " ".join(str(m.get("text", "")) + str(m.get("blocks", "")) for m in slack.posted("C1", thread_ts))
+
+
+def two_clocks(body: dict) -> Reply:
+    """Two parallel tool calls for a question, then the answer once their results are in."""
+    if body["messages"][-1]["role"] == "tool":
+        return Reply(content=ANSWER)
+    if "again" in str(body["messages"][-1]["content"]):
+        return Reply(content="Still four hours.")
+    return Reply(
+        tool_calls=[
+            ToolCall("current_time", {"timezone": "Asia/Karachi"}),
+            ToolCall("current_time", {"timezone": "Europe/Berlin"}),
+        ]
+    )
+
+
+async def test_parallel_tool_calls_then_a_follow_up(bot: Bot, slack, server: FakeOpenAI) -> None:
+    quirks: Quirks = server.quirks
+    server.responder = two_clocks
+    await bot.event(mention("<@UBOT> how far ahead is Karachi of Berlin?", ts="50.1"))
+    await bot.idle()
+    second = server.requests[1]["messages"]
+    calls = second[-3]["tool_calls"]
+    assert [c["function"]["name"] for c in calls] == ["current_time", "current_time"]  # not merged
+    results = [m["content"] for m in second if m["role"] == "tool"]
+    assert "Asia/Karachi" in results[0] and "Europe/Berlin" in results[1]
+    text = answered(slack, "50.1")
+    expected = EXPECTED_NOTE.get(quirks.final_answer or "", ANSWER[: len(ANSWER) // 2])
+    assert expected in text
+    run = (await bot.rt.db.runs.find())[-1]
+    assert run.status == "ok" and run.llm_calls == 2
+    assert run.prompt_tokens > 0 and run.completion_tokens > 0  # estimated where usage is missing
+
+    await bot.event(thread_message("and again?", ts="50.2", thread_ts="50.1"))
+    await bot.idle()
+    third = server.requests[2]["messages"]
+    assert all(isinstance(m.get("content"), str | list) for m in third)  # never null
+    assert "Still four hours" in answered(slack, "50.1") or quirks.final_answer
+
+
+async def test_a_message_too_long_for_the_window_does_not_poison_the_thread(
+    bot: Bot, slack, server: FakeOpenAI
+) -> None:
+    server.default = Reply(content="Short answer.")
+    await bot.event(mention("<@UBOT> read this: " + "lorem ipsum dolor " * 12_000, ts="60.1"))
+    await bot.idle()
+    first = answered(slack, "60.1")
+    assert "too long" in first or "Short" in first or server.quirks.final_answer
+    await bot.event(thread_message("a short question", ts="60.2", thread_ts="60.1"))
+    await bot.idle()
+    runs = await bot.rt.db.runs.find()
+    assert runs[-1].status == "ok", runs[-1].error
+    last = server.requests[-1]["messages"]
+    assert last[-1]["content"] == "a short question"
+
+
+async def test_a_context_error_is_retried_once_with_less_history(slack, db_url) -> None:
+    """The server's window is smaller than the one configured: its 400 is retried, smaller."""
+    async with FakeOpenAI(Quirks("tiny", context_tokens=3_000)) as server:
+        harness = Bot(make_settings(slack, server, db_url, OPENAI_CONTEXT_TOKENS="100000"))
+        await harness.start()
+        try:
+            server.default = Reply(content="Fits now.")
+            await harness.event(mention("<@UBOT> " + "words and more words " * 1_200, ts="70.1"))
+            await harness.idle()
+            assert len(server.requests) == 2  # the refused prompt, then one smaller retry
+            assert len(str(server.requests[1]["messages"])) < len(str(server.requests[0]["messages"]))
+            assert "Fits now." in answered(slack, "70.1")
+            assert "too long" in answered(slack, "70.1")  # the user is told it was shortened
+        finally:
+            await harness.close()

@@ -1,0 +1,87 @@
+"""Issue 10, finding 6: one turn at a time per conversation, in arrival order, across processes."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from tests.conftest import Bot, make_settings
+from tests.fakes.openai_server import Reply
+from tests.fakes.slack_requests import dm, mention, thread_message
+
+
+def answering_each_message(llm) -> None:
+    """The model takes 0.4 s and answers the newest user message it was shown."""
+
+    def respond(body: dict[str, Any]) -> Reply:
+        last = body["messages"][-1]
+        assert last["role"] == "user", "each answer's history must end at its own message"
+        return Reply(content=f"answer to {last['content']}", delay=0.4)
+
+    llm.responder = respond
+
+
+async def send_apart(bots: list[Bot], events: list[dict[str, Any]]) -> None:
+    """Deliver events 100 ms apart, alternating between the bot processes."""
+    for i, event in enumerate(events):
+        assert (await bots[i % len(bots)].event(event))[0] == 200
+        await asyncio.sleep(0.1)
+
+
+async def settle(bots: list[Bot], llm, count: int) -> None:
+    await llm.wait_for_requests(count, timeout=20)
+    for b in bots:
+        await b.idle(timeout=20)
+
+
+def assert_answered_in_order(llm, posted: list[dict[str, Any]], questions: list[str]) -> None:
+    assert [p["text"] for p in posted] == [f"answer to {q}" for q in questions]
+    assert len(llm.requests) == len(questions)  # nothing answered twice, nothing skipped
+    assert llm.max_in_flight == 1  # one turn at a time
+    for i, request in enumerate(llm.requests):
+        seen = [m["content"] for m in request["messages"] if m["role"] in ("user", "assistant")]
+        expected: list[str] = []
+        for q in questions[: i + 1]:
+            expected += [q, f"answer to {q}"]
+        assert seen == expected[:-1], f"turn {i + 1} saw an interleaved history"
+
+
+@pytest.mark.parametrize("count", [2, 5])
+async def test_messages_in_one_thread_are_answered_once_in_order(bot: Bot, slack, llm, count) -> None:
+    answering_each_message(llm)
+    root = "1700000100.000100"
+    questions = [f"q{i}" for i in range(1, count + 1)]
+    events = [mention(f"<@UBOT> {questions[0]}", ts=root)] + [
+        thread_message(q, ts=f"1700000100.{i + 2:06d}", thread_ts=root) for i, q in enumerate(questions[1:])
+    ]
+    await send_apart([bot], events)
+    await settle([bot], llm, count)
+    assert_answered_in_order(llm, slack.posted(channel="C1", thread_ts=root), questions)
+
+
+@pytest.mark.parametrize("count", [2, 5])
+async def test_messages_in_one_dm_are_answered_once_in_order(bot: Bot, slack, llm, count) -> None:
+    answering_each_message(llm)
+    questions = [f"d{i}" for i in range(1, count + 1)]
+    events = [dm(q, ts=f"1700000200.{i + 1:06d}") for i, q in enumerate(questions)]
+    await send_apart([bot], events)
+    await settle([bot], llm, count)
+    assert_answered_in_order(llm, slack.posted(channel="D1"), questions)
+
+
+async def test_two_processes_on_one_database_take_turns(slack, llm, db_url) -> None:
+    """Messages of one DM delivered alternately to two bot processes: still one at a time, in order."""
+    answering_each_message(llm)
+    bots = [Bot(make_settings(slack, llm, db_url)), Bot(make_settings(slack, llm, db_url))]
+    for b in bots:
+        await b.start()
+    try:
+        questions = [f"p{i}" for i in range(1, 6)]
+        await send_apart(bots, [dm(q, ts=f"1700000300.{i + 1:06d}") for i, q in enumerate(questions)])
+        await settle(bots, llm, len(questions))
+        assert_answered_in_order(llm, slack.posted(channel="D1"), questions)
+    finally:
+        for b in bots:
+            await b.close()
