@@ -76,6 +76,25 @@ def asyncpg_options(url: URL) -> tuple[URL, dict[str, Any]]:
     return url.set(query={k: v for k, v in query.items() if k in passthrough}), args
 
 
+def database_unavailable(exc: BaseException) -> bool:
+    """True for "the database did not answer" (down, unreachable, refusing connections), as opposed
+    to a query that failed: those deserve a different message."""
+    from sqlalchemy import exc as sa_exc
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError):
+            return True
+        if isinstance(seen, sa_exc.DBAPIError) and seen.connection_invalidated:
+            return True
+        if isinstance(seen, OSError | TimeoutError | ConnectionError):
+            return True
+        if type(seen).__module__.startswith("asyncpg") and "connect" in str(seen).lower():
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def make_engine(
     url: str, *, pool_size: int = 5, max_overflow: int = 10, pgbouncer: bool = False
 ) -> AsyncEngine:

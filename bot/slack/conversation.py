@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from bot.db.engine import database_unavailable
 from bot.db.trace import DbTrace
 from bot.runtime import Runtime
 from bot.slack.render import feedback_blocks
@@ -16,6 +19,9 @@ from orchestrators.llm import AgentError
 log = logging.getLogger(__name__)
 
 MAX_USER_CHARS = 40_000
+DATABASE_DOWN = (
+    "Sorry, I can't answer right now: my database is not responding. Please try again in a few minutes."
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,23 @@ def clean_text(text: str, bot_user_id: str | None) -> str:
     if bot_user_id:
         text = re.sub(rf"<@{re.escape(bot_user_id)}(\|[^>]*)?>", "", text)
     return text.strip()[:MAX_USER_CHARS]
+
+
+@contextlib.asynccontextmanager
+async def apology_if_database_down(rt: Runtime, turn: Turn) -> AsyncIterator[None]:
+    """When the database does not answer, say so in the thread: posting needs no database."""
+    try:
+        yield
+    except Exception as exc:
+        if not database_unavailable(exc):
+            raise
+        log.error("database unavailable, apologising to %s/%s: %s", turn.channel, turn.ts, exc)
+        try:
+            await rt.slack.chat_postMessage(
+                channel=turn.channel, thread_ts=turn.reply_thread_ts, text=DATABASE_DOWN
+            )
+        except Exception:
+            log.exception("could not post the database apology either")
 
 
 async def answer(rt: Runtime, turn: Turn) -> None:

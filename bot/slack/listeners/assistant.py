@@ -9,7 +9,7 @@ from slack_bolt.async_app import AsyncApp, AsyncAssistant
 
 from bot.runtime import Runtime
 from bot.slack.calls import call
-from bot.slack.conversation import Turn, clean_text
+from bot.slack.conversation import Turn, apology_if_database_down, clean_text
 from bot.slack.turns import take_turn
 
 log = logging.getLogger(__name__)
@@ -56,16 +56,6 @@ def register(app: AsyncApp, rt: Runtime) -> None:
     async def reply(event: dict[str, Any], team: str, event_id: str | None) -> None:
         channel, thread, ts = event["channel"], event["thread_ts"], event["ts"]
         keys = ([f"event:{event_id}"] if event_id else []) + [f"msg:{channel}:{ts}"]
-        if not await rt.db.events.claim(*keys):
-            return
-        if await rt.db.conversations.find(team, channel, thread) is None:
-            question = clean_text(event.get("text", ""), rt.bot_user_id)
-            await call(
-                rt.slack.assistant_threads_setTitle,
-                channel_id=channel,
-                thread_ts=thread,
-                title=title_for(question or "New conversation"),
-            )
         turn = Turn(
             team=team,
             channel=channel,
@@ -76,7 +66,18 @@ def register(app: AsyncApp, rt: Runtime) -> None:
             reply_thread_ts=thread,
             trigger="assistant",
         )
-        await take_turn(rt, turn)
+        async with apology_if_database_down(rt, turn):
+            if not await rt.db.events.claim(*keys):
+                return
+            if await rt.db.conversations.find(team, channel, thread) is None:
+                question = clean_text(event.get("text", ""), rt.bot_user_id)
+                await call(
+                    rt.slack.assistant_threads_setTitle,
+                    channel_id=channel,
+                    thread_ts=thread,
+                    title=title_for(question or "New conversation"),
+                )
+            await take_turn(rt, turn)
 
     @assistant.thread_started
     async def on_started(payload: dict[str, Any]) -> None:
