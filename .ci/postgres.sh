@@ -1,13 +1,14 @@
 # Sourced by .ci/run: a throwaway PostgreSQL server on a loopback port, for the suite's second pass.
-# Defines start_postgres (sets TEST_DATABASE_URL) and stop_postgres.
+# Defines start_postgres (sets TEST_DATABASE_URL) and stop_postgres. PgBouncer is installed too:
+# tests/test_postgres_options.py starts one in transaction pooling mode in front of this server.
 
 start_postgres() {
     local bin
     bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
-    if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
-        echo "+ apt-get install postgresql"
+    if [ -z "$bin" ] || [ ! -x "$bin/initdb" ] || [ ! -x /usr/sbin/pgbouncer ]; then
+        echo "+ apt-get install postgresql pgbouncer"  # Debian's packages, about 20 s
         apt-get update -qq >/dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql pgbouncer >/dev/null
         bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
     fi
     PG_DIR=$(mktemp -d /tmp/switchboard-pg.XXXXXX)

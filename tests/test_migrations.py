@@ -45,6 +45,7 @@ def bot_env(slack, llm, db_url: str, **extra: str) -> dict[str, str]:
         "OPENAI_BASE_URL": llm.base_url,
         "DATABASE_URL": db_url,
         "RUN_SCHEDULER": "false",
+        "AUTO_MIGRATE": "true",  # the default on SQLite only; tests run on both
         **extra,
     }
 
