@@ -1,10 +1,13 @@
 """Agent-loop overhead: one tool round trip (model -> tool -> model) on a zero-latency fake.
 
-Run by hand:  .venv/bin/python bench/agent_overhead.py [--n 200]
-Compares our loop with the floor (two bare AsyncOpenAI calls to the same fake server) and with
-the OpenAI Agents SDK (`openai-agents`, installed in its own environment, bench/.venv-agents,
-created on first run). Goal: our overhead over the floor at most a third of the SDK's. Also
-checks that 5 tools of 200 ms each, asked for in one turn, finish in under 300 ms.
+Run by hand:  .venv/bin/python bench/agent_overhead.py [--n 300]
+Compares, in one run against the same fake server, the floor (two bare AsyncOpenAI calls), our
+loop with an in-memory trace, the path the bot really runs (`traced_run`: the run row, every
+step in SQLite, flushed before the answer would be posted, then the finish) and the OpenAI
+Agents SDK (`openai-agents`, installed in its own environment, bench/.venv-agents, created on
+first run). Each process samples its paths in turn, so load on a shared machine hits them alike.
+Goal: the real path's overhead over its floor at most half the SDK's. Also checks that 5 tools
+of 200 ms each, asked for in one turn, finish in under 300 ms.
 """
 
 from __future__ import annotations
@@ -18,33 +21,34 @@ import tempfile
 import time
 from pathlib import Path
 
-import aiohttp
-from openai import AsyncOpenAI
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from roundtrip_common import QUESTION, floor_once, median_ms  # noqa: E402
+from roundtrip_common import QUESTION, floor_once, interleaved_ms  # noqa: E402
 
-from bot.db import Database  # noqa: E402
+from bot.config import load_settings  # noqa: E402
 from bot.db.trace import DbTrace  # noqa: E402
+from bot.runs import traced_run  # noqa: E402
+from bot.runtime import create_runtime  # noqa: E402
 from orchestrators.llm import Agent, Limits  # noqa: E402
 from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall  # noqa: E402
 from tools import ToolRegistry, tool  # noqa: E402
 from tools.context import MemoryTrace, ToolContext  # noqa: E402
 
 AGENTS_VENV = HERE / ".venv-agents"
+GOAL = 0.5  # real-path overhead / SDK overhead
+INSTRUCTIONS = "Answer with the tools."  # the same short instructions as the SDK's agent
 
 
 @tool(timeout=5)
-async def lookup(ctx: ToolContext, city: str) -> dict:
+async def lookup(ctx: ToolContext, city: str) -> dict[str, object]:
     """Weather for a city."""
     return {"city": city, "temp_c": 30}
 
 
 @tool(timeout=5)
-async def slow(ctx: ToolContext, n: int) -> dict:
+async def slow(ctx: ToolContext, n: int) -> dict[str, int]:
     """Takes 200 ms."""
     await asyncio.sleep(0.2)
     return {"n": n}
@@ -67,62 +71,116 @@ def ensure_agents_env() -> Path:
     return python
 
 
+async def serve() -> None:
+    """`--serve`: the fake model in a process of its own, so no measured process does its work.
+
+    Prints its URL as one JSON line; on stdin's close prints the schema errors it saw, and stops.
+    """
+    async with FakeOpenAI() as llm:
+        llm.responder = responder
+        print(json.dumps({"url": llm.base_url}), flush=True)
+        await asyncio.to_thread(sys.stdin.read)
+        print(json.dumps({"schema_errors": [str(e) for e in llm.schema_errors[:3]]}), flush=True)
+
+
+async def sdk_figures(python: Path, base_url: str, n: int) -> dict[str, float]:
+    proc = await asyncio.create_subprocess_exec(
+        str(python),
+        str(HERE / "agents_sdk_roundtrip.py"),
+        "--base-url",
+        base_url,
+        "--n",
+        str(n),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    return json.loads(out)
+
+
 async def main(n: int) -> None:
     python = ensure_agents_env()
-    async with FakeOpenAI() as llm, aiohttp.ClientSession() as http:
-        llm.responder = responder
-        client = AsyncOpenAI(api_key="sk-bench", base_url=llm.base_url, max_retries=0)
-        # The same request content as the SDK's run: one tool, the same short instructions.
-        agent = Agent(client, "bench-model", ToolRegistry([lookup]), Limits(), "Answer with the tools.")
-        five = Agent(client, "bench-model", ToolRegistry([slow]), Limits(), "Answer with the tools.")
-
-        async def ours() -> None:
-            ctx = ToolContext(http=http, llm=client, trace=MemoryTrace())
-            await agent.run([{"role": "user", "content": QUESTION}], ctx)
-
-        with tempfile.TemporaryDirectory() as tmp:
-            store = Database(f"sqlite+aiosqlite:///{tmp}/bench.db")
-            await store.create_schema()
-            run = await store.runs.start("bench")
-
-            async def ours_db() -> None:
-                ctx = ToolContext(http=http, llm=client, trace=DbTrace(store, run.id))
-                await agent.run([{"role": "user", "content": QUESTION}], ctx)
-
-            floor = await median_ms(lambda: floor_once(client), n)
-            mine = await median_ms(ours, n)
-            mine_db = await median_ms(ours_db, n)
-            await store.close()
-
-        proc = await asyncio.create_subprocess_exec(
-            str(python),
-            str(HERE / "agents_sdk_roundtrip.py"),
-            "--base-url",
-            llm.base_url,
-            "--n",
-            str(n),
-            stdout=asyncio.subprocess.PIPE,
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--serve", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+    )
+    assert server.stdin is not None and server.stdout is not None
+    base_url = json.loads(await server.stdout.readline())["url"]
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings(
+            {
+                "SLACK_BOT_TOKEN": "xoxb-bench",
+                "SLACK_SIGNING_SECRET": "bench-signing-secret",
+                "SLACK_API_URL": "http://127.0.0.1:9/",  # never called
+                "OPENAI_API_KEY": "sk-bench",
+                "OPENAI_BASE_URL": base_url,
+                "OPENAI_MODEL": "bench-model",
+                "LLM_MAX_RETRIES": "0",
+                "DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/bench.db",
+            }
         )
-        out, _ = await proc.communicate()
-        sdk = json.loads(out)
+        rt = await create_runtime(settings, ToolRegistry([lookup]))
+        client = rt.llm
+        assert client is not None
+        rt.agent = Agent(client, "bench-model", rt.registry, Limits(), INSTRUCTIONS)
+        five = Agent(client, "bench-model", ToolRegistry([slow]), Limits(), INSTRUCTIONS)
+        question = [{"role": "user", "content": QUESTION}]
+        bench_run = await rt.db.runs.start("bench")
+        assert bench_run.id is not None
+        run_id = bench_run.id
 
-        ctx = ToolContext(http=http, llm=client, trace=MemoryTrace())
+        async def in_memory() -> None:
+            await rt.agent.run(question, ToolContext(http=rt.http, llm=client, trace=MemoryTrace()))
+
+        async def db_trace() -> None:
+            trace = DbTrace(rt.db, run_id)
+            await rt.agent.run(question, ToolContext(http=rt.http, llm=client, trace=trace))
+            await trace.flush()
+
+        async def real_path() -> None:
+            """What conversation.answer does around the agent, minus Slack."""
+            async with traced_run(rt, "mention", team="T1", channel="C1", user="U1", thread_ts="1.0") as run:
+                result = await rt.agent.run(question, run.ctx)
+                await run.flush()  # the bot flushes the trace before it posts the answer
+                run.finish("ok", error=result.stop_reason, answer_ts="1.1")
+
+        ours = await interleaved_ms(
+            {
+                "floor": lambda: floor_once(client),
+                "memory": in_memory,
+                "dbtrace": db_trace,
+                "real": real_path,
+            },
+            n,
+        )
+        sdk = await sdk_figures(python, base_url, n)
+
+        ctx = ToolContext(http=rt.http, llm=client, trace=MemoryTrace())
         t0 = time.perf_counter()
         await five.run([{"role": "user", "content": "run five slow tools"}], ctx)
         total = (time.perf_counter() - t0) * 1000
+        assert isinstance(ctx.trace, MemoryTrace)
         model_ms = sum(s.duration_ms for s in ctx.trace.steps if s.kind == "model")
-        assert llm.schema_errors == [], llm.schema_errors[:3]
+        await rt.close()
+    server.stdin.close()
+    errors = json.loads(await server.stdout.readline())["schema_errors"]
+    await server.wait()
+    assert errors == [], errors
 
-    print(f"round trip, median of {n} (zero-latency fake model, same server for all):")
+    floor, sdk_over = ours["floor"], sdk["sdk"] - sdk["floor"]
+
+    def row(label: str, ms: float, base: float | None) -> str:
+        return f"| {label} | {ms:.2f} ms | {'-' if base is None else f'{ms - base:.2f} ms'} |"
+
+    print(f"round trip, median of {n}, paths sampled in turn (zero-latency fake model, own process):")
     print("| path | median | overhead over its floor |")
     print("|---|---:|---:|")
-    print(f"| floor: two bare AsyncOpenAI calls | {floor:.2f} ms | - |")
-    print(f"| Switchboard Agent loop (in-memory trace) | {mine:.2f} ms | {mine - floor:.2f} ms |")
-    print(f"| Switchboard loop (SQLite trace, as in the bot) | {mine_db:.2f} ms | {mine_db - floor:.2f} ms |")
-    print(f"| floor in the Agents SDK's process | {sdk['floor']:.2f} ms | - |")
-    print(f"| OpenAI Agents SDK Runner.run | {sdk['sdk']:.2f} ms | {sdk['sdk'] - sdk['floor']:.2f} ms |")
-    ratio = (mine - floor) / max(sdk["sdk"] - sdk["floor"], 1e-9)
-    print(f"our overhead / SDK overhead: {ratio:.2f} (goal <= 0.33)")
+    print(row("floor: two bare AsyncOpenAI calls", floor, None))
+    print(row("Switchboard Agent loop, in-memory trace", ours["memory"], floor))
+    print(row("Switchboard loop, DbTrace on SQLite", ours["dbtrace"], floor))
+    print(row("Switchboard as the bot runs it: traced_run on SQLite", ours["real"], floor))
+    print(row("floor in the Agents SDK's process", sdk["floor"], None))
+    print(row("OpenAI Agents SDK Runner.run", sdk["sdk"], sdk["floor"]))
+    ratio = (ours["real"] - floor) / max(sdk_over, 1e-9)
+    print(f"real-path overhead / SDK overhead: {ratio:.2f} (goal <= {GOAL})")
     print(
         f"5 tools x 200 ms in one turn: tool phase {total - model_ms:.0f} ms (goal < 300 ms), "
         f"whole run {total:.0f} ms"
@@ -130,6 +188,8 @@ async def main(n: int) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=200)
-    asyncio.run(main(parser.parse_args().n))
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--n", type=int, default=300)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    asyncio.run(serve() if args.serve else main(args.n))

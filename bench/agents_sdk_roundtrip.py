@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from agents import Agent, OpenAIChatCompletionsModel, Runner, function_tool, set_tracing_disabled
 from openai import AsyncOpenAI
-from roundtrip_common import QUESTION, floor_once, median_ms
+from roundtrip_common import QUESTION, floor_once, interleaved_ms
 
 
 @function_tool
@@ -35,9 +35,7 @@ async def main(base_url: str, n: int) -> None:
         result = await Runner.run(agent, QUESTION)
         assert result.final_output
 
-    print(
-        json.dumps({"sdk": await median_ms(sdk, n), "floor": await median_ms(lambda: floor_once(client), n)})
-    )
+    print(json.dumps(await interleaved_ms({"floor": lambda: floor_once(client), "sdk": sdk}, n)))
 
 
 if __name__ == "__main__":

@@ -45,11 +45,18 @@ async def floor_once(client: Any, model: str = "bench-model") -> None:
 
 
 async def median_ms(fn: Any, n: int, warmup: int = 20) -> float:
-    for _ in range(warmup):
-        await fn()
-    samples = []
+    return (await interleaved_ms({"only": fn}, n, warmup))["only"]
+
+
+async def interleaved_ms(paths: dict[str, Any], n: int, warmup: int = 20) -> dict[str, float]:
+    """Median ms of each path, sampled in turn: a load spike on a shared machine hits all alike."""
+    for fn in paths.values():
+        for _ in range(warmup):
+            await fn()
+    samples: dict[str, list[float]] = {name: [] for name in paths}
     for _ in range(n):
-        t0 = time.perf_counter()
-        await fn()
-        samples.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(samples)
+        for name, fn in paths.items():
+            t0 = time.perf_counter()
+            await fn()
+            samples[name].append((time.perf_counter() - t0) * 1000)
+    return {name: statistics.median(values) for name, values in samples.items()}

@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 
-from bot.db.trace import DbTrace
+from bot.runs import RunFailed, traced_run
 from bot.runtime import Runtime
-from orchestrators.llm import AgentError
+from bot.slack.approvals import SlackApprover, Where
 from orchestrators.workflows.commands import HELP_COMMANDS, help_text, parse_command
 from orchestrators.workflows.parsing import UsageError
-from tools.context import ToolContext
-from tools.registry import ToolError
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
 class CommandReply:
-    """What a command produced, for Slack or the console."""
+    """What a command produced, for Slack or the console; a reply that is not `ok` is private."""
 
     text: str
     ok: bool = True
-    ephemeral: bool = False
+    ephemeral: bool = False  # shown only to the person who asked (the place has other readers)
     workflow: str = ""
     run_id: int | None = None
     seconds: float = 0.0
@@ -34,49 +29,26 @@ async def execute(
 ) -> CommandReply:
     """Run one command as a traced run; failures become short, actionable replies."""
     if command in HELP_COMMANDS:
-        return CommandReply(help_text(), ephemeral=True)
+        return CommandReply(help_text())
     try:
         cmd, parsed = parse_command(command, text)
     except UsageError as exc:
-        return CommandReply(str(exc), ok=False, ephemeral=True)
-    run = await rt.db.runs.start(
-        command,
-        team_id=team,
-        channel_id=channel,
-        user_id=user,
-        model=rt.settings.openai_model if rt.llm else None,
-    )
-    assert run.id is not None
-    ctx = rt.tool_context(DbTrace(rt.db, run.id), team=team, user=user, channel=channel)
+        return CommandReply(str(exc), ok=False)
     started = time.perf_counter()
     try:
-        reply = await cmd.run(rt.agent, ctx, parsed)
-    except (ToolError, AgentError) as exc:
-        await rt.db.runs.finish(run.id, "failed", error=str(exc)[:2000], **_usage(ctx))
-        return CommandReply(
-            f"{command}: {exc}", ok=False, ephemeral=True, workflow=cmd.workflow, run_id=run.id
+        where = Where(team, channel, None, user)
+        approver = (lambda run_id: SlackApprover(rt, where, run_id)) if rt.slack_available else None
+        async with traced_run(rt, command, team=team, channel=channel, user=user, approver=approver) as run:
+            reply = await cmd.run(rt.agent, run.ctx, parsed)
+            run.finish("ok", error="; ".join(reply.notes) or None)
+    except RunFailed as failed:
+        text = (
+            f"{command}: {failed.reason}"
+            if failed.expected
+            else f"Sorry, `{command}` failed unexpectedly (reference: run {failed.run_id})."
         )
-    except Exception as exc:
-        log.exception("run %s: %s failed", run.id, command)
-        await rt.db.runs.finish(run.id, "failed", error=f"{type(exc).__name__}: {exc}"[:2000], **_usage(ctx))
-        return CommandReply(
-            f"Sorry, `{command}` failed unexpectedly (reference: run {run.id}).",
-            ok=False,
-            ephemeral=True,
-            workflow=cmd.workflow,
-            run_id=run.id,
-        )
+        return CommandReply(text, ok=False, workflow=cmd.workflow, run_id=failed.run_id)
     seconds = time.perf_counter() - started
-    await rt.db.runs.finish(run.id, "ok", error="; ".join(reply.notes) or None, **_usage(ctx))
     return CommandReply(
         reply.text, ephemeral=reply.ephemeral, workflow=cmd.workflow, run_id=run.id, seconds=seconds
     )
-
-
-def _usage(ctx: ToolContext) -> dict[str, int]:
-    u = ctx.usage
-    return {
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "llm_calls": u.llm_calls,
-    }

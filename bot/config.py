@@ -12,6 +12,7 @@ from tools.context import ToolSettings
 
 DEFAULT_MODEL = "gpt-5.4-mini"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/switchboard.db"
+DEFAULT_MAX_OUTPUT_TOKENS = 8_192  # bounds a runaway answer; reasoning models spend part of it thinking
 DEFAULT_CONTEXT_TOKENS = 8_192  # unknown models (a local server's default window is often this small)
 
 # Context windows of well-known models, by name prefix (after any "provider/" part); the longest
@@ -35,7 +36,6 @@ CONTEXT_WINDOWS = {
 }
 OUTPUT_TOKENS_PARAMS = ("max_completion_tokens", "max_tokens")
 
-SECRET_NAMES = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "OPENAI_API_KEY")
 
 WHERE = {
     "SLACK_BOT_TOKEN": "Slack app settings > OAuth & Permissions > Bot User OAuth Token (xoxb-...)",
@@ -225,7 +225,7 @@ def load_settings(
         approval_seconds=_float(env, "EGRESS_APPROVAL_SECONDS", 60.0),
         model=model,
         summarize_token_budget=_int(env, "SUMMARIZE_TOKEN_BUDGET", 200_000, 10_000, 100_000_000),
-        max_output_tokens=_int(env, "OPENAI_MAX_OUTPUT_TOKENS", 4_096, 16, 1_000_000),
+        max_output_tokens=_int(env, "OPENAI_MAX_OUTPUT_TOKENS", DEFAULT_MAX_OUTPUT_TOKENS, 16, 1_000_000),
         output_tokens_param=_choice(env, "OPENAI_OUTPUT_TOKENS_PARAM", OUTPUT_TOKENS_PARAMS),
     )
     azure_endpoint = _url(env, "AZURE_OPENAI_ENDPOINT", None)

@@ -6,14 +6,13 @@ digests in bot/db/digests.py, Slack errors in the Web API client), so every fron
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
-
-from bot.db.models import Step
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80)
 
@@ -35,13 +34,19 @@ def run_finished(trigger: str, status: str) -> None:
     RUNS.labels(trigger=trigger[:40], status=status).inc()
 
 
-def step_recorded(step: Step) -> None:
-    if step.kind == "model":
-        MODEL_SECONDS.labels(model=step.name[:100]).observe(step.duration_ms / 1000)
-        TOKENS.labels(kind="prompt").inc(step.prompt_tokens)
-        TOKENS.labels(kind="completion").inc(step.completion_tokens)
-    elif step.kind == "tool":
-        TOOL_SECONDS.labels(tool=step.name[:100]).observe(step.duration_ms / 1000)
+def step_recorded(step: Mapping[str, Any]) -> None:
+    """One traced step (a row of the step table) into the latency histograms and token counters."""
+    kind, name, seconds = (
+        step.get("kind"),
+        str(step.get("name", ""))[:100],
+        (step.get("duration_ms") or 0) / 1000,
+    )
+    if kind == "model":
+        MODEL_SECONDS.labels(model=name).observe(seconds)
+        TOKENS.labels(kind="prompt").inc(step.get("prompt_tokens") or 0)
+        TOKENS.labels(kind="completion").inc(step.get("completion_tokens") or 0)
+    elif kind == "tool":
+        TOOL_SECONDS.labels(tool=name).observe(seconds)
 
 
 def exposition() -> tuple[bytes, str]:

@@ -42,14 +42,14 @@ def _units(messages: list[Message]) -> list[list[Message]]:
     while i < len(messages):
         m = messages[i]
         if m.get("role") == "assistant" and m.get("tool_calls"):
-            wanted = [c["id"] for c in m["tool_calls"]]
+            wanted = [str(c["id"]) for c in m["tool_calls"]]
             group = [m]
             j = i + 1
             while j < len(messages) and messages[j].get("role") == "tool":
                 group.append(messages[j])
                 j += 1
-            answered = [g.get("tool_call_id") for g in group[1:]]
-            if sorted(answered, key=str) == sorted(wanted, key=str):
+            answered = [str(g.get("tool_call_id")) for g in group[1:]]
+            if sorted(answered) == sorted(wanted):
                 units.append(group)
             i = j
         elif m.get("role") == "tool":

@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
-from collections import Counter
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from orchestrators.agent_state import AgentResult, Limits, RunState
 from orchestrators.history import estimate_tokens, shrink, trim_history, was_shortened
 from orchestrators.provenance import readable_history, wrap_output
 from tools.completion import Completion
@@ -55,74 +53,6 @@ OUTPUT_SHARE_OF_WINDOW = 4  # reserve at most a quarter of a small window for th
 
 class AgentError(ModelError):
     """The model could not be reached or answered with an error; the bot apologises."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_steps: int = 8
-    deadline: float = 90.0
-    token_budget: int = 100_000
-    history_tokens: int = 12_000
-    llm_timeout: float = 60.0
-    repeat_limit: int = 2  # the same failing call this many times is refused
-    context_tokens: int = 128_000  # the model's window: system prompt, tools, history and answer
-    max_tool_calls_per_turn: int = 10  # more calls in one model turn get an error result
-    max_tool_calls: int = 40  # per run
-    tool_concurrency: int = 4  # tool calls of one turn running at the same time
-
-    def check(self, state: RunState) -> str | None:
-        """Why the run must stop now, or None: the only place limits are decided."""
-        if state.steps >= self.max_steps:
-            return f"{self.max_steps} tool steps"
-        if state.elapsed >= self.deadline:
-            return f"the {self.deadline:g}-second time limit"
-        if state.ctx.usage.total_tokens >= self.token_budget:
-            return f"the budget of {self.token_budget} tokens"
-        if state.tool_calls >= self.max_tool_calls:
-            return f"{self.max_tool_calls} tool calls"
-        if state.repeats > self.repeat_limit:
-            return "the same failing tool call kept repeating"
-        return None
-
-
-@dataclass
-class AgentResult:
-    text: str
-    messages: list[dict[str, Any]]  # what this turn added: tool-call groups and the answer
-    status: str = "ok"  # ok | limited | unconfigured
-    stop_reason: str | None = None
-    steps: int = 0
-    tools_used: list[str] = field(default_factory=list)
-    finish_reason: str | None = None  # of the last model call: stop, length, content_filter, ...
-
-
-@dataclass
-class RunState:
-    """Everything one run carries from step to step."""
-
-    ctx: ToolContext
-    model: str
-    registry: ToolRegistry
-    on_text: TextSink | None
-    messages: list[dict[str, Any]]  # the next prompt: system, fitted history, this turn so far
-    output_tokens: int  # the cap on each answer, within the window
-    added: list[dict[str, Any]] = field(default_factory=list)
-    texts: list[str] = field(default_factory=list)
-    tools_used: list[str] = field(default_factory=list)
-    failures: Counter[tuple[str, str]] = field(default_factory=Counter)
-    started: float = field(default_factory=time.monotonic)
-    steps: int = 0
-    tool_calls: int = 0
-    shrunk: bool = False  # the one retry after a context-length error was used
-    notes: list[str] = field(default_factory=list)  # said at the end of the answer
-
-    @property
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    @property
-    def repeats(self) -> int:
-        return max(self.failures.values(), default=0)
 
 
 def _error_result(message: str) -> str:
@@ -198,12 +128,12 @@ class Agent:
         The stored reply is this call's text and our notes (never empty: servers reject that).
         """
         if completion.finish_reason == "length":
-            await self._say(state, CUT_OFF_NOTE.format(tokens=state.ctx.settings.max_output_tokens))
+            await self._say(state, CUT_OFF_NOTE.format(tokens=state.output_tokens))
         elif completion.finish_reason == "content_filter":
             await self._say(state, FILTERED_NOTE)
         for note in state.notes:
             await self._say(state, note)
-        if not state.texts:
+        if not state.texts[starts:]:
             await self._say(state, EMPTY_ANSWER)
         reply = "\n\n".join(state.texts[starts:])
         state.added.append({"role": "assistant", "content": reply, **_extras(completion.message)})
@@ -228,6 +158,7 @@ class Agent:
         """End a run that hit a limit with one tool-less model call, or a plain message."""
         note = {"role": "user", "content": LIMIT_NOTE.format(reason=reason)}
         state.messages.append(note)
+        starts = len(state.texts)
         try:
             completion = await self._ask(state, tools=False, grace=FINAL_ANSWER_GRACE_SECONDS)
             final = completion.text
@@ -245,7 +176,7 @@ class Agent:
                 f"So far I used: {used}. Try a narrower question.",
             )
         text = "\n\n".join(state.texts)
-        state.added.append({"role": "assistant", "content": state.texts[-1]})
+        state.added.append({"role": "assistant", "content": "\n\n".join(state.texts[starts:])})
         return self._result(state, text, status="limited", stop_reason=reason)
 
     async def _ask(self, state: RunState, *, tools: bool, grace: float = 0.0) -> Completion:

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tests import queries
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import mention, thread_message
@@ -54,8 +55,8 @@ async def test_two_cities_are_looked_up_concurrently(tool_bot: Bot, slack, llm, 
     assert "Karachi" in results[0]["content"] and "Berlin" in results[1]["content"]
     (posted,) = slack.posted(channel="C1")
     assert "warmer" in str(posted)
-    run = (await tool_bot.rt.db.runs.find())[-1]
-    steps = await tool_bot.rt.db.runs.steps(run.id)
+    run = await queries.last_run(tool_bot.rt.db)
+    steps = await queries.steps(tool_bot.rt.db, run.id)
     assert [s.kind for s in steps].count("model") == 2
     tools = sorted(s.name for s in steps if s.kind == "tool")  # get_weather's own steps are traced too
     assert tools == ["geocode", "geocode", "get_forecast", "get_forecast", "get_weather", "get_weather"]

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bot.slack.split import split_markdown
+from tests import queries
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import dm, mention
@@ -99,7 +100,7 @@ async def test_a_30k_answer_arrives_whole_in_order(sbot: Bot, slack, llm) -> Non
     assert [markdown_of(m) for m in posted] == split_markdown(text)
     assert all(m["thread_ts"] == "5.1" for m in posted)
     assert posted[-1]["blocks"][-1]["type"] == "context_actions"  # feedback under the last part
-    assert (await sbot.rt.db.runs.find())[-1].status == "ok"
+    assert (await queries.last_run(sbot.rt.db)).status == "ok"
 
 
 async def test_a_long_answer_in_an_assistant_thread_replaces_the_live_stream(sbot: Bot, slack, llm) -> None:
@@ -135,8 +136,8 @@ async def test_feedback_click_is_stored_and_acknowledged(sbot: Bot, slack, llm) 
         thread_ts="7.1",
     )
     await sbot.idle()
-    run = (await sbot.rt.db.runs.find())[-1]
-    (fb,) = await sbot.rt.db.feedback.for_run(run.id)
+    run = await queries.last_run(sbot.rt.db)
+    (fb,) = await queries.feedback(sbot.rt.db, run.id)
     assert (fb.user_id, fb.value) == ("U2", "bad")  # the second click changed it
     acks = slack.calls_to("chat.postEphemeral")
     assert [a.params["user"] for a in acks] == ["U2", "U2"] and acks[0].params["thread_ts"] == "7.1"
@@ -159,7 +160,7 @@ async def test_a_transient_failure_is_retried_without_duplicates(sbot: Bot, slac
     await sbot.idle(timeout=15)
     (message,) = slack.posted(channel="C1")
     assert markdown_of(message) == "made it"
-    assert (await sbot.rt.db.runs.find())[-1].status == "ok"
+    assert (await queries.last_run(sbot.rt.db)).status == "ok"
 
 
 async def test_a_post_that_keeps_failing_marks_the_run_failed(sbot: Bot, slack, llm) -> None:
@@ -167,7 +168,7 @@ async def test_a_post_that_keeps_failing_marks_the_run_failed(sbot: Bot, slack, 
     slack.fail_next("chat.update", error="internal_error", times=50)
     await sbot.event(mention("<@UBOT> hi", ts="10.1"))
     await sbot.idle(timeout=15)
-    run = (await sbot.rt.db.runs.find())[-1]
+    run = await queries.last_run(sbot.rt.db)
     assert run.status == "failed" and "internal_error" in run.error
     assert len(slack.posted(channel="C1")) == 1  # the placeholder only: nothing posted twice
     assert json.dumps(slack.posted(channel="C1")).count("never shown") == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests import queries
 from tests.conftest import Bot
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import dm
@@ -45,7 +46,7 @@ async def test_assistant_message_gets_a_title_and_one_answer(bot: Bot, slack, ll
     assert titles == ["What's the weather like in Karachi tomorrow, roughly?"]  # first question only
     assert [m["text"] for m in slack.posted(channel="D1")] == ["Here you go.", "And more."]
     assert "What's the weather" in str(llm.requests[1]["messages"])  # same conversation
-    run = (await bot.rt.db.runs.find())[-1]
+    run = await queries.last_run(bot.rt.db)
     assert run.trigger == "assistant" and run.status == "ok"
 
 

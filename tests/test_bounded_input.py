@@ -12,6 +12,7 @@ from bot.config import ConfigError, load_settings
 from bot.db.models import Message, Run
 from bot.digests.grammar import next_fire_times, parse_digest, previous_fire_time
 from orchestrators.workflows.parsing import UsageError
+from tests import queries
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import block_actions_body, mention
@@ -88,7 +89,7 @@ def test_a_model_name_longer_than_its_column_is_refused_at_start() -> None:
 
 async def test_strings_longer_than_their_column_are_cut_not_refused(bot: Bot) -> None:
     run = await bot.rt.db.runs.start("mention", model="m" * 300, channel_id="C" * 50)
-    stored = await bot.rt.db.runs.get(run.id)
+    stored = await queries.run(bot.rt.db, run.id)
     assert isinstance(stored, Run)
     assert len(stored.model) == Run.model_fields["model"].metadata[0].max_length == 100
     assert len(stored.channel_id) == 32
@@ -111,7 +112,7 @@ async def test_a_megabyte_tool_argument_is_not_stored_or_logged_whole(bot: Bot, 
     (call,) = json.loads(next(r.tool_calls for r in rows if r.tool_calls))
     (result,) = [r for r in rows if r.role == "tool"]
     assert call["id"] == result.tool_call_id and len(result.tool_call_id) <= 64
-    steps = await bot.rt.db.runs.steps(1)
+    steps = await queries.steps(bot.rt.db, 1)
     assert all(len(s.arguments or "") <= 4_000 for s in steps)
     assert max(len(r.getMessage()) for r in caplog.records) < 10_000
     # the conversation continues: the history replays with the shortened id on both sides
@@ -129,3 +130,22 @@ async def test_feedback_with_an_out_of_range_run_id_is_ignored(bot: Bot, slack, 
     await bot.idle()
     assert status == 200 and slack.ephemerals == []
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+async def test_a_server_that_ignores_the_output_cap_is_cut_off(bot: Bot, slack, llm) -> None:
+    """A hostile endpoint streams 2 MB of text: the bot stops reading, says so, posts a bounded answer."""
+    llm.script(Reply(content="spam " * 400_000))
+    await bot.event(mention("<@UBOT> say a little", ts="6.1"))
+    await bot.idle(30)
+    posted = slack.posted(channel="C1")
+    assert 1 <= len(posted) <= 10  # read at most 4x the output cap, split into a few messages
+    assert "cut off" in json.dumps(posted[-1])
+    body = llm.requests[0]
+    assert body.get("max_completion_tokens") or body.get("max_tokens")
+    (run,) = await queries.runs(bot.rt.db)
+    assert run.status in ("ok", "limited"), run.error
+    async with bot.rt.db.session() as s:
+        from sqlmodel import select
+
+        rows = list((await s.exec(select(Message).where(Message.role == "assistant"))).all())
+    assert rows and max(len(r.content or "") for r in rows) < 100_000

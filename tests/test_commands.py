@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tests import queries
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.search import FakeSearxng
@@ -52,8 +53,8 @@ async def cbot(slack, llm, db_url, fakes) -> AsyncIterator[Bot]:
 
 
 async def steps_of_last_run(bot: Bot) -> list[tuple[str, str]]:
-    run = (await bot.rt.db.runs.find())[-1]
-    return [(s.kind, s.name) for s in await bot.rt.db.runs.steps(run.id)]
+    run = await queries.last_run(bot.rt.db)
+    return [(s.kind, s.name) for s in await queries.steps(bot.rt.db, run.id)]
 
 
 async def test_weather_acks_then_posts_with_footer(cbot: Bot, slack, llm) -> None:
@@ -84,7 +85,7 @@ async def test_weather_unknown_place_tells_the_user_and_skips_the_llm(cbot: Bot,
     assert llm.requests == [] and slack.posted() == []
     (reply,) = slack.responses
     assert reply["response_type"] == "ephemeral" and "No place called 'Atlantis'" in reply["text"]
-    assert (await cbot.rt.db.runs.find())[-1].status == "failed"
+    assert (await queries.last_run(cbot.rt.db)).status == "failed"
 
 
 @pytest.mark.parametrize(
@@ -105,7 +106,7 @@ async def test_bad_arguments_get_usage_and_no_work(cbot: Bot, slack, llm, comman
     ack = json.loads(body)
     assert ack["response_type"] == "ephemeral" and expected in ack["text"]
     await cbot.idle()
-    assert llm.requests == [] and slack.posted() == [] and await cbot.rt.db.runs.find() == []
+    assert llm.requests == [] and slack.posted() == [] and await queries.runs(cbot.rt.db) == []
 
 
 async def test_weather_without_a_model_posts_the_forecast(slack, db_url, fakes) -> None:

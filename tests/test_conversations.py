@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from bot.db.models import Run
+from tests import queries
 from tests.conftest import SIGNING_SECRET, Bot, make_settings
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import dm, mention, thread_message
@@ -150,7 +151,7 @@ async def test_llm_failure_apologises_with_run_reference(bot: Bot, slack, llm) -
     await bot.event(mention("<@UBOT> hi", ts="1000.1"))
     await bot.idle()
     (posted,) = slack.posted(channel="C1")
-    runs = await bot.rt.db.runs.find()
+    runs = await queries.runs(bot.rt.db)
     assert runs[-1].status == "failed" and "exploded" in (runs[-1].error or "")
     assert f"run {runs[-1].id}" in posted["text"] and "Sorry" in posted["text"]
     assert posted["thread_ts"] == "1000.1"
@@ -171,11 +172,11 @@ async def test_runs_record_model_and_tokens(bot: Bot, llm) -> None:
     llm.script(Reply(content="ok", usage=(120, 30)))
     await bot.event(mention("<@UBOT> count tokens", ts="1200.1"))
     await bot.idle()
-    run = (await bot.rt.db.runs.find())[-1]
+    run = await queries.last_run(bot.rt.db)
     assert isinstance(run, Run)
     assert (run.status, run.trigger, run.prompt_tokens, run.completion_tokens) == ("ok", "mention", 120, 30)
     assert run.model and run.duration_ms is not None and run.answer_ts
-    steps = await bot.rt.db.runs.steps(run.id)
+    steps = await queries.steps(bot.rt.db, run.id)
     assert [s.kind for s in steps] == ["model"]
 
 
@@ -206,7 +207,7 @@ async def test_shutdown_lets_answers_in_flight_finish(bot: Bot, slack, llm) -> N
     assert len(slack.posted(channel="C1")) == 1
     bot.running = None
     await bot.start()
-    assert (await bot.rt.db.runs.find())[-1].status == "ok"
+    assert (await queries.last_run(bot.rt.db)).status == "ok"
     del store
 
 
@@ -217,7 +218,7 @@ async def test_shutdown_records_unfinished_runs_as_interrupted(bot: Bot, slack, 
     await bot.running.stop(drain=0.2)
     bot.running = None
     await bot.start()
-    assert (await bot.rt.db.runs.find())[-1].status == "interrupted"
+    assert (await queries.last_run(bot.rt.db)).status == "interrupted"
 
 
 async def test_shutdown_leaves_other_processes_runs_alone(bot: Bot, slack, llm) -> None:
@@ -229,7 +230,7 @@ async def test_shutdown_leaves_other_processes_runs_alone(bot: Bot, slack, llm) 
     await bot.stop()
     bot.running = None
     await bot.start()
-    assert (await bot.rt.db.runs.get(foreign.id)).status == "running"
+    assert (await queries.run(bot.rt.db, foreign.id)).status == "running"
     await other.close()
 
 
@@ -241,7 +242,7 @@ async def test_llm_timeout_apologises(slack, llm, db_url) -> None:
         await harness.event(mention("<@UBOT> hi", ts="1600.1"))
         await harness.idle()
         (posted,) = slack.posted(channel="C1")
-        run = (await harness.rt.db.runs.find())[-1]
+        run = await queries.last_run(harness.rt.db)
         assert run.status == "failed" and "timed out" in run.error
         assert f"run {run.id}" in posted["text"] and "too slow" not in str(posted)
     finally:

@@ -13,6 +13,7 @@ import pytest
 from sqlmodel import update
 
 from bot.db.models import DigestClaim, DigestSchedule
+from tests import queries
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply
 
@@ -125,13 +126,14 @@ async def test_failure_is_recorded_retried_and_the_creator_told(dbot: Bot, slack
     assert "invite me" in schedule.last_error
     (dm,) = slack.posted(channel="DU1")
     assert "failed twice" in dm["text"] and "/digest remove 1" in dm["text"]
-    assert [c.status for c in await dbot.rt.db.digests.claims(1)] == ["failed"]
+    assert [c.status for c in await queries.claims(dbot.rt.db, 1)] == ["failed"]
     # the same fire time is never attempted again, even after the failure
     assert await dbot.rt.digest_scheduler.run(schedule, fire) == "already posted"
 
 
 async def test_a_schedule_fires_on_time(slack, llm, db_url) -> None:
     slack.add_channel("C3", "support-digest", members=("U1",))
+    slack.users["U1"]["is_admin"] = True  # only an admin may schedule more often than hourly
     harness = Bot(make_settings(slack, llm, db_url, RUN_SCHEDULER="true"), second="*")
     await harness.start()
     try:
@@ -148,7 +150,7 @@ async def _claims(db_url: str) -> list[DigestClaim]:
 
     store = Database(db_url)
     try:
-        return await store.digests.claims(1)
+        return await queries.claims(store, 1)
     finally:
         await store.close()
 
@@ -179,6 +181,7 @@ async def test_restart_catches_up_once_and_never_twice(slack, llm, db_url) -> No
 
 async def test_two_scheduler_processes_post_each_digest_once(slack, llm, db_url) -> None:
     slack.add_channel("C3", "support-digest", members=("U1",))
+    slack.users["U1"]["is_admin"] = True  # only an admin may schedule more often than hourly
     settings = make_settings(slack, llm, db_url, RUN_SCHEDULER="true")
     first, second = Bot(settings, second="*", sync_seconds=0.2), Bot(settings, second="*", sync_seconds=0.2)
     await first.start()

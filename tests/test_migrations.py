@@ -20,6 +20,7 @@ from sqlmodel import SQLModel
 from bot.config import ConfigError
 from bot.db import Database, schema
 from bot.runtime import create_runtime
+from tests import queries
 from tests.conftest import SIGNING_SECRET, make_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,7 +110,7 @@ async def test_a_database_made_before_migrations_is_stamped_and_upgraded(slack, 
     rt = await create_runtime(make_settings(slack, llm, db_url))
     try:
         assert await current_revision(rt.db) == schema.head()
-        (kept,) = await rt.db.runs.find(trigger="mention")
+        (kept,) = await queries.runs(rt.db, trigger="mention")
         assert kept.prompt_tokens == 1
     finally:
         await rt.close()

@@ -15,6 +15,8 @@ from orchestrators.workflows.parsing import (
     parse_summarize,
     tokenize,
 )
+from tools.read_channel import period_seconds
+from tools.registry import ToolError
 
 
 def test_tokenize_quotes() -> None:
@@ -50,6 +52,25 @@ def test_periods() -> None:
     for bad in ("0m", "91d", "yesterday", "7", "h", "-1d", "1.5h"):
         with pytest.raises(UsageError):
             parse_period(bad)
+
+
+@pytest.mark.parametrize(
+    ("written", "span"), [("90min", timedelta(minutes=90)), ("24 h", timedelta(hours=24))]
+)
+def test_commands_and_tools_read_a_period_the_same_way(written: str, span: timedelta) -> None:
+    """/summarize and read_channel once disagreed on these two; they share one parser now."""
+    assert parse_period(written) == span
+    assert parse_summarize(f"#general {written}") == SummarizeArgs(ChannelRef(None, "general"), span)
+    assert period_seconds(written) == span.total_seconds()
+
+
+def test_a_bad_period_is_refused_in_the_words_of_each_door() -> None:
+    with pytest.raises(UsageError, match="between 1 minute and 90 days"):
+        parse_summarize("400 d")
+    with pytest.raises(ToolError, match="since must look like 90m, 24h or 7d, not 'yesterday'"):
+        period_seconds("yesterday")
+    with pytest.raises(ToolError, match="since must be between 1 minute and 90 days"):
+        period_seconds("0 m")
 
 
 def test_summarize_args() -> None:

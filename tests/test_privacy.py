@@ -124,3 +124,34 @@ async def test_replayed_history_withholds_tool_output_the_next_user_cannot_read(
     )
     await bot.idle()
     assert SECRET in tool_outputs(llm.requests[3])  # U1 still may
+
+
+async def test_membership_is_paginated_and_cached(bot: Bot, slack, llm) -> None:
+    """1,500 members take two conversations.members pages; a second check within 30 s takes none."""
+    crowd = [f"U{i:05d}" for i in range(1_500)] + ["U2"]
+    slack.add_channel("G5", "all-hands-private", members=crowd, is_private=True)
+    slack.add_message("G5", "U2", SECRET, ts=recent())
+    slack.add_channel("G6", "all-hands-notes", members=crowd, is_private=True)
+    llm.default = Reply(content=f"Summary: {SECRET}.")
+    for _ in range(2):
+        await bot.command("/summarize", "<#G5|all-hands-private>", user="U2", channel="G6")
+        await bot.idle()
+    assert len(slack.posted(channel="G6")) == 2  # every member of G6 was found among G5's readers
+    pages = [c for c in slack.calls_to("conversations.members") if c.params["channel"] == "G5"]
+    assert len(pages) == 2 and pages[1].params.get("cursor")
+
+
+async def test_nothing_from_other_channels_is_read_into_a_slack_connect_channel(bot: Bot, slack, llm) -> None:
+    private_leadership(slack)
+    slack.add_message("C2", "U2", "internal roadmap chatter", ts=recent())
+    llm.script(
+        Reply(tool_calls=[ToolCall("read_channel", {"channel": "#random"})]),
+        Reply(content="I can't share that here."),
+    )
+    await bot.event(
+        mention("<@UBOT> what's new in #random?", channel="C9", user="U1", ts="1700000800.000100")
+    )
+    await bot.idle()
+    told = llm.requests[1]["messages"][-1]["content"]
+    assert "shared with another organisation" in told and "roadmap" not in told
+    assert "roadmap" not in everything_posted(slack)

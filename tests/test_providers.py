@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tests import queries
 from tests.conftest import Bot, make_settings
 from tests.fakes import model_quirks
 from tests.fakes.model_quirks import PROFILES, Quirks
@@ -70,7 +71,7 @@ async def test_parallel_tool_calls_then_a_follow_up(bot: Bot, slack, server: Fak
     text = answered(slack, "50.1")
     expected = EXPECTED_NOTE.get(quirks.final_answer or "", ANSWER[: len(ANSWER) // 2])
     assert expected in text
-    run = (await bot.rt.db.runs.find())[-1]
+    run = (await queries.runs(bot.rt.db))[-1]
     assert run.status == "ok" and run.llm_calls == 2
     assert run.prompt_tokens > 0 and run.completion_tokens > 0  # estimated where usage is missing
 
@@ -81,17 +82,37 @@ async def test_parallel_tool_calls_then_a_follow_up(bot: Bot, slack, server: Fak
     assert "Still four hours" in answered(slack, "50.1") or quirks.final_answer
 
 
+async def test_the_same_question_through_ask_is_not_streamed(bot: Bot, slack, server: FakeOpenAI) -> None:
+    """/ask runs the agent without streaming: the non-streamed reading of every quirk."""
+    server.responder = two_clocks
+    await bot.command("/ask", "how far ahead is Karachi of Berlin?")
+    await bot.idle()
+    assert not any(r.get("stream") for r in server.requests)
+    second = server.requests[1]["messages"]
+    results = [m["content"] for m in second if m["role"] == "tool"]
+    assert len(results) == 2 and "Asia/Karachi" in results[0] and "Europe/Berlin" in results[1]
+    assert all(m.get("content") is not None for m in second)
+    expected = EXPECTED_NOTE.get(server.quirks.final_answer or "", ANSWER[: len(ANSWER) // 2])
+    assert expected in str(slack.posted("C1"))
+    run = (await queries.runs(bot.rt.db))[-1]
+    assert run.status == "ok" and run.prompt_tokens > 0
+
+
 async def test_a_message_too_long_for_the_window_does_not_poison_the_thread(
     bot: Bot, slack, server: FakeOpenAI
 ) -> None:
     server.default = Reply(content="Short answer.")
-    await bot.event(mention("<@UBOT> read this: " + "lorem ipsum dolor " * 12_000, ts="60.1"))
+    long_text = "lorem ipsum dolor " * 2_100  # ~10k tokens, under Slack's 40,000 characters
+    await bot.event(mention("<@UBOT> read this: " + long_text, ts="60.1"))
     await bot.idle()
     first = answered(slack, "60.1")
     assert "too long" in first or "Short" in first or server.quirks.final_answer
+    if server.quirks.context_tokens:  # refused once, then answered from the shortened message
+        assert "Short answer." in first and "too long" in first
+        assert server.requests[0]["messages"][-1] != server.requests[1]["messages"][-1]
     await bot.event(thread_message("a short question", ts="60.2", thread_ts="60.1"))
     await bot.idle()
-    runs = await bot.rt.db.runs.find()
+    runs = await queries.runs(bot.rt.db)
     assert runs[-1].status == "ok", runs[-1].error
     last = server.requests[-1]["messages"]
     assert last[-1]["content"] == "a short question"
@@ -112,3 +133,20 @@ async def test_a_context_error_is_retried_once_with_less_history(slack, db_url) 
             assert "too long" in answered(slack, "70.1")  # the user is told it was shortened
         finally:
             await harness.close()
+
+
+async def test_a_null_reply_stored_by_an_older_version_does_not_break_the_thread(
+    bot: Bot, slack, server: FakeOpenAI
+) -> None:
+    """Ollama (400) and llama-cpp-python (500) reject `content: null`; such rows are repaired."""
+    server.default = Reply(content="Fine again.")
+    await bot.event(mention("<@UBOT> hello", ts="95.1"))
+    await bot.idle()
+    convo = await bot.rt.db.conversations.find("T1", "C1", "95.1")
+    assert convo is not None and convo.id is not None
+    await bot.rt.db.conversations.add_messages(convo.id, [{"role": "assistant", "content": None}])
+    await bot.event(thread_message("still there?", ts="95.2", thread_ts="95.1"))
+    await bot.idle()
+    last = server.requests[-1]["messages"]
+    assert all(m.get("content") is not None for m in last)
+    assert (await queries.runs(bot.rt.db))[-1].status == "ok"

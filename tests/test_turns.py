@@ -85,3 +85,19 @@ async def test_two_processes_on_one_database_take_turns(slack, llm, db_url) -> N
     finally:
         for b in bots:
             await b.close()
+
+
+async def test_messages_still_queued_at_shutdown_are_answered_after_restart(bot: Bot, slack, llm) -> None:
+    llm.default = Reply(content="slow", delay=2.0)
+    await send_apart([bot], [dm("first", ts="1700000400.000001"), dm("second", ts="1700000400.000002")])
+    await llm.wait_for_requests(1)
+    assert bot.running is not None
+    await bot.running.stop(drain=0.2)  # the process stops: "first" is cut off, "second" still waits
+    bot.running = None
+    llm.default = Reply(content="answer to second")
+    await bot.start()
+    await bot.idle(timeout=20)
+    texts = [p["text"] for p in slack.posted(channel="D1")]
+    assert "restarted" in texts[0] and texts[1:] == ["answer to second"]
+    last = llm.requests[-1]["messages"]
+    assert [m["content"] for m in last if m["role"] == "user"] == ["first", "second"]

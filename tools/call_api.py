@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
 
 from tools.context import ToolContext
+from tools.egress import guard_egress
 from tools.netguard import Refused, guarded_get
 from tools.registry import ToolError, tool
 
@@ -44,11 +46,13 @@ def html_to_text(html: str) -> str:
 MAX_URL_CHARS = 2_000
 
 
-@tool(timeout=20, max_output_chars=TEXT_LIMIT + 1_000, status="Reading a web page…")
+# The timeout covers waiting for the user's approval (tools/egress.py) as well as the fetch.
+@tool(timeout=90, max_output_chars=TEXT_LIMIT + 1_000, status="Reading a web page…")
 async def call_api(ctx: ToolContext, url: Annotated[str, Field(min_length=8)]) -> FetchedPage:
     """GET a public JSON API or web page (http/https); pages come back as readable text."""
     if len(url) > MAX_URL_CHARS:  # checked here: a big maxLength in the schema breaks llama.cpp
         raise ToolError(f"the URL is {len(url)} characters long; at most {MAX_URL_CHARS} are accepted")
+    await guard_egress(ctx, "call_api", url)
     try:
         fetched = await guarded_get(
             url,
@@ -61,6 +65,7 @@ async def call_api(ctx: ToolContext, url: Annotated[str, Field(min_length=8)]) -
         raise ToolError(f"refused: {exc}") from None
     except TimeoutError:
         raise ToolError(f"{url} took longer than {ctx.settings.fetch_timeout:g} s") from None
+    ctx.note_source(f"web:{urlsplit(fetched.final_url).hostname or ''}", public=True)
     kind = fetched.content_type.split(";")[0].strip().lower()
     page = FetchedPage(
         url=url,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 CHARS_PER_TOKEN = 4  # a tokenizer-free estimate, close enough for budgets
@@ -102,6 +102,16 @@ def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
             into[key] = value
 
 
+@dataclass
+class _Call:
+    """One tool call being streamed in."""
+
+    id: str | None
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
 class StreamAssembler:
     """Joins stream chunks into one Completion; `add` returns the text to show at once."""
 
@@ -109,13 +119,14 @@ class StreamAssembler:
         self.separator = separator  # put before the first visible text (a new paragraph)
         self.content: list[str] = []
         self.refusal: list[str] = []
-        self.calls: list[dict[str, Any]] = []
+        self.calls: list[_Call] = []
         self.extras: dict[str, Any] = {}
         self.finish_reason: str | None = None
         self.usage: Any = None
-        self._by_id: dict[str, dict[str, Any]] = {}
-        self._by_index: dict[int, dict[str, Any]] = {}
+        self._by_id: dict[str, _Call] = {}
+        self._by_index: dict[int, _Call] = {}
         self._ids = itertools.count(1)
+        self.received = 0  # characters of text, arguments and provider fields so far
 
     def add(self, chunk: Any) -> str:
         if getattr(chunk, "usage", None) is not None:
@@ -133,6 +144,7 @@ class StreamAssembler:
         for key, value in _extras(delta).items():
             if key in RESPONSE_ONLY:
                 continue
+            self.received += len(value) if isinstance(value, str) else 0
             if isinstance(value, str):  # reasoning_content arrives in pieces, like content
                 self.extras[key] = self.extras.get(key, "") + value
             elif isinstance(value, dict):
@@ -140,6 +152,7 @@ class StreamAssembler:
         piece = (delta.content or "") + (getattr(delta, "refusal", None) or "")
         if not piece:
             return ""
+        self.received += len(piece)
         shown = (self.separator if not (self.content or self.refusal) else "") + piece
         (self.refusal if getattr(delta, "refusal", None) else self.content).append(piece)
         return shown
@@ -147,15 +160,15 @@ class StreamAssembler:
     def _add_call(self, tc: Any) -> None:
         index = getattr(tc, "index", None)
         call_id = getattr(tc, "id", None) or None
-        call: dict[str, Any] | None
+        call: _Call | None
         if call_id is not None:
             call = self._by_id.get(call_id)  # a new id is a new call, whatever the index says
-        else:
-            call = (
-                self._by_index.get(index) if index is not None else (self.calls[-1] if self.calls else None)
-            )
+        elif index is not None:
+            call = self._by_index.get(index)
+        else:  # neither id nor index: more of the call before
+            call = self.calls[-1] if self.calls else None
         if call is None:
-            call = {"id": call_id, "type": "function", "function": {"name": "", "arguments": ""}}
+            call = _Call(call_id)
             self.calls.append(call)
             if call_id is not None:
                 self._by_id[call_id] = call
@@ -163,17 +176,25 @@ class StreamAssembler:
             self._by_index[index] = call
         fn = getattr(tc, "function", None)
         name = getattr(fn, "name", None) or ""
-        if name and name != call["function"]["name"]:  # some servers repeat the whole name
-            call["function"]["name"] += name
-        call["function"]["arguments"] += getattr(fn, "arguments", None) or ""
-        _merge(call, {k: v for k, v in _extras(tc).items() if k not in ("index", "function")})
+        if name and name != call.name:  # some servers repeat the whole name in every chunk
+            call.name += name
+        if arguments := getattr(fn, "arguments", None):
+            self.received += len(arguments)
+            call.arguments.append(arguments)  # joined once at the end: a 1 MB argument stays linear
+        _merge(call.extras, {k: v for k, v in _extras(tc).items() if k not in ("index", "function")})
 
     def result(self) -> Completion:
         refusal = "".join(self.refusal) or None
         message: dict[str, Any] = {"role": "assistant", "content": "".join(self.content) or refusal or ""}
         message.update(self.extras)
         if self.calls:
-            for call in self.calls:
-                call["id"] = call["id"] or f"call_{next(self._ids)}"
-            message["tool_calls"] = self.calls
+            message["tool_calls"] = [
+                {
+                    **c.extras,
+                    "id": c.id or f"call_{next(self._ids)}",
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": "".join(c.arguments)},
+                }
+                for c in self.calls
+            ]
         return Completion(message, self.finish_reason, refusal, self.usage)

@@ -28,7 +28,7 @@ class ToolSettings:
     fetch_max_bytes: int = 2_000_000
     fetch_timeout: float = 10.0
     summarize_token_budget: int = 200_000  # prompt tokens one /summarize may spend
-    max_output_tokens: int = 4_096  # cap on every model call's answer
+    max_output_tokens: int = 8_192  # cap on every model call's answer (reasoning tokens count too)
     output_tokens_param: str = "max_completion_tokens"  # "max_tokens" for servers that need it
 
 

@@ -29,6 +29,10 @@ TextSink = Callable[[str], Awaitable[None]]
 # llama.cpp's server says "exceeds the available context size".
 CONTEXT_CODES = ("context_length_exceeded", "string_above_max_length")
 CONTEXT_WORDS = ("maximum context length", "context length", "context window", "context size")
+CONTEXT_ERROR_STATUSES = (400, 413, 422)
+# A stream that sends more characters than this per token of the output cap ignores the cap (a
+# hostile or broken server): it is cut there, as if the cap had been reached.
+STREAM_CHARS_PER_TOKEN = 8
 CONTEXT_LIMIT = re.compile(r"(?:maximum context length is|context size|n_ctx\w*)\D{0,20}(\d{3,9})", re.I)
 
 
@@ -50,7 +54,7 @@ class ModelRequest:
     model: str
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]] | None = None
-    max_output_tokens: int = 4096
+    max_output_tokens: int = 8_192
     output_tokens_param: str = "max_completion_tokens"  # or "max_tokens" for older servers
 
     def body(self) -> dict[str, Any]:
@@ -83,7 +87,7 @@ def is_context_error(exc: BaseException) -> bool:
         return True
     status = getattr(exc, "status_code", None)
     text = str(exc).lower()
-    return status in (400, 413, 422) and any(w in text for w in CONTEXT_WORDS)
+    return status in CONTEXT_ERROR_STATUSES and any(w in text for w in CONTEXT_WORDS)
 
 
 async def call_model(
@@ -138,8 +142,10 @@ async def call_model(
 def _tokens(request: ModelRequest, completion: Completion | None) -> tuple[int, int, bool]:
     """(prompt, completion, estimated): the server's usage, else our estimate of both."""
     usage = completion.usage if completion else None
-    if usage is not None and (usage.prompt_tokens or usage.completion_tokens):
-        return (usage.prompt_tokens or 0, usage.completion_tokens or 0, False)
+    prompt = int(getattr(usage, "prompt_tokens", None) or 0)
+    output = int(getattr(usage, "completion_tokens", None) or 0)
+    if prompt or output:
+        return (prompt, output, False)
     if completion is None:  # a failed call: the server may still have read the prompt
         return (0, 0, False)
     return (request.prompt_estimate(), estimate_tokens(completion.message), True)
@@ -151,8 +157,12 @@ async def _stream(llm: AsyncOpenAI, request: ModelRequest, on_text: TextSink, se
         **request.body(), stream=True, stream_options={"include_usage": True}
     )
     assembler = StreamAssembler(separator)
+    most = request.max_output_tokens * STREAM_CHARS_PER_TOKEN
     async with stream:  # closed on every way out, a cancelled run included
         async for chunk in stream:
             if text := assembler.add(chunk):
                 await on_text(text)
+            if assembler.received > most:  # the server ignores our cap: stop reading
+                assembler.finish_reason = "length"
+                break
     return assembler.result()

@@ -12,12 +12,11 @@ from slack_sdk.errors import SlackApiError
 
 from tools.audience import ChannelFacts, may_show
 from tools.context import ToolContext
+from tools.period import PeriodError, is_period, parse_period
 from tools.registry import ToolError, tool
 
 MAX_MESSAGES = 500
 REF = re.compile(r"^<#(?P<id>[CGD][A-Z0-9]+)(\|(?P<name>[^>]*))?>$")
-PERIOD = re.compile(r"^(?P<n>\d{1,4})\s*(?P<unit>[mhdw])$")
-UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 class ChannelMessage(BaseModel):
@@ -37,13 +36,12 @@ class ChannelMessages(BaseModel):
 
 
 def period_seconds(since: str) -> int:
-    match = PERIOD.match(since.strip().lower())
-    if not match:
+    if not is_period(since):
         raise ToolError(f"since must look like 90m, 24h or 7d, not {since!r}")
-    seconds = int(match["n"]) * UNIT_SECONDS[match["unit"]]
-    if not 60 <= seconds <= 90 * 86400:
-        raise ToolError("since must be between 1 minute and 90 days")
-    return seconds
+    try:
+        return int(parse_period(since).total_seconds())
+    except PeriodError:
+        raise ToolError("since must be between 1 minute and 90 days") from None
 
 
 def _slack(ctx: ToolContext) -> Any:
@@ -83,18 +81,12 @@ async def ensure_member(ctx: ToolContext, channel_id: str, name: str) -> None:
     """A user may only read channels they belong to: never a private channel through the bot."""
     if not ctx.user_id:
         raise ToolError("I don't know who is asking, so I can't check channel membership")
-    slack = _slack(ctx)
-    cursor = None
-    while True:
-        try:
-            page = await slack.conversations_members(channel=channel_id, limit=1000, cursor=cursor)
-        except SlackApiError as exc:
-            raise ToolError(_explain(exc, name)) from None
-        if ctx.user_id in page["members"]:
-            return
-        cursor = (page.get("response_metadata") or {}).get("next_cursor")
-        if not cursor:
-            raise ToolError(f"You are not a member of #{name}, so I can't read it for you")
+    try:
+        facts = await ctx.memberships.channel(_slack(ctx), channel_id)  # paginated, cached briefly
+    except SlackApiError as exc:
+        raise ToolError(_explain(exc, name)) from None
+    if ctx.user_id not in facts.members:
+        raise ToolError(f"You are not a member of #{name}, so I can't read it for you")
 
 
 async def ensure_may_show(ctx: ToolContext, channel_id: str) -> ChannelFacts:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field
 
 from tools.context import ToolContext
+from tools.egress import guard_egress
 from tools.registry import ToolError, tool
 
 WMO = {
@@ -76,10 +77,11 @@ async def _get_json(ctx: ToolContext, url: str, params: dict[str, Any]) -> dict[
         return await response.json(content_type=None)
 
 
-@tool(timeout=10)
+@tool(timeout=75)  # includes waiting for the user's approval (tools/egress.py)
 async def geocode(ctx: ToolContext, location: Annotated[str, Field(min_length=1, max_length=100)]) -> Place:
     """Find a place by name (e.g. "Karachi") and return its coordinates and time zone."""
     url = ctx.settings.open_meteo_geocoding_url.rstrip("/") + "/v1/search"
+    await guard_egress(ctx, "geocode", url)  # the place name is model-chosen text leaving us
     data = await _get_json(ctx, url, {"name": location, "count": 1, "format": "json"})
     results = data.get("results") or []
     if not results:
@@ -139,7 +141,7 @@ async def get_forecast(
     )
 
 
-@tool(timeout=15, status="Checking the weather…")
+@tool(timeout=80, status="Checking the weather…")
 async def get_weather(
     ctx: ToolContext,
     location: Annotated[str, Field(min_length=1, max_length=100)],

@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from bot.db.engine import Database
 
 
+PAUSED = "paused"  # a schedule whose creator or audience rule no longer allows it to post
+
+
 class Digests:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -65,15 +68,6 @@ class Digests:
         if status == "posted":
             metrics.DIGESTS_POSTED.inc()
 
-    async def claims(self, schedule_id: int) -> list[DigestClaim]:
-        async with self.db.session() as s:
-            q = (
-                select(DigestClaim)
-                .where(DigestClaim.schedule_id == schedule_id)
-                .order_by(col(DigestClaim.fire_time))
-            )
-            return list((await s.exec(q)).all())
-
     async def previous_posted(self, schedule_id: int, before: datetime) -> datetime | None:
         """The fire time of the last digest posted before this one: where the next one starts."""
         async with self.db.session() as s:
@@ -99,6 +93,17 @@ class Digests:
             schedule.last_status = status
             schedule.last_error = error
             schedule.failures = schedule.failures + 1 if status == "failed" else 0
+            s.add(schedule)
+            await s.commit()
+            return schedule
+
+    async def pause(self, schedule_id: int, reason: str) -> DigestSchedule | None:
+        """Stop a schedule that may no longer post (status "paused"; the reason kept as its error)."""
+        async with self.db.session() as s:
+            schedule = await s.get(DigestSchedule, schedule_id)
+            if schedule is None:
+                return None
+            schedule.last_status, schedule.last_error = PAUSED, reason
             s.add(schedule)
             await s.commit()
             return schedule

@@ -132,11 +132,12 @@ class Database:
     """Async access to the database; one per process, shared by every listener.
 
     Queries live in one module per aggregate and are reached as `db.events`, `db.conversations`,
-    `db.runs`, `db.feedback`, `db.digests`, `db.leases` and `db.turns`, so a call site names what
-    it touches.
+    `db.runs`, `db.feedback`, `db.digests`, `db.leases`, `db.turns` and `db.approvals`, so a call
+    site names what it touches.
     """
 
     def __init__(self, url: str, **engine_options: Any) -> None:
+        from bot.db.approvals import Approvals
         from bot.db.conversations import Conversations
         from bot.db.digests import Digests
         from bot.db.events import Events
@@ -154,6 +155,7 @@ class Database:
         self.digests = Digests(self)
         self.leases = Leases(self)
         self.turns = Turns(self)
+        self.approvals = Approvals(self)
 
     @property
     def dialect(self) -> str:
@@ -217,21 +219,29 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-@event.listens_for(Session, "before_flush")
-def _fit_column_lengths(session: Session, _context: Any, _instances: Any) -> None:
-    """A string longer than its column is cut (and logged) instead of failing the whole write.
+def fit_lengths(table: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """`values` with every string longer than its column cut (and logged), for Core writes too.
 
     SQLite ignores VARCHAR lengths, Postgres refuses the row: without this a long value (a cron
     expression, a model name, a model-chosen id) works in tests and kills the command in production.
     Values are checked where they enter; this is the net under those checks.
     """
+    out = dict(values)
+    for key, value in values.items():
+        column = table.c.get(key)
+        length = getattr(column.type, "length", None) if column is not None else None
+        if length and isinstance(value, str) and len(value) > length:
+            log.warning("%s.%s: %d characters cut to %d", table.name, key, len(value), length)
+            out[key] = value[: length - 1] + "…"
+    return out
+
+
+@event.listens_for(Session, "before_flush")
+def _fit_column_lengths(session: Session, _context: Any, _instances: Any) -> None:
+    """The same net for ORM writes."""
     for obj in [*session.new, *session.dirty]:
         mapper = inspect(obj).mapper
-        for column in mapper.columns:
-            length = getattr(column.type, "length", None)
-            value = getattr(obj, column.key, None)
-            if length and isinstance(value, str) and len(value) > length:
-                log.warning(
-                    "%s.%s: %d characters cut to %d", mapper.local_table, column.key, len(value), length
-                )
-                setattr(obj, column.key, value[: length - 1] + "…")
+        values = {c.key: getattr(obj, c.key, None) for c in mapper.columns}
+        for key, value in fit_lengths(mapper.local_table, values).items():
+            if value is not values[key]:
+                setattr(obj, key, value)

@@ -31,7 +31,3 @@ class Feedbacks:
                 s.add(found)
             await s.commit()
             return True
-
-    async def for_run(self, run_id: int) -> list[Feedback]:
-        async with self.db.session() as s:
-            return list((await s.exec(select(Feedback).where(Feedback.run_id == run_id))).all())

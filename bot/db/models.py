@@ -144,3 +144,26 @@ class QueuedTurn(SQLModel, table=True):
     state: str = Field(default="pending", max_length=16)  # pending running done failed interrupted
     created_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
+
+
+class Approval(SQLModel, table=True):
+    """A question put to one person (e.g. "may this run send data to example.com?") and its answer.
+
+    Kept in the database so a click on any process decides it, and so a parked run could be
+    resumed from it. Times are Unix seconds, like Lease.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int | None = Field(default=None, index=True)
+    kind: str = Field(max_length=32)  # egress | (later) mcp_write ...
+    summary: str  # what the person is asked, in their words
+    detail: str = "{}"  # JSON the asker needs to act on the answer (tool, host, url, sources)
+    team_id: str | None = Field(default=None, max_length=32)
+    channel_id: str | None = Field(default=None, max_length=32)
+    thread_ts: str | None = Field(default=None, max_length=32)
+    requester_id: str = Field(max_length=32)  # the only person who may decide
+    state: str = Field(default="pending", max_length=16)  # pending approved denied expired
+    decided_by: str | None = Field(default=None, max_length=32)
+    decided_at: float | None = None
+    expires_at: float
+    created_at: float

@@ -1,16 +1,37 @@
-"""Runs and their steps: what was asked, what ran, how it ended, what it cost."""
+"""Runs and their steps: what was asked, what ran, how it ended, what it cost.
+
+Written with SQLAlchemy Core on one short transaction each: a run's trace is on the path of
+every answer, and an ORM session per step (load, flush, commit, reset) cost more than the agent
+loop itself.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlmodel import col, select, update
+import sqlmodel
+from sqlalchemy import insert, select, update
+from sqlmodel import col
 
 from bot import metrics
+from bot.db.engine import fit_lengths
 from bot.db.models import Run, Step, utcnow
 
 if TYPE_CHECKING:
     from bot.db.engine import Database
+
+RUNS = Run.__table__  # type: ignore[attr-defined]  # sqlmodel sets it on every table model
+STEPS = Step.__table__  # type: ignore[attr-defined]
+
+
+def step_rows(run_id: int, steps: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows for a Core insert: Core knows no pydantic default factories, so fill them here."""
+    now = utcnow()
+    for row in steps:
+        metrics.step_recorded(row)
+    return [fit_lengths(STEPS, {"run_id": run_id, "created_at": now, **row}) for row in steps]
 
 
 class Runs:
@@ -19,32 +40,54 @@ class Runs:
         self.started: set[int] = set()  # runs this process started (to interrupt at shutdown)
 
     async def start(self, trigger: str, **fields: Any) -> Run:
-        async with self.db.session() as s:
-            run = Run(trigger=trigger, **fields)
-            s.add(run)
-            await s.commit()
-        assert run.id is not None
+        run = Run(trigger=trigger, **fields)
+        async with self.db.engine.begin() as conn:
+            result = await conn.execute(
+                insert(RUNS).values(fit_lengths(RUNS, run.model_dump(exclude={"id"}))).returning(RUNS.c.id)
+            )
+            run.id = result.scalar_one()
         self.started.add(run.id)
         return run
 
-    async def finish(self, run_id: int, status: str, **fields: Any) -> None:
+    async def finish(
+        self,
+        run_id: int,
+        status: str,
+        *,
+        started_at: datetime | None = None,
+        steps: Sequence[dict[str, Any]] = (),
+        **fields: Any,
+    ) -> None:
+        """End the run (and write its last `steps`) in one transaction; `started_at` saves a read."""
         self.started.discard(run_id)
-        async with self.db.session() as s:
-            run = await s.get(Run, run_id)
-            if run is None:
-                return
-            run.status = status
-            run.finished_at = utcnow()
-            run.duration_ms = (run.finished_at - run.started_at).total_seconds() * 1000
-            for k, v in fields.items():
-                setattr(run, k, v)
-            s.add(run)
-            await s.commit()
-        metrics.run_finished(run.trigger, status)
-
-    async def get(self, run_id: int) -> Run | None:
-        async with self.db.session() as s:
-            return await s.get(Run, run_id)
+        finished_at = utcnow()
+        async with self.db.engine.begin() as conn:
+            if steps:
+                await conn.execute(insert(STEPS), step_rows(run_id, steps))
+            if started_at is None:
+                started_at = (
+                    await conn.execute(select(RUNS.c.started_at).where(RUNS.c.id == run_id))
+                ).scalar()
+                if started_at is None:
+                    return
+            if started_at.tzinfo is None:  # SQLite hands datetimes back without their zone
+                started_at = started_at.replace(tzinfo=UTC)
+            duration_ms = (finished_at - started_at).total_seconds() * 1000
+            trigger = (
+                await conn.execute(
+                    update(RUNS)
+                    .where(RUNS.c.id == run_id)
+                    .values(
+                        status=status,
+                        finished_at=finished_at,
+                        duration_ms=duration_ms,
+                        **fit_lengths(RUNS, fields),
+                    )
+                    .returning(RUNS.c.trigger)
+                )
+            ).scalar()
+        if trigger is not None:
+            metrics.run_finished(trigger, status)
 
     async def interrupt_running(self, error: str = "interrupted by shutdown") -> int:
         """Mark this process's runs still in flight as interrupted (other processes share the db)."""
@@ -59,26 +102,26 @@ class Runs:
             await s.commit()
             return result.rowcount or 0
 
+    async def add_steps(self, run_id: int, steps: Sequence[dict[str, Any]]) -> None:
+        """Several steps of one run in one insert (the trace batches what arrives while it writes)."""
+        if steps:
+            async with self.db.engine.begin() as conn:
+                await conn.execute(insert(STEPS), step_rows(run_id, steps))
+
     async def add_step(self, run_id: int, **fields: Any) -> None:
-        step = Step(run_id=run_id, **fields)
+        await self.add_steps(run_id, [fields])
+
+    # --- reading, for operators (`switchboard runs`) -------------------------------------------
+    async def get(self, run_id: int) -> Run | None:
         async with self.db.session() as s:
-            s.add(step)
-            await s.commit()
-        metrics.step_recorded(step)
+            return await s.get(Run, run_id)
 
     async def steps(self, run_id: int) -> list[Step]:
         async with self.db.session() as s:
-            q = select(Step).where(Step.run_id == run_id).order_by(col(Step.id))
-            return list((await s.exec(q)).all())
-
-    async def find(self, **where: Any) -> list[Run]:
-        async with self.db.session() as s:
-            q = select(Run).order_by(col(Run.id))
-            for k, v in where.items():
-                q = q.where(getattr(Run, k) == v)
+            q = sqlmodel.select(Step).where(Step.run_id == run_id).order_by(col(Step.id))
             return list((await s.exec(q)).all())
 
     async def recent(self, limit: int = 20) -> list[Run]:
         async with self.db.session() as s:
-            q = select(Run).order_by(col(Run.id).desc()).limit(limit)
+            q = sqlmodel.select(Run).order_by(col(Run.id).desc()).limit(limit)
             return list((await s.exec(q)).all())

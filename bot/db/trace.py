@@ -1,15 +1,29 @@
-"""The database-backed RunTrace: every step of every run lands in the `step` table."""
+"""The database-backed RunTrace: every step of every run lands in the `step` table.
+
+Steps are written behind the run, not in its way: `step()` queues the row, and what has queued
+up is inserted in one statement, either when the bot flushes or, for a long run, `WRITE_AFTER`
+seconds after the oldest unwritten step (in a writer task, while the model and tools work on).
+The bot flushes before it shows the user an answer, and `traced_run` writes what is left with
+the run's finish, so a step behind something the user saw is never lost, and a quick run costs
+no write per step at all.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from bot.db.engine import Database
+from bot.db.models import utcnow
 
 log = logging.getLogger(__name__)
 
 StatusSink = Callable[[str], Awaitable[None]]
+MAX_NAME_CHARS = 100
+MAX_ARGUMENT_CHARS = 4_000
+WRITE_AFTER = 1.0  # seconds a step may wait in memory while the run goes on
 
 
 class DbTrace:
@@ -19,6 +33,9 @@ class DbTrace:
         self.db = db
         self.run_id = run_id
         self.on_status = on_status
+        self._queued: list[dict[str, Any]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     async def step(
         self,
@@ -40,17 +57,62 @@ class DbTrace:
             duration_ms,
             f" error={error}" if error else "",
         )
-        await self.db.runs.add_step(
-            self.run_id,
-            kind=kind,
-            name=name[:100],
-            arguments=arguments[:4000] if arguments else arguments,
-            output_chars=output_chars,
-            error=error,
-            duration_ms=duration_ms,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
+        self._queued.append(
+            {
+                "kind": kind,
+                "name": name[:MAX_NAME_CHARS],
+                "arguments": arguments[:MAX_ARGUMENT_CHARS] if arguments else arguments,
+                "output_chars": output_chars,
+                "error": error,
+                "duration_ms": duration_ms,
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "created_at": utcnow(),  # when it happened, not when it was written
+            }
         )
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(WRITE_AFTER, self._write_behind)
+
+    def _write_behind(self) -> None:
+        """The timer fired: write what has queued, unless a write is already under way."""
+        self._timer = None
+        if self._writer is not None and self._writer.done():
+            if not self._writer.cancelled() and self._writer.exception():
+                log.warning("run %s: writing steps failed; retrying", self.run_id)
+            self._writer = None
+        if self._writer is None and self._queued:
+            self._writer = asyncio.get_running_loop().create_task(self._write(), name=f"trace {self.run_id}")
+
+    async def _write(self) -> None:
+        while self._queued:
+            rows, self._queued = self._queued, []
+            try:
+                await self.db.runs.add_steps(self.run_id, rows)
+            except BaseException:
+                self._queued[:0] = rows  # kept, in order, for flush() to retry
+                raise
+
+    def take(self) -> list[dict[str, Any]]:
+        """The queued steps, handed over to be written with something else (the run's finish)."""
+        rows, self._queued = self._queued, []
+        return rows
+
+    async def settle(self) -> None:
+        """Stop the timer and wait for a write in flight; a failed write leaves its rows queued."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            try:
+                await writer
+            except Exception:
+                log.warning("run %s: writing steps failed; retrying", self.run_id, exc_info=True)
+
+    async def flush(self) -> None:
+        """Every step so far is in the database when this returns (or it raises)."""
+        await self.settle()
+        await self._write()
 
     async def status(self, text: str) -> None:
         if self.on_status is None:

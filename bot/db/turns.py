@@ -71,3 +71,9 @@ class Turns:
             )
             await s.commit()
             return result.rowcount or 0
+
+    async def waiting_conversations(self) -> list[int]:
+        """Conversations with queued messages nobody has started on."""
+        async with self.db.session() as s:
+            q = select(QueuedTurn.conversation_id).where(QueuedTurn.state == "pending").distinct()
+            return list((await s.exec(q)).all())

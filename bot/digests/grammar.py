@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -246,3 +247,10 @@ def period_of(cron: str, timezone: str, fire_time: datetime, second: str = "0") 
     before = previous_fire_time(cron, timezone, fire_time - timedelta(microseconds=1), second)
     # Subtract in UTC: same-zone subtraction measures wall-clock time and misses DST hours.
     return fire_time.astimezone(UTC) - canonical(before) if before else timedelta(days=1)
+
+
+def shortest_gap(cron: str, timezone: str, after: datetime, count: int = 60) -> timedelta | None:
+    """The smallest gap between the next `count` fire times (None if it fires at most once)."""
+    times = [t.astimezone(UTC) for t in next_fire_times(cron, timezone, after, count)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    return min(gaps) if gaps else None

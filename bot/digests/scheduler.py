@@ -15,13 +15,14 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from slack_sdk.errors import SlackApiError
 
+from bot.db.digests import PAUSED
 from bot.db.models import DigestSchedule
-from bot.db.trace import DbTrace
 from bot.digests.grammar import canonical, fires, make_trigger, period_of, previous_fire_time
+from bot.digests.permissions import why_not_post
+from bot.runs import RunFailed, traced_run
 from bot.runtime import Runtime
 from bot.slack.render import post_answer
 from orchestrators.workflows import summarize_channel
-from tools.registry import ToolError
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,9 @@ class DigestScheduler:
 
     async def sync(self) -> None:
         """Make the jobs match the table: added, changed and removed schedules."""
-        schedules = {s.id: s for s in await self.rt.db.digests.all() if s.id is not None}
+        schedules = {
+            s.id: s for s in await self.rt.db.digests.all() if s.id is not None and s.last_status != PAUSED
+        }
         for sid in set(self._known) - set(schedules):
             self._remove_job(sid)
         for sid, s in schedules.items():
@@ -116,6 +119,18 @@ class DigestScheduler:
     async def run(self, schedule: DigestSchedule, fire_time: datetime, *, manual: bool = False) -> str:
         """Claim, summarize, post; retried once; the creator hears about repeated failure."""
         assert schedule.id is not None
+        if schedule.last_status == PAUSED:
+            return "paused"
+        why = await why_not_post(
+            self.rt,
+            team=schedule.team_id,
+            creator=schedule.creator_id,
+            source=schedule.source_channel_id,
+            target=schedule.channel_id,
+        )
+        if why:
+            await self._pause(schedule, why)
+            return f"paused ({why})"
         if not await self.rt.db.digests.claim(schedule.id, fire_time):
             return "already posted"
         outcome = "failed"
@@ -125,8 +140,10 @@ class DigestScheduler:
                 await self.rt.db.digests.set_claim_status(schedule.id, fire_time, "posted")
                 await self.rt.db.digests.record(schedule.id, outcome)
                 return outcome
-            except (ToolError, SlackApiError) as exc:
-                error = _reason(exc)
+            except RunFailed as failed:
+                if not failed.expected:
+                    raise  # a bug: retrying would only repeat it
+                error = failed.reason
                 log.warning("digest %s attempt %s failed: %s", schedule.id, attempt, error)
                 updated = await self.rt.db.digests.record(schedule.id, "failed", error)
                 if attempt == 1:
@@ -143,27 +160,22 @@ class DigestScheduler:
             since = fire_time - min(
                 period_of(schedule.cron, schedule.timezone, fire_time, self.second), MAX_PERIOD
             )
-        run = await self.rt.db.runs.start(
-            "digest", team_id=schedule.team_id, channel_id=schedule.channel_id, user_id=schedule.creator_id
-        )
-        assert run.id is not None
-        ctx = self.rt.tool_context(
-            DbTrace(self.rt.db, run.id),
+        async with traced_run(
+            self.rt,
+            "digest",
             team=schedule.team_id,
-            user=schedule.creator_id,
             channel=schedule.channel_id,
-        )
-        try:
-            name = (await self.rt.slack.conversations_info(channel=schedule.source_channel_id))["channel"][
-                "name"
-            ]
+            user=schedule.creator_id,
+        ) as run:
+            info = await self.rt.slack.conversations_info(channel=schedule.source_channel_id)
+            name = info["channel"]["name"]
             reply = await summarize_channel(
-                ctx, schedule.source_channel_id, name, since.timestamp(), fire_time.timestamp()
+                run.ctx, schedule.source_channel_id, name, since.timestamp(), fire_time.timestamp()
             )
             header = f"*Digest of #{name}* · {_span(since, fire_time, schedule.timezone)}"
             if "empty" in reply.notes:
                 if schedule.quiet:
-                    await self.rt.db.runs.finish(run.id, "ok", error="quiet period: nothing posted")
+                    run.finish("ok", error="quiet period: nothing posted")
                     return "quiet"
                 text = f"{header}\n\nNo activity in #{name} in this period."
             else:
@@ -177,19 +189,29 @@ class DigestScheduler:
                     }
                 ],
             }
+            await run.flush()  # the trace behind the digest is durable before it is posted
             await post_answer(self.rt.slack, schedule.channel_id, None, text, [footer])
-        except Exception as exc:
-            await self.rt.db.runs.finish(run.id, "failed", error=_reason(exc))
-            raise
-        usage = ctx.usage
-        await self.rt.db.runs.finish(
-            run.id,
-            "ok",
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            llm_calls=usage.llm_calls,
-        )
         return "posted"
+
+    async def _pause(self, schedule: DigestSchedule, why: str) -> None:
+        """Stop a schedule that may no longer post, and tell its creator why and what to do."""
+        assert schedule.id is not None
+        log.warning("digest %s paused: %s", schedule.id, why)
+        await self.rt.db.digests.pause(schedule.id, why)
+        self._remove_job(schedule.id)
+        await self._dm(
+            schedule.creator_id,
+            f"Your digest {schedule.id} of <#{schedule.source_channel_id}> into <#{schedule.channel_id}> "
+            f"is paused and posts nothing: {why}. Remove it with `/digest remove {schedule.id}` "
+            "and set up one that fits.",
+        )
+
+    async def _dm(self, user: str, text: str) -> None:
+        try:
+            dm = (await self.rt.slack.conversations_open(users=user))["channel"]["id"]
+            await self.rt.slack.chat_postMessage(channel=dm, text=text)
+        except SlackApiError:
+            log.exception("could not send a DM to %s", user)
 
     async def _tell_creator(self, schedule: DigestSchedule, error: str) -> None:
         """A schedule that keeps failing (say, the bot was removed) tells its creator by DM."""
@@ -204,12 +226,6 @@ class DigestScheduler:
             )
         except SlackApiError:
             log.exception("could not tell %s about digest %s", schedule.creator_id, schedule.id)
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, SlackApiError) and exc.response is not None:
-        return f"Slack said {exc.response.get('error')}"
-    return str(exc) or type(exc).__name__
 
 
 def _span(since: datetime, until: datetime, timezone: str) -> str:

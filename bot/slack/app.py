@@ -9,7 +9,7 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.runtime import Runtime
 from bot.slack.front_door import events_handler, validate_payload
-from bot.slack.listeners import assistant, commands, digest, feedback, messages
+from bot.slack.listeners import approvals, assistant, commands, digest, feedback, messages
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ def build_app(rt: Runtime) -> AsyncApp:
     assistant.register(app, rt)  # before messages: it takes DM threads (assistant threads)
     messages.register(app, rt)
     feedback.register(app, rt)
+    approvals.register(app, rt)
     commands.register(app, rt)
     digest.register(app, rt)
     return app

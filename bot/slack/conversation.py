@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from bot.db.engine import database_unavailable
-from bot.db.trace import DbTrace
+from bot.runs import RunFailed, traced_run
 from bot.runtime import Runtime
+from bot.slack.approvals import SlackApprover, Where
 from bot.slack.render import feedback_blocks
 from bot.slack.surface import AnswerSurface
-from orchestrators.llm import AgentError
 
 log = logging.getLogger(__name__)
 
@@ -70,16 +70,6 @@ async def answer(rt: Runtime, turn: Turn) -> None:
     await rt.db.conversations.add_messages(
         convo.id, [{"role": "user", "content": question}], user_id=turn.user, slack_ts=turn.ts
     )
-    run = await rt.db.runs.start(
-        turn.trigger,
-        conversation_id=convo.id,
-        team_id=turn.team,
-        channel_id=turn.channel,
-        thread_ts=turn.thread_ts,
-        user_id=turn.user,
-        model=rt.settings.openai_model if rt.llm else None,
-    )
-    assert run.id is not None
     surface = AnswerSurface(
         rt.slack,
         turn.channel,
@@ -89,47 +79,44 @@ async def answer(rt: Runtime, turn: Turn) -> None:
         native=AnswerSurface.for_channel(turn.channel, turn.reply_thread_ts),
         interval=rt.settings.stream_interval,
     )
-    trace = DbTrace(rt.db, run.id, on_status=surface.status)
-    ctx = rt.tool_context(
-        trace, team=turn.team, user=turn.user, channel=turn.channel, thread_ts=turn.reply_thread_ts
-    )
+    where = Where(turn.team, turn.channel, turn.reply_thread_ts, turn.user)
     try:
-        await surface.begin()
-        history = await rt.db.conversations.history(convo.id)
-        result = await rt.agent.run(history, ctx, on_text=surface.delta)
+        async with traced_run(
+            rt,
+            turn.trigger,
+            team=turn.team,
+            channel=turn.channel,
+            user=turn.user,
+            thread_ts=turn.thread_ts,
+            reply_thread_ts=turn.reply_thread_ts,
+            conversation_id=convo.id,
+            on_status=surface.status,
+            approver=lambda run_id: SlackApprover(rt, where, run_id),
+        ) as run:
+            await surface.begin()
+            history = await rt.db.conversations.history(convo.id)
+            result = await rt.agent.run(history, run.ctx, on_text=surface.delta)
+            await run.flush()  # the trace behind the answer is durable before the answer is shown
+            try:
+                stamps = await surface.finish(result.text, feedback_blocks(run.id) if rt.llm else None)
+            except Exception as exc:  # the answer may be half shown: no apology on top of it
+                log.exception("run %s: could not post the answer", run.id)
+                run.finish("failed", error=f"posting the answer failed: {exc}")
+                return
+            await rt.db.conversations.add_messages(convo.id, result.messages, run_id=run.id)
+            run.finish(
+                "ok" if result.status in ("ok", "unconfigured") else result.status,
+                error=result.stop_reason,
+                answer_ts=stamps[-1] if stamps else None,
+            )
     except asyncio.CancelledError:
-        await rt.db.runs.finish(run.id, "interrupted", error="interrupted by shutdown")
         await surface.fail("Sorry, I was restarted before I could finish. Please ask again.")
         raise
-    except AgentError as exc:
-        log.warning("run %s: the model failed: %s", run.id, exc)
-        await _apologise(rt, surface, run.id, str(exc))
-        return
-    except Exception as exc:
-        log.exception("run %s failed", run.id)
-        await _apologise(rt, surface, run.id, f"{type(exc).__name__}: {exc}")
-        return
-    usage = ctx.usage
-    try:
-        stamps = await surface.finish(result.text, feedback_blocks(run.id) if rt.llm else None)
-    except Exception as exc:
-        log.exception("run %s: could not post the answer", run.id)
-        await rt.db.runs.finish(run.id, "failed", error=f"posting the answer failed: {exc}")
-        return
-    await rt.db.conversations.add_messages(convo.id, result.messages, run_id=run.id)
-    await rt.db.runs.finish(
-        run.id,
-        "ok" if result.status in ("ok", "unconfigured") else result.status,
-        error=result.stop_reason,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        llm_calls=usage.llm_calls,
-        answer_ts=stamps[-1] if stamps else None,
-    )
+    except RunFailed as failed:
+        await _apologise(surface, failed.run_id)
 
 
-async def _apologise(rt: Runtime, surface: AnswerSurface, run_id: int, error: str) -> None:
-    await rt.db.runs.finish(run_id, "failed", error=error[:2000])
+async def _apologise(surface: AnswerSurface, run_id: int) -> None:
     text = (
         "Sorry, I couldn't get an answer from the language model just now. "
         f"Please try again in a moment. (reference: run {run_id})"

@@ -7,6 +7,7 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.slack.mentions import neutralize, neutralize_blocks
 from bot.slack.split import split_markdown
 
 MARKDOWN_BLOCK_LIMIT = 12_000
@@ -20,8 +21,12 @@ def fallback_text(markdown: str) -> str:
 
 
 def markdown_messages(text: str, extra_blocks: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """chat.postMessage arguments for each part; `extra_blocks` go under the last part."""
-    parts = split_markdown(text, MARKDOWN_BLOCK_LIMIT) or ["(empty answer)"]
+    """chat.postMessage arguments for each part; `extra_blocks` go under the last part.
+
+    Broadcast mentions are defused here, in the text and in every block (bot/slack/mentions.py).
+    """
+    parts = split_markdown(neutralize(text), MARKDOWN_BLOCK_LIMIT) or ["(empty answer)"]
+    extra_blocks = neutralize_blocks(extra_blocks) if extra_blocks else extra_blocks
     out = []
     for i, part in enumerate(parts):
         blocks: list[dict[str, Any]] = [{"type": "markdown", "text": part}]

@@ -19,6 +19,7 @@ from bot.digests.scheduler import DigestScheduler
 from bot.health import start_health_server
 from bot.runtime import Runtime, create_runtime
 from bot.slack.app import build_app, build_web_app, identify
+from bot.slack.turns import resume_waiting
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ async def start_http(
     port = rt.settings.port if port is None else port
     app = build_app(rt)
     await identify(rt)
+    await resume_waiting(rt)
     await start_scheduler(rt, **scheduler_options)
     runner = web.AppRunner(build_web_app(app, rt), access_log=None, shutdown_timeout=5)
     await runner.setup()
@@ -103,6 +105,7 @@ async def start_socket_mode(rt: Runtime, health_port: int | None = None, **sched
 
     app = build_app(rt)
     await identify(rt)
+    await resume_waiting(rt)
     await start_scheduler(rt, **scheduler_options)
     running = Running(rt=rt, app=app, runner=None, port=None, background=start_retention(rt))
     await _start_health(running, health_port)

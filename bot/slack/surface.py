@@ -15,6 +15,7 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack.calls import call
+from bot.slack.mentions import neutralize, stable_prefix
 from bot.slack.render import fallback_text, markdown_messages, post_answer
 
 log = logging.getLogger(__name__)
@@ -87,14 +88,20 @@ class AnswerSurface:
                 log.warning("could not update the streamed answer", exc_info=True)
             await asyncio.sleep(self.interval)
 
-    async def flush(self) -> None:
+    async def flush(self, final: bool = False) -> None:
         """Send what Slack has not seen yet: one append or one edit per interval."""
         async with self._lock:
             if self.sent >= len(self.text) or self.sent >= STREAM_CAP:
                 return
             upto = min(len(self.text), STREAM_CAP)
+            if (
+                upto == len(self.text) and not final
+            ):  # hold back a mention still arriving, so it is defused whole
+                upto = max(self.sent, stable_prefix(self.text))
+                if upto == self.sent:
+                    return
             if self.native:
-                chunk = self.text[self.sent : upto]
+                chunk = neutralize(self.text[self.sent : upto])
                 if not self.streaming:
                     started = await call(
                         self.client.chat_startStream,
@@ -110,7 +117,7 @@ class AnswerSurface:
                         self.client.chat_appendStream, channel=self.channel, ts=self.ts, markdown_text=chunk
                     )
             else:
-                shown = self.text[:upto] + (" …" if upto < len(self.text) else "")
+                shown = neutralize(self.text[:upto]) + (" …" if upto < len(self.text) else "")
                 await call(
                     self.client.chat_update,
                     channel=self.channel,
@@ -148,7 +155,7 @@ class AnswerSurface:
     async def _finish_native(self, final: str, extra_blocks: list[dict[str, Any]] | None) -> list[str]:
         fits = len(final) <= STREAM_CAP and self.text == final
         if self.streaming and fits:
-            await self.flush()
+            await self.flush(final=True)
             await call(self.client.chat_stopStream, channel=self.channel, ts=self.ts, blocks=extra_blocks)
             stamps = [self.ts] if self.ts else []
         else:

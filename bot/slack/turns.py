@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+from collections.abc import Awaitable, Callable
 
 from bot.db.turns import FINISHED
 from bot.runtime import Runtime
@@ -34,11 +35,34 @@ async def take_turn(rt: Runtime, turn: Turn) -> None:
     convo = await rt.db.conversations.get_or_create(turn.team, turn.channel, turn.thread_ts)
     assert convo.id is not None
     queued = await rt.db.turns.enqueue(convo.id, turn.ts, dataclasses.asdict(turn))
-    key, owner = conversation_lease(convo.id), f"{rt.db.leases.owner}/turn{queued}"
+    await _serve(rt, convo.id, f"turn{queued}", lambda: _finished(rt, queued))
+
+
+async def resume_waiting(rt: Runtime) -> int:
+    """At start: turns still queued when their process stopped are answered now, in order."""
+    waiting = await rt.db.turns.waiting_conversations()
+    for conversation_id in waiting:
+
+        async def nothing_left(cid: int = conversation_id) -> bool:
+            return await rt.db.turns.next_pending(cid) is None
+
+        rt.tasks.spawn(_serve(rt, conversation_id, "resume", nothing_left), name=f"resume {conversation_id}")
+    if waiting:
+        log.info("resuming %s conversation(s) with queued messages", len(waiting))
+    return len(waiting)
+
+
+async def _finished(rt: Runtime, queued: int) -> bool:
+    return await rt.db.turns.state(queued) in FINISHED
+
+
+async def _serve(rt: Runtime, conversation_id: int, name: str, done: Callable[[], Awaitable[bool]]) -> None:
+    """Compete for the conversation's lease until `done()`; while holding it, answer the queue."""
+    key, owner = conversation_lease(conversation_id), f"{rt.db.leases.owner}/{name}"
     while True:
         if await rt.db.leases.acquire(key, owner, LEASE_SECONDS):
-            await _answer_queue(rt, convo.id, key, owner)
-        if await rt.db.turns.state(queued) in FINISHED:
+            await _answer_queue(rt, conversation_id, key, owner)
+        if await done():
             return
         await asyncio.sleep(POLL_SECONDS)
 

@@ -12,7 +12,7 @@ from tools.context import ToolContext
 from tools.registry import Tool, tool
 
 
-@tool(name="weather_report", timeout=45, max_output_chars=6_000, status="Checking the weather…")
+@tool(name="weather_report", timeout=90, max_output_chars=6_000, status="Checking the weather…")
 async def weather_report_tool(
     ctx: ToolContext, place: Annotated[str, Field(min_length=1, max_length=100)]
 ) -> dict[str, str]:
@@ -20,7 +20,7 @@ async def weather_report_tool(
     return {"report": (await weather_report(ctx, place)).text}
 
 
-@tool(name="research", timeout=90, max_output_chars=10_000)
+@tool(name="research", timeout=150, max_output_chars=10_000)
 async def research_tool(
     ctx: ToolContext, question: Annotated[str, Field(min_length=3, max_length=500)]
 ) -> dict[str, object]:

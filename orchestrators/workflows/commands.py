@@ -80,11 +80,6 @@ async def _ask(agent: Agent, ctx: ToolContext, question: str) -> WorkflowReply:
     return WorkflowReply(f"> {question}\n\n{result.text}")
 
 
-def _no_args(text: str) -> None:
-    if text.strip() and text.strip().lower() not in ("help", "?"):
-        raise UsageError(help_text())
-
-
 COMMANDS: dict[str, Command] = {
     "/weather": Command(
         "weather_report", "Tomorrow's forecast and a short summary", WEATHER_USAGE, parse_place, _weather

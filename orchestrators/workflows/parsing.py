@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
+from tools import period
+
 WEATHER_USAGE = "Usage: `/weather <place>`, e.g. `/weather Karachi`"
 SUMMARIZE_USAGE = "Usage: `/summarize [#channel] [24h|7d|<N>h|<N>d]`, e.g. `/summarize #general 7d`"
 RESEARCH_USAGE = "Usage: `/research <question>`, e.g. `/research what changed in Python 3.14?`"
@@ -15,8 +17,6 @@ QUOTES = {"“": '"', "”": '"', "‘": "'", "’": "'"}
 CHANNEL_REF = re.compile(r"^<#(?P<id>[CG][A-Z0-9]+)(?:\|(?P<name>[^>]*))?>$")
 BARE_ID = re.compile(r"^[CG][A-Z0-9]{8,}$")
 CHANNEL_NAME = re.compile(r"^#(?P<name>[a-z0-9][a-z0-9._-]{0,79})$")
-PERIOD = re.compile(r"^(?P<n>\d{1,4})(?P<unit>m|min|h|d|w)$")
-UNIT = {"m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 MAX_QUESTION = 2_000
 
 
@@ -71,14 +71,11 @@ def parse_channel_ref(token: str) -> ChannelRef | None:
 
 
 def parse_period(token: str) -> timedelta:
-    """`90m`, `24h`, `7d`, `2w`: between 1 minute and 90 days."""
-    m = PERIOD.match(token.strip().lower())
-    if not m:
-        raise UsageError(f"`{token}` is not a period; use forms like 90m, 24h, 7d or 2w")
-    period = timedelta(**{UNIT[m["unit"]]: int(m["n"])})
-    if not timedelta(minutes=1) <= period <= timedelta(days=90):
-        raise UsageError("The period must be between 1 minute and 90 days")
-    return period
+    """`90m`, `24h`, `24 h`, `7d`, `2w`: between 1 minute and 90 days (the grammar tools use too)."""
+    try:
+        return period.parse_period(token)
+    except period.PeriodError as exc:
+        raise UsageError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -89,16 +86,20 @@ class SummarizeArgs:
 
 def parse_summarize(text: str) -> SummarizeArgs:
     channel: ChannelRef | None = None
-    period: timedelta | None = None
-    for token in tokenize(text):
+    span: timedelta | None = None
+    tokens = tokenize(text)
+    while tokens:
+        token = tokens.pop(0)
+        if token.isdigit() and tokens and period.is_period(token + tokens[0]):
+            token += tokens.pop(0)  # "24 h": a number and its unit, spaced apart
         ref = parse_channel_ref(token)
         if ref is not None and channel is None:
             channel = ref
-        elif PERIOD.match(token.lower()) and period is None:
-            period = parse_period(token)
+        elif period.is_period(token) and span is None:
+            span = parse_period(token)
         else:
             raise UsageError(f"I don't understand `{token}`. {SUMMARIZE_USAGE}")
-    return SummarizeArgs(channel, period or timedelta(hours=24))
+    return SummarizeArgs(channel, span or timedelta(hours=24))
 
 
 def parse_place(text: str) -> str:

@@ -21,6 +21,7 @@ from bot.digests.grammar import (
     next_fire_times,
     parse_digest,
 )
+from bot.digests.permissions import may_manage, why_not_add, why_not_post
 from bot.runtime import Runtime
 from orchestrators.workflows.parsing import ChannelRef, UsageError
 from tools.context import MemoryTrace
@@ -74,7 +75,7 @@ class DigestCommands:
             if isinstance(command, DigestRemove):
                 return await self.remove(command.id, user=user, team=team)
             if isinstance(command, DigestRun):
-                return await self.run_now(command.id, team=team)
+                return await self.run_now(command.id, user=user, team=team)
         except ToolError as exc:
             return str(exc)
         assert isinstance(command, DigestHelp)
@@ -94,7 +95,15 @@ class DigestCommands:
         info = (await self.rt.slack.conversations_info(channel=target_id))["channel"]
         if not info.get("is_member"):
             return f"I can't post in #{target}: invite me first with `/invite @Switchboard`, then try again."
+        why = await why_not_post(self.rt, team=team, creator=user, source=source_id, target=target_id)
+        if why:
+            return f"I can't post a digest of #{source} in #{target}: {why}."
         zone = command.timezone or await self._user_zone(user)
+        why = await why_not_add(
+            self.rt, team=team, user=user, target=target_id, cron=command.cron, timezone=zone
+        )
+        if why:
+            return f"No digest set: {why}."
         schedule = await self.rt.db.digests.add(
             team_id=team,
             channel_id=target_id,
@@ -123,7 +132,7 @@ class DigestCommands:
         schedule = await self.rt.db.digests.get(schedule_id)
         if schedule is None or schedule.team_id != team:
             return f"There is no digest {schedule_id}. `/digest list` shows this channel's digests."
-        if schedule.creator_id != user and not await self._is_admin(user):
+        if not await may_manage(self.rt, schedule, user):
             return (
                 f"Only <@{schedule.creator_id}> (who created digest {schedule_id}) "
                 "or a workspace admin can remove it."
@@ -133,17 +142,15 @@ class DigestCommands:
             await self.rt.digest_scheduler.removed(schedule_id)
         return f"Digest {schedule_id} removed."
 
-    async def _is_admin(self, user: str) -> bool:
-        try:
-            info = (await self.rt.slack.users_info(user=user))["user"]
-        except SlackApiError:
-            return False
-        return bool(info.get("is_admin") or info.get("is_owner"))
-
-    async def run_now(self, schedule_id: int, *, team: str) -> str:
+    async def run_now(self, schedule_id: int, *, user: str, team: str) -> str:
         schedule = await self.rt.db.digests.get(schedule_id)
         if schedule is None or schedule.team_id != team:
             return f"There is no digest {schedule_id}."
+        if not await may_manage(self.rt, schedule, user):
+            return (
+                f"Only <@{schedule.creator_id}> (who created digest {schedule_id}) "
+                "or a workspace admin can run it."
+            )
         assert self.rt.digest_scheduler is not None
         outcome = await self.rt.digest_scheduler.run(schedule, datetime.now(UTC), manual=True)
         return f"Digest {schedule_id}: {outcome} in <#{schedule.channel_id}>."
