@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.conftest import Bot
 from tests.fakes.openai_server import Reply
@@ -32,10 +33,21 @@ async def test_help_version_and_unknown_arguments_never_start_the_server(
         assert command in out
     code, out, _ = await run_cli("--version", env=env, cwd=tmp_path)
     assert code == 0 and out.strip() == "switchboard 0.1.0"
-    for wrong in (["serv"], ["serve", "--bogus"], ["runs", "show", "forty-two"], ["--verbose"]):
-        code, out, err = await run_cli(*wrong, env=env, cwd=tmp_path)
-        assert code == 2 and err.startswith("usage: switchboard") and "error:" in err, (wrong, err)
+    code, out, err = await run_cli("serv", env=env, cwd=tmp_path)  # a typo, in a real process
+    assert code == 2 and err.startswith("usage: switchboard") and "invalid choice: 'serv'" in err
     assert slack.calls_to("auth.test") == []  # nothing started
+
+
+@pytest.mark.parametrize(
+    "wrong", [["serve", "--bogus"], ["runs", "show", "forty-two"], ["--verbose"], ["a", "b"]]
+)
+def test_unknown_arguments_exit_2_with_usage(wrong: list[str], capsys) -> None:
+    from bot.__main__ import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(wrong)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.startswith("usage: switchboard") and "error:" in err
 
 
 async def test_the_installed_console_script_is_the_same_command(tmp_path) -> None:

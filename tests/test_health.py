@@ -20,6 +20,7 @@ from bot.slack.server import start_socket_mode
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import event_body, mention
+from tests.test_digest import dbot  # noqa: F401  (fixture: the bot with a digest channel)
 
 
 async def get(url: str) -> tuple[int, str]:
@@ -153,3 +154,20 @@ async def test_probes_and_metrics_in_socket_mode(slack, llm, db_url) -> None:
         await running.stop(drain=5)
         if db_url.startswith("sqlite"):
             shutil.rmtree(Path(db_url.split(":///", 1)[1]), ignore_errors=True)
+
+
+async def test_digests_posted_are_counted(dbot: Bot, slack, llm) -> None:  # noqa: F811
+    import time
+
+    from tests.test_digest import digest, digests_posted
+
+    _, before = await get(f"{dbot.url}/metrics")
+    slack.seed_messages("C2", 3, start_ts=time.time() - 600, step=60, text="ticket {i}")
+    await digest(dbot, slack, "add <#C3|support-digest> daily 09:00 UTC from <#C2|random>")
+    llm.script(Reply(content="Three tickets."))
+    assert "posted" in await digest(dbot, slack, "run 1")
+    assert len(digests_posted(slack, "C3")) == 1
+    _, after = await get(f"{dbot.url}/metrics")
+    posted = "switchboard_digests_posted_total"
+    assert sample(after, posted) - sample(before, posted) == 1
+    assert sample(after, "switchboard_runs_total", trigger="digest", status="ok") >= 1
