@@ -86,6 +86,10 @@ class Settings:
     max_tool_calls: int = 40
     tool_concurrency: int = 4
     stream_interval: float = 1.0
+    extract_workers: int = 2
+    openai_vision: bool = False
+    file_max_bytes: int = 10_000_000
+    file_token_budget: int = 8_000
     tools: ToolSettings = field(default_factory=ToolSettings)
 
     @property
@@ -225,6 +229,7 @@ def load_settings(
         approval_seconds=_float(env, "EGRESS_APPROVAL_SECONDS", 60.0),
         model=model,
         summarize_token_budget=_int(env, "SUMMARIZE_TOKEN_BUDGET", 200_000, 10_000, 100_000_000),
+        extract_deadline=_float(env, "EXTRACT_DEADLINE_SECONDS", 10.0),
         max_output_tokens=_int(env, "OPENAI_MAX_OUTPUT_TOKENS", DEFAULT_MAX_OUTPUT_TOKENS, 16, 1_000_000),
         output_tokens_param=_choice(env, "OPENAI_OUTPUT_TOKENS_PARAM", OUTPUT_TOKENS_PARAMS),
     )
@@ -273,5 +278,9 @@ def load_settings(
         max_tool_calls=_int(env, "AGENT_MAX_TOOL_CALLS", 40, 1, 1_000),
         tool_concurrency=_int(env, "AGENT_TOOL_CONCURRENCY", 4, 1, 64),
         stream_interval=_float(env, "STREAM_UPDATE_SECONDS", 1.0),
+        extract_workers=_int(env, "EXTRACT_WORKERS", 2, 1, 32),
+        openai_vision=_bool(env, "OPENAI_VISION", False),
+        file_max_bytes=_int(env, "FILE_MAX_BYTES", 10_000_000, 1_000, 1_000_000_000),
+        file_token_budget=_int(env, "FILE_TOKEN_BUDGET", 8_000, 100, 1_000_000),
         tools=tools,
     )

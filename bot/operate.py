@@ -48,7 +48,7 @@ async def runs(settings: Settings, args: argparse.Namespace) -> int:
                 return 1
             print(format_run(run, await db.runs.steps(args.run_id)))
             return 0
-        recent = await db.runs.recent(getattr(args, "limit", 20))
+        recent = await db.runs.latest(getattr(args, "limit", 20))
     finally:
         await db.close()
     print(format_runs(recent) if recent else "No runs yet.")

@@ -25,6 +25,7 @@ from orchestrators.workflows import workflow_tools
 from tools import ToolRegistry, default_tools
 from tools.audience import MembershipCache
 from tools.context import Approver, RunTrace, ToolContext
+from tools.extract import Extractor
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,7 @@ class Runtime:
     bot_user_id: str | None = None
     digest_scheduler: Any = None  # bot.digests.scheduler.DigestScheduler; set by the server
     slack_available: bool = True  # False in console mode: tools that need Slack say so
+    extractor: Extractor | None = None  # HTML/PDF parsing in killable worker processes
     memberships: MembershipCache = field(default_factory=MembershipCache)  # the audience checks' cache
 
     def tool_context(
@@ -141,6 +143,7 @@ class Runtime:
             channel_id=channel,
             thread_ts=thread_ts,
             trace=trace,
+            extractor=self.extractor,
             bot_user_id=self.bot_user_id,
             ephemeral_to=ephemeral_to,
             memberships=self.memberships,
@@ -148,6 +151,8 @@ class Runtime:
         )
 
     async def close(self) -> None:
+        if self.extractor is not None:
+            await self.extractor.close()
         await self.http.close()
         if self.llm is not None:
             await self.llm.close()
@@ -183,4 +188,9 @@ async def create_runtime(settings: Settings, registry: ToolRegistry | None = Non
         http=aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)),
         registry=registry,
         agent=Agent(llm, settings.openai_model, registry, limits),
+        extractor=Extractor(
+            workers=settings.extract_workers,
+            deadline=settings.tools.extract_deadline,
+            max_bytes=max(settings.file_max_bytes, settings.tools.fetch_max_bytes),
+        ),
     )

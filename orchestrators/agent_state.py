@@ -62,6 +62,8 @@ class RunState:
     on_text: TextSink | None
     messages: list[dict[str, Any]]  # the next prompt: system, fitted history, this turn so far
     output_tokens: int  # the cap on each answer, within the window
+    window: int  # the model's context window in tokens (smaller once a server names its own)
+    turn_start: int  # index in `messages` of this turn's question: kept whatever is cut
     added: list[dict[str, Any]] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     tools_used: list[str] = field(default_factory=list)
@@ -69,8 +71,8 @@ class RunState:
     started: float = field(default_factory=time.monotonic)
     steps: int = 0
     tool_calls: int = 0
-    shrunk: bool = False  # the one retry after a context-length error was used
     notes: list[str] = field(default_factory=list)  # said at the end of the answer
+    tools_refused: bool = False  # the server cannot take tools: the run goes on without them
 
     @property
     def elapsed(self) -> float:

@@ -12,7 +12,9 @@ __all__ = ["estimate_tokens", "sanitize", "shrink", "trim_history"]
 
 SHORTEN_MARGIN_CHARS = 200  # room for the "[... left out ...]" note itself
 MIN_KEPT_CHARS = 400  # a shortened message keeps at least this much of its head and tail
-SHRUNK_TOOL_RESULT_TOKENS = 1_000  # a retry after a context error cuts each tool result to this
+SHRUNK_TOOL_RESULT_TOKENS = 1_000  # a prompt over the window cuts each tool result to at most this
+MIN_TOOL_RESULT_TOKENS = 100  # ... and to at least this, however many there are
+TOOL_RESULTS_SHARE = 2  # tool results of this turn may take up to half of the budget together
 
 
 def sanitize(messages: list[Message]) -> list[Message]:
@@ -79,10 +81,36 @@ def trim_history(messages: list[Message], budget: int) -> list[Message]:
     return [m for unit in reversed(kept) for m in unit]
 
 
-def shrink(messages: list[Message], budget: int) -> list[Message]:
-    """A smaller prompt after the server said it did not fit: long tool results cut, then trimmed."""
-    cut = [_shorten(m, SHRUNK_TOOL_RESULT_TOKENS) if m.get("role") == "tool" else m for m in messages]
-    return trim_history(cut, budget)
+def shrink(messages: list[Message], budget: int, turn_start: int) -> list[Message]:
+    """A prompt within `budget`: this turn (its question and tool groups) is kept, its tool results
+    cut to share the budget, then older history fills what is left, newest first.
+
+    `turn_start` is the index of this turn's question in `messages`.
+    """
+    older, turn = messages[:turn_start], messages[turn_start:]
+    results = sum(1 for m in turn if m.get("role") == "tool")
+    share = budget // (TOOL_RESULTS_SHARE * max(results, 1))
+    per_result = min(SHRUNK_TOOL_RESULT_TOKENS, max(MIN_TOOL_RESULT_TOKENS, share))
+    turn = [_shorten(m, per_result) if m.get("role") == "tool" else m for m in turn]
+    used = sum(estimate_tokens(m) for m in turn)
+    if turn and used > budget:  # the question itself is too long: keep its beginning and end
+        rest = used - estimate_tokens(turn[0])
+        turn[0] = _shorten(turn[0], max(budget - rest, MIN_KEPT_CHARS // CHARS_PER_TOKEN))
+        used = sum(estimate_tokens(m) for m in turn)
+    return _newest_units(older, budget - used) + turn
+
+
+def _newest_units(messages: list[Message], budget: int) -> list[Message]:
+    """The newest whole units within `budget` (possibly none)."""
+    kept: list[list[Message]] = []
+    used = 0
+    for unit in reversed(_units(sanitize(messages))):
+        cost = sum(estimate_tokens(m) for m in unit)
+        if used + cost > budget:
+            break
+        kept.append(unit)
+        used += cost
+    return [m for unit in reversed(kept) for m in unit]
 
 
 def was_shortened(original: list[Message], kept: list[Message]) -> bool:

@@ -43,6 +43,7 @@ EMPTY_ANSWER = "(The model returned an empty answer.)"
 CUT_OFF_NOTE = "_(This answer was cut off: it reached the limit of {tokens} tokens per answer.)_"
 FILTERED_NOTE = "_(The model provider's content filter stopped this answer.)_"
 SHORTENED_NOTE = "_(Your message was too long for the model, so I read only its beginning and its end.)_"
+NO_TOOLS_NOTE = "_(The model server is not set up for tools, so I answered without looking anything up.)_"
 
 FINAL_ANSWER_GRACE_SECONDS = 15.0  # the closing tool-less call may run this long past the deadline
 MIN_CALL_TIMEOUT_SECONDS = 1.0
@@ -94,9 +95,19 @@ class Agent:
         history = await readable_history(history, ctx)  # never replay what this user can't read
         registry = self.registry if tools is None else _only(self.registry, tools)
         system = {"role": "system", "content": self.system_prompt}
-        budget, output = self._budget(self.limits.context_tokens, system, registry, ctx)
-        fitted = trim_history(history, budget)
-        state = RunState(ctx, model or self.model, registry, on_text, [system, *fitted], output)
+        room, output = self._room(self.limits.context_tokens, system, registry, ctx)
+        fitted = trim_history(history, min(self.limits.history_tokens, room))
+        window = self.limits.context_tokens
+        state = RunState(
+            ctx,
+            model or self.model,
+            registry,
+            on_text,
+            [system, *fitted],
+            output,
+            window,
+            max(len(fitted), 1),
+        )
         if was_shortened(history, fitted):
             state.notes.append(SHORTENED_NOTE)
         while True:
@@ -113,14 +124,14 @@ class Agent:
             state.added += [completion.message, *tool_messages]
             state.steps += 1
 
-    def _budget(
+    def _room(
         self, window: int, system: dict[str, Any], registry: ToolRegistry, ctx: ToolContext
     ) -> tuple[int, int]:
-        """(history tokens, answer tokens): the window less the system prompt, tools and answer."""
+        """(tokens for the messages, tokens for the answer): the window less the system prompt,
+        the tool schemas and the answer."""
         answer = min(ctx.settings.max_output_tokens, window // OUTPUT_SHARE_OF_WINDOW)
         fixed = estimate_tokens(system) + estimate_tools(registry.schemas()) + CONTEXT_SAFETY_TOKENS
-        history = max(min(self.limits.history_tokens, window - fixed - answer), MIN_HISTORY_TOKENS)
-        return history, answer
+        return max(window - fixed - answer, MIN_HISTORY_TOKENS), answer
 
     async def _answer(self, state: RunState, completion: Completion, starts: int) -> AgentResult:
         """The model answered: add what the user must know about how it stopped.
@@ -180,17 +191,23 @@ class Agent:
         return self._result(state, text, status="limited", stop_reason=reason)
 
     async def _ask(self, state: RunState, *, tools: bool, grace: float = 0.0) -> Completion:
-        """One traced model call; after a context-length error, one retry with a smaller prompt."""
+        """One traced model call, its prompt fitted to the window; after a context-length error
+        (our estimate is not the server's tokenizer) one retry with a smaller prompt."""
         assert self.llm is not None
+        retried = fitted = False
         while True:
             remaining = self.limits.deadline - state.elapsed
             request = ModelRequest(
                 model=state.model,
                 messages=state.messages,
-                tools=state.registry.schemas() if tools else None,
+                tools=state.registry.schemas() if tools and not state.tools_refused else None,
                 max_output_tokens=state.output_tokens,
                 output_tokens_param=state.ctx.settings.output_tokens_param,
             )
+            if not fitted and request.prompt_estimate() + state.output_tokens > state.window:
+                fitted = True  # tool results grew the prompt past the window: cut it once
+                self._shrink(state, state.window)
+                continue
             try:
                 return await call_model(
                     self.llm,
@@ -202,21 +219,36 @@ class Agent:
                     separator="\n\n" if state.texts else "",
                 )
             except ModelError as exc:
-                if not exc.context_exceeded or state.shrunk:
+                if exc.tools_refused and not state.tools_refused:
+                    log.warning(
+                        "the model server cannot use tools (%s); answering without them. See the "
+                        "README's Model providers table for the server's tool-calling settings.",
+                        exc,
+                    )
+                    state.tools_refused = True
+                    state.notes.append(NO_TOOLS_NOTE)
+                    continue
+                if not exc.context_exceeded or retried:
                     raise AgentError(str(exc), context_exceeded=exc.context_exceeded) from exc
                 log.info("prompt did not fit the model's window; retrying once with less history")
-                self._shrink(state, exc.context_limit)
+                retried = True
+                sent = sum(estimate_tokens(m) for m in state.messages) + estimate_tools(request.tools)
+                self._shrink(state, exc.context_limit or sent // 2 + state.output_tokens)
 
-    def _shrink(self, state: RunState, window: int | None) -> None:
-        """Fit the prompt into the window the server named, else into half of what was sent."""
-        state.shrunk = True
+    def _shrink(self, state: RunState, window: int) -> None:
+        """Fit the prompt into `window`, keeping this turn's question and tool groups."""
+        state.window = min(state.window, window)
         system, rest = state.messages[0], state.messages[1:]
-        if window is None:
-            window = sum(estimate_tokens(m) for m in state.messages) // 2 + state.output_tokens
-        budget, state.output_tokens = self._budget(window, system, state.registry, state.ctx)
-        state.messages = [system, *shrink(rest, budget)]
-        if was_shortened(rest, state.messages[1:]) and SHORTENED_NOTE not in state.notes:
-            state.notes.append(SHORTENED_NOTE)
+        if not rest:
+            return
+        question = rest[state.turn_start - 1]
+        room, state.output_tokens = self._room(state.window, system, state.registry, state.ctx)
+        kept = shrink(rest, room, state.turn_start - 1)
+        state.turn_start = len(kept) - (len(rest) - state.turn_start + 1) + 1
+        state.messages = [system, *kept]
+        if kept[state.turn_start - 1].get("content") != question.get("content"):
+            if SHORTENED_NOTE not in state.notes:
+                state.notes.append(SHORTENED_NOTE)
 
     async def _run_tools(self, state: RunState, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Run one turn's tool calls concurrently (bounded); results come back in call order."""

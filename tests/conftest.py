@@ -37,6 +37,7 @@ async def slack() -> AsyncIterator[FakeSlack]:
     fake.add_channel("D1", "dm-alice", members=("U1",), is_im=True)
     yield fake
     await fake.stop()
+    assert fake.shape_errors == [], "the fake Slack answered with fields Slack's own captures do not have"
 
 
 @pytest.fixture

@@ -42,3 +42,18 @@ def throwaway_postgres() -> Iterator[str]:
             subprocess.run([*prefix, "pg_ctl", "-D", data, "-m", "immediate", "stop"], **run)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+async def fresh_database(server_url: str) -> str:
+    """A new, empty database on the throwaway server (one per test); returns its URL."""
+    import uuid
+
+    import asyncpg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(server_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return server_url.rsplit("/", 1)[0] + f"/{name}"

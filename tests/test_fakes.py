@@ -159,7 +159,7 @@ async def test_slack_threads_streams_and_limits(slack: FakeSlack) -> None:
     await client.chat_stopStream(channel="C1", ts=started["ts"], markdown_text="world")
     thread = (await client.conversations_replies(channel="C1", ts=parent))["messages"]
     assert [m["text"] for m in thread] == ["question", "an answer", "Hello world"]
-    assert thread[0]["reply_count"] == 2 and thread[2]["streaming"] is False
+    assert thread[0]["reply_count"] == 2 and slack.find("C1", thread[2]["ts"])["streaming"] is False
 
     for kwargs, error in [
         ({"text": "x" * 40_001}, "msg_too_long"),

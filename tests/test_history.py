@@ -51,3 +51,20 @@ def test_a_huge_single_message_is_shortened_not_dropped() -> None:
     assert len(kept) == 1
     assert kept[0]["content"].startswith("start") and kept[0]["content"].endswith("end")
     assert "characters left out" in kept[0]["content"]
+
+
+def test_shrinking_keeps_the_question_and_cuts_tool_results_to_share_the_budget() -> None:
+    from orchestrators.history import estimate_tokens, shrink
+
+    older = [{"role": "user", "content": "old " * 2000}, {"role": "assistant", "content": "old answer"}]
+    turn = [
+        {"role": "user", "content": "the question"},
+        {"role": "assistant", "content": "", "tool_calls": [call("a"), call("b")]},
+        {"role": "tool", "tool_call_id": "a", "content": "r" * 20_000},
+        {"role": "tool", "tool_call_id": "b", "content": "s" * 20_000},
+    ]
+    kept = shrink(older + turn, 2_000, turn_start=2)
+    assert kept[0]["content"] == "old answer" and kept[1]["content"] == "the question"  # newest old unit fits
+    assert [m.get("tool_call_id") for m in kept[-2:]] == ["a", "b"]
+    assert sum(estimate_tokens(m) for m in kept) <= 2_000
+    assert all("characters left out" in m["content"] for m in kept[-2:])

@@ -242,3 +242,37 @@ async def test_a_stream_that_ignores_the_output_cap_is_cut_there(llm, http) -> N
     result = await agent.run([{"role": "user", "content": "talk"}], ctx, sink)
     assert len(result.text) < 2_000 and "cut off" in result.text
     assert "".join(seen) == result.text
+
+
+@tool(timeout=5, max_output_chars=10_000)
+async def big_page(ctx: ToolContext, n: int = 0) -> dict:
+    """Returns a long page."""
+    return {"n": n, "text": "page text " * 900}
+
+
+async def test_tool_results_that_outgrow_a_small_window_are_cut_before_sending(http) -> None:
+    """A 4k window and four 9k-character results: the next request fits without a 400."""
+    async with FakeOpenAI(Quirks("tiny", context_tokens=4_096)) as fake:
+        fake.script(
+            Reply(tool_calls=[ToolCall("big_page", {"n": i}) for i in range(4)]),
+            Reply(content="read them all"),
+        )
+        agent = agent_for(fake, ToolRegistry([big_page]), context_tokens=4_096)
+        result = await agent.run([{"role": "user", "content": "read four pages"}], ToolContext(http=http))
+        assert result.text == "read them all" and len(fake.requests) == 2  # no refused request
+        second = fake.requests[1]
+        assert second["messages"][1]["content"] == "read four pages"
+        assert len([m for m in second["messages"] if m["role"] == "tool"]) == 4
+        assert second["max_completion_tokens"] <= 4_096 // 4
+
+
+async def test_an_ollama_model_without_tool_support_is_asked_again_without_tools(llm, http) -> None:
+    llm.script(
+        Reply(status=400, error_message="registry.ollama.ai/library/gemma:2b does not support tools"),
+        Reply(content="Hello there."),
+    )
+    result = await agent_for(llm, default_tools()).run(
+        [{"role": "user", "content": "hi"}], ToolContext(http=http)
+    )
+    assert result.text.startswith("Hello there.") and "not set up for tools" in result.text
+    assert "tools" in llm.requests[0] and "tools" not in llm.requests[1]

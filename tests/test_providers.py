@@ -150,3 +150,21 @@ async def test_a_null_reply_stored_by_an_older_version_does_not_break_the_thread
     last = server.requests[-1]["messages"]
     assert all(m.get("content") is not None for m in last)
     assert (await queries.runs(bot.rt.db))[-1].status == "ok"
+
+
+async def test_a_server_not_set_up_for_tools_still_answers(slack, db_url, caplog) -> None:
+    """vLLM without its tool flags refuses every request with tools: answer without them, say so,
+    and tell the operator which setting is missing."""
+    async with FakeOpenAI(Quirks("vllm-without-tool-parser", auto_tool_choice_refused=True)) as server:
+        harness = Bot(make_settings(slack, server, db_url))
+        await harness.start()
+        try:
+            server.default = Reply(content="Karachi is usually four hours ahead.")
+            await harness.event(mention("<@UBOT> how far ahead is Karachi?", ts="97.1"))
+            await harness.idle()
+            text = answered(slack, "97.1")
+            assert "four hours ahead" in text and "not set up for tools" in text
+            assert [("tools" in r) for r in server.requests] == [True, False]
+            assert any("cannot use tools" in r.getMessage() for r in caplog.records)
+        finally:
+            await harness.close()

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlmodel import select, update
 
+from bot.db import Database
+from bot.db.models import QueuedTurn
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import dm, mention, thread_message
+from tests.postgres import fresh_database, throwaway_postgres
 
 
 def answering_each_message(llm) -> None:
@@ -71,8 +77,22 @@ async def test_messages_in_one_dm_are_answered_once_in_order(bot: Bot, slack, ll
     assert_answered_in_order(llm, slack.posted(channel="D1"), questions)
 
 
-async def test_two_processes_on_one_database_take_turns(slack, llm, db_url) -> None:
+@pytest.fixture(scope="module")
+def postgres_server() -> Iterator[str]:
+    with throwaway_postgres() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def shared_db(request, db_url) -> str:
+    if request.param == "sqlite":
+        return db_url
+    return await fresh_database(request.getfixturevalue("postgres_server"))
+
+
+async def test_two_processes_on_one_database_take_turns(slack, llm, shared_db) -> None:
     """Messages of one DM delivered alternately to two bot processes: still one at a time, in order."""
+    db_url = shared_db
     answering_each_message(llm)
     bots = [Bot(make_settings(slack, llm, db_url)), Bot(make_settings(slack, llm, db_url))]
     for b in bots:
@@ -101,3 +121,23 @@ async def test_messages_still_queued_at_shutdown_are_answered_after_restart(bot:
     assert "restarted" in texts[0] and texts[1:] == ["answer to second"]
     last = llm.requests[-1]["messages"]
     assert [m["content"] for m in last if m["role"] == "user"] == ["first", "second"]
+
+
+async def test_messages_queued_long_before_a_restart_are_not_answered_stale(bot: Bot, slack, llm) -> None:
+    llm.default = Reply(content="slow", delay=2.0)
+    await send_apart([bot], [dm("first", ts="1700000450.000001"), dm("second", ts="1700000450.000002")])
+    await llm.wait_for_requests(1)
+    assert bot.running is not None
+    await bot.running.stop(drain=0.2)
+    bot.running = None
+    store = Database(bot.settings.database_url)  # the process was down for an hour
+    async with store.session() as s:
+        await s.exec(update(QueuedTurn).values(created_at=datetime.now(UTC) - timedelta(hours=1)))
+        await s.commit()
+    await store.close()
+    await bot.start()
+    await bot.idle(timeout=20)
+    assert len(llm.requests) == 1  # "second" was not answered an hour late
+    async with bot.rt.db.session() as s:
+        states = [t.state for t in (await s.exec(select(QueuedTurn).order_by(QueuedTurn.id))).all()]
+    assert states == ["interrupted", "interrupted"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -11,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from tools.context import ToolContext
 from tools.egress import guard_egress
+from tools.extract import ExtractError, extract
 from tools.netguard import Refused, guarded_get
 from tools.registry import ToolError, tool
 
@@ -26,21 +26,6 @@ class FetchedPage(BaseModel):
     text: str | None = None
     json_data: Any = None
     truncated: bool = False
-
-
-def html_to_text(html: str) -> str:
-    """Readable text of a page (trafilatura), falling back to tag-stripped text."""
-    import trafilatura
-
-    text = trafilatura.extract(html, include_links=False, include_tables=True, favor_recall=True)
-    if text:
-        return text
-    from lxml import html as lxml_html
-
-    try:
-        return " ".join(lxml_html.fromstring(html).text_content().split())
-    except Exception:
-        return ""
 
 
 MAX_URL_CHARS = 2_000
@@ -84,7 +69,10 @@ async def call_api(ctx: ToolContext, url: Annotated[str, Field(min_length=8)]) -
         except json.JSONDecodeError:
             page.text = raw[:TEXT_LIMIT]
     elif "html" in kind or raw.lstrip()[:15].lower().startswith(("<!doctype", "<html")):
-        page.text = await asyncio.to_thread(html_to_text, raw)
+        try:  # in a worker process that dies on the deadline: a hostile page cannot pin a core
+            page.text = await extract(ctx.extractor, "html", fetched.body, ctx.settings.extract_deadline)
+        except ExtractError as exc:
+            raise ToolError(f"{url}: the page could not be read: {exc}") from None
     elif kind.startswith("text/") or not kind:
         page.text = raw
     else:

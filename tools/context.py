@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from openai import AsyncOpenAI
     from slack_sdk.web.async_client import AsyncWebClient
 
+    from tools.extract import Extractor
+
 
 @dataclass(frozen=True)
 class ToolSettings:
@@ -28,6 +30,7 @@ class ToolSettings:
     fetch_max_bytes: int = 2_000_000
     fetch_timeout: float = 10.0
     summarize_token_budget: int = 200_000  # prompt tokens one /summarize may spend
+    extract_deadline: float = 10.0  # seconds one HTML/PDF parse may take before its process dies
     max_output_tokens: int = 8_192  # cap on every model call's answer (reasoning tokens count too)
     output_tokens_param: str = "max_completion_tokens"  # "max_tokens" for servers that need it
 
@@ -143,6 +146,7 @@ class ToolContext:
     thread_ts: str | None = None
     trace: RunTrace = field(default_factory=MemoryTrace)
     usage: Usage = field(default_factory=Usage)
+    extractor: Extractor | None = None  # the process's parser pool; None spawns a one-off worker
     bot_user_id: str | None = None
     ephemeral_to: str | None = None  # set when results are shown only to this user
     memberships: MembershipCache = field(default_factory=MembershipCache)  # shared by the process

@@ -29,6 +29,9 @@ TextSink = Callable[[str], Awaitable[None]]
 # llama.cpp's server says "exceeds the available context size".
 CONTEXT_CODES = ("context_length_exceeded", "string_above_max_length")
 CONTEXT_WORDS = ("maximum context length", "context length", "context window", "context size")
+# A server that cannot use tools at all: vLLM started without --enable-auto-tool-choice and
+# --tool-call-parser, or an Ollama model without tool support ("<model> does not support tools").
+TOOLS_REFUSED_WORDS = ("tool choice requires", "does not support tools", "tools are not supported")
 CONTEXT_ERROR_STATUSES = (400, 413, 422)
 # A stream that sends more characters than this per token of the output cap ignores the cap (a
 # hostile or broken server): it is cut there, as if the cap had been reached.
@@ -40,10 +43,16 @@ class ModelError(Exception):
     """The model could not be reached or answered with an error."""
 
     def __init__(
-        self, message: str, *, context_exceeded: bool = False, context_limit: int | None = None
+        self,
+        message: str,
+        *,
+        context_exceeded: bool = False,
+        context_limit: int | None = None,
+        tools_refused: bool = False,
     ) -> None:
         super().__init__(message)
         self.context_exceeded = context_exceeded
+        self.tools_refused = tools_refused  # the server cannot take tools at all
         self.context_limit = context_limit  # the window the server named in its error, if it did
 
 
@@ -90,6 +99,12 @@ def is_context_error(exc: BaseException) -> bool:
     return status in CONTEXT_ERROR_STATUSES and any(w in text for w in CONTEXT_WORDS)
 
 
+def is_tools_refusal(exc: BaseException) -> bool:
+    """True when a server refused the request because it cannot take tools."""
+    text = str(exc).lower()
+    return getattr(exc, "status_code", None) == 400 and any(w in text for w in TOOLS_REFUSED_WORDS)
+
+
 async def call_model(
     llm: AsyncOpenAI,
     ctx: ToolContext,
@@ -123,7 +138,10 @@ async def call_model(
         exceeded = is_context_error(exc)
         limit = CONTEXT_LIMIT.search(str(exc)) if exceeded else None
         raise ModelError(
-            error, context_exceeded=exceeded, context_limit=int(limit.group(1)) if limit else None
+            error,
+            context_exceeded=exceeded,
+            context_limit=int(limit.group(1)) if limit else None,
+            tools_refused=bool(request.tools) and is_tools_refusal(exc),
         ) from exc
     finally:
         prompt, output, estimated = _tokens(request, completion)

@@ -138,6 +138,7 @@ class Database:
 
     def __init__(self, url: str, **engine_options: Any) -> None:
         from bot.db.approvals import Approvals
+        from bot.db.assistant_contexts import AssistantContexts
         from bot.db.conversations import Conversations
         from bot.db.digests import Digests
         from bot.db.events import Events
@@ -153,6 +154,7 @@ class Database:
         self.runs = Runs(self)
         self.feedback = Feedbacks(self)
         self.digests = Digests(self)
+        self.assistant_contexts = AssistantContexts(self)
         self.leases = Leases(self)
         self.turns = Turns(self)
         self.approvals = Approvals(self)

@@ -29,6 +29,18 @@ class Conversation(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
+class AssistantContext(SQLModel, table=True):
+    """The channel a user is viewing beside an assistant thread ("this channel" in the panel)."""
+
+    __table_args__ = (UniqueConstraint("channel_id", "thread_ts"),)
+    id: int | None = Field(default=None, primary_key=True)
+    channel_id: str = Field(max_length=32)  # the assistant thread's DM
+    thread_ts: str = Field(max_length=32)
+    viewed_channel_id: str = Field(max_length=32)
+    team_id: str | None = Field(default=None, max_length=32)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
 class Message(SQLModel, table=True):
     """One chat message in a conversation, in the shape the Chat Completions API wants back."""
 

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import sqlmodel
 from sqlalchemy import insert, select, update
 from sqlmodel import col
+from sqlmodel import select as select_models
 
 from bot import metrics
 from bot.db.engine import fit_lengths
@@ -111,6 +111,17 @@ class Runs:
     async def add_step(self, run_id: int, **fields: Any) -> None:
         await self.add_steps(run_id, [fields])
 
+    async def recent(self, user_id: str, limit: int = 5) -> list[Run]:
+        """A user's newest runs, newest first (the Home tab lists them)."""
+        async with self.db.session() as s:
+            q = (
+                select_models(Run)
+                .where(col(Run.user_id) == user_id)
+                .order_by(col(Run.id).desc())
+                .limit(limit)
+            )
+            return list((await s.exec(q)).all())
+
     # --- reading, for operators (`switchboard runs`) -------------------------------------------
     async def get(self, run_id: int) -> Run | None:
         async with self.db.session() as s:
@@ -118,10 +129,10 @@ class Runs:
 
     async def steps(self, run_id: int) -> list[Step]:
         async with self.db.session() as s:
-            q = sqlmodel.select(Step).where(Step.run_id == run_id).order_by(col(Step.id))
+            q = select_models(Step).where(Step.run_id == run_id).order_by(col(Step.id))
             return list((await s.exec(q)).all())
 
-    async def recent(self, limit: int = 20) -> list[Run]:
+    async def latest(self, limit: int = 20) -> list[Run]:
         async with self.db.session() as s:
-            q = sqlmodel.select(Run).order_by(col(Run.id).desc()).limit(limit)
+            q = select_models(Run).order_by(col(Run.id).desc()).limit(limit)
             return list((await s.exec(q)).all())

@@ -147,4 +147,6 @@ def new_revision(conn: Connection, message: str) -> Any:
     """Write a revision file for what models.py has that the migrations do not (developers)."""
     cfg = alembic_config(conn)
     command.upgrade(cfg, "head")
-    return command.revision(cfg, message=message, autogenerate=True)
+    numbered = [int(r) for r in known_revisions() if r.isdigit()]
+    rev_id = f"{max(numbered, default=0) + 1:04d}"  # 0001, 0002, ...: the order reads at a glance
+    return command.revision(cfg, message=message, autogenerate=True, rev_id=rev_id)

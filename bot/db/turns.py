@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
@@ -72,8 +73,14 @@ class Turns:
             await s.commit()
             return result.rowcount or 0
 
-    async def waiting_conversations(self) -> list[int]:
-        """Conversations with queued messages nobody has started on."""
+    async def waiting_conversations(self, max_age: timedelta) -> list[int]:
+        """Conversations with queued messages nobody has started on; older ones are given up."""
         async with self.db.session() as s:
+            await s.exec(
+                update(QueuedTurn)
+                .where(col(QueuedTurn.state) == "pending", col(QueuedTurn.created_at) < utcnow() - max_age)
+                .values(state="interrupted", finished_at=utcnow())
+            )
+            await s.commit()
             q = select(QueuedTurn.conversation_id).where(QueuedTurn.state == "pending").distinct()
             return list((await s.exec(q)).all())

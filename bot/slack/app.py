@@ -9,7 +9,7 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.runtime import Runtime
 from bot.slack.front_door import events_handler, validate_payload
-from bot.slack.listeners import approvals, assistant, commands, digest, feedback, messages
+from bot.slack.listeners import approvals, assistant, commands, digest, feedback, home, messages, shortcuts
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,8 @@ def build_app(rt: Runtime) -> AsyncApp:
     approvals.register(app, rt)
     commands.register(app, rt)
     digest.register(app, rt)
+    home.register(app, rt)
+    shortcuts.register(app, rt)
     return app
 
 

@@ -74,14 +74,19 @@ async def ask(
     summary: str,
     detail: dict[str, Any],
     run_id: int | None = None,
+    ttl: float | None = None,
 ) -> ApprovalDecision:
-    """Put the question to `where.user` and wait for the answer (or the expiry)."""
+    """Put the question to `where.user` and wait for the answer (or the expiry).
+
+    `kind` names what is asked ("egress"; other callers add theirs), `detail` is what the caller
+    needs to act on the answer; both are stored with the approval and on the run's steps.
+    """
     approval = await rt.db.approvals.create(
         requester_id=where.user,
         kind=kind,
         summary=summary,
         detail=json.dumps(detail),
-        ttl=rt.settings.tools.approval_seconds,
+        ttl=ttl if ttl is not None else rt.settings.tools.approval_seconds,
         run_id=run_id,
         team_id=where.team,
         channel_id=where.channel,

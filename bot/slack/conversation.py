@@ -8,11 +8,20 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from bot.db.engine import database_unavailable
 from bot.runs import RunFailed, traced_run
 from bot.runtime import Runtime
 from bot.slack.approvals import SlackApprover, Where
+from bot.slack.files import (
+    content_parts,
+    note_private_files,
+    read_message_files,
+    tell_problems,
+    trace_files,
+    with_files,
+)
 from bot.slack.render import feedback_blocks
 from bot.slack.surface import AnswerSurface
 
@@ -36,6 +45,8 @@ class Turn:
     thread_ts: str  # the conversation's key: the thread root (or "main" for a DM's top level)
     reply_thread_ts: str | None  # where to post; None posts top-level (a DM's main view)
     trigger: str
+    files: tuple[dict[str, Any], ...] = ()  # Slack file objects shared with the message
+    context: str = ""  # a line the model reads before the question (e.g. the channel being viewed)
 
 
 def clean_text(text: str, bot_user_id: str | None) -> str:
@@ -46,18 +57,16 @@ def clean_text(text: str, bot_user_id: str | None) -> str:
 
 
 @contextlib.asynccontextmanager
-async def apology_if_database_down(rt: Runtime, turn: Turn) -> AsyncIterator[None]:
+async def apology_if_database_down(rt: Runtime, channel: str, thread_ts: str | None) -> AsyncIterator[None]:
     """When the database does not answer, say so in the thread: posting needs no database."""
     try:
         yield
     except Exception as exc:
         if not database_unavailable(exc):
             raise
-        log.error("database unavailable, apologising to %s/%s: %s", turn.channel, turn.ts, exc)
+        log.error("database unavailable, apologising in %s/%s: %s", channel, thread_ts, exc)
         try:
-            await rt.slack.chat_postMessage(
-                channel=turn.channel, thread_ts=turn.reply_thread_ts, text=DATABASE_DOWN
-            )
+            await rt.slack.chat_postMessage(channel=channel, thread_ts=thread_ts, text=DATABASE_DOWN)
         except Exception:
             log.exception("could not post the database apology either")
 
@@ -66,7 +75,14 @@ async def answer(rt: Runtime, turn: Turn) -> None:
     """Run the agent for this turn and show it working; never leaves the user in silence."""
     convo = await rt.db.conversations.get_or_create(turn.team, turn.channel, turn.thread_ts)
     assert convo.id is not None
-    question = clean_text(turn.text, rt.bot_user_id) or "(an empty message)"
+    question = clean_text(turn.text, rt.bot_user_id)
+    reading = await read_message_files(rt, list(turn.files)) if turn.files else None
+    if reading is not None:
+        await tell_problems(rt, turn.channel, turn.reply_thread_ts, reading)
+        if not reading.readable and not question:
+            return  # only unreadable files: the sentence above is the whole answer
+        question = with_files(question or "(files only, no question)", reading)
+    question = f"{turn.context}\n\n{question}" if turn.context else question or "(an empty message)"
     await rt.db.conversations.add_messages(
         convo.id, [{"role": "user", "content": question}], user_id=turn.user, slack_ts=turn.ts
     )
@@ -95,6 +111,14 @@ async def answer(rt: Runtime, turn: Turn) -> None:
         ) as run:
             await surface.begin()
             history = await rt.db.conversations.history(convo.id)
+            await note_private_files(rt, run.ctx, turn.channel, history)
+            await trace_files(run.ctx, reading)
+            if reading is not None and reading.images and history and history[-1].get("role") == "user":
+                # Images ride with this turn only; the stored history keeps names, not bytes.
+                history[-1] = {
+                    **history[-1],
+                    "content": content_parts(history[-1]["content"], reading.images),
+                }
             result = await rt.agent.run(history, run.ctx, on_text=surface.delta)
             await run.flush()  # the trace behind the answer is durable before the answer is shown
             try:

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 from bot.db.turns import FINISHED
 from bot.runtime import Runtime
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 30.0  # renewed every 10 s while answering; a crashed holder blocks at most this long
 POLL_SECONDS = 0.1
+MAX_POLL_SECONDS = 1.0
+RESUME_WITHIN = timedelta(minutes=15)  # older queued messages are stale by the time we are back
 
 
 def conversation_lease(conversation_id: int) -> str:
@@ -40,7 +43,7 @@ async def take_turn(rt: Runtime, turn: Turn) -> None:
 
 async def resume_waiting(rt: Runtime) -> int:
     """At start: turns still queued when their process stopped are answered now, in order."""
-    waiting = await rt.db.turns.waiting_conversations()
+    waiting = await rt.db.turns.waiting_conversations(RESUME_WITHIN)
     for conversation_id in waiting:
 
         async def nothing_left(cid: int = conversation_id) -> bool:
@@ -59,12 +62,15 @@ async def _finished(rt: Runtime, queued: int) -> bool:
 async def _serve(rt: Runtime, conversation_id: int, name: str, done: Callable[[], Awaitable[bool]]) -> None:
     """Compete for the conversation's lease until `done()`; while holding it, answer the queue."""
     key, owner = conversation_lease(conversation_id), f"{rt.db.leases.owner}/{name}"
+    poll = POLL_SECONDS
     while True:
         if await rt.db.leases.acquire(key, owner, LEASE_SECONDS):
             await _answer_queue(rt, conversation_id, key, owner)
+            poll = POLL_SECONDS
         if await done():
             return
-        await asyncio.sleep(POLL_SECONDS)
+        await asyncio.sleep(poll)
+        poll = min(poll * 1.5, MAX_POLL_SECONDS)  # a long queue's waiters don't hammer the database
 
 
 async def _answer_queue(rt: Runtime, conversation_id: int, key: str, owner: str) -> None:

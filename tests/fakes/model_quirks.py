@@ -34,6 +34,9 @@ class Quirks:
     # How the final text answer ends: "length" (cut at the output cap), "content_filter"
     # (Azure's filter: empty content), "refusal" (OpenAI: `refusal` set, content null).
     final_answer: str | None = None
+    # vLLM started without --enable-auto-tool-choice --tool-call-parser: any request with
+    # tool_choice "auto" gets a 400 naming the missing flags.
+    auto_tool_choice_refused: bool = False
 
 
 PROFILES = [
@@ -50,6 +53,9 @@ PROFILES = [
 
 REFUSAL = "I'm sorry, but I can't help with that request."
 TOOLS_IGNORED = "I have no tools, so I cannot look that up."
+VLLM_TOOL_CHOICE_ERROR = (
+    '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set'
+)
 GEMINI_SIGNATURE_ERROR = (
     "Function call is missing a thought_signature in functionCall parts. This is required for tools "
     "to work correctly, and missing thought_signature may lead to degraded model performance."
@@ -78,6 +84,8 @@ def request_problem(quirks: Quirks, body: dict[str, Any]) -> tuple[int, str, str
                 signature = google.get("thought_signature")
                 if signature != signature_for(calls[0].get("id", "")):
                     return 400, GEMINI_SIGNATURE_ERROR, None
+    if quirks.auto_tool_choice_refused and body.get("tool_choice") == "auto":
+        return 400, VLLM_TOOL_CHOICE_ERROR, None
     if quirks.context_tokens is not None:
         size = len(json.dumps(messages)) // 4 + len(json.dumps(body.get("tools") or [])) // 4
         if size > quirks.context_tokens:

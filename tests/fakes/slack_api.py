@@ -18,8 +18,10 @@ from aiohttp import web
 
 from tests.fakes.server import FakeServer
 from tests.fakes.slack_chat import ChatMethods
+from tests.fakes.slack_files import FileMethods
+from tests.fakes.slack_rules import LIST_TYPES, manifest_scopes, needed_scopes, shape_errors
+from tests.fakes.slack_socket import SocketMode
 from tests.fakes.slack_workspace import (
-    APP_ID,
     BLOCK_LIMIT,
     BOT_USER,
     MARKDOWN_LIMIT,
@@ -63,12 +65,16 @@ def _flag(value: Any) -> bool:
     return str(value).lower() in ("1", "true")
 
 
-class FakeSlack(FakeServer, ChatMethods):
+class FakeSlack(FakeServer, SocketMode, FileMethods, ChatMethods):
     """POST|GET /api/{method}; state in `users` and `channels`; every call lands in `calls`."""
 
-    def __init__(self) -> None:
+    def __init__(self, scopes: frozenset[str] | None = None) -> None:
         ChatMethods.__init__(self)
+        self.init_files()
         FakeServer.__init__(self)
+        # The bot token's scopes: those manifest.yml asks for, so an undeclared scope fails here.
+        self.scopes = manifest_scopes() if scopes is None else scopes
+        self.shape_errors: list[str] = []  # answer fields that Slack's capture does not have
         self.calls: list[Call] = []
         self.responses: list[dict[str, Any]] = []  # bodies POSTed to response_url()s
         self.failures: dict[str, list[Failure]] = {}
@@ -79,6 +85,7 @@ class FakeSlack(FakeServer, ChatMethods):
         app.router.add_route("*", "/api/{method}", self._handle)
         app.router.add_post("/response/{name}", self._response)
         app.router.add_get("/socket", self._socket)
+        self.file_routes(app)
 
     @property
     def api_url(self) -> str:
@@ -161,11 +168,40 @@ class FakeSlack(FakeServer, ChatMethods):
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method"})
         try:
-            return web.json_response({"ok": True, **handler(params)})
+            if missing := self.missing_scope(method, params):
+                return web.json_response(
+                    {
+                        "ok": False,
+                        "error": "missing_scope",
+                        "needed": missing,
+                        "provided": ",".join(sorted(self.scopes)),
+                    }
+                )
+            answer = {"ok": True, **handler(params)}
+            self.shape_errors += shape_errors(method, answer)
+            return web.json_response(answer)
         except SlackFault as fault:
             return _refusal(fault)
         except ValueError as exc:  # a number or cursor that does not parse: Slack refuses those too
             return _refusal(SlackFault("invalid_arguments", f"[ERROR] {exc}"))
+
+    def missing_scope(self, method: str, p: Params) -> str | None:
+        """The first scope `method` needs that the token lacks (conversation type decides some)."""
+        kinds: list[str] = []
+        if method == "conversations.list":
+            kinds = [
+                LIST_TYPES[t] for t in str(p.get("types") or "public_channel").split(",") if t in LIST_TYPES
+            ]
+        elif method.startswith("conversations.") and p.get("channel"):
+            try:
+                kinds = [self.kind_of(self.channel_for(p))]
+            except SlackFault:
+                return None  # the method itself answers channel_not_found
+        return next((s for s in needed_scopes(method, kinds) if s not in self.scopes), None)
+
+    @staticmethod
+    def kind_of(ch: Channel) -> str:
+        return "im" if ch.is_im else "groups" if ch.is_private else "channels"
 
     def _take_failure(self, method: str) -> Failure | None:
         queue = self.failures.get(method)
@@ -185,7 +221,11 @@ class FakeSlack(FakeServer, ChatMethods):
             float(p.get("oldest") or 0), float(p.get("latest") or 9e12), _flag(p.get("inclusive"))
         )
         page, nxt = _page(NewestFirst(ch.messages, lo, hi), p)
-        return {"messages": page, "has_more": bool(nxt), "response_metadata": {"next_cursor": nxt}}
+        return {
+            "messages": [_public(m) for m in page],
+            "has_more": bool(nxt),
+            "response_metadata": {"next_cursor": nxt},
+        }
 
     def m_conversations_replies(self, p: Params) -> Params:
         """A thread: its parent, then replies oldest first (ts may name the parent or any reply)."""
@@ -202,7 +242,11 @@ class FakeSlack(FakeServer, ChatMethods):
             if (oldest <= float(r["ts"]) <= latest if inclusive else oldest < float(r["ts"]) < latest)
         ]
         page, nxt = _page([parent, *replies], p)
-        return {"messages": page, "has_more": bool(nxt), "response_metadata": {"next_cursor": nxt}}
+        return {
+            "messages": [_public(m) for m in page],
+            "has_more": bool(nxt),
+            "response_metadata": {"next_cursor": nxt},
+        }
 
     def m_conversations_members(self, p: Params) -> Params:
         page, nxt = _page(sorted(self.channel_for(p).members), p)
@@ -272,35 +316,10 @@ class FakeSlack(FakeServer, ChatMethods):
             raise SlackFault("user_not_found")
         return {"user": user}
 
-    # --- Socket Mode --------------------------------------------------------------------------
-    def m_apps_connections_open(self, p: Params) -> Params:
-        return {"url": f"ws://127.0.0.1:{self.port}/socket"}
 
-    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(autoping=True)
-        await ws.prepare(request)
-        self.sockets.append(ws)
-        await ws.send_json({"type": "hello", "num_connections": 1, "connection_info": {"app_id": APP_ID}})
-        async for message in ws:
-            if message.type == web.WSMsgType.TEXT:
-                self.socket_acks.append(json.loads(message.data))
-        return ws
-
-    async def socket_send(self, body: dict[str, Any], kind: str = "events_api", retry: int = 0) -> str:
-        """Deliver a payload over Socket Mode the way Slack does; returns its envelope id."""
-        envelope_id = f"env-{len(self.socket_acks)}-{self.next_ts()}"
-        await self.wait_for(lambda: self.sockets, what="a Socket Mode connection")
-        await self.sockets[-1].send_json(
-            {
-                "envelope_id": envelope_id,
-                "type": kind,
-                "payload": body,
-                "accepts_response_payload": False,
-                "retry_attempt": retry,
-                "retry_reason": "timeout" if retry else "",
-            }
-        )
-        return envelope_id
+def _public(message: dict[str, Any]) -> dict[str, Any]:
+    """A stored message as the API shows it: without the fake's own bookkeeping."""
+    return {k: v for k, v in message.items() if k != "streaming"}
 
 
 def _refusal(fault: SlackFault) -> web.Response:

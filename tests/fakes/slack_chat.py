@@ -12,6 +12,7 @@ from tests.fakes.slack_workspace import (
     BOT_ID,
     BOT_USER,
     MARKDOWN_LIMIT,
+    PROMPT_LIMIT,
     TEXT_LIMIT,
     SlackFault,
     Workspace,
@@ -57,7 +58,9 @@ class ChatMethods(Workspace):
         if p.get("markdown_text") and not p.get("text"):
             msg["text"] = p["markdown_text"]
         msg["edited"] = {"user": BOT_USER, "ts": self.next_ts()}
-        return {"channel": ch.id, "ts": msg["ts"], "text": msg["text"], "message": msg}
+        # Slack's answer (see fixtures/slack/api/chat.update.json) carries the message without ts.
+        shown = {k: v for k, v in msg.items() if k not in ("ts", "thread_ts", "streaming", "markdown_text")}
+        return {"channel": ch.id, "ts": msg["ts"], "text": msg["text"], "message": shown}
 
     def m_chat_delete(self, p: Params) -> Params:
         ch = self.channel_for(p)
@@ -107,7 +110,7 @@ class ChatMethods(Workspace):
         for key in ("blocks", "metadata"):
             if p.get(key):
                 msg[key] = p[key]
-        return {"channel": p.get("channel"), "ts": msg["ts"], "message": msg}
+        return {}  # Slack answers chat.stopStream with `ok` alone
 
     def _streaming(self, p: Params) -> dict[str, Any]:
         ch = self.member_channel(p)
@@ -133,6 +136,16 @@ class ChatMethods(Workspace):
         return {}
 
     def m_assistant_threads_setSuggestedPrompts(self, p: Params) -> Params:
+        prompts = p.get("prompts")
+        if not isinstance(prompts, list) or not prompts:
+            raise SlackFault("invalid_arguments", "[ERROR] missing required field: prompts")
+        if len(prompts) > PROMPT_LIMIT:
+            raise SlackFault(
+                "invalid_arguments",
+                f"[ERROR] no more than {PROMPT_LIMIT} items allowed [json-pointer:/prompts]",
+            )
+        if any(not isinstance(x, dict) or not x.get("title") or not x.get("message") for x in prompts):
+            raise SlackFault("invalid_arguments", "[ERROR] each prompt needs a title and a message")
         return {}
 
     def m_assistant_threads_setTitle(self, p: Params) -> Params:

@@ -122,8 +122,9 @@ def command_body(
     team: str = "T1",
     trigger_id: str | None = None,
     channel_name: str = "general",
+    thread_ts: str | None = None,
 ) -> bytes:
-    """A slash command POST body (form-urlencoded), as Slack sends it."""
+    """A slash command POST body (form-urlencoded), as Slack sends it (thread_ts: used in a thread)."""
     form = {
         "token": "legacy",
         "team_id": team,
@@ -139,6 +140,8 @@ def command_body(
         "trigger_id": trigger_id or f"trig.{next(_ids)}",
         "is_enterprise_install": "false",
     }
+    if thread_ts:
+        form["thread_ts"] = thread_ts
     return urlencode(form).encode()
 
 

@@ -18,6 +18,7 @@ BOT_USER, BOT_ID, TEAM, APP_ID = "UBOT", "BBOT", "T1", "A1"
 TEXT_LIMIT = 40_000  # chat.postMessage `text` (msg_too_long)
 MARKDOWN_LIMIT = 12_000  # `markdown_text` and a `markdown` block's text
 BLOCK_LIMIT = 50
+PROMPT_LIMIT = 4  # assistant.threads.setSuggestedPrompts
 
 
 class SlackFault(Exception):

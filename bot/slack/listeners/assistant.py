@@ -10,6 +10,7 @@ from slack_bolt.async_app import AsyncApp, AsyncAssistant
 from bot.runtime import Runtime
 from bot.slack.calls import call
 from bot.slack.conversation import Turn, apology_if_database_down, clean_text
+from bot.slack.listeners.messages import is_person_talking
 from bot.slack.turns import take_turn
 
 log = logging.getLogger(__name__)
@@ -19,20 +20,33 @@ GREETING = (
     "catch you up on a channel or tell the time somewhere. Slash commands such as `/weather Karachi` "
     "work in channels too."
 )
+MAX_PROMPTS = 4  # assistant.threads.setSuggestedPrompts takes at most four
 PROMPTS = [
     {"title": "Weather", "message": "What's the weather tomorrow in Karachi, and is it warmer than Berlin?"},
+    {"title": "Catch up on this channel", "message": "Summarize the last day of this channel"},
+    {"title": "Read a page", "message": "Summarize https://docs.slack.dev/ai/ for me"},
     {
         "title": "Search the web",
         "message": "Search the web for the Bolt for Python changelog and tell me what changed",
     },
-    {"title": "Read a page", "message": "Summarize https://docs.slack.dev/ai/ for me"},
-    {"title": "Catch up on a channel", "message": "Summarize the last day of #general"},
-    {"title": "Time zones", "message": "What time is it in Tokyo?"},
-    {
-        "title": "Slash commands",
-        "message": "Which slash commands do you have? (try /weather Karachi in a channel)",
-    },
 ]
+
+
+def viewing_note(channel_id: str | None) -> str:
+    """What the model is told about the channel open beside the assistant panel."""
+    if not channel_id or channel_id[:1] not in ("C", "G"):
+        return ""
+    return (
+        f'[The user has the channel <#{channel_id}> open beside this assistant thread: "this channel" '
+        f"means <#{channel_id}> (read it with read_channel using channel id {channel_id}).]"
+    )
+
+
+def _context_channel(payload: dict[str, Any]) -> str | None:
+    thread = payload.get("assistant_thread")
+    context = thread.get("context") if isinstance(thread, dict) else None
+    channel = context.get("channel_id") if isinstance(context, dict) else None
+    return channel if isinstance(channel, str) and channel else None
 
 
 def title_for(question: str) -> str:
@@ -49,24 +63,14 @@ def register(app: AsyncApp, rt: Runtime) -> None:
             rt.slack.assistant_threads_setSuggestedPrompts,
             channel_id=channel,
             thread_ts=thread_ts,
-            prompts=PROMPTS,
+            prompts=PROMPTS[:MAX_PROMPTS],
             title="Try one of these:",
         )
 
     async def reply(event: dict[str, Any], team: str, event_id: str | None) -> None:
         channel, thread, ts = event["channel"], event["thread_ts"], event["ts"]
         keys = ([f"event:{event_id}"] if event_id else []) + [f"msg:{channel}:{ts}"]
-        turn = Turn(
-            team=team,
-            channel=channel,
-            user=event.get("user", ""),
-            text=event.get("text", ""),
-            ts=ts,
-            thread_ts=thread,
-            reply_thread_ts=thread,
-            trigger="assistant",
-        )
-        async with apology_if_database_down(rt, turn):
+        async with apology_if_database_down(rt, channel, thread):  # posting needs no database
             if not await rt.db.events.claim(*keys):
                 return
             if await rt.db.conversations.find(team, channel, thread) is None:
@@ -77,16 +81,44 @@ def register(app: AsyncApp, rt: Runtime) -> None:
                     thread_ts=thread,
                     title=title_for(question or "New conversation"),
                 )
+            raw = event.get("files")
+            files: list[Any] = raw if isinstance(raw, list) else []
+            turn = Turn(
+                team=team,
+                channel=channel,
+                user=event.get("user", ""),
+                text=event.get("text", "") if isinstance(event.get("text"), str) else "",
+                ts=ts,
+                thread_ts=thread,
+                reply_thread_ts=thread,
+                trigger="assistant",
+                files=tuple(f for f in files if isinstance(f, dict)),
+                context=viewing_note(await rt.db.assistant_contexts.viewed(channel, thread)),
+            )
             await take_turn(rt, turn)
 
-    @assistant.thread_started
-    async def on_started(payload: dict[str, Any]) -> None:
+    async def remember(payload: dict[str, Any], team: str | None) -> None:
+        thread, viewed = payload["assistant_thread"], _context_channel(payload)
+        if viewed:
+            await rt.db.assistant_contexts.save(thread["channel_id"], thread["thread_ts"], viewed, team)
+
+    async def start_thread(payload: dict[str, Any], team: str | None) -> None:
+        await remember(payload, team)
         thread = payload["assistant_thread"]
-        rt.tasks.spawn(greet(thread["channel_id"], thread["thread_ts"]), name="assistant greeting")
+        await greet(thread["channel_id"], thread["thread_ts"])
+
+    @assistant.thread_started
+    async def on_started(payload: dict[str, Any], body: dict[str, Any]) -> None:
+        rt.tasks.spawn(start_thread(payload, body.get("team_id")), name="assistant greeting")
+
+    @assistant.thread_context_changed
+    async def on_context_changed(payload: dict[str, Any], body: dict[str, Any]) -> None:
+        # Our own store (the database), not Bolt's default one that rewrites the greeting's metadata.
+        rt.tasks.spawn(remember(payload, body.get("team_id")), name="assistant context")
 
     @assistant.user_message
     async def on_user_message(payload: dict[str, Any], body: dict[str, Any]) -> None:
-        if payload.get("subtype") or payload.get("bot_id"):
+        if not is_person_talking(payload, rt.bot_user_id) or payload.get("subtype") == "thread_broadcast":
             return
         team = body.get("team_id") or payload.get("team") or "T0"
         rt.tasks.spawn(reply(payload, team, body.get("event_id")), name=f"assistant {payload.get('ts')}")

@@ -10,6 +10,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.commands import CommandReply, execute
 from bot.runtime import Runtime
+from bot.slack.listeners.shortcuts import thread_summary
 from bot.slack.render import markdown_messages, post_answer
 from orchestrators.workflows.commands import COMMANDS, HELP_COMMANDS, help_text, parse_command
 from orchestrators.workflows.parsing import ASK_USAGE, UsageError, parse_question
@@ -55,8 +56,25 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         if command == "/ask" and reply.run_id is not None:
             await _remember_ask(rt, body, stamps[0], reply)
 
+    async def summarize_this_thread(body: dict[str, Any]) -> None:
+        channel, thread = body["channel_id"], body["thread_ts"]
+        text = await thread_summary(
+            rt,
+            team=body.get("team_id", ""),
+            channel=channel,
+            user=body["user_id"],
+            thread_ts=thread,
+            trigger="/summarize",
+        )
+        await post_answer(rt.slack, channel, thread, text, None)
+
     async def on_command(ack: Any, body: dict[str, Any], respond: Any) -> None:
         command = body["command"]
+        if command == "/summarize" and body.get("thread_ts") and not body.get("text", "").strip():
+            # Used inside a thread (Slack includes thread_ts then): summarize that thread, there.
+            await ack(response_type="ephemeral", text="Working on it… (`summarize_thread`)")
+            rt.tasks.spawn(summarize_this_thread(body), name=f"/summarize thread {body['thread_ts']}")
+            return
         if command in HELP_COMMANDS:
             await ack(response_type="ephemeral", text=help_text())
             return

@@ -1,0 +1,45 @@
+"""Which channel the user is viewing beside each assistant thread (Slack tells us on change)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+
+from bot.db.models import AssistantContext, utcnow
+
+if TYPE_CHECKING:
+    from bot.db.engine import Database
+
+
+class AssistantContexts:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def save(self, channel_id: str, thread_ts: str, viewed: str, team_id: str | None = None) -> None:
+        for _ in range(2):  # a concurrent first save wins the insert; the second pass updates it
+            async with self.db.session() as s:
+                q = select(AssistantContext).where(
+                    AssistantContext.channel_id == channel_id, AssistantContext.thread_ts == thread_ts
+                )
+                row = (await s.exec(q)).first()
+                if row is None:
+                    row = AssistantContext(
+                        channel_id=channel_id, thread_ts=thread_ts, viewed_channel_id=viewed
+                    )
+                row.viewed_channel_id, row.team_id, row.updated_at = viewed, team_id, utcnow()
+                s.add(row)
+                try:
+                    await s.commit()
+                    return
+                except IntegrityError:
+                    await s.rollback()
+
+    async def viewed(self, channel_id: str, thread_ts: str) -> str | None:
+        """The channel last seen beside this thread, or None if Slack never said."""
+        async with self.db.session() as s:
+            q = select(AssistantContext.viewed_channel_id).where(
+                AssistantContext.channel_id == channel_id, AssistantContext.thread_ts == thread_ts
+            )
+            return (await s.exec(q)).first()
