@@ -1,7 +1,7 @@
 """Retention: rows older than RETENTION_DAYS are deleted, so the database stops growing forever.
 
-Purged: chat messages, finished runs with their steps and feedback, processed-event keys (Slack
-stops retrying after about an hour), and conversations left with no messages. Digest schedules
+Purged: chat messages, runs with their steps and feedback, processed-event keys (Slack stops
+retrying after about an hour), queued turns, and conversations left with no messages. Digest schedules
 and their claims are kept: a digest's period starts at the previous one it posted.
 """
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete, exists, select
 from sqlmodel import col
 
-from bot.db.models import Conversation, Feedback, Message, ProcessedEvent, Run, Step, utcnow
+from bot.db.models import Conversation, Feedback, Message, ProcessedEvent, QueuedTurn, Run, Step, utcnow
 
 if TYPE_CHECKING:
     from bot.db.engine import Database
@@ -46,6 +46,8 @@ async def purge(db: Database, older_than: datetime) -> dict[str, int]:
     statements = {
         "message": delete(Message).where(col(Message.created_at) < older_than),
         "processedevent": delete(ProcessedEvent).where(col(ProcessedEvent.created_at) < older_than),
+        # a queued turn holds the message's text; long finished, it is only history
+        "queuedturn": delete(QueuedTurn).where(col(QueuedTurn.created_at) < older_than),
         "conversation": delete(Conversation).where(
             col(Conversation.updated_at) < older_than,
             ~exists().where(col(Message.conversation_id) == Conversation.id),
