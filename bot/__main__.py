@@ -1,30 +1,87 @@
-"""`python -m bot` runs the bot; `python -m bot console` runs it in the terminal."""
+"""The `switchboard` command (also `python -m bot`): serve, clock, console, migrate, runs, doctor."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Callable, Coroutine
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
-from bot.config import ConfigError, load_settings
+from bot.config import ConfigError, Settings, load_settings
+from bot.db.schema import SchemaError
 from bot.logging_setup import configure_logging
 
 log = logging.getLogger("bot")
 
 
+def package_version() -> str:
+    try:
+        return version("switchboard")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="switchboard",
+        description="A Slack bot that orchestrates tools. Without a command it serves Slack.",
+        epilog="`python -m bot ...` is the same command. Settings come from the environment and .env.",
+    )
+    parser.add_argument("--version", action="version", version=f"switchboard {package_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("serve", help="answer Slack (Socket Mode if SLACK_APP_TOKEN is set, else HTTP); default")
+    sub.add_parser("clock", help="run only the digest scheduler and retention (one per deployment)")
+    sub.add_parser("console", help="talk to the orchestrators in this terminal; no Slack needed")
+    migrate = sub.add_parser("migrate", help="bring the database schema up to this version")
+    migrate.add_argument(
+        "--autogenerate",
+        metavar="MESSAGE",
+        help="for developers: write a new revision for what bot/db/models.py added",
+    )
+    runs = sub.add_parser("runs", help="recent runs (`runs list`), or one run's steps (`runs show N`)")
+    runs_sub = runs.add_subparsers(dest="runs_command", metavar="list|show")
+    listing = runs_sub.add_parser("list", help="the most recent runs")
+    listing.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    show = runs_sub.add_parser("show", help="one run: its steps with durations, tokens and errors")
+    show.add_argument("run_id", type=int, metavar="N", help="the run's number, as in 'reference: run 42'")
+    sub.add_parser("doctor", help="check settings, database, Slack token and model endpoint")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if args and args[0] == "console":
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    command = args.command or "serve"
+    if command == "console":
         from bot.console import main as console_main
 
-        return console_main(args[1:])
-    is_clock = bool(args) and args[0] == "clock"
+        return console_main([])
+    if command == "doctor":
+        from bot.doctor import doctor
+
+        return asyncio.run(doctor())
     try:
-        settings = load_settings(need_slack_signing=not is_clock)
+        settings = load_settings(
+            need_slack=command in ("serve", "clock"), need_slack_signing=command == "serve"
+        )
     except ConfigError as exc:
         print(f"Switchboard cannot start: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings)
+    if command in ("migrate", "runs"):
+        from bot import operate
+
+        job = (
+            operate.migrate(settings, args.autogenerate)
+            if command == "migrate"
+            else operate.runs(settings, args)
+        )
+        return _run(job)
+    if command == "clock" and not settings.run_scheduler:
+        print("Switchboard clock: RUN_SCHEDULER is false, so there is nothing to run.", file=sys.stderr)
+        return 2
     if not settings.llm_configured:
         log.warning(
             "No model configured (OPENAI_API_KEY / OPENAI_BASE_URL unset): conversations will say "
@@ -32,18 +89,28 @@ def main(argv: list[str] | None = None) -> int:
         )
     from bot.slack.server import clock, serve
 
-    if is_clock and not settings.run_scheduler:
-        print("Switchboard clock: RUN_SCHEDULER is false, so there is nothing to run.", file=sys.stderr)
-        return 2
+    starter: Callable[[Settings], Coroutine[Any, Any, None]] = clock if command == "clock" else serve
+    return _run(_as_exit_code(starter(settings)))
+
+
+async def _as_exit_code(job: Coroutine[Any, Any, None]) -> int:
+    await job
+    return 0
+
+
+def _run(job: Coroutine[Any, Any, int]) -> int:
+    """Run to the end; a failure is one plain line for operators, the traceback goes to the log."""
     try:
-        asyncio.run(clock(settings) if is_clock else serve(settings))
+        return asyncio.run(job)
     except KeyboardInterrupt:
-        pass
-    except Exception as exc:  # a plain line for operators; the traceback goes to the log
-        log.debug("start failed", exc_info=True)
+        return 0
+    except (SchemaError, ConfigError) as exc:
+        print(f"Switchboard cannot start: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        log.debug("stopped", exc_info=True)
         print(f"Switchboard stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

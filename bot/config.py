@@ -79,9 +79,17 @@ class Settings:
     context_tokens: int = DEFAULT_CONTEXT_TOKENS
     database_url: str = DEFAULT_DATABASE_URL
     port: int = 3000
+    host: str = "0.0.0.0"
+    health_port: int | None = None
     slack_max_body_bytes: int = 512 * 1024
     run_scheduler: bool = True
     log_level: str = "INFO"
+    log_format: str = "text"
+    auto_migrate: bool = True
+    db_pool_size: int = 5
+    db_max_overflow: int = 10
+    db_pgbouncer: bool = False
+    retention_days: int = 90
     llm_timeout: float = 60.0
     llm_max_retries: int = 2
     agent_max_steps: int = 8
@@ -189,6 +197,9 @@ def database_url(raw: str) -> str:
     raise ConfigError(f"DATABASE_URL must be sqlite:/// or postgresql://, got scheme {scheme!r}.")
 
 
+LOG_LEVELS = ("info", "debug", "warning", "error", "critical")  # the first is the default
+
+
 def _token(env: Mapping[str, str], name: str, prefix: str) -> str | None:
     value = env.get(name, "").strip()
     if value and not value.startswith(prefix):
@@ -225,6 +236,7 @@ def load_settings(
         h.strip().lower() for h in env.get("EGRESS_TRUSTED_HOSTS", "").split(",") if h.strip()
     )
     model = env.get("OPENAI_MODEL", "").strip() or DEFAULT_MODEL
+    db_url = database_url(env.get("DATABASE_URL", "").strip())
     if len(model) > 100:  # the run.model column
         raise ConfigError(f"OPENAI_MODEL must be at most 100 characters, got {len(model)}.")
     tools = ToolSettings(
@@ -261,11 +273,21 @@ def load_settings(
         azure_endpoint=azure_endpoint,
         openai_api_version=api_version,
         context_tokens=_int(env, "OPENAI_CONTEXT_TOKENS", context_window(model), 1_000, 10_000_000),
-        database_url=database_url(env.get("DATABASE_URL", "").strip()),
+        database_url=db_url,
         port=_int(env, "PORT", 3000, 1, 65535),
+        host=env.get("HOST", "").strip() or "0.0.0.0",
+        health_port=_int(env, "HEALTH_PORT", 0, 0, 65535) or None,
         slack_max_body_bytes=_int(env, "SLACK_MAX_BODY_BYTES", 512 * 1024, 16 * 1024, 64 * 1024 * 1024),
         run_scheduler=_bool(env, "RUN_SCHEDULER", True),
-        log_level=(env.get("LOG_LEVEL", "").strip() or "INFO").upper(),
+        log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS).upper(),
+        log_format=_choice(env, "LOG_FORMAT", ("text", "json")),
+        # SQLite lives beside one deployment, so migrating at start is safe; on Postgres an
+        # operator usually runs `switchboard migrate` as a release step.
+        auto_migrate=_bool(env, "AUTO_MIGRATE", db_url.startswith("sqlite")),
+        db_pool_size=_int(env, "DB_POOL_SIZE", 5, 1, 1000),
+        db_max_overflow=_int(env, "DB_MAX_OVERFLOW", 10, 0, 1000),
+        db_pgbouncer=_bool(env, "DB_PGBOUNCER", False),
+        retention_days=_int(env, "RETENTION_DAYS", 90, 0, 36500),
         llm_timeout=_float(env, "LLM_TIMEOUT", 60.0),
         llm_max_retries=_int(env, "LLM_MAX_RETRIES", 2, 0, 10),
         agent_max_steps=_int(env, "AGENT_MAX_STEPS", 8, 1, 50),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+from datetime import UTC, datetime
 
 from bot.config import Settings
 
@@ -41,10 +43,38 @@ class EscapeNewlines(logging.Filter):
         return True
 
 
-def configure_logging(settings: Settings | None, level: str = "INFO") -> None:
+class JsonFormatter(logging.Formatter):
+    """LOG_FORMAT=json: one JSON object per line, for log collectors (Loki, CloudWatch, Datadog)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False)
+
+
+class DropBoltTokenWarning(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN from the environment itself and then warns, on every start,
+    that the client we pass wins; that is what we want, so the warning is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
+def configure_logging(settings: Settings | None, level: str | None = None) -> None:
+    """Logging for the whole process; `level` overrides LOG_LEVEL (the console keeps it quiet)."""
     secrets = []
+    log_format = "text"
     if settings is not None:
-        level = settings.log_level
+        level = level or settings.log_level
+        log_format = settings.log_format
         secrets = [
             settings.slack_bot_token,
             settings.slack_signing_secret or "",
@@ -52,11 +82,15 @@ def configure_logging(settings: Settings | None, level: str = "INFO") -> None:
             settings.openai_api_key or "",
         ]
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.addFilter(EscapeNewlines())  # JSON escapes newlines itself
     handler.addFilter(RedactSecrets(secrets))
-    handler.addFilter(EscapeNewlines())
+    handler.addFilter(DropBoltTokenWarning())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
-    for noisy in ("httpx", "httpx2", "openai", "aiohttp.access"):
+    root.setLevel(level or "INFO")
+    for noisy in ("httpx", "httpx2", "openai", "aiohttp.access", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

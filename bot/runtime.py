@@ -20,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
 from bot.db import Database
+from bot.metrics import CountingWebClient
 from orchestrators.llm import Agent, Limits
 from orchestrators.workflows import workflow_tools
 from tools import ToolRegistry, default_tools
@@ -66,7 +67,7 @@ class TaskSet:
 
 def slack_client(settings: Settings) -> AsyncWebClient:
     """A Web API client that waits out 429s and retries transient failures."""
-    return AsyncWebClient(
+    return CountingWebClient(
         token=settings.slack_bot_token,
         base_url=settings.slack_api_url,
         retry_handlers=[
@@ -74,6 +75,16 @@ def slack_client(settings: Settings) -> AsyncWebClient:
             AsyncRateLimitErrorRetryHandler(max_retry_count=3),
             AsyncServerErrorRetryHandler(max_retry_count=2),
         ],
+    )
+
+
+def open_database(settings: Settings) -> Database:
+    return Database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pgbouncer=settings.db_pgbouncer,
+        prices=settings.model_prices,
     )
 
 
@@ -164,9 +175,13 @@ class Runtime:
 
 
 async def create_runtime(settings: Settings, registry: ToolRegistry | None = None) -> Runtime:
-    """Open the database (creating the schema) and the clients; call inside the event loop."""
-    db = Database(settings.database_url, prices=settings.model_prices)
-    await db.create_schema()
+    """Open the database (schema checked or migrated) and the clients; call inside the event loop."""
+    db = open_database(settings)
+    try:
+        await db.prepare(settings.auto_migrate)
+    except BaseException:
+        await db.close()
+        raise
     llm = llm_client(settings)
     registry = registry or default_tools().extended(*workflow_tools())
     limits = Limits(

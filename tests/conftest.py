@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
+from sqlalchemy.engine import make_url
 
-from bot.config import Settings, load_settings
+from bot.config import Settings, database_url, load_settings
 from bot.runtime import create_runtime
 from bot.slack.server import Running, start_http
 from tests.fakes.openai_server import FakeOpenAI
@@ -53,8 +57,32 @@ async def weather() -> AsyncIterator[FakeOpenMeteo]:
 
 
 @pytest.fixture
-def db_url(tmp_path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path}/switchboard.db"
+async def db_url(tmp_path) -> AsyncIterator[str]:
+    """An empty database of its own for each test: SQLite, or on the PostgreSQL server named by
+    TEST_DATABASE_URL (`.ci/run` starts one and runs the suite a second time)."""
+    server = os.environ.get("TEST_DATABASE_URL", "").strip()
+    if not server:
+        yield f"sqlite+aiosqlite:///{tmp_path}/switchboard.db"
+        return
+    async with postgres_database(server) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def postgres_database(server: str) -> AsyncIterator[str]:
+    """CREATE DATABASE for one test, DROP it (connections and all) after."""
+    import asyncpg
+
+    name = f"sb_test_{uuid.uuid4().hex[:16]}"
+    admin = await asyncpg.connect(server)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield database_url(str(make_url(server).set(database=name).render_as_string(hide_password=False)))
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 def make_settings(slack: FakeSlack, llm: FakeOpenAI | None, db_url: str, **env: str) -> Settings:
@@ -65,6 +93,7 @@ def make_settings(slack: FakeSlack, llm: FakeOpenAI | None, db_url: str, **env: 
         "DATABASE_URL": db_url,
         "LLM_MAX_RETRIES": "0",
         "RUN_SCHEDULER": "false",
+        "AUTO_MIGRATE": "true",
     }
     if llm is not None:
         base |= {"OPENAI_API_KEY": "sk-test-key-0123456789", "OPENAI_BASE_URL": llm.base_url}

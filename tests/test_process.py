@@ -37,6 +37,7 @@ async def test_sigterm_finishes_the_answer_in_flight(slack, llm, tmp_path, db_ur
         "DATABASE_URL": db_url,
         "PORT": str(port),
         "RUN_SCHEDULER": "false",
+        "AUTO_MIGRATE": "true",
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable,

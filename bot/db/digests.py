@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select, update
 
+from bot import metrics
 from bot.db.models import DigestClaim, DigestSchedule, utcnow
 
 if TYPE_CHECKING:
@@ -55,13 +55,7 @@ class Digests:
 
     async def claim(self, schedule_id: int, fire_time: datetime) -> bool:
         """True for exactly one caller per (schedule, fire time), whatever the process."""
-        async with self.db.session() as s:
-            s.add(DigestClaim(schedule_id=schedule_id, fire_time=fire_time))
-            try:
-                await s.commit()
-            except IntegrityError:
-                return False
-        return True
+        return await self.db.insert_new([DigestClaim(schedule_id=schedule_id, fire_time=fire_time)])
 
     async def set_claim_status(self, schedule_id: int, fire_time: datetime, status: str) -> None:
         async with self.db.session() as s:
@@ -71,6 +65,8 @@ class Digests:
                 .values(status=status)
             )
             await s.commit()
+        if status == "posted":
+            metrics.DIGESTS_POSTED.inc()
 
     async def previous_posted(self, schedule_id: int, before: datetime) -> datetime | None:
         """The fire time of the last digest posted before this one: where the next one starts."""

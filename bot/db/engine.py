@@ -3,22 +3,102 @@
 from __future__ import annotations
 
 import logging
+import ssl
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, inspect
+from sqlalchemy import event, inspect, text
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 import bot.db.models  # noqa: F401  (registers every table on SQLModel.metadata)
+import bot.db.schema as schema
+from bot.config import ConfigError
 
 log = logging.getLogger(__name__)
 
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
-def make_engine(url: str) -> AsyncEngine:
+
+def asyncpg_options(url: URL) -> tuple[URL, dict[str, Any]]:
+    """Translate the libpq options hosted providers put in URLs into asyncpg's connect() arguments.
+
+    asyncpg's connect() takes keyword arguments, and SQLAlchemy passes URL query options through
+    as such, so `?sslmode=require` would crash the start with an unexpected-keyword error.
+    """
+    query = {k: v if isinstance(v, str) else v[-1] for k, v in url.query.items()}
+    args: dict[str, Any] = {}
+    server: dict[str, str] = {}
+    mode = query.pop("sslmode", None)
+    rootcert, cert, key = (
+        query.pop("sslrootcert", None),
+        query.pop("sslcert", None),
+        query.pop("sslkey", None),
+    )
+    if mode is not None:
+        if mode not in SSL_MODES:
+            raise ConfigError(f"DATABASE_URL sslmode must be one of {', '.join(SSL_MODES)}, got {mode!r}.")
+        if mode in ("verify-ca", "verify-full") or cert:
+            context = ssl.create_default_context(cafile=rootcert)
+            context.check_hostname = mode == "verify-full"
+            if cert:
+                context.load_cert_chain(cert, key)
+            args["ssl"] = context
+        else:
+            args["ssl"] = mode
+    if (timeout := query.pop("connect_timeout", None)) is not None:
+        try:
+            args["timeout"] = float(timeout)
+        except ValueError:
+            raise ConfigError(f"DATABASE_URL connect_timeout must be seconds, got {timeout!r}.") from None
+    if name := query.pop("application_name", None):
+        server["application_name"] = name
+    if options := query.pop("options", None):  # "-c key=value -c key2=value2"
+        for part in options.replace("-c ", " ").split():
+            k, _, v = part.partition("=")
+            server[k] = v
+    if attrs := query.pop("target_session_attrs", None):
+        args["target_session_attrs"] = attrs
+    if server:
+        args["server_settings"] = server
+    passthrough = {"prepared_statement_cache_size"}  # SQLAlchemy's own dialect option
+    unknown = sorted(set(query) - passthrough)
+    if unknown:
+        raise ConfigError(
+            f"DATABASE_URL option(s) {', '.join(unknown)} are not supported; supported: sslmode, "
+            "sslrootcert, sslcert, sslkey, connect_timeout, application_name, options, "
+            "target_session_attrs."
+        )
+    return url.set(query={k: v for k, v in query.items() if k in passthrough}), args
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True for "the database did not answer" (down, unreachable, refusing connections), as opposed
+    to a query that failed: those deserve a different message."""
+    from sqlalchemy import exc as sa_exc
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError):
+            return True
+        if isinstance(seen, sa_exc.DBAPIError) and seen.connection_invalidated:
+            return True
+        if isinstance(seen, OSError | TimeoutError | ConnectionError):
+            return True
+        if type(seen).__module__.startswith("asyncpg") and "connect" in str(seen).lower():
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def make_engine(
+    url: str, *, pool_size: int = 5, max_overflow: int = 10, pgbouncer: bool = False
+) -> AsyncEngine:
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
@@ -26,7 +106,27 @@ def make_engine(url: str) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30}, pool_pre_ping=False)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_pre_ping=True)
+    try:
+        import asyncpg  # type: ignore[import-untyped]  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "DATABASE_URL points at PostgreSQL but its driver, asyncpg, is not installed: "
+            "pip install 'switchboard[postgres]' (from a checkout: pip install -e '.[postgres]')."
+        ) from None
+    parsed, connect_args = asyncpg_options(make_url(url))
+    if pgbouncer:
+        # Transaction pooling hands each transaction a different server connection, where a
+        # statement prepared on another one does not exist: no cache, and unique names.
+        connect_args["statement_cache_size"] = 0
+        connect_args["prepared_statement_name_func"] = lambda: f"__asyncpg_{uuid.uuid4()}__"
+        parsed = parsed.update_query_dict({"prepared_statement_cache_size": "0"})
+    return create_async_engine(
+        parsed,
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        connect_args=connect_args,
+    )
 
 
 class Database:
@@ -37,7 +137,9 @@ class Database:
     `db.parked`, `db.channel_settings` and `db.usage`, so a call site names what it touches.
     """
 
-    def __init__(self, url: str, prices: Mapping[str, tuple[float, float]] | None = None) -> None:
+    def __init__(
+        self, url: str, prices: Mapping[str, tuple[float, float]] | None = None, **engine_options: Any
+    ) -> None:
         from bot.db.approvals import Approvals
         from bot.db.assistant_contexts import AssistantContexts
         from bot.db.conversations import Conversations
@@ -53,7 +155,7 @@ class Database:
 
         self.url = url
         self.prices: Mapping[str, tuple[float, float]] = prices or {}  # MODEL_PRICES: a run's cost
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, **engine_options)
         self.events = Events(self)
         self.conversations = Conversations(self)
         self.runs = Runs(self)
@@ -67,23 +169,64 @@ class Database:
         self.channel_settings = ChannelSettings(self)
         self.usage = UsageQueries(self)
 
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
     def session(self) -> AsyncSession:
         return AsyncSession(self.engine, expire_on_commit=False)
 
+    async def insert_new(self, rows: list[SQLModel]) -> bool:
+        """Insert rows of one table unless any key exists; True when all were new.
+
+        ON CONFLICT DO NOTHING rather than catching IntegrityError: losing a dedupe race is
+        normal, and Postgres logs every failed INSERT as an ERROR.
+        """
+        table = type(rows[0]).__table__  # type: ignore[attr-defined]
+        stmt = (
+            _insert(self.dialect, table)
+            .values([r.model_dump(exclude_none=True) for r in rows])
+            .on_conflict_do_nothing()
+        )
+        async with self.engine.connect() as conn:
+            result = await conn.execute(stmt)
+            if result.rowcount != len(rows):
+                await conn.rollback()
+                return False
+            await conn.commit()
+        return True
+
+    async def prepare(self, auto_migrate: bool) -> None:
+        """Make sure the schema is current before serving: migrate, or refuse in one line."""
+        await schema.prepare(self.engine, self.url, auto_migrate)
+
     async def create_schema(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(SQLModel.metadata.create_all)
+        """The schema at the newest revision (tests, benchmarks, the console's scratch database)."""
+        await schema.migrate(self.engine, self.url)
+
+    async def ping(self, timeout: float = 2.0) -> None:
+        """Raises when the database does not answer within `timeout` seconds."""
+        import asyncio
+
+        async with asyncio.timeout(timeout), self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
 
     async def close(self) -> None:
         await self.runs.close()  # its writer connection is held, not pooled
         await self.engine.dispose()
 
 
+def _insert(dialect: str, table: Any) -> Any:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     """WAL lets readers run beside the writer; busy_timeout waits instead of failing on a lock."""
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()

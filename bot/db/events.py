@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import IntegrityError
-
+from bot import metrics
 from bot.db.models import ProcessedEvent
 
 if TYPE_CHECKING:
@@ -18,11 +17,7 @@ class Events:
 
     async def claim(self, *keys: str) -> bool:
         """Record deliveries as handled; False when any key was seen before (a replay)."""
-        async with self.db.session() as s:
-            for key in keys:
-                s.add(ProcessedEvent(key=key))
-            try:
-                await s.commit()
-            except IntegrityError:
-                return False
-        return True
+        new = await self.db.insert_new([ProcessedEvent(key=key) for key in keys])
+        if not new:
+            metrics.EVENTS_DEDUPLICATED.inc()
+        return new

@@ -17,7 +17,6 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, or_, select, update
 
 from bot.db.models import Lease
@@ -41,13 +40,9 @@ class Leases:
     async def acquire(self, key: str, owner: str, ttl: float) -> bool:
         """Take `key` for `ttl` seconds: free, expired or already ours -> True; held by another -> False."""
         now = time.time()
+        if await self.db.insert_new([Lease(key=key, owner=owner, expires_at=now + ttl, acquired_at=now)]):
+            return True  # ON CONFLICT DO NOTHING: a held lease is normal, not an error in the log
         async with self.db.session() as s:
-            s.add(Lease(key=key, owner=owner, expires_at=now + ttl, acquired_at=now))
-            try:
-                await s.commit()
-                return True
-            except IntegrityError:
-                await s.rollback()
             result = await s.exec(
                 update(Lease)
                 .where(

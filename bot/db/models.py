@@ -16,7 +16,7 @@ class ProcessedEvent(SQLModel, table=True):
     """A Slack delivery (event id or message key) already handled; the unique key stops replays."""
 
     key: str = Field(primary_key=True, max_length=200)
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=utcnow, index=True)  # retention purges by age
 
 
 class Conversation(SQLModel, table=True):
@@ -53,7 +53,7 @@ class Message(SQLModel, table=True):
     tool_call_id: str | None = Field(default=None, max_length=64)
     user_id: str | None = Field(default=None, max_length=32)
     slack_ts: str | None = Field(default=None, max_length=32)
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
 
 
 class Run(SQLModel, table=True):

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 from sqlmodel import select as select_models
 
+from bot import metrics
 from bot.db.engine import fit_lengths
 from bot.db.models import Run, Step, utcnow
 
@@ -32,6 +33,8 @@ STEPS = Step.__table__  # type: ignore[attr-defined]
 def step_rows(run_id: int, steps: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows for a Core insert: Core knows no pydantic default factories, so fill them here."""
     now = utcnow()
+    for row in steps:
+        metrics.step_recorded(row)
     return [fit_lengths(STEPS, {"run_id": run_id, "created_at": now, **row}) for row in steps]
 
 
@@ -118,17 +121,22 @@ class Runs:
         cost = cost_usd(
             self.db.prices, model, fields.get("prompt_tokens", 0), fields.get("completion_tokens", 0)
         )
-        await self._write(
-            update(RUNS)
-            .where(RUNS.c.id == run_id)
-            .values(
-                status=status,
-                finished_at=finished_at,
-                duration_ms=duration_ms,
-                cost_usd=cost,
-                **fit_lengths(RUNS, fields),
+        trigger = (
+            await self._write(
+                update(RUNS)
+                .where(RUNS.c.id == run_id)
+                .values(
+                    status=status,
+                    finished_at=finished_at,
+                    duration_ms=duration_ms,
+                    cost_usd=cost,
+                    **fit_lengths(RUNS, fields),
+                )
+                .returning(RUNS.c.trigger)
             )
-        )
+        ).scalar()
+        if trigger is not None:
+            metrics.run_finished(trigger, status)
 
     async def interrupt_running(self, error: str = "interrupted by shutdown") -> int:
         """Mark this process's runs still in flight as interrupted (other processes share the db)."""
@@ -151,16 +159,6 @@ class Runs:
     async def add_step(self, run_id: int, **fields: Any) -> None:
         await self.add_steps(run_id, [fields])
 
-    async def get(self, run_id: int) -> Run | None:
-        async with self.db.session() as s:
-            return await s.get(Run, run_id)
-
-    async def steps(self, run_id: int) -> list[Step]:
-        """A run's steps in order ("Show steps")."""
-        async with self.db.session() as s:
-            q = select_models(Step).where(col(Step.run_id) == run_id).order_by(col(Step.id))
-            return list((await s.exec(q)).all())
-
     async def recent(self, user_id: str, limit: int = 5) -> list[Run]:
         """A user's newest runs, newest first (the Home tab lists them)."""
         async with self.db.session() as s:
@@ -170,4 +168,19 @@ class Runs:
                 .order_by(col(Run.id).desc())
                 .limit(limit)
             )
+            return list((await s.exec(q)).all())
+
+    # --- reading, for operators (`switchboard runs`) -------------------------------------------
+    async def get(self, run_id: int) -> Run | None:
+        async with self.db.session() as s:
+            return await s.get(Run, run_id)
+
+    async def steps(self, run_id: int) -> list[Step]:
+        async with self.db.session() as s:
+            q = select_models(Step).where(Step.run_id == run_id).order_by(col(Step.id))
+            return list((await s.exec(q)).all())
+
+    async def latest(self, limit: int = 20) -> list[Run]:
+        async with self.db.session() as s:
+            q = select_models(Run).order_by(col(Run.id).desc()).limit(limit)
             return list((await s.exec(q)).all())

@@ -49,17 +49,15 @@ def build_app(rt: Runtime) -> AsyncApp:
 
 
 def build_web_app(app: AsyncApp, rt: Runtime) -> web.Application:
-    """Slack requests at POST /slack/events, readiness at GET /healthz."""
+    """Slack requests at POST /slack/events; /healthz, /readyz and /metrics beside them."""
+    from bot.health import add_routes
+
     limit = rt.settings.slack_max_body_bytes
     web_app = web.Application(client_max_size=limit)
     web_app.router.add_post(
         "/slack/events", events_handler(app, rt.settings.slack_signing_secret or "", limit)
     )
-
-    async def healthz(_request: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "in_flight": len(rt.tasks)})
-
-    web_app.router.add_get("/healthz", healthz)
+    add_routes(web_app, rt)
     return web_app
 
 

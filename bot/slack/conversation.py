@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from bot import budget
+from bot.db.engine import database_unavailable
 from bot.runs import RunFailed, traced_run
 from bot.runtime import Runtime
 from bot.slack.approvals import SlackApprover, Where
@@ -27,6 +30,9 @@ from bot.slack.write_approvals import ParkedWrites
 log = logging.getLogger(__name__)
 
 MAX_USER_CHARS = 40_000
+DATABASE_DOWN = (
+    "Sorry, I can't answer right now: my database is not responding. Please try again in a few minutes."
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,21 @@ def clean_text(text: str, bot_user_id: str | None) -> str:
     if bot_user_id:
         text = re.sub(rf"<@{re.escape(bot_user_id)}(\|[^>]*)?>", "", text)
     return text.strip()[:MAX_USER_CHARS]
+
+
+@contextlib.asynccontextmanager
+async def apology_if_database_down(rt: Runtime, channel: str, thread_ts: str | None) -> AsyncIterator[None]:
+    """When the database does not answer, say so in the thread: posting needs no database."""
+    try:
+        yield
+    except Exception as exc:
+        if not database_unavailable(exc):
+            raise
+        log.error("database unavailable, apologising in %s/%s: %s", channel, thread_ts, exc)
+        try:
+            await rt.slack.chat_postMessage(channel=channel, thread_ts=thread_ts, text=DATABASE_DOWN)
+        except Exception:
+            log.exception("could not post the database apology either")
 
 
 async def answer(rt: Runtime, turn: Turn) -> None:

@@ -6,14 +6,17 @@ import asyncio
 import contextlib
 import logging
 import signal
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 
 from bot.config import Settings
+from bot.db.retention import retention_loop
 from bot.digests.scheduler import DigestScheduler
+from bot.health import start_health_server
 from bot.runtime import Runtime, create_runtime
 from bot.slack.app import build_app, build_web_app, identify
 from bot.slack.turns import resume_waiting
@@ -31,14 +34,14 @@ class Running:
     runner: web.AppRunner | None
     port: int | None
     socket: Any = None  # the Socket Mode handler, when connected that way
-    sweeper: asyncio.Task[None] | None = None  # settles expired or orphaned parked write calls
+    health: web.AppRunner | None = None  # the probes' own server (Socket Mode, clock)
+    health_port: int | None = None
+    background: list[asyncio.Task[Any]] = field(default_factory=list)  # retention
 
     async def stop(self, drain: float = DRAIN_SECONDS) -> None:
         """Stop taking requests, let answers in flight finish, record the rest as interrupted."""
-        if self.sweeper is not None:
-            self.sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.sweeper
+        for task in self.background:
+            task.cancel()
         if self.rt.digest_scheduler is not None:
             await self.rt.digest_scheduler.stop()
         if self.runner is not None:
@@ -48,7 +51,10 @@ class Running:
         left = await self.rt.tasks.drain(drain)
         if left:
             log.warning("%d answers were still running at shutdown", left)
-        await self.rt.db.runs.interrupt_running()
+        with contextlib.suppress(Exception):  # the database may be what failed
+            await self.rt.db.runs.interrupt_running()
+        if self.health is not None:
+            await self.health.cleanup()
         await self.rt.close()
 
 
@@ -67,13 +73,22 @@ def start_sweeper(rt: Runtime) -> asyncio.Task[None]:
     return asyncio.get_running_loop().create_task(sweep_forever(rt, every), name="parked write calls")
 
 
+def start_retention(rt: Runtime) -> list[asyncio.Task[Any]]:
+    """Retention runs where the clock runs: one process per deployment purges old rows."""
+    if not rt.settings.run_scheduler or not rt.settings.retention_days:
+        return []
+    return [asyncio.create_task(retention_loop(rt.db, rt.settings.retention_days), name="retention")]
+
+
 async def start_http(
     rt: Runtime,
-    host: str = "0.0.0.0",
-    port: int = 3000,
+    host: str | None = None,
+    port: int | None = None,
     **scheduler_options: Any,
 ) -> Running:
     """Serve Slack's requests at POST /slack/events; port 0 picks a free one (tests)."""
+    host = rt.settings.host if host is None else host
+    port = rt.settings.port if port is None else port
     app = build_app(rt)
     await identify(rt)
     await resume_waiting(rt)
@@ -84,47 +99,70 @@ async def start_http(
     await site.start()
     bound = runner.addresses[0][1] if runner.addresses else port
     log.info("listening on http://%s:%s/slack/events", host, bound)
-    return Running(rt=rt, app=app, runner=runner, port=bound, sweeper=start_sweeper(rt))
+    background = [*start_retention(rt), start_sweeper(rt)]
+    return Running(rt=rt, app=app, runner=runner, port=bound, background=background)
 
 
-async def serve(settings: Settings) -> None:
-    """`python -m bot`: run until SIGTERM/SIGINT."""
-    rt = await create_runtime(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    if settings.socket_mode:
-        running = await start_socket_mode(rt)
-    else:
-        running = await start_http(rt, port=settings.port)
-    await stop.wait()
-    log.info("stopping: finishing answers in flight")
-    await running.stop()
+async def start_socket_mode(rt: Runtime, health_port: int | None = None, **scheduler_options: Any) -> Running:
+    """Connect out to Slack over a WebSocket: no public URL needed (local use).
 
-
-async def start_socket_mode(rt: Runtime, **scheduler_options: Any) -> Running:
-    """Connect out to Slack over a WebSocket: no public URL needed (local use)."""
+    HEALTH_PORT (or `health_port`, 0 for a free one) serves the probes, which hosts need even
+    when Slack needs no inbound port.
+    """
     from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
     app = build_app(rt)
     await identify(rt)
     await resume_waiting(rt)
     await start_scheduler(rt, **scheduler_options)
+    background = [*start_retention(rt), start_sweeper(rt)]
+    running = Running(rt=rt, app=app, runner=None, port=None, background=background)
+    await _start_health(running, health_port)
     handler = AsyncSocketModeHandler(app, rt.settings.slack_app_token)
     await handler.connect_async()
+    running.socket = handler
     log.info("connected in Socket Mode")
-    return Running(rt=rt, app=app, runner=None, port=None, socket=handler, sweeper=start_sweeper(rt))
+    return running
 
 
-async def clock(settings: Settings) -> None:
-    """`python -m bot clock`: only the digest scheduler, for hosts with several web processes."""
-    rt = await create_runtime(settings)
+async def _start_health(running: Running, port: int | None) -> None:
+    port = running.rt.settings.health_port if port is None else port
+    if port is not None:
+        running.health, running.health_port = await start_health_server(
+            running.rt, running.rt.settings.host, port
+        )
+
+
+async def start_clock(rt: Runtime, health_port: int | None = None) -> Running:
+    """Only the digest scheduler and retention, for hosts with several web processes."""
     await identify(rt)
+    await start_scheduler(rt)
+    running = Running(rt=rt, app=build_app(rt), runner=None, port=None, background=start_retention(rt))
+    await _start_health(running, health_port)
+    return running
+
+
+async def _run_until_signalled(settings: Settings, start: Callable[[Runtime], Awaitable[Running]]) -> None:
+    rt = await create_runtime(settings)
+    try:
+        running = await start(rt)
+    except BaseException:
+        await rt.close()  # a failed start (bad token, port taken) leaks no client session
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await start_scheduler(rt)
     await stop.wait()
-    await Running(rt=rt, app=build_app(rt), runner=None, port=None).stop()
+    log.info("stopping: finishing answers in flight")
+    await running.stop()
+
+
+async def serve(settings: Settings) -> None:
+    """`switchboard serve`: run until SIGTERM/SIGINT."""
+    await _run_until_signalled(settings, start_socket_mode if settings.socket_mode else start_http)
+
+
+async def clock(settings: Settings) -> None:
+    """`switchboard clock`: only the digest scheduler (and retention)."""
+    await _run_until_signalled(settings, start_clock)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from orchestrators.workflows.base import WorkflowReply
 from tools.context import ToolContext
+from tools.registry import ToolError
 from tools.summarize import summarize
 from tools.weather import Forecast, geocode, get_forecast
 
@@ -34,5 +35,9 @@ async def weather_report(ctx: ToolContext, place: str) -> WorkflowReply:
     if ctx.llm is None:
         return WorkflowReply(table, notes=["no language model configured: forecast only"])
     tomorrow = forecast.days[1] if len(forecast.days) > 1 else forecast.days[0]
-    summary = await summarize(ctx, tomorrow.model_dump_json(), STYLE.format(place=spot.name))
+    try:
+        summary = await summarize(ctx, tomorrow.model_dump_json(), STYLE.format(place=spot.name))
+    except ToolError as exc:  # the forecast was fetched: a failed summary must not lose it
+        note = "The language model could not write a summary just now, so here is the forecast."
+        return WorkflowReply(f"_{note}_\n\n{table}", notes=[f"summary failed: {exc}"])
     return WorkflowReply(f"{summary.text.strip()}\n\n{table}")

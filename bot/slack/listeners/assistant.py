@@ -9,7 +9,7 @@ from slack_bolt.async_app import AsyncApp, AsyncAssistant
 
 from bot.runtime import Runtime
 from bot.slack.calls import call
-from bot.slack.conversation import Turn, clean_text
+from bot.slack.conversation import Turn, apology_if_database_down, clean_text
 from bot.slack.listeners.messages import is_person_talking
 from bot.slack.turns import take_turn
 
@@ -70,31 +70,32 @@ def register(app: AsyncApp, rt: Runtime) -> None:
     async def reply(event: dict[str, Any], team: str, event_id: str | None) -> None:
         channel, thread, ts = event["channel"], event["thread_ts"], event["ts"]
         keys = ([f"event:{event_id}"] if event_id else []) + [f"msg:{channel}:{ts}"]
-        if not await rt.db.events.claim(*keys):
-            return
-        if await rt.db.conversations.find(team, channel, thread) is None:
-            question = clean_text(event.get("text", ""), rt.bot_user_id)
-            await call(
-                rt.slack.assistant_threads_setTitle,
-                channel_id=channel,
+        async with apology_if_database_down(rt, channel, thread):  # posting needs no database
+            if not await rt.db.events.claim(*keys):
+                return
+            if await rt.db.conversations.find(team, channel, thread) is None:
+                question = clean_text(event.get("text", ""), rt.bot_user_id)
+                await call(
+                    rt.slack.assistant_threads_setTitle,
+                    channel_id=channel,
+                    thread_ts=thread,
+                    title=title_for(question or "New conversation"),
+                )
+            raw = event.get("files")
+            files: list[Any] = raw if isinstance(raw, list) else []
+            turn = Turn(
+                team=team,
+                channel=channel,
+                user=event.get("user", ""),
+                text=event.get("text", "") if isinstance(event.get("text"), str) else "",
+                ts=ts,
                 thread_ts=thread,
-                title=title_for(question or "New conversation"),
+                reply_thread_ts=thread,
+                trigger="assistant",
+                files=tuple(f for f in files if isinstance(f, dict)),
+                context=viewing_note(await rt.db.assistant_contexts.viewed(channel, thread)),
             )
-        raw = event.get("files")
-        files: list[Any] = raw if isinstance(raw, list) else []
-        turn = Turn(
-            team=team,
-            channel=channel,
-            user=event.get("user", ""),
-            text=event.get("text", "") if isinstance(event.get("text"), str) else "",
-            ts=ts,
-            thread_ts=thread,
-            reply_thread_ts=thread,
-            trigger="assistant",
-            files=tuple(f for f in files if isinstance(f, dict)),
-            context=viewing_note(await rt.db.assistant_contexts.viewed(channel, thread)),
-        )
-        await take_turn(rt, turn)
+            await take_turn(rt, turn)
 
     async def remember(payload: dict[str, Any], team: str | None) -> None:
         thread, viewed = payload["assistant_thread"], _context_channel(payload)

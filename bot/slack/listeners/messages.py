@@ -8,7 +8,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.runtime import Runtime
-from bot.slack.conversation import Turn
+from bot.slack.conversation import Turn, apology_if_database_down
 from bot.slack.turns import take_turn
 
 log = logging.getLogger(__name__)
@@ -89,10 +89,11 @@ def _team(body: dict[str, Any], event: dict[str, Any]) -> str:
 
 def register(app: AsyncApp, rt: Runtime) -> None:
     async def claim_and_answer(turn: Turn, keys: list[str]) -> None:
-        if not await rt.db.events.claim(*keys):
-            log.info("skipping a repeated delivery of %s", keys[0])
-            return
-        await take_turn(rt, turn)
+        async with apology_if_database_down(rt, turn.channel, turn.reply_thread_ts):
+            if not await rt.db.events.claim(*keys):
+                log.info("skipping a repeated delivery of %s", keys[0])
+                return
+            await take_turn(rt, turn)
 
     def start(turn: Turn, body: dict[str, Any]) -> None:
         # One key per delivery and one per Slack message: retries and duplicate event types
