@@ -111,6 +111,7 @@ class Settings:
     mcp_servers: tuple[McpServerConfig, ...] = ()
     mcp_check_seconds: float = 30.0
     write_approval_seconds: float = 3_600.0  # how long a parked write call waits for Approve
+    work_lease_seconds: float = 30.0  # a killed process's turns and commands are redone after this
 
     @property
     def socket_mode(self) -> bool:
@@ -309,6 +310,7 @@ def load_settings(
         mcp_servers=_mcp_servers(env),
         mcp_check_seconds=_float(env, "MCP_CHECK_SECONDS", 30.0),
         write_approval_seconds=_float(env, "WRITE_APPROVAL_SECONDS", 3_600.0),
+        work_lease_seconds=_float(env, "WORK_LEASE_SECONDS", 30.0),
     )
 
 

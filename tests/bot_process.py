@@ -99,13 +99,18 @@ class BotProcess:
 
     async def event(self, http: aiohttp.ClientSession, body: bytes, retry_num: int | None = None) -> int:
         """Deliver a signed event (see tests.fakes.slack_requests.event_body); the HTTP status."""
+        return await self.post(http, body, "application/json", retry_num)
+
+    async def command(self, http: aiohttp.ClientSession, body: bytes) -> int:
+        """Deliver a signed slash command (tests.fakes.slack_requests.command_body)."""
+        return await self.post(http, body, "application/x-www-form-urlencoded")
+
+    async def post(
+        self, http: aiohttp.ClientSession, body: bytes, content_type: str, retry_num: int | None = None
+    ) -> int:
+        url = f"{self.url}/slack/events"
         status, _ = await post_signed(
-            http,
-            f"{self.url}/slack/events",
-            body,
-            SIGNING_SECRET,
-            content_type="application/json",
-            retry_num=retry_num,
+            http, url, body, SIGNING_SECRET, content_type=content_type, retry_num=retry_num
         )
         return status
 

@@ -89,6 +89,14 @@ class Conversations:
             )
             await s.commit()
 
+    async def has_message(self, conversation_id: int, slack_ts: str) -> bool:
+        """Whether this Slack message is in the history already (an attempt that died added it)."""
+        async with self.db.session() as s:
+            q = select(Message.id).where(
+                Message.conversation_id == conversation_id, Message.slack_ts == slack_ts
+            )
+            return (await s.exec(q.limit(1))).first() is not None
+
     async def history(self, conversation_id: int, limit: int = 400) -> list[dict[str, Any]]:
         """The newest `limit` messages of one conversation, oldest first, in API shape."""
         async with self.db.session() as s:

@@ -142,6 +142,7 @@ class Database:
     ) -> None:
         from bot.db.approvals import Approvals
         from bot.db.assistant_contexts import AssistantContexts
+        from bot.db.command_jobs import CommandJobs
         from bot.db.conversations import Conversations
         from bot.db.digests import Digests
         from bot.db.events import Events
@@ -164,6 +165,7 @@ class Database:
         self.assistant_contexts = AssistantContexts(self)
         self.leases = Leases(self)
         self.turns = Turns(self)
+        self.command_jobs = CommandJobs(self)
         self.approvals = Approvals(self)
         self.parked = ParkedCalls(self)
         self.channel_settings = ChannelSettings(self)

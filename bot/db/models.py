@@ -181,7 +181,23 @@ class QueuedTurn(SQLModel, table=True):
     slack_ts: str = Field(max_length=32)
     turn: str  # JSON of bot.slack.conversation.Turn
     state: str = Field(default="pending", max_length=16)  # pending running done failed interrupted
+    attempts: int = 0  # starts of this turn; above 1 a crashed owner's attempt is being redone
     created_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+
+class CommandJob(SQLModel, table=True):
+    """A slash command accepted before its ack: done once, by a restarted process if need be.
+
+    Slack never retries a slash command, so the row written before the ack is the only copy.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    trigger_id: str = Field(max_length=64, unique=True)  # one per invocation
+    body: str  # the command payload as JSON (the response_url is in it)
+    state: str = Field(default="pending", max_length=16)  # pending running done failed interrupted
+    attempts: int = 0
+    created_at: datetime = Field(default_factory=utcnow, index=True)
     finished_at: datetime | None = None
 
 

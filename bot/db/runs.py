@@ -151,6 +151,18 @@ class Runs:
             await s.commit()
             return result.rowcount or 0
 
+    async def interrupt_conversation(self, conversation_id: int, error: str) -> int:
+        """Runs of one conversation still `running`: their process died (the caller holds the
+        conversation's lease, so no live process is running them)."""
+        async with self.db.session() as s:
+            result = await s.exec(
+                update(Run)
+                .where(col(Run.status) == "running", col(Run.conversation_id) == conversation_id)
+                .values(status="interrupted", error=error, finished_at=utcnow())
+            )
+            await s.commit()
+            return result.rowcount or 0
+
     async def add_steps(self, run_id: int, steps: Sequence[dict[str, Any]]) -> None:
         """Several steps of one run in one insert (the trace batches what queued up)."""
         if steps:

@@ -30,6 +30,7 @@ from bot.slack.write_approvals import ParkedWrites
 log = logging.getLogger(__name__)
 
 MAX_USER_CHARS = 40_000
+GAVE_UP = "Sorry, I was restarted several times while answering this and gave up. Please ask again."
 DATABASE_DOWN = (
     "Sorry, I can't answer right now: my database is not responding. Please try again in a few minutes."
 )
@@ -73,8 +74,37 @@ async def apology_if_database_down(rt: Runtime, channel: str, thread_ts: str | N
             log.exception("could not post the database apology either")
 
 
-async def answer(rt: Runtime, turn: Turn) -> None:
-    """Run the agent for this turn and show it working; never leaves the user in silence."""
+def surface_for(rt: Runtime, turn: Turn, tag: str | None) -> AnswerSurface:
+    return AnswerSurface(
+        rt.slack,
+        turn.channel,
+        turn.reply_thread_ts,
+        team=turn.team,
+        user=turn.user,
+        native=AnswerSurface.for_channel(turn.channel, turn.reply_thread_ts),
+        interval=rt.settings.stream_interval,
+        tag=tag,
+    )
+
+
+async def give_up(rt: Runtime, turn: Turn, tag: str) -> None:
+    """A turn whose process died again and again: replace what it showed with an apology."""
+    surface = surface_for(rt, turn, tag)
+    if await surface.resume():
+        return  # its answer was shown before the last crash
+    await surface.fail(GAVE_UP)
+
+
+async def answer(rt: Runtime, turn: Turn, *, tag: str | None = None, redo: bool = False) -> None:
+    """Run the agent for this turn and show it working; never leaves the user in silence.
+
+    `tag` marks this turn's messages in Slack; `redo` says a process died answering it before,
+    so what that attempt showed is adopted (or, if it finished, the turn is left as it is).
+    """
+    surface = surface_for(rt, turn, tag)
+    if redo and await surface.resume():
+        log.info("%s/%s: the answer was shown before its process died", turn.channel, turn.ts)
+        return
     convo = await rt.db.conversations.get_or_create(turn.team, turn.channel, turn.thread_ts)
     assert convo.id is not None
     question = clean_text(turn.text, rt.bot_user_id)
@@ -85,19 +115,11 @@ async def answer(rt: Runtime, turn: Turn) -> None:
             return  # only unreadable files: the sentence above is the whole answer
         question = with_files(question or "(files only, no question)", reading)
     question = f"{turn.context}\n\n{question}" if turn.context else question or "(an empty message)"
-    await rt.db.conversations.add_messages(
-        convo.id, [{"role": "user", "content": question}], user_id=turn.user, slack_ts=turn.ts
-    )
+    if not (redo and await rt.db.conversations.has_message(convo.id, turn.ts)):
+        await rt.db.conversations.add_messages(
+            convo.id, [{"role": "user", "content": question}], user_id=turn.user, slack_ts=turn.ts
+        )
     here = await rt.db.channel_settings.effective(turn.team, turn.channel)
-    surface = AnswerSurface(
-        rt.slack,
-        turn.channel,
-        turn.reply_thread_ts,
-        team=turn.team,
-        user=turn.user,
-        native=AnswerSurface.for_channel(turn.channel, turn.reply_thread_ts),
-        interval=rt.settings.stream_interval,
-    )
     where = Where(turn.team, turn.channel, turn.reply_thread_ts, turn.user)
     allowed = await budget.check(rt, here, team=turn.team, user=turn.user, channel=turn.channel)
     try:

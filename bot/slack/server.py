@@ -19,7 +19,7 @@ from bot.digests.scheduler import DigestScheduler
 from bot.health import start_health_server
 from bot.runtime import Runtime, create_runtime
 from bot.slack.app import build_app, build_web_app, identify
-from bot.slack.turns import resume_waiting
+from bot.slack.recovery import start_recovery
 from bot.slack.write_approvals import sweep_forever
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class Running:
     socket: Any = None  # the Socket Mode handler, when connected that way
     health: web.AppRunner | None = None  # the probes' own server (Socket Mode, clock)
     health_port: int | None = None
-    background: list[asyncio.Task[Any]] = field(default_factory=list)  # retention
+    background: list[asyncio.Task[Any]] = field(default_factory=list)  # sweeps, retention
 
     async def stop(self, drain: float = DRAIN_SECONDS) -> None:
         """Stop taking requests, let answers in flight finish, record the rest as interrupted."""
@@ -91,7 +91,6 @@ async def start_http(
     port = rt.settings.port if port is None else port
     app = build_app(rt)
     await identify(rt)
-    await resume_waiting(rt)
     await start_scheduler(rt, **scheduler_options)
     runner = web.AppRunner(build_web_app(app, rt), access_log=None, shutdown_timeout=5)
     await runner.setup()
@@ -99,7 +98,7 @@ async def start_http(
     await site.start()
     bound = runner.addresses[0][1] if runner.addresses else port
     log.info("listening on http://%s:%s/slack/events", host, bound)
-    background = [*start_retention(rt), start_sweeper(rt)]
+    background = [*start_retention(rt), start_sweeper(rt), await start_recovery(rt)]
     return Running(rt=rt, app=app, runner=runner, port=bound, background=background)
 
 
@@ -113,9 +112,8 @@ async def start_socket_mode(rt: Runtime, health_port: int | None = None, **sched
 
     app = build_app(rt)
     await identify(rt)
-    await resume_waiting(rt)
     await start_scheduler(rt, **scheduler_options)
-    background = [*start_retention(rt), start_sweeper(rt)]
+    background = [*start_retention(rt), start_sweeper(rt), await start_recovery(rt)]
     running = Running(rt=rt, app=app, runner=None, port=None, background=background)
     await _start_health(running, health_port)
     handler = AsyncSocketModeHandler(app, rt.settings.slack_app_token)

@@ -35,7 +35,9 @@ class AnswerSurface:
         user: str,
         native: bool,
         interval: float = 1.0,
+        tag: str | None = None,
     ) -> None:
+        self.tag = tag
         self.client = client
         self.channel = channel
         self.thread_ts = thread_ts
@@ -54,6 +56,9 @@ class AnswerSurface:
     def for_channel(channel: str, thread_ts: str | None) -> bool:
         """Native status and streaming only work in assistant threads: DM threads."""
         return channel.startswith("D") and thread_ts is not None
+
+    async def resume(self) -> bool:  # TEMP until branch a lands
+        return False
 
     async def begin(self) -> None:
         if self.native:

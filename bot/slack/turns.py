@@ -1,11 +1,12 @@
-"""One turn at a time per conversation, in arrival order, across processes.
+"""One turn at a time per conversation, in arrival order, across processes and crashes.
 
-Each message is queued in the database, then its task competes for the conversation's lease.
-The holder answers every queued message oldest first (each one's history ends at that message,
-because a message enters the history only when its turn starts) and releases; a message whose
-task lost the race waits until it is answered, or until the holder's lease lapses (the holder
-crashed) and it can take over. Nothing is answered twice: a turn left `running` by a crashed
-owner is marked interrupted, not re-run.
+Each message is queued in the database before Slack gets its ack, then its task competes for the
+conversation's lease. The holder answers every queued message oldest first (each one's history
+ends at that message, because a message enters the history only when its turn starts) and
+releases. The lease is renewed while the holder works; if the holder dies (kill -9, OOM, a lost
+host), the lease lapses and the next holder (a waiting task, a Slack retry, or the recovery sweep
+of any process) finds the turn left `running` and redoes it: the new attempt adopts the dead
+one's placeholder in Slack, or sees that the answer was already shown and only records it.
 """
 
 from __future__ import annotations
@@ -14,16 +15,20 @@ import asyncio
 import dataclasses
 import json
 import logging
+import time
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+from bot import metrics
+from bot.db.models import QueuedTurn
 from bot.db.turns import FINISHED
 from bot.runtime import Runtime
-from bot.slack.conversation import Turn, answer
+from bot.slack.conversation import Turn, answer, give_up
 
 log = logging.getLogger(__name__)
 
-LEASE_SECONDS = 30.0  # renewed every 10 s while answering; a crashed holder blocks at most this long
+MAX_ATTEMPTS = 3  # a turn whose process died this many times is given up, with an apology
 POLL_SECONDS = 0.1
 MAX_POLL_SECONDS = 1.0
 RESUME_WITHIN = timedelta(minutes=15)  # older queued messages are stale by the time we are back
@@ -40,26 +45,73 @@ def conversation_lease(conversation_id: int) -> str:
     return f"conversation:{conversation_id}"
 
 
+def answer_tag(turn_id: int) -> str:
+    """What marks this turn's messages in Slack, so a later attempt can find them."""
+    return f"turn{turn_id}"
+
+
+async def accept(rt: Runtime, turn: Turn) -> None:
+    """Queue `turn` (call it before the ack: once queued, no crash can lose it) and start on it.
+
+    A delivery seen before (Slack's retry, a duplicate event) is counted and not queued again;
+    if its turn is still unfinished, a task waits on it, so a retry that arrives after its
+    process died is what gets it answered.
+    """
+    conversation_id, queued, new = await _enqueue(rt, turn)
+    if not new:
+        metrics.EVENTS_DEDUPLICATED.inc()
+        if await rt.db.turns.state(queued) in FINISHED:
+            log.info("skipping a repeated delivery of %s/%s", turn.channel, turn.ts)
+            return
+    waiter = _serve(rt, conversation_id, answer_tag(queued), lambda: _finished(rt, queued))
+    rt.tasks.spawn(waiter, name=f"answer {turn.channel}/{turn.ts}")
+
+
 async def take_turn(rt: Runtime, turn: Turn) -> None:
     """Queue `turn` and return once it has been answered (by this task or another holder)."""
+    conversation_id, queued, _ = await _enqueue(rt, turn)
+    await _serve(rt, conversation_id, answer_tag(queued), lambda: _finished(rt, queued))
+
+
+async def _enqueue(rt: Runtime, turn: Turn) -> tuple[int, int, bool]:
     convo = await rt.db.conversations.get_or_create(turn.team, turn.channel, turn.thread_ts)
     assert convo.id is not None
-    queued = await rt.db.turns.enqueue(convo.id, turn.ts, dataclasses.asdict(turn))
-    await _serve(rt, convo.id, f"turn{queued}", lambda: _finished(rt, queued))
+    queued, new = await rt.db.turns.enqueue(convo.id, turn.ts, dataclasses.asdict(turn))
+    return convo.id, queued, new
 
 
-async def resume_waiting(rt: Runtime) -> int:
-    """At start: turns still queued when their process stopped are answered now, in order."""
-    waiting = await rt.db.turns.waiting_conversations(RESUME_WITHIN)
-    for conversation_id in waiting:
+class TurnRecovery:
+    """The periodic sweep: conversations whose queued work has no live holder get one here."""
 
-        async def nothing_left(cid: int = conversation_id) -> bool:
-            return await rt.db.turns.next_pending(cid) is None
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.serving: set[int] = set()  # conversations this process's sweep is already serving
 
-        rt.tasks.spawn(_serve(rt, conversation_id, "resume", nothing_left), name=f"resume {conversation_id}")
-    if waiting:
-        log.info("resuming %s conversation(s) with queued messages", len(waiting))
-    return len(waiting)
+    async def sweep(self) -> int:
+        """Start serving every unheld conversation with work left; returns how many."""
+        started = 0
+        for conversation_id in await self.rt.db.turns.unserved_conversations(RESUME_WITHIN):
+            if conversation_id in self.serving or await self._held(conversation_id):
+                continue
+            self.serving.add(conversation_id)
+            self.rt.tasks.spawn(self._serve(conversation_id), name=f"recover {conversation_id}")
+            started += 1
+        if started:
+            log.info("recovering %s conversation(s) with unanswered messages", started)
+        return started
+
+    async def _held(self, conversation_id: int) -> bool:
+        lease = await self.rt.db.leases.holder(conversation_lease(conversation_id))
+        return lease is not None and lease.expires_at > time.time()
+
+    async def _serve(self, conversation_id: int) -> None:
+        async def nothing_left() -> bool:
+            return await self.rt.db.turns.next_pending(conversation_id) is None
+
+        try:
+            await _serve(self.rt, conversation_id, "recovery", nothing_left)
+        finally:
+            self.serving.discard(conversation_id)
 
 
 async def _finished(rt: Runtime, queued: int) -> bool:
@@ -68,10 +120,13 @@ async def _finished(rt: Runtime, queued: int) -> bool:
 
 async def _serve(rt: Runtime, conversation_id: int, name: str, done: Callable[[], Awaitable[bool]]) -> None:
     """Compete for the conversation's lease until `done()`; while holding it, answer the queue."""
-    key, owner = conversation_lease(conversation_id), f"{rt.db.leases.owner}/{name}"
+    # One owner per task: two tasks of one process must not both count as "already ours".
+    key = conversation_lease(conversation_id)
+    owner = f"{rt.db.leases.owner}/{name}/{uuid.uuid4().hex[:6]}"
+    ttl = rt.settings.work_lease_seconds
     poll = POLL_SECONDS
     while True:
-        if await rt.db.leases.acquire(key, owner, LEASE_SECONDS):
+        if await rt.db.leases.acquire(key, owner, ttl):
             await _answer_queue(rt, conversation_id, key, owner)
             poll = POLL_SECONDS
         if await done():
@@ -81,22 +136,38 @@ async def _serve(rt: Runtime, conversation_id: int, name: str, done: Callable[[]
 
 
 async def _answer_queue(rt: Runtime, conversation_id: int, key: str, owner: str) -> None:
-    async with rt.db.leases.kept(key, owner, LEASE_SECONDS) as keeper:
-        if await rt.db.turns.abandon_running(conversation_id):
-            log.warning("conversation %s: a crashed owner left a turn unfinished", conversation_id)
+    async with rt.db.leases.kept(key, owner, rt.settings.work_lease_seconds) as keeper:
+        await _take_over(rt, conversation_id)
         while not keeper.lost:
             queued = await rt.db.turns.next_pending(conversation_id)
             if queued is None:
                 return
-            assert queued.id is not None
-            await rt.db.turns.set_state(queued.id, "running")
-            try:
-                await answer(rt, turn_from_json(queued.turn))
-            except asyncio.CancelledError:
-                await asyncio.shield(rt.db.turns.set_state(queued.id, "interrupted"))
-                raise
-            except Exception:
-                log.exception("conversation %s: turn %s failed", conversation_id, queued.id)
-                await rt.db.turns.set_state(queued.id, "failed")
-            else:
-                await rt.db.turns.set_state(queued.id, "done")
+            await _answer_one(rt, queued)
+
+
+async def _take_over(rt: Runtime, conversation_id: int) -> None:
+    """What a dead holder left running is redone (or given up after MAX_ATTEMPTS)."""
+    left = await rt.db.turns.requeue_running(conversation_id, MAX_ATTEMPTS)
+    if not left:
+        return
+    log.warning("conversation %s: taking over %s turn(s) a dead process left", conversation_id, len(left))
+    await rt.db.runs.interrupt_conversation(conversation_id, "its process died; the turn was redone")
+    for turn in left:
+        if turn.state == "interrupted":
+            assert turn.id is not None
+            await give_up(rt, turn_from_json(turn.turn), answer_tag(turn.id))
+
+
+async def _answer_one(rt: Runtime, queued: QueuedTurn) -> None:
+    assert queued.id is not None
+    attempt = await rt.db.turns.start(queued.id)
+    try:
+        await answer(rt, turn_from_json(queued.turn), tag=answer_tag(queued.id), redo=attempt > 1)
+    except asyncio.CancelledError:
+        await asyncio.shield(rt.db.turns.set_state(queued.id, "interrupted"))
+        raise
+    except Exception:
+        log.exception("conversation %s: turn %s failed", queued.conversation_id, queued.id)
+        await rt.db.turns.set_state(queued.id, "failed")
+    else:
+        await rt.db.turns.set_state(queued.id, "done")

@@ -11,7 +11,7 @@ from bot.runtime import Runtime
 from bot.slack.calls import call
 from bot.slack.conversation import Turn, apology_if_database_down, clean_text
 from bot.slack.listeners.messages import is_person_talking
-from bot.slack.turns import take_turn
+from bot.slack.turns import accept
 
 log = logging.getLogger(__name__)
 
@@ -67,20 +67,21 @@ def register(app: AsyncApp, rt: Runtime) -> None:
             title="Try one of these:",
         )
 
-    async def reply(event: dict[str, Any], team: str, event_id: str | None) -> None:
+    async def title(channel: str, thread: str, event: dict[str, Any]) -> None:
+        question = clean_text(event.get("text", ""), rt.bot_user_id)
+        await call(
+            rt.slack.assistant_threads_setTitle,
+            channel_id=channel,
+            thread_ts=thread,
+            title=title_for(question or "New conversation"),
+        )
+
+    async def reply(event: dict[str, Any], team: str) -> None:
+        """Queued before the ack (see bot/slack/listeners/messages.py); the title comes after."""
         channel, thread, ts = event["channel"], event["thread_ts"], event["ts"]
-        keys = ([f"event:{event_id}"] if event_id else []) + [f"msg:{channel}:{ts}"]
         async with apology_if_database_down(rt, channel, thread):  # posting needs no database
-            if not await rt.db.events.claim(*keys):
-                return
             if await rt.db.conversations.find(team, channel, thread) is None:
-                question = clean_text(event.get("text", ""), rt.bot_user_id)
-                await call(
-                    rt.slack.assistant_threads_setTitle,
-                    channel_id=channel,
-                    thread_ts=thread,
-                    title=title_for(question or "New conversation"),
-                )
+                rt.tasks.spawn(title(channel, thread, event), name=f"assistant title {thread}")
             raw = event.get("files")
             files: list[Any] = raw if isinstance(raw, list) else []
             turn = Turn(
@@ -95,7 +96,7 @@ def register(app: AsyncApp, rt: Runtime) -> None:
                 files=tuple(f for f in files if isinstance(f, dict)),
                 context=viewing_note(await rt.db.assistant_contexts.viewed(channel, thread)),
             )
-            await take_turn(rt, turn)
+            await accept(rt, turn)
 
     async def remember(payload: dict[str, Any], team: str | None) -> None:
         thread, viewed = payload["assistant_thread"], _context_channel(payload)
@@ -121,6 +122,6 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         if not is_person_talking(payload, rt.bot_user_id) or payload.get("subtype") == "thread_broadcast":
             return
         team = body.get("team_id") or payload.get("team") or "T0"
-        rt.tasks.spawn(reply(payload, team, body.get("event_id")), name=f"assistant {payload.get('ts')}")
+        await reply(payload, team)
 
     app.use(assistant)

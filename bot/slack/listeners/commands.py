@@ -10,7 +10,10 @@ from slack_sdk.errors import SlackApiError
 
 from bot.admin import SUBCOMMANDS
 from bot.commands import CommandReply, execute
+from bot.db.engine import database_unavailable
 from bot.runtime import Runtime
+from bot.slack.command_jobs import Runner, accept_command
+from bot.slack.conversation import DATABASE_DOWN
 from bot.slack.listeners.shortcuts import thread_summary
 from bot.slack.render import markdown_messages, post_answer, steps_blocks
 from orchestrators.workflows.commands import COMMANDS, HELP_COMMANDS, help_text, parse_command
@@ -24,74 +27,100 @@ def footer(command: str, reply: CommandReply) -> dict[str, Any]:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
 
 
-def register(app: AsyncApp, rt: Runtime) -> None:
-    async def run_and_post(body: dict[str, Any], respond: Any) -> None:
-        command, channel = body["command"], body["channel_id"]
-        reply = await execute(
-            rt,
-            command,
-            body.get("text", ""),
-            user=body["user_id"],
-            channel=channel,
-            team=body.get("team_id", ""),
-        )
-        if not reply.ok:
-            await respond(response_type="ephemeral", text=reply.text, replace_original=False)
-            return
-        if reply.ephemeral:  # the result may not be shown to everyone in this channel
-            for message in markdown_messages(reply.text, [footer(command, reply)]):
-                await respond(response_type="ephemeral", replace_original=False, **message)
-            return
-        try:
-            extra = [footer(command, reply), *(steps_blocks(reply.run_id) if reply.run_id else [])]
-            stamps = await post_answer(rt.slack, channel, None, reply.text, extra)
-        except SlackApiError as exc:
-            error = exc.response.get("error") if exc.response else str(exc)
-            log.warning("run %s: could not post in %s: %s", reply.run_id, channel, error)
-            await respond(
-                response_type="ephemeral",
-                replace_original=False,
-                text=f"{reply.text}\n\n_(I couldn't post this in the channel: {error}. Invite me with "
-                "`/invite @Switchboard` to share results here.)_",
-            )
-            return
-        if command == "/ask" and reply.run_id is not None:
-            await _remember_ask(rt, body, stamps[0], reply)
-
-    async def answer_privately(body: dict[str, Any], respond: Any) -> None:
-        reply = await execute(
-            rt,
-            body["command"],
-            body.get("text", ""),
-            user=body["user_id"],
-            channel=body["channel_id"],
-            team=body.get("team_id", ""),
-        )
+async def run_and_post(rt: Runtime, body: dict[str, Any], respond: Any) -> None:
+    """A workflow command: run it, post the result in the channel (or privately when it must)."""
+    command, channel = body["command"], body["channel_id"]
+    reply = await execute(
+        rt,
+        command,
+        body.get("text", ""),
+        user=body["user_id"],
+        channel=channel,
+        team=body.get("team_id", ""),
+    )
+    if not reply.ok:
         await respond(response_type="ephemeral", text=reply.text, replace_original=False)
-
-    async def summarize_this_thread(body: dict[str, Any]) -> None:
-        channel, thread = body["channel_id"], body["thread_ts"]
-        text = await thread_summary(
-            rt,
-            team=body.get("team_id", ""),
-            channel=channel,
-            user=body["user_id"],
-            thread_ts=thread,
-            trigger="/summarize",
+        return
+    if reply.ephemeral:  # the result may not be shown to everyone in this channel
+        for message in markdown_messages(reply.text, [footer(command, reply)]):
+            await respond(response_type="ephemeral", replace_original=False, **message)
+        return
+    try:
+        extra = [footer(command, reply), *(steps_blocks(reply.run_id) if reply.run_id else [])]
+        stamps = await post_answer(rt.slack, channel, None, reply.text, extra)
+    except SlackApiError as exc:
+        error = exc.response.get("error") if exc.response else str(exc)
+        log.warning("run %s: could not post in %s: %s", reply.run_id, channel, error)
+        await respond(
+            response_type="ephemeral",
+            replace_original=False,
+            text=f"{reply.text}\n\n_(I couldn't post this in the channel: {error}. Invite me with "
+            "`/invite @Switchboard` to share results here.)_",
         )
-        await post_answer(rt.slack, channel, thread, text, None)
+        return
+    if command == "/ask" and reply.run_id is not None:
+        await _remember_ask(rt, body, stamps[0], reply)
 
-    async def on_command(ack: Any, body: dict[str, Any], respond: Any) -> None:
+
+async def answer_privately(rt: Runtime, body: dict[str, Any], respond: Any) -> None:
+    """`/switchboard <admin subcommand>`: the answer is for the asker only."""
+    reply = await execute(
+        rt,
+        body["command"],
+        body.get("text", ""),
+        user=body["user_id"],
+        channel=body["channel_id"],
+        team=body.get("team_id", ""),
+    )
+    await respond(response_type="ephemeral", text=reply.text, replace_original=False)
+
+
+async def summarize_this_thread(rt: Runtime, body: dict[str, Any], respond: Any) -> None:
+    channel, thread = body["channel_id"], body["thread_ts"]
+    text = await thread_summary(
+        rt,
+        team=body.get("team_id", ""),
+        channel=channel,
+        user=body["user_id"],
+        thread_ts=thread,
+        trigger="/summarize",
+    )
+    await post_answer(rt.slack, channel, thread, text, None)
+
+
+# What a recorded command job runs; a restarted process finds the runner here by name.
+RUNNERS: dict[str, Runner] = {
+    "workflow": run_and_post,
+    "admin": answer_privately,
+    "thread": summarize_this_thread,
+}
+
+
+def register(app: AsyncApp, rt: Runtime) -> None:
+    async def recorded(kind: str, body: dict[str, Any], ack: Any) -> bool:
+        """The job is in the database; if the database is down, the ack apologises instead."""
+        try:
+            await accept_command(rt, kind, body, RUNNERS)
+            return True
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            log.error("database unavailable, refusing %s: %s", body.get("command"), exc)
+            await ack(response_type="ephemeral", text=DATABASE_DOWN)
+            return False
+
+    async def on_command(ack: Any, body: dict[str, Any]) -> None:
+        """Decide, record the job (before the ack, so no crash loses it), then ack at once."""
         command = body["command"]
         sub = body.get("text", "").strip().split(" ", 1)[0].lower()
         if command == "/switchboard" and sub in SUBCOMMANDS:
-            await ack()  # the answer (it may look up Slack and the database) comes via respond
-            rt.tasks.spawn(answer_privately(body, respond), name=f"/switchboard {sub}")
+            if await recorded("admin", body, ack):
+                await ack()  # the answer (it may look up Slack and the database) comes via respond
             return
         if command == "/summarize" and body.get("thread_ts") and not body.get("text", "").strip():
             # Used inside a thread (Slack includes thread_ts then): summarize that thread, there.
-            await ack(response_type="ephemeral", text="Working on it… (`summarize_thread`)")
-            rt.tasks.spawn(summarize_this_thread(body), name=f"/summarize thread {body['thread_ts']}")
+            if await recorded("thread", body, ack):
+                await ack(response_type="ephemeral", text="Working on it… (`summarize_thread`)")
             return
         if command in HELP_COMMANDS:
             await ack(response_type="ephemeral", text=help_text())
@@ -101,8 +130,8 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         except UsageError as exc:
             await ack(response_type="ephemeral", text=str(exc))
             return
-        await ack(response_type="ephemeral", text=f"Working on it… (`{cmd.workflow}`)")
-        rt.tasks.spawn(run_and_post(body, respond), name=f"{command} {body.get('trigger_id')}")
+        if await recorded("workflow", body, ack):
+            await ack(response_type="ephemeral", text=f"Working on it… (`{cmd.workflow}`)")
 
     for name in [*COMMANDS, *HELP_COMMANDS]:
         app.command(name)(on_command)

@@ -9,7 +9,7 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.runtime import Runtime
 from bot.slack.conversation import Turn, apology_if_database_down
-from bot.slack.turns import take_turn
+from bot.slack.turns import accept
 
 log = logging.getLogger(__name__)
 
@@ -88,42 +88,36 @@ def _team(body: dict[str, Any], event: dict[str, Any]) -> str:
 
 
 def register(app: AsyncApp, rt: Runtime) -> None:
-    async def claim_and_answer(turn: Turn, keys: list[str]) -> None:
+    # The app processes before it responds (bot/slack/app.py), so each listener queues its turn
+    # in the database before Slack gets the ack: once acked, a message survives any crash. A
+    # retried or duplicate delivery finds its turn already queued (bot/slack/turns.py).
+    async def start(turn: Turn) -> None:
         async with apology_if_database_down(rt, turn.channel, turn.reply_thread_ts):
-            if not await rt.db.events.claim(*keys):
-                log.info("skipping a repeated delivery of %s", keys[0])
-                return
-            await take_turn(rt, turn)
-
-    def start(turn: Turn, body: dict[str, Any]) -> None:
-        # One key per delivery and one per Slack message: retries and duplicate event types
-        # for the same message are claimed in the database before any work happens.
-        keys = [f"msg:{turn.channel}:{turn.ts}"]
-        if body.get("event_id"):
-            keys.insert(0, f"event:{body['event_id']}")
-        rt.tasks.spawn(claim_and_answer(turn, keys), name=f"answer {turn.channel}/{turn.ts}")
+            await accept(rt, turn)
 
     @app.event("app_mention")
     async def on_mention(event: dict[str, Any], body: dict[str, Any]) -> None:
         if not is_person_talking(event, rt.bot_user_id) or not event.get("ts") or not event.get("channel"):
             return
-        start(mention_turn(event, _team(body, event)), body)
+        await start(mention_turn(event, _team(body, event)))
 
-    async def follow_up(event: dict[str, Any], body: dict[str, Any]) -> None:
-        team, thread = _team(body, event), event.get("thread_ts")
-        known: set[str] = set()
-        if thread and event.get("channel_type") != "im":
-            channel = event.get("channel", "")
-            if await rt.db.conversations.find(team, channel, thread):
-                if (await rt.db.channel_settings.effective(team, channel)).follow_ups:
-                    known.add(thread)  # else only mentions are answered in this channel's threads
-        turn = message_turn(event, team, rt.bot_user_id, known)
-        if turn is not None:
-            start(turn, body)
+    async def known_threads(team: str, event: dict[str, Any]) -> set[str]:
+        thread = event.get("thread_ts")
+        if not thread or event.get("channel_type") == "im":
+            return set()
+        channel = event.get("channel", "")
+        if not await rt.db.conversations.find(team, channel, thread):
+            return set()
+        if not (await rt.db.channel_settings.effective(team, channel)).follow_ups:
+            return set()  # only mentions are answered in this channel's threads
+        return {thread}
 
     @app.event("message")
     async def on_message(event: dict[str, Any], body: dict[str, Any]) -> None:
         if not is_person_talking(event, rt.bot_user_id):
             return
-        # The thread lookup touches the database: do it after the ack, in a tracked task.
-        rt.tasks.spawn(follow_up(event, body), name=f"message {event.get('ts')}")
+        team = _team(body, event)
+        async with apology_if_database_down(rt, event.get("channel", ""), event.get("thread_ts")):
+            turn = message_turn(event, team, rt.bot_user_id, await known_threads(team, event))
+        if turn is not None:
+            await start(turn)

@@ -1,0 +1,176 @@
+"""Crash recovery: N conversations in flight, the bot kill -9'd at random moments, restarted.
+
+Run by hand:  .venv/bin/python bench/crash_recovery.py [--n 40] [--kills 4] [--processes 1]
+
+The fake Slack and model live in this process (they survive every kill and count what Slack
+saw); the bot runs as real `python -m bot serve` processes behind a round-robin "load balancer".
+Each question is a mention in its own thread, delivered like Slack does: a refused or failed
+delivery is retried (Slack's 3 retries, compressed to 1 s apart). The model takes 0.3-1.5 s per
+answer, so kills land mid-answer. Reports answered-exactly-once %, lost, doubled, placeholders
+left behind, and the time from each kill until every question sent before it was answered.
+Goal: 100% exactly once, 0 lost, 0 doubled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.bot_process import BotProcess, bot_env
+from tests.fakes.openai_server import FakeOpenAI, Reply
+from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_requests import event_body, mention
+
+LEASE_SECONDS = "2"
+SLACK_RETRIES = 3
+
+
+def answer_for(question: str) -> str:
+    return f"answer to {question}"
+
+
+def model(rng: random.Random) -> Any:
+    def respond(body: dict[str, Any]) -> Reply:
+        last = next(m["content"] for m in reversed(body["messages"]) if m["role"] == "user")
+        return Reply(content=answer_for(last.split()[-1]), delay=rng.uniform(0.3, 1.5))
+
+    return respond
+
+
+class Fleet:
+    """The bot processes and a load balancer over them; `kill_one` SIGKILLs and restarts one."""
+
+    def __init__(self, env: dict[str, str], cwd: Path, size: int) -> None:
+        self.env, self.cwd = env, cwd
+        self.procs: list[BotProcess | None] = [None] * size
+        self.turn = 0
+
+    async def start(self) -> None:
+        self.procs = list(await asyncio.gather(*(self._new() for _ in self.procs)))
+
+    async def _new(self) -> BotProcess:
+        return await BotProcess(self.env, self.cwd, "serve").start(timeout=60)
+
+    def pick(self) -> BotProcess | None:
+        self.turn += 1
+        return self.procs[self.turn % len(self.procs)]
+
+    async def kill_one(self, rng: random.Random) -> float:
+        """Kill one process; returns when its replacement is healthy (the kill's time)."""
+        i = rng.randrange(len(self.procs))
+        proc, self.procs[i] = self.procs[i], None
+        assert proc is not None
+        killed = time.monotonic()
+        await proc.kill()
+        self.procs[i] = await self._new()
+        return killed
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(p.stop() for p in self.procs if p is not None))
+
+
+async def deliver(fleet: Fleet, http: aiohttp.ClientSession, body: bytes) -> bool:
+    """Like Slack: the first delivery, then up to 3 retries 1 s apart until a 2xx."""
+    for attempt in range(SLACK_RETRIES + 1):
+        proc = fleet.pick()
+        try:
+            if proc is not None and await proc.event(http, body, retry_num=attempt or None) < 300:
+                return True
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(1.0)
+    return False
+
+
+def shown(slack: FakeSlack, questions: list[str]) -> dict[str, int]:
+    texts = [str(m.get("text", "")) for m in slack.posted(channel="C1")]
+    return {q: texts.count(answer_for(q)) for q in questions}
+
+
+async def main(n: int, kills: int, processes: int, seed: int) -> None:
+    rng = random.Random(seed)
+    slack, llm = FakeSlack(), FakeOpenAI()
+    slack.add_user("U1", "alice")
+    slack.add_channel("C1", "general", members=("U1",))
+    llm.responder = model(rng)
+    await slack.start()
+    await llm.start()
+    with tempfile.TemporaryDirectory() as tmp:
+        env = bot_env(slack, llm, f"sqlite+aiosqlite:///{tmp}/bench.db", WORK_LEASE_SECONDS=LEASE_SECONDS)
+        env["LOG_LEVEL"] = "WARNING"
+        fleet = Fleet(env, Path(tmp), processes)
+        await fleet.start()
+        questions = [f"q{i:03d}" for i in range(n)]
+        kill_times: list[tuple[float, list[str]]] = []
+        sent: list[str] = []
+        async with aiohttp.ClientSession() as http:
+
+            async def send_all() -> None:
+                deliveries = []
+                for i, q in enumerate(questions):
+                    body = event_body(mention(f"<@UBOT> please answer {q}", ts=f"{1000 + i}.000100"))
+                    deliveries.append(asyncio.create_task(deliver(fleet, http, body)))
+                    sent.append(q)
+                    await asyncio.sleep(0.15)
+                assert all(await asyncio.gather(*deliveries)), "a delivery failed 4 times"
+
+            async def kill_randomly() -> None:
+                for _ in range(kills):
+                    await asyncio.sleep(rng.uniform(0.5, 2.5))
+                    before = list(sent)
+                    kill_times.append((await fleet.kill_one(rng), before))
+
+            await asyncio.gather(send_all(), kill_randomly())
+            recovered: list[float] = []
+            deadline = time.monotonic() + 120
+            pending = list(kill_times)
+            while pending and time.monotonic() < deadline:
+                counts = shown(slack, questions)
+                for item in list(pending):
+                    killed, before = item
+                    if all(counts[q] >= 1 for q in before):
+                        recovered.append(time.monotonic() - killed)
+                        pending.remove(item)
+                await asyncio.sleep(0.05)
+            while time.monotonic() < deadline and any(c == 0 for c in shown(slack, questions).values()):
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(3.0)  # anything doubled arrives within a lease or so
+        await fleet.stop()
+    counts = shown(slack, questions)
+    leftovers = sum("Thinking" in str(m.get("text", "")) for m in slack.posted(channel="C1"))
+    once = sum(c == 1 for c in counts.values())
+    lost = sorted(q for q, c in counts.items() if c == 0)
+    doubled = sorted(q for q, c in counts.items() if c > 1)
+    await slack.stop()
+    await llm.stop()
+    print(f"conversations: {n}, kills: {kills}, processes: {processes}, seed: {seed}")
+    print(f"answered exactly once: {once}/{n} ({100 * once / n:.1f}%)")
+    print(f"lost: {len(lost)} {lost[:5]}   doubled: {len(doubled)} {doubled[:5]}")
+    print(f"placeholders left behind: {leftovers}")
+    if recovered:
+        print(
+            f"time from a kill until all earlier questions were answered: median "
+            f"{statistics.median(recovered):.1f} s, max {max(recovered):.1f} s ({len(recovered)} kills)"
+        )
+    print("goal (100% exactly once, 0 lost, 0 doubled):", "met" if once == n else "NOT met")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=40)
+    parser.add_argument("--kills", type=int, default=4)
+    parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=11)
+    args = parser.parse_args()
+    asyncio.run(main(args.n, args.kills, args.processes, args.seed))
