@@ -61,6 +61,7 @@ class DigestScheduler:
         self.takeover_seconds = takeover_seconds
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self._known: dict[int, tuple[str, str]] = {}
+        self._taking: set[str] = set()  # lease keys this process is taking over right now
 
     async def start(self) -> None:
         """Build jobs from the table, catch up on what was missed, then keep time."""
@@ -146,16 +147,25 @@ class DigestScheduler:
         started = 0
         for claim in await self.rt.db.digests.unfinished(datetime.now(UTC) - GRACE):
             fire_time = utc(claim.fire_time)
-            held = await self.rt.db.leases.holder(lease_key(claim.schedule_id, fire_time))
-            if held is not None and held.expires_at >= time.time():
-                continue  # its poster is alive and working
+            key = lease_key(claim.schedule_id, fire_time)
+            held = await self.rt.db.leases.holder(key)
+            if key in self._taking or (held is not None and held.expires_at >= time.time()):
+                continue  # its poster is alive and working (or we are about to be)
             schedule = await self.rt.db.digests.get(claim.schedule_id)
             if schedule is None or schedule.last_status == PAUSED:
                 continue
             log.warning("digest %s at %s: its poster died; taking it over", schedule.id, fire_time)
-            self.rt.tasks.spawn(self.run(schedule, fire_time), name=f"digest takeover {schedule.id}")
+            self._taking.add(key)
+            self.rt.tasks.spawn(self._take(schedule, fire_time, key), name=f"digest takeover {schedule.id}")
             started += 1
         return started
+
+    async def _take(self, schedule: DigestSchedule, fire_time: datetime, key: str) -> None:
+        try:
+            outcome = await self.run(schedule, fire_time)
+            log.info("digest %s at %s taken over: %s", schedule.id, fire_time, outcome)
+        finally:
+            self._taking.discard(key)
 
     async def run(self, schedule: DigestSchedule, fire_time: datetime, *, manual: bool = False) -> str:
         """Lease, claim, summarize, post; retried once; the creator hears about repeated failure."""
