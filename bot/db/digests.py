@@ -1,4 +1,9 @@
-"""Digest schedules and their claims: the scheduler's source of truth."""
+"""Digest schedules and their claims: the scheduler's source of truth.
+
+A claim row records the outcome of one (schedule, fire time): claimed, posted or failed. Who is
+working on a claimed one is a lease (bot/db/leases.py, key bot.digests.delivery.lease_key), so a
+claim whose lease lapsed belongs to a process that died and is taken over.
+"""
 
 from __future__ import annotations
 
@@ -56,6 +61,24 @@ class Digests:
     async def claim(self, schedule_id: int, fire_time: datetime) -> bool:
         """True for exactly one caller per (schedule, fire time), whatever the process."""
         return await self.db.insert_new([DigestClaim(schedule_id=schedule_id, fire_time=fire_time)])
+
+    async def claim_status(self, schedule_id: int, fire_time: datetime) -> str | None:
+        """claimed (someone is posting it, or died doing so), posted, failed; None: never claimed."""
+        async with self.db.session() as s:
+            q = select(DigestClaim.status).where(
+                col(DigestClaim.schedule_id) == schedule_id, col(DigestClaim.fire_time) == fire_time
+            )
+            return (await s.exec(q)).first()
+
+    async def unfinished(self, since: datetime) -> list[DigestClaim]:
+        """Claims still `claimed` for fire times since `since`: in progress, or their owner died."""
+        async with self.db.session() as s:
+            q = (
+                select(DigestClaim)
+                .where(col(DigestClaim.status) == "claimed", col(DigestClaim.fire_time) >= since)
+                .order_by(col(DigestClaim.fire_time))
+            )
+            return list((await s.exec(q)).all())
 
     async def set_claim_status(self, schedule_id: int, fire_time: datetime, status: str) -> None:
         async with self.db.session() as s:

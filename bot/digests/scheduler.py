@@ -1,51 +1,77 @@
 """Scheduled digests: the `digestschedule` table is the truth; APScheduler only keeps time.
 
 Every process that runs the scheduler rebuilds its jobs from the table, re-reads it every
-`sync_seconds` (so a separate clock process sees schedules added by web processes), and claims
-each (schedule, fire time) in the database before posting: a restart, a misfire catch-up or a
-second scheduler process can never post the same digest twice.
+`sync_seconds` (so a separate clock process sees schedules added by web processes), and posts
+each (schedule, fire time) at most once and, despite crashes, at least once:
+
+- the poster holds a lease on the fire time (renewed while it works) and records the outcome
+  in the fire time's claim row (claimed, posted, failed);
+- a claim left `claimed` whose lease lapsed belongs to a process that died mid-digest: every
+  `takeover_seconds` (and at start) a scheduler takes it over under a fresh lease;
+- the digest carries message metadata (bot/digests/delivery.py), so the one taking over first
+  looks in the channel: a digest posted just before its poster died is only marked posted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from slack_sdk.errors import SlackApiError
 
 from bot.db.digests import PAUSED
+from bot.db.leases import LeaseKeeper
 from bot.db.models import DigestSchedule
+from bot.digests.delivery import delete_parts, find_digest, lease_key, post_digest, span, utc
 from bot.digests.grammar import canonical, fires, make_trigger, period_of, previous_fire_time
 from bot.digests.permissions import why_not_post
 from bot.runs import RunFailed, traced_run
 from bot.runtime import Runtime
-from bot.slack.render import post_answer
 from orchestrators.workflows import summarize_channel
 
 log = logging.getLogger(__name__)
 
 GRACE = timedelta(hours=1)  # a fire time missed by less than this is caught up (once) at start
 MAX_PERIOD = timedelta(days=31)
+TAKEN_OVER = "taken over"  # our lease lapsed and another process now posts this fire time
 
 
 class DigestScheduler:
     def __init__(
-        self, rt: Runtime, *, second: str = "0", retry_delay: float = 60.0, sync_seconds: float = 30.0
+        self,
+        rt: Runtime,
+        *,
+        second: str = "0",
+        retry_delay: float = 60.0,
+        sync_seconds: float = 30.0,
+        lease_seconds: float = 30.0,
+        takeover_seconds: float = 15.0,
     ) -> None:
         self.rt = rt
         self.second = second  # tests use "*" so a minute schedule fires every second
         self.retry_delay = retry_delay
         self.sync_seconds = sync_seconds
+        # A poster renews its lease every lease_seconds / 3; a dead one's digest is taken over
+        # at most lease_seconds + takeover_seconds after it died.
+        self.lease_seconds = lease_seconds
+        self.takeover_seconds = takeover_seconds
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self._known: dict[int, tuple[str, str]] = {}
+        self._taking: set[str] = set()  # lease keys this process is taking over right now
 
     async def start(self) -> None:
         """Build jobs from the table, catch up on what was missed, then keep time."""
         self.scheduler.start()
         await self.sync()
         self.scheduler.add_job(self.sync, "interval", seconds=self.sync_seconds, id="sync", coalesce=True)
+        self.scheduler.add_job(
+            self.take_over, "interval", seconds=self.takeover_seconds, id="takeover", coalesce=True
+        )
+        await self.take_over()
         for schedule in await self.rt.db.digests.all():
             self.rt.tasks.spawn(self.catch_up(schedule), name=f"digest catch-up {schedule.id}")
 
@@ -116,8 +142,33 @@ class DigestScheduler:
         if fire is not None and datetime.now(UTC) - fire <= GRACE and fire >= schedule.created_at:
             await self.run(schedule, canonical(fire))
 
+    async def take_over(self) -> int:
+        """Run again each recent claim left `claimed` by a dead process (its lease lapsed or gone)."""
+        started = 0
+        for claim in await self.rt.db.digests.unfinished(datetime.now(UTC) - GRACE):
+            fire_time = utc(claim.fire_time)
+            key = lease_key(claim.schedule_id, fire_time)
+            held = await self.rt.db.leases.holder(key)
+            if key in self._taking or (held is not None and held.expires_at >= time.time()):
+                continue  # its poster is alive and working (or we are about to be)
+            schedule = await self.rt.db.digests.get(claim.schedule_id)
+            if schedule is None or schedule.last_status == PAUSED:
+                continue
+            log.warning("digest %s at %s: its poster died; taking it over", schedule.id, fire_time)
+            self._taking.add(key)
+            self.rt.tasks.spawn(self._take(schedule, fire_time, key), name=f"digest takeover {schedule.id}")
+            started += 1
+        return started
+
+    async def _take(self, schedule: DigestSchedule, fire_time: datetime, key: str) -> None:
+        try:
+            outcome = await self.run(schedule, fire_time)
+            log.info("digest %s at %s taken over: %s", schedule.id, fire_time, outcome)
+        finally:
+            self._taking.discard(key)
+
     async def run(self, schedule: DigestSchedule, fire_time: datetime, *, manual: bool = False) -> str:
-        """Claim, summarize, post; retried once; the creator hears about repeated failure."""
+        """Lease, claim, summarize, post; retried once; the creator hears about repeated failure."""
         assert schedule.id is not None
         if schedule.last_status == PAUSED:
             return "paused"
@@ -131,12 +182,40 @@ class DigestScheduler:
         if why:
             await self._pause(schedule, why)
             return f"paused ({why})"
-        if not await self.rt.db.digests.claim(schedule.id, fire_time):
-            return "already posted"
+        # The lease first, then the claim: a claim is never `claimed` without a live lease
+        # unless its holder died, so whoever sees that may take it over.
+        key, owner = lease_key(schedule.id, fire_time), f"{self.rt.db.leases.owner}/{uuid.uuid4().hex[:8]}"
+        if not await self.rt.db.leases.acquire(key, owner, self.lease_seconds):
+            return "already running"
+        async with self.rt.db.leases.kept(key, owner, self.lease_seconds) as keeper:
+            taking_over = False
+            if not await self.rt.db.digests.claim(schedule.id, fire_time):
+                if await self.rt.db.digests.claim_status(schedule.id, fire_time) != "claimed":
+                    return "already posted"
+                taking_over = True  # claimed, and the lease was free: its poster died
+            try:
+                return await self._attempts(schedule, fire_time, keeper, manual, taking_over)
+            except Exception:
+                # A bug: taking it over again would only repeat it (and the model's cost).
+                await self.rt.db.digests.set_claim_status(schedule.id, fire_time, "failed")
+                raise
+
+    async def _attempts(
+        self,
+        schedule: DigestSchedule,
+        fire_time: datetime,
+        keeper: LeaseKeeper,
+        manual: bool,
+        taking_over: bool,
+    ) -> str:
+        assert schedule.id is not None
         outcome = "failed"
         for attempt in (1, 2):
             try:
-                outcome = await self._post(schedule, fire_time)
+                # A first attempt of a fresh claim has nothing in Slack yet; any other may.
+                outcome = await self._post(schedule, fire_time, keeper, look_first=taking_over or attempt > 1)
+                if outcome == TAKEN_OVER:
+                    return outcome
                 await self.rt.db.digests.set_claim_status(schedule.id, fire_time, "posted")
                 await self.rt.db.digests.record(schedule.id, outcome)
                 return outcome
@@ -153,7 +232,9 @@ class DigestScheduler:
             await self._tell_creator(updated, error)
         return outcome if not manual else f"failed: {error}"
 
-    async def _post(self, schedule: DigestSchedule, fire_time: datetime) -> str:
+    async def _post(
+        self, schedule: DigestSchedule, fire_time: datetime, keeper: LeaseKeeper, *, look_first: bool
+    ) -> str:
         assert schedule.id is not None
         since = await self.rt.db.digests.previous_posted(schedule.id, fire_time)
         if since is None or fire_time - since > MAX_PERIOD:
@@ -167,12 +248,20 @@ class DigestScheduler:
             channel=schedule.channel_id,
             user=schedule.creator_id,
         ) as run:
+            if look_first:
+                seen = await find_digest(
+                    self.rt.slack, schedule.channel_id, schedule.id, fire_time, self.rt.bot_user_id
+                )
+                if seen.posted:
+                    run.finish("ok", error="already in Slack (posted before its poster stopped)")
+                    return "posted"
+                await delete_parts(self.rt.slack, schedule.channel_id, seen.parts)
             info = await self.rt.slack.conversations_info(channel=schedule.source_channel_id)
             name = info["channel"]["name"]
             reply = await summarize_channel(
                 run.ctx, schedule.source_channel_id, name, since.timestamp(), fire_time.timestamp()
             )
-            header = f"*Digest of #{name}* · {_span(since, fire_time, schedule.timezone)}"
+            header = f"*Digest of #{name}* · {span(since, fire_time, schedule.timezone)}"
             if "empty" in reply.notes:
                 if schedule.quiet:
                     run.finish("ok", error="quiet period: nothing posted")
@@ -180,17 +269,11 @@ class DigestScheduler:
                 text = f"{header}\n\nNo activity in #{name} in this period."
             else:
                 text = f"{header}\n\n{reply.text}"
-            footer = {
-                "type": "context",
-                "elements": [
-                    {
-                        "type": "mrkdwn",
-                        "text": f"digest {schedule.id} · {schedule.description} ({schedule.timezone})",
-                    }
-                ],
-            }
             await run.flush()  # the trace behind the digest is durable before it is posted
-            await post_answer(self.rt.slack, schedule.channel_id, None, text, [footer])
+            if keeper.lost:
+                run.finish("ok", error="lease lost: another process posts this digest")
+                return TAKEN_OVER
+            await post_digest(self.rt.slack, schedule, text, fire_time)
         return "posted"
 
     async def _pause(self, schedule: DigestSchedule, why: str) -> None:
@@ -215,22 +298,8 @@ class DigestScheduler:
 
     async def _tell_creator(self, schedule: DigestSchedule, error: str) -> None:
         """A schedule that keeps failing (say, the bot was removed) tells its creator by DM."""
-        try:
-            dm = (await self.rt.slack.conversations_open(users=schedule.creator_id))["channel"]["id"]
-            await self.rt.slack.chat_postMessage(
-                channel=dm,
-                text=(
-                    f"Your digest {schedule.id} into <#{schedule.channel_id}> failed twice: {error}. "
-                    f"Invite me back to the channel, or remove it with `/digest remove {schedule.id}`."
-                ),
-            )
-        except SlackApiError:
-            log.exception("could not tell %s about digest %s", schedule.creator_id, schedule.id)
-
-
-def _span(since: datetime, until: datetime, timezone: str) -> str:
-    from zoneinfo import ZoneInfo
-
-    zone = ZoneInfo(timezone)
-    a, b = since.astimezone(zone), until.astimezone(zone)
-    return f"{a:%a %d %b %H:%M} – {b:%a %d %b %H:%M} ({timezone})"
+        await self._dm(
+            schedule.creator_id,
+            f"Your digest {schedule.id} into <#{schedule.channel_id}> failed twice: {error}. "
+            f"Invite me back to the channel, or remove it with `/digest remove {schedule.id}`.",
+        )

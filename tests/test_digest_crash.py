@@ -1,0 +1,223 @@
+"""After a crash every digest fire time is posted exactly once: leases, takeover, Slack metadata.
+
+A clock process SIGKILLed mid-digest leaves its fire time `claimed` under a lease nobody renews;
+another scheduler takes it over. One that died after posting but before the database heard is
+found in the channel by the digest's metadata and only marked posted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlmodel import col, update
+
+from bot.db import Database
+from bot.db.models import DigestSchedule, Lease
+from bot.digests.delivery import EVENT_TYPE, PART_EVENT_TYPE, lease_key, metadata, post_digest
+from tests import queries
+from tests.bot_process import BotProcess, bot_env
+from tests.conftest import Bot, make_settings
+from tests.fakes.openai_server import Reply
+from tests.test_digest import digest, digests_posted
+
+DEAD = "dead-host:4242:0badcafe"  # the owner of a lease whose process is gone
+
+
+@pytest.fixture
+def slack_now(slack):
+    """The fake stamps messages from 2023 on; a digest is looked for since its fire time, so
+    give it today's clock (Slack's stamps are its wall clock)."""
+    slack._clock = time.time()
+    return slack
+
+
+async def add_daily(bot: Bot, slack, at: datetime) -> DigestSchedule:
+    """Digest 1: #random into #support-digest daily at `at`, created a day before `at`."""
+    await digest(bot, slack, f"add <#C3|support-digest> daily {at:%H:%M} UTC from <#C2|random>")
+    async with bot.rt.db.session() as s:
+        await s.exec(update(DigestSchedule).values(created_at=at - timedelta(days=1)))
+        await s.commit()
+    schedule = await bot.rt.db.digests.get(1)
+    assert schedule is not None
+    return schedule
+
+
+def recent_fire() -> datetime:
+    return datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=5)
+
+
+async def expire_digest_leases(db: Database) -> None:
+    """What lease_seconds without renewals does: the dead holder's lease runs out."""
+    async with db.session() as s:
+        await s.exec(
+            update(Lease).where(col(Lease.key).startswith("digest:")).values(expires_at=time.time() - 1)
+        )
+        await s.commit()
+
+
+async def wait_for_status(db: Database, status: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while [c.status for c in await queries.claims(db, 1)] != [status]:
+        assert time.monotonic() < deadline, f"claims: {await queries.claims(db, 1)}"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_clock_killed_mid_digest_is_taken_over_and_posted_once(slack, llm, db_url, tmp_path) -> None:
+    slack.add_channel("C3", "support-digest", members=("U1",))
+    fire = recent_fire()
+    slack.seed_messages("C2", 3, start_ts=fire.timestamp() - 600, step=60, text="support ticket {i}")
+    web = Bot(make_settings(slack, llm, db_url))  # a web process stores the schedule
+    await web.start()
+    try:
+        await add_daily(web, slack, fire)
+    finally:
+        await web.close()
+    store = Database(db_url)
+    env = bot_env(slack, llm, db_url, RUN_SCHEDULER="true")
+    try:
+        llm.script(Reply(content="The slow summary.", delay=120))
+        first = await BotProcess(env, tmp_path, "clock").start()
+        try:
+            await llm.wait_for_requests(1, timeout=30)  # caught up at start; the summary is under way
+        finally:
+            await first.kill()
+        assert digests_posted(slack, "C3") == []
+        (claim,) = await queries.claims(store, 1)
+        assert claim.status == "claimed"  # at-most-once would leave it so forever
+        held = await store.leases.holder(lease_key(1, fire))
+        assert held is not None and held.expires_at > time.time()  # nobody renews it any more
+        await expire_digest_leases(store)
+
+        llm.script(Reply(content="The summary after the crash."))
+        second = await BotProcess(env, tmp_path, "clock").start()
+        try:
+            await wait_for_status(store, "posted")
+        finally:
+            await second.stop()
+        assert second.proc is not None and second.proc.returncode == 0, second.log[-2000:]
+        assert "taking it over" in second.log
+        (posted,) = digests_posted(slack, "C3")
+        assert "The summary after the crash." in str(posted["blocks"])
+        assert posted["metadata"] == {
+            "event_type": "switchboard_digest",
+            "event_payload": {"digest": 1, "fire": fire.isoformat()},
+        }
+        assert await store.leases.holder(lease_key(1, fire)) is None  # released after posting
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+async def sbot(slack_now, llm, db_url) -> AsyncIterator[Bot]:
+    """A bot whose scheduler takes over every 0.2 s (no schedule of its own fires in a test)."""
+    slack_now.add_channel("C3", "support-digest", members=("U1",))
+    settings = make_settings(slack_now, llm, db_url, RUN_SCHEDULER="true")
+    harness = Bot(settings, retry_delay=0, takeover_seconds=0.2)
+    await harness.start()
+    yield harness
+    await harness.close()
+
+
+async def crashed_at(bot: Bot, fire: datetime) -> None:
+    """The state a process leaves when it dies holding (schedule 1, fire): claimed, lease lapsed."""
+    assert await bot.rt.db.leases.acquire(lease_key(1, fire), DEAD, ttl=-1)
+    assert await bot.rt.db.digests.claim(1, fire)
+
+
+async def test_died_after_posting_before_marking_is_only_marked_posted(sbot: Bot, slack_now, llm) -> None:
+    slack = slack_now
+    fire = recent_fire()
+    # created after its fire time: the catch-up at start leaves it alone
+    await digest(sbot, slack, f"add <#C3|support-digest> daily {fire:%H:%M} UTC from <#C2|random>")
+    schedule = await sbot.rt.db.digests.get(1)
+    assert schedule is not None
+    # The dead process got its digest into Slack, exactly as the scheduler posts one, then died.
+    await post_digest(sbot.rt.slack, schedule, "*Digest of #random* · the dead one's", fire)
+    await crashed_at(sbot, fire)
+    await wait_for_status(sbot.rt.db, "posted")
+    await sbot.idle()
+    (posted,) = digests_posted(slack, "C3")
+    assert "the dead one's" in str(posted["blocks"])
+    assert llm.requests == []  # not summarized again either
+    history = [c for c in slack.calls_to("conversations.history") if c.params.get("channel") == "C3"]
+    assert history and all(c.params.get("include_all_metadata") in (True, "true", "1") for c in history)
+    assert float(history[0].params["oldest"]) < fire.timestamp()
+    schedule = await sbot.rt.db.digests.get(1)
+    assert schedule is not None and schedule.last_status == "posted"
+
+
+async def test_a_takeover_deletes_the_parts_an_interrupted_post_left(sbot: Bot, slack_now, llm) -> None:
+    slack = slack_now
+    fire = recent_fire()
+    slack.seed_messages("C2", 3, start_ts=fire.timestamp() - 600, step=60, text="support ticket {i}")
+    await digest(sbot, slack, f"add <#C3|support-digest> daily {fire:%H:%M} UTC from <#C2|random>")
+    # Died between the parts of a long digest: the first is in Slack, the last (and marker) not.
+    orphan = await sbot.rt.slack.chat_postMessage(
+        channel="C3", text="Digest of #random, part one", metadata=metadata(1, fire, last=False)
+    )
+    other = await sbot.rt.slack.chat_postMessage(  # another fire time's part is not ours to delete
+        channel="C3", text="part of another", metadata=metadata(1, fire - timedelta(days=1), last=False)
+    )
+    llm.script(Reply(content="Three tickets came in."))
+    await crashed_at(sbot, fire)
+    await wait_for_status(sbot.rt.db, "posted")
+    await sbot.idle()
+    assert slack.find("C3", orphan["ts"]) is None
+    assert slack.find("C3", other["ts"]) is not None
+    (posted,) = digests_posted(slack, "C3")
+    assert "Three tickets came in." in str(posted["blocks"])
+    assert posted["metadata"]["event_type"] == EVENT_TYPE
+    assert len(llm.requests) == 1
+
+
+async def test_a_live_lease_is_left_alone_and_an_expired_one_taken_once(slack_now, llm, db_url) -> None:
+    slack = slack_now
+    slack.add_channel("C3", "support-digest", members=("U1",))
+    bot = Bot(make_settings(slack, llm, db_url), retry_delay=0)  # no clock: we call take_over
+    await bot.start()
+    try:
+        fire = recent_fire()
+        slack.seed_messages("C2", 2, start_ts=fire.timestamp() - 600, step=60, text="ticket {i}")
+        await digest(bot, slack, f"add <#C3|support-digest> daily {fire:%H:%M} UTC from <#C2|random>")
+        scheduler = bot.rt.digest_scheduler
+        assert await bot.rt.db.leases.acquire(lease_key(1, fire), "alive-elsewhere", ttl=60)
+        assert await bot.rt.db.digests.claim(1, fire)
+        assert await scheduler.take_over() == 0  # its poster is alive
+        schedule = await bot.rt.db.digests.get(1)
+        assert await scheduler.run(schedule, fire) == "already running"
+        stale = fire - timedelta(hours=2)  # older than GRACE: never posted this late
+        assert await bot.rt.db.digests.claim(1, stale)
+        await expire_digest_leases(bot.rt.db)
+        assert await scheduler.take_over() == 1
+        await bot.idle()
+        assert await scheduler.take_over() == 0
+        assert len(digests_posted(slack, "C3")) == 1
+        claims = {c.fire_time.replace(tzinfo=UTC): c.status for c in await queries.claims(bot.rt.db, 1)}
+        assert claims == {fire: "posted", stale: "claimed"}
+        assert await scheduler.run(schedule, fire) == "already posted"
+    finally:
+        await bot.close()
+
+
+async def test_a_long_digest_marks_only_its_last_part_posted(slack_now, llm, db_url) -> None:
+    slack = slack_now
+    slack.add_channel("C3", "support-digest", members=("U1",))
+    bot = Bot(make_settings(slack, llm, db_url), retry_delay=0)
+    await bot.start()
+    try:
+        slack.seed_messages("C2", 2, start_ts=time.time() - 600, step=60, text="ticket {i}")
+        await digest(bot, slack, "add <#C3|support-digest> daily 09:00 UTC from <#C2|random>")
+        llm.script(Reply(content="\n\n".join(f"Paragraph {i}: " + "busy day " * 100 for i in range(20))))
+        assert "posted" in await digest(bot, slack, "run 1")
+        parts = slack.posted(channel="C3")
+        assert len(parts) == 2
+        (claim,) = await queries.claims(bot.rt.db, 1)
+        expected = {"digest": 1, "fire": claim.fire_time.replace(tzinfo=UTC).isoformat()}
+        assert [p["metadata"]["event_type"] for p in parts] == [PART_EVENT_TYPE, EVENT_TYPE]
+        assert all(p["metadata"]["event_payload"] == expected for p in parts)
+    finally:
+        await bot.close()
