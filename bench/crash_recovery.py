@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import random
 import statistics
 import sys
@@ -100,6 +101,7 @@ def shown(slack: FakeSlack, questions: list[str]) -> dict[str, int]:
 
 async def main(n: int, kills: int, processes: int, seed: int) -> None:
     rng = random.Random(seed)
+    logging.getLogger("aiohttp").setLevel(logging.CRITICAL)  # a killed peer's reset connections
     slack, llm = FakeSlack(), FakeOpenAI()
     slack.add_user("U1", "alice")
     slack.add_channel("C1", "general", members=("U1",))
