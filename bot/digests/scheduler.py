@@ -48,17 +48,18 @@ class DigestScheduler:
         second: str = "0",
         retry_delay: float = 60.0,
         sync_seconds: float = 30.0,
-        lease_seconds: float = 30.0,
-        takeover_seconds: float = 15.0,
+        lease_seconds: float | None = None,
+        takeover_seconds: float | None = None,
     ) -> None:
+        """Lease and takeover default to WORK_LEASE_SECONDS and half of it (like turns)."""
         self.rt = rt
         self.second = second  # tests use "*" so a minute schedule fires every second
         self.retry_delay = retry_delay
         self.sync_seconds = sync_seconds
         # A poster renews its lease every lease_seconds / 3; a dead one's digest is taken over
         # at most lease_seconds + takeover_seconds after it died.
-        self.lease_seconds = lease_seconds
-        self.takeover_seconds = takeover_seconds
+        self.lease_seconds = lease_seconds or rt.settings.work_lease_seconds
+        self.takeover_seconds = takeover_seconds or self.lease_seconds / 2
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self._known: dict[int, tuple[str, str]] = {}
         self._taking: set[str] = set()  # lease keys this process is taking over right now
