@@ -33,7 +33,7 @@ def free_port() -> int:
 
 def bot_env(slack: FakeSlack, llm: FakeOpenAI, db_url: str, **extra: str) -> dict[str, str]:
     """The environment of a bot process: our fakes, our database, no inherited Slack/OpenAI keys."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPENAI_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPENAI_", "DATABASE_"))}
     return env | {
         "PYTHONPATH": str(ROOT),
         "SLACK_BOT_TOKEN": SECRETS[0],
@@ -43,7 +43,7 @@ def bot_env(slack: FakeSlack, llm: FakeOpenAI, db_url: str, **extra: str) -> dic
         "OPENAI_BASE_URL": llm.base_url,
         "DATABASE_URL": db_url,
         "RUN_SCHEDULER": "false",
-        "AUTO_MIGRATE": "true",
+        "AUTO_MIGRATE": "true",  # the default on SQLite only; tests run on both
         **extra,
     }
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.bot_process import bot_env, free_port
 from tests.conftest import Bot
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import mention
 from tests.test_commands import cbot, fakes  # noqa: F401  (fixtures: the bot with weather fakes)
-from tests.test_migrations import bot_env, run_cli, wait_ready
-from tests.test_process import free_port
+from tests.test_migrations import run_cli, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 

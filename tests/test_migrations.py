@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from pathlib import Path
@@ -21,7 +20,8 @@ from bot.config import ConfigError
 from bot.db import Database, schema
 from bot.runtime import create_runtime
 from tests import queries
-from tests.conftest import SIGNING_SECRET, make_settings
+from tests.bot_process import bot_env, free_port
+from tests.conftest import make_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,22 +33,6 @@ async def upgrade_to(db: Database, revision: str) -> None:
 
 async def current_revision(db: Database) -> str | None:
     return (await schema.state(db.engine)).current
-
-
-def bot_env(slack, llm, db_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPENAI_", "DATABASE_"))}
-    return env | {
-        "PYTHONPATH": str(ROOT),
-        "SLACK_BOT_TOKEN": "xoxb-migration-test",
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": slack.api_url,
-        "OPENAI_API_KEY": "sk-migration-test",
-        "OPENAI_BASE_URL": llm.base_url,
-        "DATABASE_URL": db_url,
-        "RUN_SCHEDULER": "false",
-        "AUTO_MIGRATE": "true",  # the default on SQLite only; tests run on both
-        **extra,
-    }
 
 
 async def run_cli(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
@@ -161,7 +145,6 @@ async def test_a_database_from_a_newer_version_is_refused_even_with_auto_migrate
 
 async def test_three_processes_starting_together_on_an_empty_database(slack, llm, db_url, tmp_path) -> None:
     """The old create_all at start raced: CREATE TABLE twice, or a process seeing half a schema."""
-    from tests.test_process import free_port
 
     ports = [free_port() for _ in range(3)]
     procs = [
