@@ -15,6 +15,7 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
+from bot.db.runs import run_values
 from bot.db.trace import DbTrace, StatusSink
 from bot.runtime import Runtime
 from orchestrators.llm import AgentError
@@ -146,7 +147,7 @@ async def traced_run(
     gate of write calls. `model` is the channel's model (the default when None).
     """
     model = (model or rt.settings.openai_model) if rt.llm else None
-    row = rt.db.runs.new(
+    row = run_values(
         trigger,
         conversation_id=conversation_id,
         team_id=team,
@@ -175,7 +176,7 @@ async def traced_run(
         await rt.db.runs.finish(
             run_id,
             status,
-            started_at=row.started_at,
+            started_at=row["started_at"],
             model=model or "",
             steps=trace.take(),
             error=error,

@@ -9,11 +9,12 @@ autocommit connection: three round trips each, no pool checkout, no transaction 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Executable, insert, select, update
+from sqlalchemy import Executable, Update, bindparam, insert, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
@@ -28,6 +29,25 @@ if TYPE_CHECKING:
 
 RUNS = Run.__table__  # type: ignore[attr-defined]  # sqlmodel sets it on every table model
 STEPS = Step.__table__  # type: ignore[attr-defined]
+# Built once: a statement made per write (values coerced, cache key computed) cost as much as
+# the write itself, and so did a table-model instance per run; rows go in as plain parameters.
+INSERT_RUN = insert(RUNS).returning(RUNS.c.id)
+INSERT_STEPS = insert(STEPS)
+RUN_DEFAULTS = {
+    name: field.default for name, field in Run.model_fields.items() if name not in ("id", "started_at")
+}
+
+
+def run_values(trigger: str, **fields: Any) -> dict[str, Any]:
+    """A run's row, not yet written, as plain values: its clock starts now."""
+    return fit_lengths(RUNS, {**RUN_DEFAULTS, "trigger": trigger, "started_at": utcnow(), **fields})
+
+
+@functools.lru_cache(maxsize=64)
+def finish_statement(keys: tuple[str, ...]) -> Update:
+    """The UPDATE that ends a run, for one set of fields (a handful of sets occur)."""
+    values: dict[str, Any] = {key: bindparam(f"v_{key}") for key in keys}
+    return update(RUNS).where(RUNS.c.id == bindparam("run")).values(values).returning(RUNS.c.trigger)
 
 
 def step_rows(run_id: int, steps: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -57,7 +77,9 @@ class Runs:
         self._conn: AsyncConnection | None = None
         self._lock = asyncio.Lock()
 
-    async def _write(self, statement: Executable, rows: Sequence[dict[str, Any]] | None = None) -> Any:
+    async def _write(
+        self, statement: Executable, rows: Sequence[dict[str, Any]] | dict[str, Any] | None = None
+    ) -> Any:
         """One statement on the writer connection, committed on its own (autocommit)."""
         async with self._lock:
             if self._conn is None or self._conn.closed or self._conn.invalidated:
@@ -76,21 +98,15 @@ class Runs:
                 await self._conn.close()
                 self._conn = None
 
-    def new(self, trigger: str, **fields: Any) -> Run:
-        """A run, not yet written: its clock starts now."""
-        return Run(trigger=trigger, **fields)
-
-    async def insert(self, run: Run) -> int:
-        values = fit_lengths(RUNS, run.model_dump(exclude={"id"}))
-        run_id: int = (await self._write(insert(RUNS).values(values).returning(RUNS.c.id))).scalar_one()
-        run.id = run_id
+    async def insert(self, values: dict[str, Any]) -> int:
+        """Write a run made by `run_values`; returns its id."""
+        run_id: int = (await self._write(INSERT_RUN, values)).scalar_one()
         self.started.add(run_id)
         return run_id
 
     async def start(self, trigger: str, **fields: Any) -> Run:
-        run = self.new(trigger, **fields)
-        await self.insert(run)
-        return run
+        values = run_values(trigger, **fields)
+        return Run(id=await self.insert(values), **values)
 
     async def finish(
         self,
@@ -121,20 +137,13 @@ class Runs:
         cost = cost_usd(
             self.db.prices, model, fields.get("prompt_tokens", 0), fields.get("completion_tokens", 0)
         )
-        trigger = (
-            await self._write(
-                update(RUNS)
-                .where(RUNS.c.id == run_id)
-                .values(
-                    status=status,
-                    finished_at=finished_at,
-                    duration_ms=duration_ms,
-                    cost_usd=cost,
-                    **fit_lengths(RUNS, fields),
-                )
-                .returning(RUNS.c.trigger)
-            )
-        ).scalar()
+        values = fit_lengths(
+            RUNS,
+            {"status": status, "finished_at": finished_at, "duration_ms": duration_ms, "cost_usd": cost}
+            | fields,
+        )
+        params = {"run": run_id} | {f"v_{key}": value for key, value in values.items()}
+        trigger = (await self._write(finish_statement(tuple(values)), params)).scalar()
         if trigger is not None:
             metrics.run_finished(trigger, status)
 
@@ -166,7 +175,7 @@ class Runs:
     async def add_steps(self, run_id: int, steps: Sequence[dict[str, Any]]) -> None:
         """Several steps of one run in one insert (the trace batches what queued up)."""
         if steps:
-            await self._write(insert(STEPS), step_rows(run_id, steps))
+            await self._write(INSERT_STEPS, step_rows(run_id, steps))
 
     async def add_step(self, run_id: int, **fields: Any) -> None:
         await self.add_steps(run_id, [fields])
