@@ -14,13 +14,13 @@ from openai import AsyncAzureOpenAI, AsyncOpenAI
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
-    AsyncServerErrorRetryHandler,
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
 from bot.db import Database
 from bot.metrics import CountingWebClient
+from bot.slack.calls import WriteSafeServerErrorRetryHandler
 from orchestrators.llm import Agent, Limits
 from orchestrators.workflows import workflow_tools
 from tools import ToolRegistry, default_tools
@@ -66,14 +66,15 @@ class TaskSet:
 
 
 def slack_client(settings: Settings) -> AsyncWebClient:
-    """A Web API client that waits out 429s and retries transient failures."""
+    """A Web API client that waits out 429s and retries transient failures (never a write that a
+    500 may have applied: bot/slack/calls.py decides those)."""
     return CountingWebClient(
         token=settings.slack_bot_token,
         base_url=settings.slack_api_url,
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(max_retry_count=2),
             AsyncRateLimitErrorRetryHandler(max_retry_count=3),
-            AsyncServerErrorRetryHandler(max_retry_count=2),
+            WriteSafeServerErrorRetryHandler(max_retry_count=2),
         ],
     )
 

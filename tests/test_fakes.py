@@ -220,3 +220,42 @@ def test_signed_requests_verify_with_slack_sdk() -> None:
     assert form["command"] == ["/weather"] and form["text"] == ["Karachi"]
     payload = json.loads(parse_qs(block_actions_body({"action_id": "a1"}).decode())["payload"][0])
     assert payload["type"] == "block_actions" and payload["actions"][0]["action_id"] == "a1"
+
+
+async def test_slack_applied_faults_and_the_metadata_rule(slack: FakeSlack) -> None:
+    """internal_error after the write happened, and metadata shown only to readers who ask for it."""
+    client = slack_client(slack)
+    tag = {"event_type": "switchboard_post", "event_payload": {"post": "p1"}}
+    slack.fail_next("chat.postMessage", error="internal_error", applied=True)
+    with pytest.raises(SlackApiError, match="internal_error"):
+        await client.chat_postMessage(channel="C1", text="posted anyway", metadata=tag)
+    (message,) = slack.posted(channel="C1")
+    assert message["text"] == "posted anyway" and message["metadata"] == tag
+    plain = (await client.conversations_history(channel="C1"))["messages"]
+    assert "metadata" not in plain[0]
+    full = (await client.conversations_history(channel="C1", include_all_metadata=True))["messages"]
+    assert full[0]["metadata"] == tag
+    final = {"event_type": "switchboard_answer", "event_payload": {"tag": "t", "final": True}}
+    await client.chat_update(channel="C1", ts=message["ts"], text="edited", metadata=final)
+    replies = await client.conversations_replies(channel="C1", ts=message["ts"], include_all_metadata=True)
+    assert replies["messages"][0]["metadata"] == final
+    slack.fail_next("chat.delete", error="fatal_error")  # not applied: the message stays
+    with pytest.raises(SlackApiError, match="fatal_error"):
+        await client.chat_delete(channel="C1", ts=message["ts"])
+    assert slack.posted(channel="C1") == [message]
+
+
+async def test_slack_uploads_share_a_file_in_a_thread(slack: FakeSlack) -> None:
+    parent = slack.add_message("C1", "U1", "question")
+    slack.scopes = slack.scopes | {"files:write"}
+    client = slack_client(slack)
+    done = await client.files_upload_v2(
+        channel="C1", thread_ts=parent, content="# The whole answer\n", filename="answer.md", title="Answer"
+    )
+    (shared,) = slack.posted(channel="C1", thread_ts=parent)
+    (file,) = shared["files"]
+    assert done["file"]["id"] == file["id"] and file["name"] == "answer.md" and file["title"] == "Answer"
+    assert slack.files[file["id"]][1] == b"# The whole answer\n"
+    slack.scopes = slack.scopes - {"files:write"}
+    with pytest.raises(SlackApiError, match="missing_scope"):
+        await client.files_upload_v2(channel="C1", content="x", filename="answer.md")

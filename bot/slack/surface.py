@@ -12,9 +12,10 @@ import contextlib
 import logging
 from typing import Any
 
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack.calls import call
+from bot.slack.calls import call, error_of, maybe_applied
 from bot.slack.mentions import neutralize, stable_prefix
 from bot.slack.render import fallback_text, markdown_messages, post_answer
 
@@ -49,6 +50,7 @@ class AnswerSurface:
         self.text = ""  # everything streamed so far
         self.sent = 0  # how much of it Slack has seen
         self.streaming = False
+        self.garbled = False  # Slack may or may not show a streamed chunk: finish() replaces the stream
         self._flusher: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -96,7 +98,7 @@ class AnswerSurface:
     async def flush(self, final: bool = False) -> None:
         """Send what Slack has not seen yet: one append or one edit per interval."""
         async with self._lock:
-            if self.sent >= len(self.text) or self.sent >= STREAM_CAP:
+            if self.sent >= len(self.text) or self.sent >= STREAM_CAP or self.garbled:
                 return
             upto = min(len(self.text), STREAM_CAP)
             if (
@@ -106,21 +108,7 @@ class AnswerSurface:
                 if upto == self.sent:
                     return
             if self.native:
-                chunk = neutralize(self.text[self.sent : upto])
-                if not self.streaming:
-                    started = await call(
-                        self.client.chat_startStream,
-                        channel=self.channel,
-                        thread_ts=self.thread_ts,
-                        markdown_text=chunk,
-                        recipient_team_id=self.team,
-                        recipient_user_id=self.user,
-                    )
-                    self.ts, self.streaming = started["ts"], True
-                else:
-                    await call(
-                        self.client.chat_appendStream, channel=self.channel, ts=self.ts, markdown_text=chunk
-                    )
+                await self._stream(neutralize(self.text[self.sent : upto]))
             else:
                 shown = neutralize(self.text[:upto]) + (" …" if upto < len(self.text) else "")
                 await call(
@@ -131,6 +119,30 @@ class AnswerSurface:
                     blocks=[{"type": "markdown", "text": shown}],
                 )
             self.sent = upto
+
+    async def _stream(self, chunk: str) -> None:
+        """Start or extend the native stream. Neither call is idempotent, so a failure that Slack
+        may have applied is not repeated: the live view stops, and finish() posts clean parts."""
+        try:
+            if not self.streaming:
+                started = await call(
+                    self.client.chat_startStream,
+                    channel=self.channel,
+                    thread_ts=self.thread_ts,
+                    markdown_text=chunk,
+                    recipient_team_id=self.team,
+                    recipient_user_id=self.user,
+                )
+                self.ts, self.streaming = started["ts"], True
+            else:
+                await call(
+                    self.client.chat_appendStream, channel=self.channel, ts=self.ts, markdown_text=chunk
+                )
+        except SlackApiError as exc:
+            if not maybe_applied(exc):
+                raise
+            log.warning("the streamed answer may be garbled (%s); it will be replaced", error_of(exc))
+            self.garbled = True
 
     async def _stop_flusher(self) -> None:
         if self._flusher is not None:
@@ -158,7 +170,7 @@ class AnswerSurface:
         return stamps
 
     async def _finish_native(self, final: str, extra_blocks: list[dict[str, Any]] | None) -> list[str]:
-        fits = len(final) <= STREAM_CAP and self.text == final
+        fits = len(final) <= STREAM_CAP and self.text == final and not self.garbled
         if self.streaming and fits:
             await self.flush(final=True)
             await call(self.client.chat_stopStream, channel=self.channel, ts=self.ts, blocks=extra_blocks)

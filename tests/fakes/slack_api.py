@@ -35,7 +35,7 @@ from tests.fakes.slack_workspace import (
 __all__ = ["BLOCK_LIMIT", "MARKDOWN_LIMIT", "TEXT_LIMIT", "Call", "Channel", "FakeSlack", "SlackFault"]
 
 T = TypeVar("T")
-JSON_FIELDS = ("blocks", "attachments", "prompts", "metadata", "chunks", "loading_messages")
+JSON_FIELDS = ("blocks", "attachments", "prompts", "metadata", "chunks", "loading_messages", "files")
 Params = dict[str, Any]
 
 
@@ -51,6 +51,7 @@ class Failure:
     error: str
     retry_after: int | None
     times: int
+    applied: bool = False  # the call took effect before Slack answered with the error
 
 
 def _page(items: Sequence[T], params: Params, default: int = 100) -> tuple[list[T], str]:
@@ -125,9 +126,14 @@ class FakeSlack(FakeServer, SocketMode, FileMethods, ChatMethods, ViewMethods):
         error: str = "internal_error",
         retry_after: int | None = None,
         times: int = 1,
+        applied: bool = False,
     ) -> None:
-        """The next `times` calls to `method` fail: 429 with Retry-After, a 5xx, or ok=false."""
-        self.failures.setdefault(method, []).append(Failure(status, error, retry_after, times))
+        """The next `times` calls to `method` fail: 429 with Retry-After, a 5xx, or ok=false.
+
+        `applied=True` is Slack's internal_error/fatal_error case: the call is carried out (state
+        changes) and the error is answered anyway, so a blind retry would do it twice.
+        """
+        self.failures.setdefault(method, []).append(Failure(status, error, retry_after, times, applied))
 
     # --- HTTP ---------------------------------------------------------------------------------
     async def _response(self, request: web.Request) -> web.Response:
@@ -162,10 +168,15 @@ class FakeSlack(FakeServer, SocketMode, FileMethods, ChatMethods, ViewMethods):
         if not token.startswith(("xox", "xapp")):
             return web.json_response({"ok": False, "error": "invalid_auth"})
         if failure := self._take_failure(method):
+            if failure.applied:
+                self._answer(method, params)  # whatever it did stays done; its answer is lost
             if failure.status == 429:
                 headers = {"Retry-After": str(failure.retry_after or 1)}
                 return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers=headers)
             return web.json_response({"ok": False, "error": failure.error}, status=failure.status)
+        return self._answer(method, params)
+
+    def _answer(self, method: str, params: Params) -> web.Response:
         handler = getattr(self, "m_" + method.replace(".", "_"), None)
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method"})
@@ -224,7 +235,7 @@ class FakeSlack(FakeServer, SocketMode, FileMethods, ChatMethods, ViewMethods):
         )
         page, nxt = _page(NewestFirst(ch.messages, lo, hi), p)
         return {
-            "messages": [_public(m) for m in page],
+            "messages": [_public(m, _flag(p.get("include_all_metadata"))) for m in page],
             "has_more": bool(nxt),
             "response_metadata": {"next_cursor": nxt},
         }
@@ -245,7 +256,7 @@ class FakeSlack(FakeServer, SocketMode, FileMethods, ChatMethods, ViewMethods):
         ]
         page, nxt = _page([parent, *replies], p)
         return {
-            "messages": [_public(m) for m in page],
+            "messages": [_public(m, _flag(p.get("include_all_metadata"))) for m in page],
             "has_more": bool(nxt),
             "response_metadata": {"next_cursor": nxt},
         }
@@ -319,9 +330,11 @@ class FakeSlack(FakeServer, SocketMode, FileMethods, ChatMethods, ViewMethods):
         return {"user": user}
 
 
-def _public(message: dict[str, Any]) -> dict[str, Any]:
-    """A stored message as the API shows it: without the fake's own bookkeeping."""
-    return {k: v for k, v in message.items() if k != "streaming"}
+def _public(message: dict[str, Any], with_metadata: bool) -> dict[str, Any]:
+    """A stored message as the API shows it: without the fake's own bookkeeping, and without its
+    message metadata unless the reader asked for it (`include_all_metadata`, as Slack does)."""
+    hidden = {"streaming"} if with_metadata else {"streaming", "metadata"}
+    return {k: v for k, v in message.items() if k not in hidden}
 
 
 def _refusal(fault: SlackFault) -> web.Response:

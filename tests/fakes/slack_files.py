@@ -4,7 +4,10 @@ File objects are built from the one Slack published in bolt-python's file_share 
 (tests/fixtures/slack/events/bolt-python.test_message_file_share.event_payload.json), with ids and
 URLs pointing at this fake. A download needs `Authorization: Bearer <token with files:read>`;
 without it Slack redirects to its sign-in page instead of sending the file, and so does the fake.
-Also here: views.publish (the Home tab), with Slack's 100-block limit for Home tabs.
+Uploads by the bot go Slack's v2 way (what slack_sdk's files_upload_v2 does): files.getUploadURLExternal
+hands out an upload URL, the bytes are POSTed there, files.completeUploadExternal shares the file in
+a channel or thread as a message of the bot's. Also here: views.publish (the Home tab), with
+Slack's 100-block limit for Home tabs.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.slack_workspace import APP_ID, BOT_ID, TEAM, SlackFault
+from tests.fakes.slack_workspace import APP_ID, BOT_ID, BOT_USER, TEAM, Channel, SlackFault
 
 FILE_SHARE = (
     Path(__file__).resolve().parents[1]
@@ -40,9 +43,14 @@ class FileMethods:
     url: str
     scopes: frozenset[str]
     users: dict[str, dict[str, Any]]
+    member_channel: Any  # from Workspace
+    bot_message: Any
+    store: Any
+    next_ts: Any
 
     def init_files(self) -> None:
         self.files: dict[str, tuple[dict[str, Any], bytes]] = {}
+        self.uploads: dict[str, dict[str, Any]] = {}  # file id -> pending upload (name, length, bytes)
         self.downloads: list[tuple[str, bool]] = []  # (file id, authorized) per GET
         self.home_views: dict[str, dict[str, Any]] = {}  # user -> the view published for them
 
@@ -50,6 +58,7 @@ class FileMethods:
         app.router.add_get("/files-pri/{team_file}/download/{name}", self._download)
         app.router.add_get("/files-pri/{team_file}/{name}", self._download)
         app.router.add_get("/signin", self._signin)
+        app.router.add_post("/upload/{file_id}", self._receive_upload)
 
     def add_file(
         self,
@@ -61,9 +70,10 @@ class FileMethods:
         user: str = "U1",
         size: int | None = None,
         mode: str = "hosted",
+        file_id: str | None = None,
     ) -> dict[str, Any]:
         """A Slack file object (as in event.files[]) whose URLs serve `content` from this fake."""
-        file_id = f"F{next(_ids):08d}"
+        file_id = file_id or f"F{next(_ids):08d}"
         f = published_file()
         if not mimetype.startswith("image/"):
             for key in [k for k in f if k.startswith(("thumb_", "original_"))]:
@@ -103,6 +113,44 @@ class FileMethods:
         return web.Response(
             text="<!DOCTYPE html><html><body>Sign in to Slack</body></html>", content_type="text/html"
         )
+
+    # --- the bot's uploads -----------------------------------------------------------------------
+    def m_files_getUploadURLExternal(self, p: dict[str, Any]) -> dict[str, Any]:
+        name, length = str(p.get("filename") or ""), int(p.get("length") or 0)
+        if not name or length <= 0:
+            raise SlackFault("invalid_arguments", "[ERROR] filename and a positive length are required")
+        file_id = f"F{next(_ids):08d}"
+        self.uploads[file_id] = {"name": name, "length": length, "data": None}
+        return {"upload_url": f"{self.url}/upload/{file_id}", "file_id": file_id}
+
+    async def _receive_upload(self, request: web.Request) -> web.Response:
+        pending = self.uploads.get(request.match_info["file_id"])
+        if pending is None:
+            raise web.HTTPNotFound()
+        pending["data"] = await request.read()
+        return web.Response(text=f"OK - {len(pending['data'])}")
+
+    def m_files_completeUploadExternal(self, p: dict[str, Any]) -> dict[str, Any]:
+        """Share the uploaded files in `channel_id` (a thread when `thread_ts`): one bot message."""
+        given = p.get("files")
+        if not isinstance(given, list) or not given:
+            raise SlackFault("invalid_arguments", "[ERROR] missing required field: files")
+        pending = [(f, self.uploads.get(str(f.get("id")))) for f in given]
+        if any(up is None or up["data"] is None for _, up in pending):
+            raise SlackFault("file_not_found")
+        ch: Channel | None = self.member_channel(p, "channel_id") if p.get("channel_id") else None
+        shared = []
+        for f, up in pending:
+            assert up is not None
+            del self.uploads[str(f["id"])]
+            obj = self.add_file(up["name"], up["data"], "text/plain", user=BOT_USER, file_id=str(f["id"]))
+            obj["title"] = f.get("title") or up["name"]
+            shared.append(obj)
+        if ch is not None:
+            msg = self.bot_message({"text": p.get("initial_comment") or ""}, self.next_ts())
+            msg |= {"files": shared, "upload": True, "display_as_bot": False}
+            self.store(ch, msg, p.get("thread_ts"))
+        return {"files": [{"id": f["id"], "title": f["title"]} for f in shared]}
 
     def m_views_publish(self, p: dict[str, Any]) -> dict[str, Any]:
         user, view = p.get("user_id"), p.get("view")

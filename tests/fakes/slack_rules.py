@@ -50,6 +50,8 @@ METHOD_SCOPES: dict[str, str | None] = {
     "views.publish": None,
     "views.open": None,
     "files.info": "files:read",
+    "files.getUploadURLExternal": "files:write",
+    "files.completeUploadExternal": "files:write",
     "files.download": "files:read",  # not a method: GET of a file's url_private(_download)
 }
 FREE_FORM = {"blocks", "attachments"}  # Block Kit: what the bot posted comes back as it was

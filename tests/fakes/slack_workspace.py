@@ -8,6 +8,7 @@ workspace directly. Top-level messages stay sorted by ts, so range queries are b
 from __future__ import annotations
 
 import bisect
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -99,7 +100,7 @@ class Workspace:
         self.users: dict[str, dict[str, Any]] = {}
         self.channels: dict[str, Channel] = {}
         self.bot_posts: list[tuple[Channel, dict[str, Any]]] = []  # what posted() reads
-        self._clock = 1_700_000_000.0
+        self._clock = 0.0
         self.add_user(BOT_USER, "switchboard", is_bot=True)
 
     # --- setup --------------------------------------------------------------------------------
@@ -146,8 +147,9 @@ class Workspace:
         return self.channels[id]
 
     def next_ts(self) -> str:
-        """A fresh, strictly increasing message timestamp."""
-        self._clock += 1
+        """A fresh, strictly increasing message timestamp from the wall clock, as Slack's are:
+        the bot may look its own posts up in a window of time (bot/slack/calls.py)."""
+        self._clock = round(max(time.time(), self._clock + 0.000001), 6)
         return f"{self._clock:.6f}"
 
     def add_message(
