@@ -27,14 +27,6 @@ from tests.test_digest import digest, digests_posted
 DEAD = "dead-host:4242:0badcafe"  # the owner of a lease whose process is gone
 
 
-@pytest.fixture
-def slack_now(slack):
-    """The fake stamps messages from 2023 on; a digest is looked for since its fire time, so
-    give it today's clock (Slack's stamps are its wall clock)."""
-    slack._clock = time.time()
-    return slack
-
-
 async def add_daily(bot: Bot, slack, at: datetime) -> DigestSchedule:
     """Digest 1: #random into #support-digest daily at `at`, created a day before `at`."""
     await digest(bot, slack, f"add <#C3|support-digest> daily {at:%H:%M} UTC from <#C2|random>")
@@ -102,20 +94,19 @@ async def test_a_clock_killed_mid_digest_is_taken_over_and_posted_once(slack, ll
         assert "taking it over" in second.log
         (posted,) = digests_posted(slack, "C3")
         assert "The summary after the crash." in str(posted["blocks"])
-        assert posted["metadata"] == {
-            "event_type": "switchboard_digest",
-            "event_payload": {"digest": 1, "fire": fire.isoformat()},
-        }
+        assert posted["metadata"]["event_type"] == "switchboard_digest"
+        assert posted["metadata"]["event_payload"]["digest"] == 1
+        assert posted["metadata"]["event_payload"]["fire"] == fire.isoformat()
         assert await store.leases.holder(lease_key(1, fire)) is None  # released after posting
     finally:
         await store.close()
 
 
 @pytest.fixture
-async def sbot(slack_now, llm, db_url) -> AsyncIterator[Bot]:
+async def sbot(slack, llm, db_url) -> AsyncIterator[Bot]:
     """A bot whose scheduler takes over every 0.2 s (no schedule of its own fires in a test)."""
-    slack_now.add_channel("C3", "support-digest", members=("U1",))
-    settings = make_settings(slack_now, llm, db_url, RUN_SCHEDULER="true")
+    slack.add_channel("C3", "support-digest", members=("U1",))
+    settings = make_settings(slack, llm, db_url, RUN_SCHEDULER="true")
     harness = Bot(settings, retry_delay=0, takeover_seconds=0.2)
     await harness.start()
     yield harness
@@ -128,8 +119,7 @@ async def crashed_at(bot: Bot, fire: datetime) -> None:
     assert await bot.rt.db.digests.claim(1, fire)
 
 
-async def test_died_after_posting_before_marking_is_only_marked_posted(sbot: Bot, slack_now, llm) -> None:
-    slack = slack_now
+async def test_died_after_posting_before_marking_is_only_marked_posted(sbot: Bot, slack, llm) -> None:
     fire = recent_fire()
     # created after its fire time: the catch-up at start leaves it alone
     await digest(sbot, slack, f"add <#C3|support-digest> daily {fire:%H:%M} UTC from <#C2|random>")
@@ -150,8 +140,7 @@ async def test_died_after_posting_before_marking_is_only_marked_posted(sbot: Bot
     assert schedule is not None and schedule.last_status == "posted"
 
 
-async def test_a_takeover_deletes_the_parts_an_interrupted_post_left(sbot: Bot, slack_now, llm) -> None:
-    slack = slack_now
+async def test_a_takeover_deletes_the_parts_an_interrupted_post_left(sbot: Bot, slack, llm) -> None:
     fire = recent_fire()
     slack.seed_messages("C2", 3, start_ts=fire.timestamp() - 600, step=60, text="support ticket {i}")
     await digest(sbot, slack, f"add <#C3|support-digest> daily {fire:%H:%M} UTC from <#C2|random>")
@@ -174,8 +163,7 @@ async def test_a_takeover_deletes_the_parts_an_interrupted_post_left(sbot: Bot, 
     assert len(llm.requests) == 1
 
 
-async def test_a_live_lease_is_left_alone_and_an_expired_one_taken_once(slack_now, llm, db_url) -> None:
-    slack = slack_now
+async def test_a_live_lease_is_left_alone_and_an_expired_one_taken_once(slack, llm, db_url) -> None:
     slack.add_channel("C3", "support-digest", members=("U1",))
     bot = Bot(make_settings(slack, llm, db_url), retry_delay=0)  # no clock: we call take_over
     await bot.start()
@@ -203,8 +191,7 @@ async def test_a_live_lease_is_left_alone_and_an_expired_one_taken_once(slack_no
         await bot.close()
 
 
-async def test_a_long_digest_marks_only_its_last_part_posted(slack_now, llm, db_url) -> None:
-    slack = slack_now
+async def test_a_long_digest_marks_only_its_last_part_posted(slack, llm, db_url) -> None:
     slack.add_channel("C3", "support-digest", members=("U1",))
     bot = Bot(make_settings(slack, llm, db_url), retry_delay=0)
     await bot.start()
@@ -218,6 +205,6 @@ async def test_a_long_digest_marks_only_its_last_part_posted(slack_now, llm, db_
         (claim,) = await queries.claims(bot.rt.db, 1)
         expected = {"digest": 1, "fire": claim.fire_time.replace(tzinfo=UTC).isoformat()}
         assert [p["metadata"]["event_type"] for p in parts] == [PART_EVENT_TYPE, EVENT_TYPE]
-        assert all(p["metadata"]["event_payload"] == expected for p in parts)
+        assert all(p["metadata"]["event_payload"].items() >= expected.items() for p in parts)
     finally:
         await bot.close()

@@ -111,8 +111,9 @@ async def find_digest(
             meta = message.get("metadata") or {}
             if bot_user is not None and message.get("user") != bot_user:
                 continue  # only our own posts count, whatever another app writes
-            if meta.get("event_payload") != wanted:
-                continue
+            payload = meta.get("event_payload") or {}
+            if {key: payload.get(key) for key in wanted} != wanted:
+                continue  # (the payload also carries the post's own id: bot/slack/calls.py)
             if meta.get("event_type") == EVENT_TYPE:
                 found.posted = True
             elif meta.get("event_type") == PART_EVENT_TYPE:
