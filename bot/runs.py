@@ -177,6 +177,7 @@ async def traced_run(
             run_id,
             status,
             started_at=row["started_at"],
+            trigger=trigger,
             model=model or "",
             steps=trace.take(),
             error=error,

@@ -104,3 +104,33 @@ async def test_an_answer_reaches_slack_only_after_its_steps_are_written(slack, l
     # model, get_weather with its geocode and get_forecast, model: all written by the final post
     last = [steps for _, params, steps in seen if "Sunny in Karachi all day." in params][-1]
     assert last == 5
+
+
+async def test_a_run_written_below_sqlalchemy_reads_back_the_same(db: Database) -> None:
+    """On SQLite, runs and steps skip SQLAlchemy for speed; what the ORM reads must not differ."""
+    run = await db.runs.start("mention", team_id="T1", channel_id="C1", user_id="U1", model="m" * 300)
+    assert run.id is not None
+    await db.runs.finish(
+        run.id,
+        "ok",
+        started_at=run.started_at,
+        model=run.model,
+        trigger="mention",
+        steps=[{"kind": "tool", "name": "get_weather", "output_chars": 3}],
+        prompt_tokens=12,
+        answer_ts="1.1",
+    )
+    stored = await queries.run(db, run.id)
+    assert stored is not None
+    assert (stored.status, stored.trigger, stored.prompt_tokens, stored.answer_ts) == (
+        "ok",
+        "mention",
+        12,
+        "1.1",
+    )
+    assert stored.model is not None and len(stored.model) == 100  # cut to its column
+    assert stored.started_at.replace(tzinfo=None) == run.started_at.replace(tzinfo=None)
+    assert stored.finished_at is not None and stored.finished_at >= stored.started_at
+    assert stored.duration_ms is not None and stored.duration_ms >= 0
+    (step,) = await queries.steps(db, run.id)
+    assert (step.kind, step.name, step.output_chars) == ("tool", "get_weather", 3)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -33,9 +34,16 @@ STEPS = Step.__table__  # type: ignore[attr-defined]
 # the write itself, and so did a table-model instance per run; rows go in as plain parameters.
 INSERT_RUN = insert(RUNS).returning(RUNS.c.id)
 INSERT_STEPS = insert(STEPS)
-RUN_DEFAULTS = {
-    name: field.default for name, field in Run.model_fields.items() if name not in ("id", "started_at")
-}
+
+
+def _defaults(model: Any, *computed: str) -> dict[str, Any]:
+    """The plain defaults of a table model's optional fields (Core applies no pydantic ones)."""
+    fields = model.model_fields.items()
+    return {n: f.default for n, f in fields if not f.is_required() and n not in ("id", *computed)}
+
+
+RUN_DEFAULTS = _defaults(Run, "started_at")
+STEP_DEFAULTS = _defaults(Step, "created_at")
 
 
 def run_values(trigger: str, **fields: Any) -> dict[str, Any]:
@@ -50,12 +58,31 @@ def finish_statement(keys: tuple[str, ...]) -> Update:
     return update(RUNS).where(RUNS.c.id == bindparam("run")).values(values).returning(RUNS.c.trigger)
 
 
+@functools.lru_cache(maxsize=64)
+def sqlite_insert(table: str, keys: tuple[str, ...]) -> str:
+    columns = ", ".join(f'"{key}"' for key in keys)
+    return f'INSERT INTO "{table}" ({columns}) VALUES ({", ".join("?" * len(keys))})'
+
+
+@functools.lru_cache(maxsize=64)
+def sqlite_update(table: str, keys: tuple[str, ...]) -> str:
+    assignments = ", ".join(f'"{key}" = ?' for key in keys)
+    return f'UPDATE "{table}" SET {assignments} WHERE id = ?'
+
+
+def sqlite_value(value: Any) -> Any:
+    """As SQLAlchemy's SQLite DateTime stores it (naive text, microseconds), so reads agree."""
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f") if isinstance(value, datetime) else value
+
+
 def step_rows(run_id: int, steps: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows for a Core insert: Core knows no pydantic default factories, so fill them here."""
     now = utcnow()
     for row in steps:
         metrics.step_recorded(row)
-    return [fit_lengths(STEPS, {"run_id": run_id, "created_at": now, **row}) for row in steps]
+    return [
+        fit_lengths(STEPS, {**STEP_DEFAULTS, "run_id": run_id, "created_at": now, **row}) for row in steps
+    ]
 
 
 def cost_usd(
@@ -75,6 +102,7 @@ class Runs:
         self.db = db
         self.started: set[int] = set()  # runs this process started (to interrupt at shutdown)
         self._conn: AsyncConnection | None = None
+        self._raw: tuple[AsyncConnection, Any] | None = None
         self._lock = asyncio.Lock()
 
     async def _write(
@@ -92,6 +120,31 @@ class Runs:
                     self._conn = None  # a fresh connection next time
                 raise
 
+    async def _sqlite(self, sql: str, rows: Sequence[Sequence[Any]]) -> int | None:
+        """The same writer connection, below SQLAlchemy: one trip to SQLite's thread per write
+        instead of several (the trace is on every answer's path). Returns the last row id."""
+        async with self._lock:
+            if self._conn is None or self._conn.closed or self._conn.invalidated:
+                conn = await self.db.engine.connect()
+                self._conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            if self._raw is None or self._raw[0] is not self._conn:
+                self._raw = (self._conn, (await self._conn.get_raw_connection()).driver_connection)
+            raw: Any = self._raw[1]  # aiosqlite's connection under SQLAlchemy's
+            converted = [[sqlite_value(v) for v in row] for row in rows]
+            try:
+                if len(converted) == 1:
+                    cursor = await raw.execute(sql, converted[0])
+                else:
+                    cursor = await raw.executemany(sql, converted)
+            except sqlite3.Error as exc:  # as SQLAlchemy would raise it: callers catch those
+                raise DBAPIError.instance(sql, converted, exc, sqlite3.Error) from exc
+            last: int | None = cursor.lastrowid
+            return last
+
+    @property
+    def _fast(self) -> bool:
+        return self.db.dialect == "sqlite"
+
     async def close(self) -> None:
         async with self._lock:
             if self._conn is not None:
@@ -100,7 +153,12 @@ class Runs:
 
     async def insert(self, values: dict[str, Any]) -> int:
         """Write a run made by `run_values`; returns its id."""
-        run_id: int = (await self._write(INSERT_RUN, values)).scalar_one()
+        if self._fast:
+            sql = sqlite_insert("run", tuple(values))
+            run_id = await self._sqlite(sql, [list(values.values())])
+            assert run_id is not None
+        else:
+            run_id = (await self._write(INSERT_RUN, values)).scalar_one()
         self.started.add(run_id)
         return run_id
 
@@ -116,10 +174,11 @@ class Runs:
         started_at: datetime | None = None,
         steps: Sequence[dict[str, Any]] = (),
         model: str | None = None,
+        trigger: str | None = None,
         **fields: Any,
     ) -> None:
-        """End the run, writing its last `steps` first; `started_at` and `model` (the run's, for its
-        cost at MODEL_PRICES) save a read."""
+        """End the run, writing its last `steps` first; `started_at`, `model` (the run's, for its
+        cost at MODEL_PRICES) and `trigger` (for the metrics) save a read."""
         self.started.discard(run_id)
         finished_at = utcnow()
         await self.add_steps(run_id, steps)
@@ -142,8 +201,11 @@ class Runs:
             {"status": status, "finished_at": finished_at, "duration_ms": duration_ms, "cost_usd": cost}
             | fields,
         )
-        params = {"run": run_id} | {f"v_{key}": value for key, value in values.items()}
-        trigger = (await self._write(finish_statement(tuple(values)), params)).scalar()
+        if self._fast and trigger is not None:
+            await self._sqlite(sqlite_update("run", tuple(values)), [[*values.values(), run_id]])
+        else:
+            params = {"run": run_id} | {f"v_{key}": value for key, value in values.items()}
+            trigger = (await self._write(finish_statement(tuple(values)), params)).scalar()
         if trigger is not None:
             metrics.run_finished(trigger, status)
 
@@ -174,8 +236,14 @@ class Runs:
 
     async def add_steps(self, run_id: int, steps: Sequence[dict[str, Any]]) -> None:
         """Several steps of one run in one insert (the trace batches what queued up)."""
-        if steps:
-            await self._write(INSERT_STEPS, step_rows(run_id, steps))
+        if not steps:
+            return
+        rows = step_rows(run_id, steps)
+        keys = tuple(rows[0])
+        if self._fast and all(tuple(row) == keys for row in rows):
+            await self._sqlite(sqlite_insert("step", keys), [list(row.values()) for row in rows])
+        else:
+            await self._write(INSERT_STEPS, rows)
 
     async def add_step(self, run_id: int, **fields: Any) -> None:
         await self.add_steps(run_id, [fields])
