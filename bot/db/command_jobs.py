@@ -9,11 +9,10 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import col, select, update
 
 from bot.db.models import CommandJob, utcnow
+from bot.db.work import set_state, start_attempt
 
 if TYPE_CHECKING:
     from bot.db.engine import Database
-
-FINISHED = ("done", "failed", "interrupted")
 
 
 class CommandJobs:
@@ -35,26 +34,11 @@ class CommandJobs:
             return await s.get(CommandJob, job_id)
 
     async def start(self, job_id: int) -> int:
-        """Mark the job running under the caller's lease; returns its attempt number."""
-        async with self.db.session() as s:
-            await s.exec(
-                update(CommandJob)
-                .where(col(CommandJob.id) == job_id)
-                .values(state="running", attempts=col(CommandJob.attempts) + 1)
-            )
-            await s.commit()
-            row = await s.get(CommandJob, job_id)
-            assert row is not None
-            await s.refresh(row)
-            return row.attempts
+        """Mark it running under the caller's lease; returns its attempt number (1 = first)."""
+        return await start_attempt(self.db, CommandJob, job_id)
 
     async def set_state(self, job_id: int, state: str) -> None:
-        values: dict[str, Any] = {"state": state}
-        if state in FINISHED:
-            values["finished_at"] = utcnow()
-        async with self.db.session() as s:
-            await s.exec(update(CommandJob).where(col(CommandJob.id) == job_id).values(**values))
-            await s.commit()
+        await set_state(self.db, CommandJob, job_id, state)
 
     async def unfinished(self, max_age: timedelta) -> list[int]:
         """Jobs not finished; older ones are given up (a response_url lives 30 minutes)."""

@@ -10,11 +10,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select, update
 
 from bot.db.models import QueuedTurn, utcnow
+from bot.db.work import set_state, start_attempt
 
 if TYPE_CHECKING:
     from bot.db.engine import Database
-
-FINISHED = ("done", "failed", "interrupted")
 
 
 class Turns:
@@ -52,12 +51,7 @@ class Turns:
             return (await s.exec(q)).first()
 
     async def set_state(self, turn_id: int, state: str) -> None:
-        values: dict[str, Any] = {"state": state}
-        if state in FINISHED:
-            values["finished_at"] = utcnow()
-        async with self.db.session() as s:
-            await s.exec(update(QueuedTurn).where(col(QueuedTurn.id) == turn_id).values(**values))
-            await s.commit()
+        await set_state(self.db, QueuedTurn, turn_id, state)
 
     async def state(self, turn_id: int) -> str | None:
         async with self.db.session() as s:
@@ -65,18 +59,8 @@ class Turns:
             return row.state if row else None
 
     async def start(self, turn_id: int) -> int:
-        """Mark a turn running under the caller's lease; returns its attempt number (1 = first)."""
-        async with self.db.session() as s:
-            await s.exec(
-                update(QueuedTurn)
-                .where(col(QueuedTurn.id) == turn_id)
-                .values(state="running", attempts=col(QueuedTurn.attempts) + 1)
-            )
-            await s.commit()
-            row = await s.get(QueuedTurn, turn_id)
-            assert row is not None
-            await s.refresh(row)
-            return row.attempts
+        """Mark it running under the caller's lease; returns its attempt number (1 = first)."""
+        return await start_attempt(self.db, QueuedTurn, turn_id)
 
     async def requeue_running(self, conversation_id: int, max_attempts: int) -> list[QueuedTurn]:
         """Turns a crashed owner left `running` go back in line to be redone (the new holder

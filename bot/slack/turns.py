@@ -22,7 +22,7 @@ from datetime import timedelta
 
 from bot import metrics
 from bot.db.models import QueuedTurn
-from bot.db.turns import FINISHED
+from bot.db.work import FINISHED
 from bot.runtime import Runtime
 from bot.slack.conversation import Turn, answer, give_up
 
