@@ -1,7 +1,10 @@
-"""Daily token caps: checked before a run calls the model, and bounding the run that goes ahead."""
+"""What a person may use: daily token caps (checked before a run calls the model, and bounding
+the run that goes ahead) and how many runs they may have in flight at once."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -68,3 +71,35 @@ async def check(rt: Runtime, here: Effective, *, team: str, user: str, channel: 
     user_used = (await rt.db.usage.totals(team, since, user=user)).tokens if user_cap else 0
     channel_used = (await rt.db.usage.totals(team, since, channel=channel)).tokens if channel_cap else 0
     return allowance(user_used, user_cap, channel_used, channel_cap, now)
+
+
+def busy_refusal(cap: int) -> str:
+    answers = "answer" if cap == 1 else "answers"
+    return (
+        f"You already have {cap} {answers} in progress, the most I work on for one person at a time, "
+        "and none finished while this message waited. Please send it again when one is done."
+    )
+
+
+async def run_slot(rt: Runtime, *, team: str, user: str) -> str | None:
+    """Wait until `user` has fewer runs in flight than USER_MAX_CONCURRENT_RUNS; None when a slot
+    is free, a refusal if none frees within AGENT_DEADLINE_SECONDS (a run's own time limit).
+
+    Runs older than twice that deadline are not counted: a process that died left them
+    `running`, and no live run lasts that long. Two runs starting in the same instant may both
+    take the last slot; the cap bounds load, it is not a lock.
+    """
+    cap = rt.settings.user_max_concurrent_runs
+    if not cap:
+        return None
+    patience = rt.settings.agent_deadline
+    give_up_at = time.monotonic() + patience
+    delay = 0.2
+    while True:
+        since = datetime.now(UTC) - timedelta(seconds=2 * patience)
+        if await rt.db.runs.running_for(team, user, since) < cap:
+            return None
+        if time.monotonic() >= give_up_at:
+            return busy_refusal(cap)
+        await asyncio.sleep(delay)
+        delay = min(delay * 1.5, 2.0)

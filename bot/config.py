@@ -100,6 +100,9 @@ class Settings:
     max_tool_calls: int = 40
     tool_concurrency: int = 4
     stream_interval: float = 1.0
+    answer_max_chars: int = 100_000
+    slack_max_messages_per_answer: int = 10
+    user_max_concurrent_runs: int = 3
     extract_workers: int = 2
     openai_vision: bool = False
     file_max_bytes: int = 10_000_000
@@ -299,6 +302,9 @@ def load_settings(
         max_tool_calls=_int(env, "AGENT_MAX_TOOL_CALLS", 40, 1, 1_000),
         tool_concurrency=_int(env, "AGENT_TOOL_CONCURRENCY", 4, 1, 64),
         stream_interval=_float(env, "STREAM_UPDATE_SECONDS", 1.0),
+        answer_max_chars=_int(env, "ANSWER_MAX_CHARS", 100_000, 1_000, 10_000_000),
+        slack_max_messages_per_answer=_int(env, "SLACK_MAX_MESSAGES_PER_ANSWER", 10, 1, 100),
+        user_max_concurrent_runs=_int(env, "USER_MAX_CONCURRENT_RUNS", 3, 0, 1_000),
         extract_workers=_int(env, "EXTRACT_WORKERS", 2, 1, 32),
         openai_vision=_bool(env, "OPENAI_VISION", False),
         file_max_bytes=_int(env, "FILE_MAX_BYTES", 10_000_000, 1_000, 1_000_000_000),

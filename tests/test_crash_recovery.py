@@ -8,10 +8,11 @@ server, in this test process, holds the reply); the fakes keep what Slack saw ac
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from typing import Any
 
 import aiohttp
-import pytest
 from sqlmodel import select
 
 from bot.db import Database
@@ -49,14 +50,37 @@ async def states(db_url: str) -> tuple[list[str], list[str], list[str]]:
         await db.close()
 
 
+def said(slack, event: dict[str, Any]) -> dict[str, Any]:
+    """The user's message as Slack stores it before it sends the event; returns the event."""
+    slack.add_message(event["channel"], event["user"], event["text"], event["ts"], event.get("thread_ts"))
+    return event
+
+
+def kill_once_when(slack, process: BotProcess, applied) -> asyncio.Event:
+    """SIGKILL `process` right after Slack carries out the first call for which `applied(method,
+    params)` is true, before the bot hears Slack's answer; the event is set once it is dead."""
+    killed = asyncio.Event()
+
+    def hook(method: str, params: dict[str, Any]) -> None:
+        if not killed.is_set() and applied(method, params):
+            assert process.proc is not None
+            os.kill(process.proc.pid, signal.SIGKILL)
+            killed.set()
+
+    slack.after_applied.append(hook)
+    return killed
+
+
+def answer_mark(params: dict[str, Any]) -> dict[str, Any]:
+    """The switchboard_answer payload of a chat.* call ({} for other messages)."""
+    metadata = params.get("metadata") or {}
+    return metadata.get("event_payload") or {} if metadata.get("event_type") == "switchboard_answer" else {}
+
+
 def texts(slack, channel: str) -> list[str]:
     return [str(m.get("text", "")) for m in slack.posted(channel=channel)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the dead attempt's placeholder is not adopted yet (AnswerSurface.resume is a stub)",
-)
 async def test_a_mention_whose_process_is_killed_is_answered_once_after_restart(
     slack, llm, db_url, tmp_path
 ) -> None:
@@ -64,7 +88,9 @@ async def test_a_mention_whose_process_is_killed_is_answered_once_after_restart(
     env = bot_env(slack, llm, db_url, WORK_LEASE_SECONDS=LEASE)
     first = await BotProcess(env, tmp_path, "serve").start()
     async with aiohttp.ClientSession() as http:
-        assert await first.event(http, event_body(mention("<@UBOT> hello there", ts="1.1"))) == 200
+        assert (
+            await first.event(http, event_body(said(slack, mention("<@UBOT> hello there", ts="1.1")))) == 200
+        )
         await llm.wait_for_requests(1, timeout=20)
         await first.kill()
         second = await BotProcess(env, tmp_path, "serve").start()
@@ -73,6 +99,7 @@ async def test_a_mention_whose_process_is_killed_is_answered_once_after_restart(
             await asyncio.sleep(1.0)  # anything doubled would have arrived by now
         finally:
             await second.stop()
+
     assert texts(slack, "C1") == ["answer to there"]  # the dead attempt's placeholder became it
     turns, runs, _ = await states(db_url)
     assert turns == ["done"]
@@ -80,15 +107,11 @@ async def test_a_mention_whose_process_is_killed_is_answered_once_after_restart(
     assert "Traceback" not in second.log
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the dead attempt's placeholder is not adopted yet (AnswerSurface.resume is a stub)",
-)
 async def test_slacks_retry_after_the_crash_is_answered_not_dropped(slack, llm, db_url, tmp_path) -> None:
     slow_then_fast(llm)
     env = bot_env(slack, llm, db_url, WORK_LEASE_SECONDS=LEASE)
     first = await BotProcess(env, tmp_path, "serve").start()
-    body = event_body(dm("what about retries", ts="2.1"), event_id="Ev-retry")
+    body = event_body(said(slack, dm("what about retries", ts="2.1")), event_id="Ev-retry")
     async with aiohttp.ClientSession() as http:
         assert await first.event(http, body) == 200
         await llm.wait_for_requests(1, timeout=20)
@@ -106,10 +129,6 @@ async def test_slacks_retry_after_the_crash_is_answered_not_dropped(slack, llm, 
     assert len(llm.requests) == 2  # the killed attempt and the redo; the retries asked nothing
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the dead attempt's placeholder is not adopted yet (AnswerSurface.resume is a stub)",
-)
 async def test_a_survivor_takes_over_the_turns_of_a_killed_process(slack, llm, db_url, tmp_path) -> None:
     """Two web processes on one database; one is killed with a conversation in flight."""
     slow_then_fast(llm)
@@ -118,10 +137,10 @@ async def test_a_survivor_takes_over_the_turns_of_a_killed_process(slack, llm, d
     survivor = await BotProcess(env, tmp_path, "serve").start()
     async with aiohttp.ClientSession() as http:
         try:
-            assert await doomed.event(http, event_body(mention("<@UBOT> one", ts="3.1"))) == 200
+            assert await doomed.event(http, event_body(said(slack, mention("<@UBOT> one", ts="3.1")))) == 200
             await llm.wait_for_requests(1, timeout=20)
             # The next message in the same thread reaches the survivor while the doomed one answers.
-            follow = mention("<@UBOT> two", ts="3.2", thread_ts="3.1")
+            follow = said(slack, mention("<@UBOT> two", ts="3.2", thread_ts="3.1"))
             assert await survivor.event(http, event_body(follow)) == 200
             await doomed.kill()
             await slack.wait_for(lambda: len(texts(slack, "C1")) >= 2, 20, "both answers")
@@ -154,3 +173,69 @@ async def test_a_slash_command_whose_process_is_killed_is_finished_once(slack, l
     assert len(slack.responses) == 0  # "Working on it…" was the ack; nothing else said twice
     _, _, jobs = await states(db_url)
     assert jobs == ["done"]
+
+
+async def test_a_process_killed_just_after_showing_the_answer_does_not_answer_again(
+    slack, llm, db_url, tmp_path
+) -> None:
+    """Slack applied the final edit; the process died before it could mark the turn done."""
+    llm.default = Reply(content="the only answer")
+    env = bot_env(slack, llm, db_url, WORK_LEASE_SECONDS=LEASE)
+    first = await BotProcess(env, tmp_path, "serve").start()
+    killed = kill_once_when(slack, first, lambda m, p: m == "chat.update" and answer_mark(p).get("final"))
+    async with aiohttp.ClientSession() as http:
+        assert await first.event(http, event_body(said(slack, mention("<@UBOT> once", ts="5.1")))) == 200
+        await asyncio.wait_for(killed.wait(), 20)
+        await first.kill()
+        second = await BotProcess(env, tmp_path, "serve").start()
+        try:
+            await _wait_for_states(db_url, ["done"])
+            await asyncio.sleep(1.0)
+        finally:
+            await second.stop()
+    assert texts(slack, "C1") == ["the only answer"]
+    assert len(llm.requests) == 1  # the answer was shown: the model is not asked again
+    assert "Traceback" not in second.log
+
+
+async def test_a_long_answer_cut_short_by_a_kill_is_shown_whole_once(slack, llm, db_url, tmp_path) -> None:
+    """Killed after the second of three parts was posted: the redo keeps one placeholder, drops
+    the orphaned part and posts the three parts once."""
+    paragraphs = [f"Paragraph {i}. " + "word " * 2_000 for i in range(3)]  # ~10 kB each
+    llm.default = Reply(content="\n\n".join(paragraphs))
+    env = bot_env(slack, llm, db_url, WORK_LEASE_SECONDS=LEASE)
+    first = await BotProcess(env, tmp_path, "serve").start()
+    killed = kill_once_when(
+        slack,
+        first,
+        lambda m, p: (
+            m == "chat.postMessage"
+            and answer_mark(p).get("final") is False
+            and str(p.get("text")).startswith("Paragraph 1.")
+        ),
+    )
+    async with aiohttp.ClientSession() as http:
+        assert await first.event(http, event_body(said(slack, mention("<@UBOT> long", ts="6.1")))) == 200
+        await asyncio.wait_for(killed.wait(), 20)
+        await first.kill()
+        assert len(slack.posted(channel="C1")) == 2  # part 0 (the placeholder) and part 1
+        second = await BotProcess(env, tmp_path, "serve").start()
+        try:
+            await _wait_for_states(db_url, ["done"])
+            await asyncio.sleep(1.0)
+        finally:
+            await second.stop()
+    shown = texts(slack, "C1")
+    assert len(shown) == 3 and [p.split(".")[0] for p in shown] == [
+        "Paragraph 0",
+        "Paragraph 1",
+        "Paragraph 2",
+    ]
+    assert len(llm.requests) == 2
+    assert "Traceback" not in second.log
+
+
+async def _wait_for_states(db_url: str, expected: list[str], timeout: float = 20.0) -> None:
+    async with asyncio.timeout(timeout):
+        while (await states(db_url))[0] != expected:
+            await asyncio.sleep(0.2)

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Executable, Update, bindparam, insert, select, update
+from sqlalchemy import Executable, Update, bindparam, func, insert, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
@@ -247,6 +247,21 @@ class Runs:
 
     async def add_step(self, run_id: int, **fields: Any) -> None:
         await self.add_steps(run_id, [fields])
+
+    async def running_for(self, team: str, user: str, since: datetime) -> int:
+        """How many of `user`'s runs started after `since` are still in flight."""
+        async with self.db.session() as s:
+            q = (
+                select_models(func.count())
+                .select_from(Run)
+                .where(
+                    col(Run.team_id) == team,
+                    col(Run.user_id) == user,
+                    col(Run.status) == "running",
+                    col(Run.started_at) >= since,
+                )
+            )
+            return int((await s.exec(q)).one())
 
     async def recent(self, user_id: str, limit: int = 5) -> list[Run]:
         """A user's newest runs, newest first (the Home tab lists them)."""

@@ -84,7 +84,15 @@ def surface_for(rt: Runtime, turn: Turn, tag: str | None) -> AnswerSurface:
         native=AnswerSurface.for_channel(turn.channel, turn.reply_thread_ts),
         interval=rt.settings.stream_interval,
         tag=tag,
+        max_messages=rt.settings.slack_max_messages_per_answer,
     )
+
+
+def capped_answer(text: str, limit: int) -> str:
+    """An answer no longer than ANSWER_MAX_CHARS, saying where it was cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n\n_(The answer was cut here: it was longer than {limit:,} characters.)_"
 
 
 async def give_up(rt: Runtime, turn: Turn, tag: str) -> None:
@@ -122,6 +130,7 @@ async def answer(rt: Runtime, turn: Turn, *, tag: str | None = None, redo: bool 
     here = await rt.db.channel_settings.effective(turn.team, turn.channel)
     where = Where(turn.team, turn.channel, turn.reply_thread_ts, turn.user)
     allowed = await budget.check(rt, here, team=turn.team, user=turn.user, channel=turn.channel)
+    busy = await budget.run_slot(rt, team=turn.team, user=turn.user)
     try:
         async with traced_run(
             rt,
@@ -138,9 +147,10 @@ async def answer(rt: Runtime, turn: Turn, *, tag: str | None = None, redo: bool 
             model=here.model,
         ) as run:
             await surface.begin()
-            if allowed.refusal and rt.llm:  # a daily cap is used up: say when it resets, ask no model
-                await surface.finish(allowed.refusal)
-                run.finish("refused", error=allowed.refusal)
+            refusal = busy or (allowed.refusal if rt.llm else None)
+            if refusal:  # a cap is reached (a daily one says when it resets): ask no model
+                await surface.finish(refusal)
+                run.finish("refused", error=refusal)
                 return
             history = await rt.db.conversations.history(convo.id)
             await note_private_files(rt, run.ctx, turn.channel, history)
@@ -162,7 +172,8 @@ async def answer(rt: Runtime, turn: Turn, *, tag: str | None = None, redo: bool 
             )
             await run.flush()  # the trace behind the answer is durable before the answer is shown
             try:
-                stamps = await surface.finish(result.text, feedback_blocks(run.id) if rt.llm else None)
+                text = capped_answer(result.text, rt.settings.answer_max_chars)
+                stamps = await surface.finish(text, feedback_blocks(run.id) if rt.llm else None)
             except Exception as exc:  # the answer may be half shown: no apology on top of it
                 log.exception("run %s: could not post the answer", run.id)
                 run.finish("failed", error=f"posting the answer failed: {exc}")

@@ -15,14 +15,48 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack.calls import call, error_of, maybe_applied
+from bot.slack.calls import call, error_of, maybe_applied, recent_messages
 from bot.slack.mentions import neutralize, stable_prefix
-from bot.slack.render import fallback_text, markdown_messages, post_answer
+from bot.slack.render import fallback_text, markdown_messages
 
 log = logging.getLogger(__name__)
 
 STREAM_CAP = 10_000  # past this the live view stops growing; the final answer is posted split
 THINKING = "Thinking…"
+ANSWER_EVENT = "switchboard_answer"  # message metadata: which answer a message belongs to
+ATTACHMENT = "answer.md"
+
+
+def answer_metadata(tag: str, final: bool) -> dict[str, Any]:
+    """Marks a message as part of the answer `tag`; `final` only once the whole answer is shown."""
+    return {"event_type": ANSWER_EVENT, "event_payload": {"tag": tag, "final": final}}
+
+
+def answer_tag_of(message: dict[str, Any]) -> tuple[str | None, bool]:
+    """(tag, final) of one of our answer messages; (None, False) for any other message."""
+    metadata = message.get("metadata") or {}
+    if metadata.get("event_type") != ANSWER_EVENT:
+        return None, False
+    payload = metadata.get("event_payload") or {}
+    return payload.get("tag"), payload.get("final") is True
+
+
+def capped_parts(
+    messages: list[dict[str, Any]], limit: int, total_chars: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """At most `limit` messages: past it, the last one says the whole answer is attached as a file.
+
+    Returns the messages to post and whether the file must follow them.
+    """
+    if len(messages) <= limit:
+        return messages, False
+    note = (
+        f"_This answer is {len(messages)} messages long, more than the {limit} I post in a thread. "
+        f"The whole answer ({total_chars:,} characters) is in the file {ATTACHMENT} below._"
+    )
+    extra = [b for b in messages[-1]["blocks"] if b.get("type") != "markdown"]  # the buttons stay last
+    last = {"text": fallback_text(note), "blocks": [{"type": "markdown", "text": note}, *extra]}
+    return [*messages[: limit - 1], last], True
 
 
 class AnswerSurface:
@@ -37,8 +71,10 @@ class AnswerSurface:
         native: bool,
         interval: float = 1.0,
         tag: str | None = None,
+        max_messages: int = 10,
     ) -> None:
-        self.tag = tag
+        self.tag = tag  # marks this answer's messages (metadata), so a later attempt finds them
+        self.max_messages = max(1, max_messages)
         self.client = client
         self.channel = channel
         self.thread_ts = thread_ts
@@ -59,14 +95,57 @@ class AnswerSurface:
         """Native status and streaming only work in assistant threads: DM threads."""
         return channel.startswith("D") and thread_ts is not None
 
-    async def resume(self) -> bool:  # TEMP until branch a lands
+    def _metadata(self, final: bool) -> dict[str, Any]:
+        return {"metadata": answer_metadata(self.tag, final)} if self.tag else {}
+
+    async def resume(self) -> bool:
+        """Take over what an earlier attempt at this answer (its process died) left in Slack.
+
+        True when that attempt had shown the whole answer: there is nothing left to do. Otherwise
+        its first message becomes this attempt's placeholder and its other parts are deleted, so
+        the thread ends with one answer, not a half one and a whole one.
+        """
+        if self.tag is None:
+            return False
+        try:
+            found = await recent_messages(self.client, self.channel, self.thread_ts)
+        except SlackApiError as exc:
+            if error_of(exc) != "thread_not_found":  # its root is gone, and with it what we posted
+                raise
+            found = []
+        mine = sorted((m for m in found if answer_tag_of(m)[0] == self.tag), key=lambda m: float(m["ts"]))
+        if any(answer_tag_of(m)[1] for m in mine):
+            return True
+        if not self.native and mine:
+            self.ts = mine.pop(0)["ts"]
+            await call(
+                self.client.chat_update,
+                channel=self.channel,
+                ts=self.ts,
+                text=f"_{THINKING}_",
+                blocks=[],
+                **self._metadata(False),
+            )
+        for message in mine:  # native answers start again from the status: no placeholder to keep
+            await self._delete(message["ts"])
         return False
+
+    async def _delete(self, ts: str) -> None:
+        try:
+            await call(self.client.chat_delete, channel=self.channel, ts=ts)
+        except SlackApiError as exc:
+            if error_of(exc) != "message_not_found":
+                raise
 
     async def begin(self) -> None:
         if self.native:
             await self.status(THINKING)
-        else:
-            kwargs: dict[str, Any] = {"channel": self.channel, "text": f"_{THINKING}_"}
+        elif self.ts is None:  # else resume() adopted the dead attempt's placeholder
+            kwargs: dict[str, Any] = {
+                "channel": self.channel,
+                "text": f"_{THINKING}_",
+                **self._metadata(False),
+            }
             if self.thread_ts:
                 kwargs["thread_ts"] = self.thread_ts
             self.ts = (await call(self.client.chat_postMessage, **kwargs))["ts"]
@@ -153,35 +232,85 @@ class AnswerSurface:
             self._flusher = None
 
     async def finish(self, final: str, extra_blocks: list[dict[str, Any]] | None = None) -> list[str]:
-        """Make the answer in Slack equal `final`; returns the timestamps of its messages."""
+        """Make the answer in Slack equal `final`; returns the timestamps of its messages.
+
+        The last message is marked final only when everything, attachment included, is shown.
+        """
         await self._stop_flusher()
         if self.native:
-            return await self._finish_native(final, extra_blocks)
-        messages = markdown_messages(final, extra_blocks)
-        first, rest = messages[0], messages[1:]
-        assert self.ts is not None
-        await call(self.client.chat_update, channel=self.channel, ts=self.ts, **first)
-        stamps = [self.ts]
-        for message in rest:
-            kwargs = {"channel": self.channel, **message}
-            if self.thread_ts:
-                kwargs["thread_ts"] = self.thread_ts
-            stamps.append((await call(self.client.chat_postMessage, **kwargs))["ts"])
+            stamps = await self._finish_native(final, extra_blocks)
+        else:
+            assert self.ts is not None
+            messages, attach = capped_parts(
+                markdown_messages(final, extra_blocks), self.max_messages, len(final)
+            )
+            done = len(messages) == 1 and not attach
+            await call(
+                self.client.chat_update,
+                channel=self.channel,
+                ts=self.ts,
+                **messages[0],
+                **self._metadata(done),
+            )
+            stamps = [self.ts, *await self._post(messages[1:], final=not attach)]
+            if attach:
+                await self._attach(final, stamps[-1], messages[-1])
         return stamps
 
     async def _finish_native(self, final: str, extra_blocks: list[dict[str, Any]] | None) -> list[str]:
         fits = len(final) <= STREAM_CAP and self.text == final and not self.garbled
         if self.streaming and fits:
             await self.flush(final=True)
-            await call(self.client.chat_stopStream, channel=self.channel, ts=self.ts, blocks=extra_blocks)
+            await call(
+                self.client.chat_stopStream,
+                channel=self.channel,
+                ts=self.ts,
+                blocks=extra_blocks,
+                **self._metadata(True),
+            )
             stamps = [self.ts] if self.ts else []
         else:
             if self.streaming:  # the live view cannot hold it all: replace it with clean parts
                 await call(self.client.chat_stopStream, channel=self.channel, ts=self.ts)
-                await call(self.client.chat_delete, channel=self.channel, ts=self.ts)
-            stamps = await post_answer(self.client, self.channel, self.thread_ts, final, extra_blocks, call)
+                await self._delete(str(self.ts))
+            messages, attach = capped_parts(
+                markdown_messages(final, extra_blocks), self.max_messages, len(final)
+            )
+            stamps = await self._post(messages, final=not attach)
+            if attach:
+                await self._attach(final, stamps[-1], messages[-1])
         await self.clear()
         return stamps
+
+    async def _post(self, messages: list[dict[str, Any]], *, final: bool) -> list[str]:
+        """Post parts in order in the thread; only the last may carry the final mark."""
+        stamps = []
+        for i, message in enumerate(messages):
+            kwargs = {"channel": self.channel, **message, **self._metadata(final and i == len(messages) - 1)}
+            if self.thread_ts:
+                kwargs["thread_ts"] = self.thread_ts
+            stamps.append((await call(self.client.chat_postMessage, **kwargs))["ts"])
+        return stamps
+
+    async def _attach(self, final: str, last_ts: str, last: dict[str, Any]) -> None:
+        """The whole answer as a file under its shown parts; then the answer is marked final."""
+        try:
+            await self.client.files_upload_v2(
+                channel=self.channel,
+                thread_ts=self.thread_ts,
+                content=final,
+                filename=ATTACHMENT,
+                title="The whole answer",
+            )
+        except Exception as exc:  # the parts are shown; say what is missing rather than fail
+            log.warning("could not attach %s: %s", ATTACHMENT, exc)
+            why = error_of(exc) if isinstance(exc, SlackApiError) else type(exc).__name__
+            text = (
+                f"_I could not attach {ATTACHMENT} with the rest of this answer ({why}). Please ask again._"
+            )
+            await self._post([{"text": text}], final=True)
+            return
+        await call(self.client.chat_update, channel=self.channel, ts=last_ts, **last, **self._metadata(True))
 
     async def clear(self) -> None:
         if self.native:
@@ -195,8 +324,17 @@ class AnswerSurface:
             if self.native:
                 if self.streaming:
                     await call(self.client.chat_stopStream, channel=self.channel, ts=self.ts)
-                await post_answer(self.client, self.channel, self.thread_ts, text, None, call)
-            elif self.ts:
-                await call(self.client.chat_update, channel=self.channel, ts=self.ts, text=text, blocks=[])
+                await self._post(markdown_messages(text), final=True)
+            elif self.ts is None:  # nothing shown yet (or nothing left to adopt): say it anew
+                await self._post([{"text": text}], final=True)
+            else:
+                await call(
+                    self.client.chat_update,
+                    channel=self.channel,
+                    ts=self.ts,
+                    text=text,
+                    blocks=[],
+                    **self._metadata(True),
+                )
         finally:
             await self.clear()

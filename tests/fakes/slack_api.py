@@ -81,6 +81,9 @@ class FakeSlack(FakeServer, SocketMode, FileMethods, ChatMethods, ViewMethods):
         self.calls: list[Call] = []
         self.responses: list[dict[str, Any]] = []  # bodies POSTed to response_url()s
         self.failures: dict[str, list[Failure]] = {}
+        # Called with (method, params) once a call has been carried out, before it is answered:
+        # a crash test SIGKILLs the bot here, after Slack applied a write the bot never hears of.
+        self.after_applied: list[Callable[[str, Params], None]] = []
         self.sockets: list[web.WebSocketResponse] = []
         self.socket_acks: list[dict[str, Any]] = []
 
@@ -192,6 +195,8 @@ class FakeSlack(FakeServer, SocketMode, FileMethods, ChatMethods, ViewMethods):
                 )
             answer = {"ok": True, **handler(params)}
             self.shape_errors += shape_errors(method, answer)
+            for hook in self.after_applied:
+                hook(method, params)
             return web.json_response(answer)
         except SlackFault as fault:
             return _refusal(fault)
