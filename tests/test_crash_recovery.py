@@ -171,8 +171,9 @@ async def test_a_slash_command_whose_process_is_killed_is_finished_once(slack, l
             await second.stop()
     assert len(texts(slack, "C1")) == 1 and "answer to lease" in texts(slack, "C1")[0]
     assert len(slack.responses) == 0  # "Working on it…" was the ack; nothing else said twice
-    _, _, jobs = await states(db_url)
+    _, runs, jobs = await states(db_url)
     assert jobs == ["done"]
+    assert runs == ["interrupted", "ok"]  # the killed attempt's run is not left `running`
 
 
 async def test_a_process_killed_just_after_showing_the_answer_does_not_answer_again(
@@ -239,3 +240,30 @@ async def _wait_for_states(db_url: str, expected: list[str], timeout: float = 20
     async with asyncio.timeout(timeout):
         while (await states(db_url))[0] != expected:
             await asyncio.sleep(0.2)
+
+
+async def test_a_command_killed_after_posting_its_result_does_not_post_it_again(
+    slack, llm, db_url, tmp_path
+) -> None:
+    llm.default = Reply(content="the result")
+    env = bot_env(slack, llm, db_url, WORK_LEASE_SECONDS=LEASE)
+    first = await BotProcess(env, tmp_path, "serve").start()
+    killed = kill_once_when(
+        slack, first, lambda m, p: m == "chat.postMessage" and answer_mark(p).get("final")
+    )
+    body = command_body("/ask", "what is once", response_url=slack.response_url("ask"))
+    async with aiohttp.ClientSession() as http:
+        assert await first.command(http, body) == 200
+        await asyncio.wait_for(killed.wait(), 20)
+        await first.kill()
+        second = await BotProcess(env, tmp_path, "serve").start()
+        try:
+            async with asyncio.timeout(20):
+                while (await states(db_url))[2] != ["done"]:
+                    await asyncio.sleep(0.2)
+            await asyncio.sleep(1.0)
+        finally:
+            await second.stop()
+    assert [t for t in texts(slack, "C1") if "the result" in t] == ["> what is once the result"]
+    assert len(llm.requests) == 1 and len(slack.responses) == 0
+    assert "Traceback" not in second.log

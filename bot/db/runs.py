@@ -234,6 +234,28 @@ class Runs:
             await s.commit()
             return result.rowcount or 0
 
+    async def interrupt_command(
+        self, trigger: str, *, team: str, user: str, channel: str, since: datetime, error: str
+    ) -> int:
+        """Runs of a slash command still `running` since its job was accepted: the job's process
+        died (the caller holds the job's lease). Runs carry no job id, so the same person's same
+        command in the same channel, started since, stands for it."""
+        async with self.db.session() as s:
+            result = await s.exec(
+                update(Run)
+                .where(
+                    col(Run.status) == "running",
+                    col(Run.trigger) == trigger,
+                    col(Run.team_id) == team,
+                    col(Run.user_id) == user,
+                    col(Run.channel_id) == channel,
+                    col(Run.started_at) >= since,
+                )
+                .values(status="interrupted", error=error, finished_at=utcnow())
+            )
+            await s.commit()
+            return result.rowcount or 0
+
     async def add_steps(self, run_id: int, steps: Sequence[dict[str, Any]]) -> None:
         """Several steps of one run in one insert (the trace batches what queued up)."""
         if not steps:

@@ -29,6 +29,8 @@ Runner = Callable[[Runtime, dict[str, Any], Any], Awaitable[None]]  # (rt, comma
 MAX_ATTEMPTS = 3
 RESPONSE_URL_LIFETIME = timedelta(minutes=25)  # Slack's is 30; leave time to answer
 KIND = "_switchboard_kind"  # which runner, stored beside Slack's own fields
+TAG = "_switchboard_tag"  # given to the runner: marks what it posts (answer metadata)
+REDO = "_switchboard_redo"  # given to the runner: a process died running this job before
 GAVE_UP = "Sorry, I was restarted several times while working on `{command}` and gave up. Please try again."
 FAILED = "Sorry, `{command}` failed on my side. Please try again in a moment."
 
@@ -66,7 +68,15 @@ async def run_job(rt: Runtime, job_id: int, runners: Mapping[str, Runner]) -> No
             return
         if attempt > 1:
             log.warning("command job %s: redoing it after its process died", job_id)
-        await _run(rt, job_id, body, respond, runners)
+            await rt.db.runs.interrupt_command(
+                str(body.get("command", "")),
+                team=str(body.get("team_id", "")),
+                user=str(body.get("user_id", "")),
+                channel=str(body.get("channel_id", "")),
+                since=job.created_at,
+                error="its process died; the command was redone",
+            )
+        await _run(rt, job_id, {**body, TAG: f"command{job_id}", REDO: attempt > 1}, respond, runners)
 
 
 async def _run(

@@ -12,6 +12,22 @@ from bot.slack.split import split_markdown
 
 MARKDOWN_BLOCK_LIMIT = 12_000
 FALLBACK_CHARS = 300
+ANSWER_EVENT = "switchboard_answer"  # message metadata: which answer a message belongs to
+
+
+def answer_metadata(tag: str, final: bool) -> dict[str, Any]:
+    """Marks a message as part of the answer `tag`; `final` only once the whole answer is shown,
+    so a process that takes over after a crash knows whether anything is left to do."""
+    return {"event_type": ANSWER_EVENT, "event_payload": {"tag": tag, "final": final}}
+
+
+def answer_tag_of(message: dict[str, Any]) -> tuple[str | None, bool]:
+    """(tag, final) of one of our answer messages; (None, False) for any other message."""
+    metadata = message.get("metadata") or {}
+    if metadata.get("event_type") != ANSWER_EVENT:
+        return None, False
+    payload = metadata.get("event_payload") or {}
+    return payload.get("tag"), payload.get("final") is True
 
 
 def fallback_text(markdown: str) -> str:
@@ -43,14 +59,19 @@ async def post_answer(
     text: str,
     extra_blocks: list[dict[str, Any]] | None = None,
     via: Callable[..., Awaitable[Any]] | None = None,
+    tag: str | None = None,
 ) -> list[str]:
     """Post an answer in order, in one thread; returns the message timestamps.
 
-    `via(fn, **kwargs)` wraps each call (bot.slack.calls.call retries transient failures).
+    `via(fn, **kwargs)` wraps each call (bot.slack.calls.call retries transient failures);
+    `tag` marks the parts with answer_metadata, the last one final.
     """
     stamps = []
-    for message in markdown_messages(text, extra_blocks):
+    messages = markdown_messages(text, extra_blocks)
+    for i, message in enumerate(messages):
         kwargs: dict[str, Any] = {"channel": channel, **message}
+        if tag is not None:
+            kwargs["metadata"] = answer_metadata(tag, i == len(messages) - 1)
         if thread_ts:
             kwargs["thread_ts"] = thread_ts
         if via is not None:

@@ -17,28 +17,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack.calls import call, error_of, maybe_applied, recent_messages
 from bot.slack.mentions import neutralize, stable_prefix
-from bot.slack.render import fallback_text, markdown_messages
+from bot.slack.render import answer_metadata, answer_tag_of, fallback_text, markdown_messages
 
 log = logging.getLogger(__name__)
 
 STREAM_CAP = 10_000  # past this the live view stops growing; the final answer is posted split
 THINKING = "Thinking…"
-ANSWER_EVENT = "switchboard_answer"  # message metadata: which answer a message belongs to
 ATTACHMENT = "answer.md"
-
-
-def answer_metadata(tag: str, final: bool) -> dict[str, Any]:
-    """Marks a message as part of the answer `tag`; `final` only once the whole answer is shown."""
-    return {"event_type": ANSWER_EVENT, "event_payload": {"tag": tag, "final": final}}
-
-
-def answer_tag_of(message: dict[str, Any]) -> tuple[str | None, bool]:
-    """(tag, final) of one of our answer messages; (None, False) for any other message."""
-    metadata = message.get("metadata") or {}
-    if metadata.get("event_type") != ANSWER_EVENT:
-        return None, False
-    payload = metadata.get("event_payload") or {}
-    return payload.get("tag"), payload.get("final") is True
 
 
 def capped_parts(
@@ -57,6 +42,24 @@ def capped_parts(
     extra = [b for b in messages[-1]["blocks"] if b.get("type") != "markdown"]  # the buttons stay last
     last = {"text": fallback_text(note), "blocks": [{"type": "markdown", "text": note}, *extra]}
     return [*messages[: limit - 1], last], True
+
+
+async def tagged_messages(
+    client: AsyncWebClient, channel: str, thread_ts: str | None, tag: str
+) -> list[dict[str, Any]]:
+    """The messages of answer `tag` in a thread (or a channel's recent ones), oldest first."""
+    try:
+        found = await recent_messages(client, channel, thread_ts)
+    except SlackApiError as exc:
+        if error_of(exc) != "thread_not_found":  # its root is gone, and with it what we posted
+            raise
+        return []
+    return sorted((m for m in found if answer_tag_of(m)[0] == tag), key=lambda m: float(m["ts"]))
+
+
+async def answer_shown(client: AsyncWebClient, channel: str, thread_ts: str | None, tag: str) -> bool:
+    """Did an earlier attempt post the whole of answer `tag`?"""
+    return any(answer_tag_of(m)[1] for m in await tagged_messages(client, channel, thread_ts, tag))
 
 
 class AnswerSurface:
@@ -107,13 +110,7 @@ class AnswerSurface:
         """
         if self.tag is None:
             return False
-        try:
-            found = await recent_messages(self.client, self.channel, self.thread_ts)
-        except SlackApiError as exc:
-            if error_of(exc) != "thread_not_found":  # its root is gone, and with it what we posted
-                raise
-            found = []
-        mine = sorted((m for m in found if answer_tag_of(m)[0] == self.tag), key=lambda m: float(m["ts"]))
+        mine = await tagged_messages(self.client, self.channel, self.thread_ts, self.tag)
         if any(answer_tag_of(m)[1] for m in mine):
             return True
         if not self.native and mine:

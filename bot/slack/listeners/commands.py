@@ -12,10 +12,12 @@ from bot.admin import SUBCOMMANDS
 from bot.commands import CommandReply, execute
 from bot.db.engine import database_unavailable
 from bot.runtime import Runtime
-from bot.slack.command_jobs import Runner, accept_command
+from bot.slack.calls import call
+from bot.slack.command_jobs import REDO, TAG, Runner, accept_command
 from bot.slack.conversation import DATABASE_DOWN
 from bot.slack.listeners.shortcuts import thread_summary
 from bot.slack.render import markdown_messages, post_answer, steps_blocks
+from bot.slack.surface import answer_shown
 from orchestrators.workflows.commands import COMMANDS, HELP_COMMANDS, help_text, parse_command
 from orchestrators.workflows.parsing import ASK_USAGE, UsageError, parse_question
 
@@ -30,6 +32,8 @@ def footer(command: str, reply: CommandReply) -> dict[str, Any]:
 async def run_and_post(rt: Runtime, body: dict[str, Any], respond: Any) -> None:
     """A workflow command: run it, post the result in the channel (or privately when it must)."""
     command, channel = body["command"], body["channel_id"]
+    if await _shown_before(rt, body, channel, None):
+        return
     reply = await execute(
         rt,
         command,
@@ -47,7 +51,7 @@ async def run_and_post(rt: Runtime, body: dict[str, Any], respond: Any) -> None:
         return
     try:
         extra = [footer(command, reply), *(steps_blocks(reply.run_id) if reply.run_id else [])]
-        stamps = await post_answer(rt.slack, channel, None, reply.text, extra)
+        stamps = await post_answer(rt.slack, channel, None, reply.text, extra, call, tag=body.get(TAG))
     except SlackApiError as exc:
         error = exc.response.get("error") if exc.response else str(exc)
         log.warning("run %s: could not post in %s: %s", reply.run_id, channel, error)
@@ -77,6 +81,8 @@ async def answer_privately(rt: Runtime, body: dict[str, Any], respond: Any) -> N
 
 async def summarize_this_thread(rt: Runtime, body: dict[str, Any], respond: Any) -> None:
     channel, thread = body["channel_id"], body["thread_ts"]
+    if await _shown_before(rt, body, channel, thread):
+        return
     text = await thread_summary(
         rt,
         team=body.get("team_id", ""),
@@ -85,7 +91,21 @@ async def summarize_this_thread(rt: Runtime, body: dict[str, Any], respond: Any)
         thread_ts=thread,
         trigger="/summarize",
     )
-    await post_answer(rt.slack, channel, thread, text, None)
+    await post_answer(rt.slack, channel, thread, text, None, call, tag=body.get(TAG))
+
+
+async def _shown_before(rt: Runtime, body: dict[str, Any], channel: str, thread: str | None) -> bool:
+    """A redone job whose dead attempt had posted its whole result: nothing is posted again."""
+    if not (body.get(REDO) and body.get(TAG)):
+        return False
+    try:
+        shown = await answer_shown(rt.slack, channel, thread, body[TAG])
+    except SlackApiError as exc:  # cannot tell: answering again beats leaving the user in silence
+        log.warning("%s: could not look for an earlier result: %s", body[TAG], exc.response.get("error"))
+        return False
+    if shown:
+        log.info("%s: its result was posted before its process died", body[TAG])
+    return shown
 
 
 # What a recorded command job runs; a restarted process finds the runner here by name.
