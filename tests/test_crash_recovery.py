@@ -267,3 +267,28 @@ async def test_a_command_killed_after_posting_its_result_does_not_post_it_again(
     assert [t for t in texts(slack, "C1") if "the result" in t] == ["> what is once the result"]
     assert len(llm.requests) == 1 and len(slack.responses) == 0
     assert "Traceback" not in second.log
+
+
+async def test_a_native_stream_cut_by_a_kill_is_replaced_by_one_answer(slack, llm, db_url, tmp_path) -> None:
+    """An assistant thread streams its answer; a stream carries no metadata until it stops, so
+    its ts is recorded with the turn and the redo stops and deletes it."""
+    llm.default = Reply(content="one streamed answer, word by word", stream_delay=0.3)
+    env = bot_env(slack, llm, db_url, WORK_LEASE_SECONDS=LEASE, STREAM_UPDATE_SECONDS="0.2")
+    first = await BotProcess(env, tmp_path, "serve").start()
+    killed = kill_once_when(slack, first, lambda m, p: m == "chat.appendStream")
+    slack.add_message("D1", "U1", "the assistant thread", "8.1")
+    async with aiohttp.ClientSession() as http:
+        event = said(slack, dm("stream it", ts="8.2", thread_ts="8.1"))
+        assert await first.event(http, event_body(event)) == 200
+        await asyncio.wait_for(killed.wait(), 20)
+        await first.kill()
+        assert len(slack.posted(channel="D1")) == 1  # the half-streamed message
+        second = await BotProcess(env, tmp_path, "serve").start()
+        try:
+            await _wait_for_states(db_url, ["done"])
+            await asyncio.sleep(1.0)
+        finally:
+            await second.stop()
+    assert texts(slack, "D1") == ["one streamed answer, word by word"]
+    assert not slack.posted(channel="D1")[0].get("streaming")
+    assert "Traceback" not in second.log

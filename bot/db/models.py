@@ -182,6 +182,8 @@ class QueuedTurn(SQLModel, table=True):
     turn: str  # JSON of bot.slack.conversation.Turn
     state: str = Field(default="pending", max_length=16)  # pending running done failed interrupted
     attempts: int = 0  # starts of this turn; above 1 a crashed owner's attempt is being redone
+    # A native streamed answer can carry no metadata until it stops: its ts, for a redo to replace.
+    stream_ts: str | None = Field(default=None, max_length=32)
     created_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
 

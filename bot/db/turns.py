@@ -53,6 +53,11 @@ class Turns:
     async def set_state(self, turn_id: int, state: str) -> None:
         await set_state(self.db, QueuedTurn, turn_id, state)
 
+    async def set_stream(self, turn_id: int, ts: str) -> None:
+        async with self.db.session() as s:
+            await s.exec(update(QueuedTurn).where(col(QueuedTurn.id) == turn_id).values(stream_ts=ts))
+            await s.commit()
+
     async def state(self, turn_id: int) -> str | None:
         async with self.db.session() as s:
             row = await s.get(QueuedTurn, turn_id)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,7 +74,18 @@ async def apology_if_database_down(rt: Runtime, channel: str, thread_ts: str | N
             log.exception("could not post the database apology either")
 
 
-def surface_for(rt: Runtime, turn: Turn, tag: str | None) -> AnswerSurface:
+@dataclass(frozen=True)
+class Attempt:
+    """Which try at a queued turn this is: its tag in Slack, whether a dead attempt came first,
+    the native streams that attempt started, and where to record a stream this one starts."""
+
+    tag: str | None = None
+    redo: bool = False
+    streams: tuple[str, ...] = ()
+    on_stream: Callable[[str], Awaitable[None]] | None = None
+
+
+def surface_for(rt: Runtime, turn: Turn, attempt: Attempt) -> AnswerSurface:
     return AnswerSurface(
         rt.slack,
         turn.channel,
@@ -83,8 +94,9 @@ def surface_for(rt: Runtime, turn: Turn, tag: str | None) -> AnswerSurface:
         user=turn.user,
         native=AnswerSurface.for_channel(turn.channel, turn.reply_thread_ts),
         interval=rt.settings.stream_interval,
-        tag=tag,
+        tag=attempt.tag,
         max_messages=rt.settings.slack_max_messages_per_answer,
+        on_stream=attempt.on_stream,
     )
 
 
@@ -95,22 +107,24 @@ def capped_answer(text: str, limit: int) -> str:
     return f"{text[:limit]}\n\n_(The answer was cut here: it was longer than {limit:,} characters.)_"
 
 
-async def give_up(rt: Runtime, turn: Turn, tag: str) -> None:
+async def give_up(rt: Runtime, turn: Turn, attempt: Attempt) -> None:
     """A turn whose process died again and again: replace what it showed with an apology."""
-    surface = surface_for(rt, turn, tag)
-    if await surface.resume():
+    surface = surface_for(rt, turn, attempt)
+    if await surface.resume(attempt.streams):
         return  # its answer was shown before the last crash
     await surface.fail(GAVE_UP)
 
 
-async def answer(rt: Runtime, turn: Turn, *, tag: str | None = None, redo: bool = False) -> None:
+async def answer(rt: Runtime, turn: Turn, attempt: Attempt | None = None) -> None:
     """Run the agent for this turn and show it working; never leaves the user in silence.
 
-    `tag` marks this turn's messages in Slack; `redo` says a process died answering it before,
-    so what that attempt showed is adopted (or, if it finished, the turn is left as it is).
+    A redo (a process died answering it before) adopts what that attempt showed in Slack, or,
+    if it had shown the whole answer, leaves the turn as it is.
     """
-    surface = surface_for(rt, turn, tag)
-    if redo and await surface.resume():
+    attempt = attempt or Attempt()
+    redo = attempt.redo
+    surface = surface_for(rt, turn, attempt)
+    if redo and await surface.resume(attempt.streams):
         log.info("%s/%s: the answer was shown before its process died", turn.channel, turn.ts)
         return
     convo = await rt.db.conversations.get_or_create(turn.team, turn.channel, turn.thread_ts)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -75,7 +76,9 @@ class AnswerSurface:
         interval: float = 1.0,
         tag: str | None = None,
         max_messages: int = 10,
+        on_stream: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
+        self.on_stream = on_stream  # told a native stream's ts at once: it can carry no tag yet
         self.tag = tag  # marks this answer's messages (metadata), so a later attempt finds them
         self.max_messages = max(1, max_messages)
         self.client = client
@@ -101,18 +104,24 @@ class AnswerSurface:
     def _metadata(self, final: bool) -> dict[str, Any]:
         return {"metadata": answer_metadata(self.tag, final)} if self.tag else {}
 
-    async def resume(self) -> bool:
+    async def resume(self, streams: Sequence[str] = ()) -> bool:
         """Take over what an earlier attempt at this answer (its process died) left in Slack.
 
         True when that attempt had shown the whole answer: there is nothing left to do. Otherwise
         its first message becomes this attempt's placeholder and its other parts are deleted, so
-        the thread ends with one answer, not a half one and a whole one.
+        the thread ends with one answer, not a half one and a whole one. `streams` are native
+        streams it started (they carry no tag until stopped): they are stopped and deleted.
         """
         if self.tag is None:
             return False
         mine = await tagged_messages(self.client, self.channel, self.thread_ts, self.tag)
         if any(answer_tag_of(m)[1] for m in mine):
             return True
+        for ts in streams:
+            if all(m["ts"] != ts for m in mine):
+                with contextlib.suppress(SlackApiError):  # Slack may have ended it already
+                    await call(self.client.chat_stopStream, channel=self.channel, ts=ts)
+                await self._delete(ts)
         if not self.native and mine:
             self.ts = mine.pop(0)["ts"]
             await call(
@@ -210,6 +219,8 @@ class AnswerSurface:
                     recipient_user_id=self.user,
                 )
                 self.ts, self.streaming = started["ts"], True
+                if self.on_stream is not None:
+                    await self.on_stream(started["ts"])
             else:
                 await call(
                     self.client.chat_appendStream, channel=self.channel, ts=self.ts, markdown_text=chunk

@@ -24,7 +24,7 @@ from bot import metrics
 from bot.db.models import QueuedTurn
 from bot.db.work import FINISHED
 from bot.runtime import Runtime
-from bot.slack.conversation import Turn, answer, give_up
+from bot.slack.conversation import Attempt, Turn, answer, give_up
 
 log = logging.getLogger(__name__)
 
@@ -154,15 +154,14 @@ async def _take_over(rt: Runtime, conversation_id: int) -> None:
     await rt.db.runs.interrupt_conversation(conversation_id, "its process died; the turn was redone")
     for turn in left:
         if turn.state == "interrupted":
-            assert turn.id is not None
-            await give_up(rt, turn_from_json(turn.turn), answer_tag(turn.id))
+            await give_up(rt, turn_from_json(turn.turn), _attempt(rt, turn, redo=True))
 
 
 async def _answer_one(rt: Runtime, queued: QueuedTurn) -> None:
     assert queued.id is not None
-    attempt = await rt.db.turns.start(queued.id)
+    number = await rt.db.turns.start(queued.id)
     try:
-        await answer(rt, turn_from_json(queued.turn), tag=answer_tag(queued.id), redo=attempt > 1)
+        await answer(rt, turn_from_json(queued.turn), _attempt(rt, queued, redo=number > 1))
     except asyncio.CancelledError:
         await asyncio.shield(rt.db.turns.set_state(queued.id, "interrupted"))
         raise
@@ -171,3 +170,15 @@ async def _answer_one(rt: Runtime, queued: QueuedTurn) -> None:
         await rt.db.turns.set_state(queued.id, "failed")
     else:
         await rt.db.turns.set_state(queued.id, "done")
+
+
+def _attempt(rt: Runtime, queued: QueuedTurn, *, redo: bool) -> Attempt:
+    """This try at a queued turn; a stream it starts is recorded with the turn at once."""
+    turn_id = queued.id
+    assert turn_id is not None
+
+    async def record(ts: str) -> None:
+        await rt.db.turns.set_stream(turn_id, ts)
+
+    streams = (queued.stream_ts,) if queued.stream_ts else ()
+    return Attempt(tag=answer_tag(turn_id), redo=redo, streams=streams, on_stream=record)
