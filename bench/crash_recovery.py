@@ -103,8 +103,10 @@ async def main(n: int, kills: int, processes: int, seed: int) -> None:
     rng = random.Random(seed)
     logging.getLogger("aiohttp").setLevel(logging.CRITICAL)  # a killed peer's reset connections
     slack, llm = FakeSlack(), FakeOpenAI()
-    slack.add_user("U1", "alice")
-    slack.add_channel("C1", "general", members=("U1",))
+    users = [f"U{i}" for i in range(1, 9)]  # eight people, so no one reaches USER_MAX_CONCURRENT_RUNS
+    for user in users:
+        slack.add_user(user, user.lower())
+    slack.add_channel("C1", "general", members=tuple(users))
     llm.responder = model(rng)
     await slack.start()
     await llm.start()
@@ -121,7 +123,9 @@ async def main(n: int, kills: int, processes: int, seed: int) -> None:
             async def send_all() -> None:
                 deliveries = []
                 for i, q in enumerate(questions):
-                    body = event_body(mention(f"<@UBOT> please answer {q}", ts=f"{1000 + i}.000100"))
+                    event = mention(f"<@UBOT> please answer {q}", ts=f"{1000 + i}.000100", user=users[i % 8])
+                    slack.add_message("C1", event["user"], event["text"], event["ts"])  # Slack keeps it
+                    body = event_body(event)
                     deliveries.append(asyncio.create_task(deliver(fleet, http, body)))
                     sent.append(q)
                     await asyncio.sleep(0.15)

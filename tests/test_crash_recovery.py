@@ -16,7 +16,7 @@ import aiohttp
 from sqlmodel import select
 
 from bot.db import Database
-from bot.db.models import CommandJob, QueuedTurn, Run
+from bot.db.models import CommandJob, Message, QueuedTurn, Run
 from tests.bot_process import BotProcess, bot_env
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import command_body, dm, event_body, mention
@@ -196,6 +196,13 @@ async def test_a_process_killed_just_after_showing_the_answer_does_not_answer_ag
             await second.stop()
     assert texts(slack, "C1") == ["the only answer"]
     assert len(llm.requests) == 1  # the answer was shown: the model is not asked again
+    db = Database(db_url)
+    try:  # the history holds what the user saw, for the thread's next question
+        async with db.session() as s:
+            stored = [(m.role, m.content) for m in (await s.exec(select(Message).order_by(Message.id))).all()]
+    finally:
+        await db.close()
+    assert stored[-1] == ("assistant", "the only answer") and [r for r, _ in stored].count("assistant") == 1
     assert "Traceback" not in second.log
 
 

@@ -126,6 +126,7 @@ async def answer(rt: Runtime, turn: Turn, attempt: Attempt | None = None) -> Non
     surface = surface_for(rt, turn, attempt)
     if redo and await surface.resume(attempt.streams):
         log.info("%s/%s: the answer was shown before its process died", turn.channel, turn.ts)
+        await _remember_shown(rt, turn, surface.shown)
         return
     convo = await rt.db.conversations.get_or_create(turn.team, turn.channel, turn.thread_ts)
     assert convo.id is not None
@@ -203,6 +204,16 @@ async def answer(rt: Runtime, turn: Turn, attempt: Attempt | None = None) -> Non
         raise
     except RunFailed as failed:
         await _apologise(surface, failed.run_id)
+
+
+async def _remember_shown(rt: Runtime, turn: Turn, text: str) -> None:
+    """The dead attempt showed its answer but may have died before storing it: the history
+    keeps what the user saw, so the thread's next question has it."""
+    convo = await rt.db.conversations.get_or_create(turn.team, turn.channel, turn.thread_ts)
+    assert convo.id is not None
+    history = await rt.db.conversations.history(convo.id, limit=1)
+    if text and history and history[-1].get("role") == "user":
+        await rt.db.conversations.add_messages(convo.id, [{"role": "assistant", "content": text}])
 
 
 async def _apologise(surface: AnswerSurface, run_id: int) -> None:

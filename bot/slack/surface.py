@@ -58,6 +58,12 @@ async def tagged_messages(
     return sorted((m for m in found if answer_tag_of(m)[0] == tag), key=lambda m: float(m["ts"]))
 
 
+def _markdown_of(message: dict[str, Any]) -> str:
+    blocks = message.get("blocks") or []
+    texts = [b.get("text", "") for b in blocks if isinstance(b, dict) and b.get("type") == "markdown"]
+    return "\n\n".join(t for t in texts if isinstance(t, str)) or str(message.get("text") or "")
+
+
 async def answer_shown(client: AsyncWebClient, channel: str, thread_ts: str | None, tag: str) -> bool:
     """Did an earlier attempt post the whole of answer `tag`?"""
     return any(answer_tag_of(m)[1] for m in await tagged_messages(client, channel, thread_ts, tag))
@@ -89,6 +95,7 @@ class AnswerSurface:
         self.native = native and thread_ts is not None
         self.interval = interval
         self.ts: str | None = None  # the placeholder or the streamed message
+        self.shown = ""  # after resume() returned True: the answer the dead attempt showed
         self.text = ""  # everything streamed so far
         self.sent = 0  # how much of it Slack has seen
         self.streaming = False
@@ -116,6 +123,7 @@ class AnswerSurface:
             return False
         mine = await tagged_messages(self.client, self.channel, self.thread_ts, self.tag)
         if any(answer_tag_of(m)[1] for m in mine):
+            self.shown = "\n\n".join(_markdown_of(m) for m in mine)
             return True
         for ts in streams:
             if all(m["ts"] != ts for m in mine):
