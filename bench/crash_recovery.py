@@ -1,6 +1,7 @@
 """Crash recovery: N conversations in flight, the bot kill -9'd at random moments, restarted.
 
 Run by hand:  .venv/bin/python bench/crash_recovery.py [--n 40] [--kills 4] [--processes 1]
+              [--database-url postgresql://...]   (default: a fresh SQLite file)
 
 The fake Slack and model live in this process (they survive every kill and count what Slack
 saw); the bot runs as real `python -m bot serve` processes behind a round-robin "load balancer".
@@ -99,7 +100,7 @@ def shown(slack: FakeSlack, questions: list[str]) -> dict[str, int]:
     return {q: texts.count(answer_for(q)) for q in questions}
 
 
-async def main(n: int, kills: int, processes: int, seed: int) -> None:
+async def main(n: int, kills: int, processes: int, seed: int, database_url: str | None) -> None:
     rng = random.Random(seed)
     logging.getLogger("aiohttp").setLevel(logging.CRITICAL)  # a killed peer's reset connections
     slack, llm = FakeSlack(), FakeOpenAI()
@@ -111,7 +112,8 @@ async def main(n: int, kills: int, processes: int, seed: int) -> None:
     await slack.start()
     await llm.start()
     with tempfile.TemporaryDirectory() as tmp:
-        env = bot_env(slack, llm, f"sqlite+aiosqlite:///{tmp}/bench.db", WORK_LEASE_SECONDS=LEASE_SECONDS)
+        db_url = database_url or f"sqlite+aiosqlite:///{tmp}/bench.db"
+        env = bot_env(slack, llm, db_url, WORK_LEASE_SECONDS=LEASE_SECONDS)
         env["LOG_LEVEL"] = "WARNING"
         fleet = Fleet(env, Path(tmp), processes)
         await fleet.start()
@@ -160,7 +162,8 @@ async def main(n: int, kills: int, processes: int, seed: int) -> None:
     doubled = sorted(q for q, c in counts.items() if c > 1)
     await slack.stop()
     await llm.stop()
-    print(f"conversations: {n}, kills: {kills}, processes: {processes}, seed: {seed}")
+    where = (database_url or "sqlite").split(":", 1)[0]
+    print(f"conversations: {n}, kills: {kills}, processes: {processes}, seed: {seed}, database: {where}")
     print(f"answered exactly once: {once}/{n} ({100 * once / n:.1f}%)")
     print(f"lost: {len(lost)} {lost[:5]}   doubled: {len(doubled)} {doubled[:5]}")
     print(f"placeholders left behind: {leftovers}")
@@ -178,5 +181,6 @@ if __name__ == "__main__":
     parser.add_argument("--kills", type=int, default=4)
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--database-url", default=None, help="an empty database (default: SQLite)")
     args = parser.parse_args()
-    asyncio.run(main(args.n, args.kills, args.processes, args.seed))
+    asyncio.run(main(args.n, args.kills, args.processes, args.seed, args.database_url))
