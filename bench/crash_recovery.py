@@ -6,7 +6,8 @@ Run by hand:  .venv/bin/python bench/crash_recovery.py [--n 40] [--kills 4] [--p
 The fake Slack and model live in this process (they survive every kill and count what Slack
 saw); the bot runs as real `python -m bot serve` processes behind a round-robin "load balancer".
 Each question is a mention in its own thread, delivered like Slack does: a refused or failed
-delivery is retried (Slack's 3 retries, compressed to 1 s apart). The model takes 0.3-1.5 s per
+delivery is retried (Slack's 3 retries: at once, after 1 and after 5 minutes, compressed to
+0.5 s, 6 s and 30 s). The model takes 0.3-1.5 s per
 answer, so kills land mid-answer. Reports answered-exactly-once %, lost, doubled, placeholders
 left behind, and the time from each kill until every question sent before it was answered.
 Goal: 100% exactly once, 0 lost, 0 doubled.
@@ -35,7 +36,7 @@ from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_requests import event_body, mention
 
 LEASE_SECONDS = "2"
-SLACK_RETRIES = 3
+RETRY_DELAYS = (0.5, 6.0, 30.0)  # Slack's retries (about 0 s, 1 min, 5 min), ten times faster
 
 
 def answer_for(question: str) -> str:
@@ -56,13 +57,16 @@ class Fleet:
     def __init__(self, env: dict[str, str], cwd: Path, size: int) -> None:
         self.env, self.cwd = env, cwd
         self.procs: list[BotProcess | None] = [None] * size
+        self.started: list[BotProcess] = []  # every process, killed ones too: their logs
         self.turn = 0
 
     async def start(self) -> None:
         self.procs = list(await asyncio.gather(*(self._new() for _ in self.procs)))
 
     async def _new(self) -> BotProcess:
-        return await BotProcess(self.env, self.cwd, "serve").start(timeout=60)
+        proc = await BotProcess(self.env, self.cwd, "serve").start(timeout=60)
+        self.started.append(proc)
+        return proc
 
     def pick(self) -> BotProcess | None:
         self.turn += 1
@@ -83,15 +87,17 @@ class Fleet:
 
 
 async def deliver(fleet: Fleet, http: aiohttp.ClientSession, body: bytes) -> bool:
-    """Like Slack: the first delivery, then up to 3 retries 1 s apart until a 2xx."""
-    for attempt in range(SLACK_RETRIES + 1):
+    """Like Slack: the first delivery, then up to 3 retries until a 2xx."""
+    for attempt, delay in enumerate((*RETRY_DELAYS, None)):
         proc = fleet.pick()
         try:
             if proc is not None and await proc.event(http, body, retry_num=attempt or None) < 300:
                 return True
         except aiohttp.ClientError:
             pass
-        await asyncio.sleep(1.0)
+        if delay is None:
+            return False
+        await asyncio.sleep(delay)
     return False
 
 
@@ -155,7 +161,13 @@ async def main(n: int, kills: int, processes: int, seed: int, database_url: str 
                 await asyncio.sleep(0.1)
             await asyncio.sleep(3.0)  # anything doubled arrives within a lease or so
         await fleet.stop()
+        logs = Path(tempfile.gettempdir()) / "crash_recovery.log"
+        logs.write_text("".join(f"=== process {i}\n{p.log}" for i, p in enumerate(fleet.started)))
+        print(f"bot logs (WARNING and up): {logs}")
     counts = shown(slack, questions)
+    for q in [q for q, c in counts.items() if c != 1][:3]:  # what Slack shows in those threads
+        ts = f"{1000 + questions.index(q)}.000100"
+        print(f"  {q}: {[str(m.get('text', ''))[:90] for m in slack.posted(channel='C1', thread_ts=ts)]}")
     leftovers = sum("Thinking" in str(m.get("text", "")) for m in slack.posted(channel="C1"))
     once = sum(c == 1 for c in counts.values())
     lost = sorted(q for q, c in counts.items() if c == 0)

@@ -7,7 +7,12 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from sqlmodel import update
 
+from bot.db.models import CommandJob
+from bot.db.work import MAX_ATTEMPTS
+from bot.slack.command_jobs import recover_commands
+from bot.slack.listeners.commands import RUNNERS
 from tests import queries
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply, ToolCall
@@ -241,3 +246,25 @@ async def test_result_goes_ephemeral_when_the_bot_is_not_in_the_channel(cbot: Bo
     await cbot.idle()
     (reply,) = slack.responses
     assert "Nice weather." in reply["text"] and "/invite @Switchboard" in reply["text"]
+
+
+async def test_a_command_whose_process_died_every_time_is_given_up_and_says_so(bot: Bot, slack, llm) -> None:
+    body = {
+        "command": "/ask",
+        "text": "poison",
+        "user_id": "U1",
+        "channel_id": "C1",
+        "team_id": "T1",
+        "response_url": slack.response_url("poison"),
+        "_switchboard_kind": "workflow",
+    }
+    job = await bot.rt.db.command_jobs.add("trigger-poison", body)
+    async with bot.rt.db.session() as s:  # its process died on every attempt so far
+        await s.exec(update(CommandJob).values(state="running", attempts=MAX_ATTEMPTS))
+        await s.commit()
+    assert await recover_commands(bot.rt, RUNNERS) == 1
+    await bot.idle()
+    assert llm.requests == [] and slack.posted(channel="C1") == []
+    (reply,) = slack.responses
+    assert "restarted several times while working on `/ask` and gave up" in reply["text"]
+    assert (await bot.rt.db.command_jobs.get(job)).state == "interrupted"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,6 +13,10 @@ from sqlmodel import select, update
 
 from bot.db import Database
 from bot.db.models import QueuedTurn
+from bot.db.work import MAX_ATTEMPTS
+from bot.slack.conversation import GAVE_UP, Turn
+from bot.slack.render import answer_metadata
+from bot.slack.turns import TurnRecovery, answer_tag
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import dm, mention, thread_message
@@ -152,3 +157,38 @@ def test_a_queued_turn_comes_back_equal() -> None:
 
     turn = Turn("T1", "D1", "U1", "hi", "1.2", "main", None, "dm", files=({"id": "F1", "name": "a.txt"},))
     assert turn_from_json(json.dumps(dataclasses.asdict(turn))) == turn
+
+
+async def test_a_turn_whose_process_died_every_time_is_given_up_with_an_apology(bot: Bot, slack, llm) -> None:
+    """A message that kills its process on every attempt (say, it runs the host out of memory)
+    must not crash-loop the bot: after MAX_ATTEMPTS its placeholder becomes an apology."""
+    rt = bot.rt
+    slack.add_message("C1", "U1", "<@UBOT> poison", "1700000900.000100")
+    turn = Turn(
+        "T1",
+        "C1",
+        "U1",
+        "<@UBOT> poison",
+        "1700000900.000100",
+        "1700000900.000100",
+        "1700000900.000100",
+        "mention",
+    )
+    convo = await rt.db.conversations.get_or_create("T1", "C1", turn.thread_ts)
+    assert convo.id is not None
+    queued, _ = await rt.db.turns.enqueue(convo.id, turn.ts, dataclasses.asdict(turn))
+    # Its last attempt showed a placeholder, then its process died holding the turn.
+    await rt.slack.chat_postMessage(
+        channel="C1",
+        thread_ts=turn.ts,
+        text="_Thinking…_",
+        metadata=answer_metadata(answer_tag(queued), False),
+    )
+    async with rt.db.session() as s:
+        await s.exec(update(QueuedTurn).values(state="running", attempts=MAX_ATTEMPTS))
+        await s.commit()
+    assert await TurnRecovery(rt).sweep() == 1
+    await bot.idle()
+    assert [m["text"] for m in slack.posted(channel="C1")] == [GAVE_UP]  # the placeholder, replaced
+    assert llm.requests == []
+    assert await rt.db.turns.state(queued) == "interrupted"

@@ -12,6 +12,10 @@ if TYPE_CHECKING:
     from bot.db.engine import Database
 
 FINISHED = ("done", "failed", "interrupted")
+# Starts of one turn or command before it is given up with an apology: enough to ride out a run
+# of crashes (bench/crash_recovery.py kills a process every few seconds; at 3, 7 of 40 turns
+# were given up), few enough that a message that itself kills the process stops.
+MAX_ATTEMPTS = 5
 WorkRow = type[QueuedTurn] | type[CommandJob]
 
 

@@ -20,13 +20,13 @@ from typing import Any
 
 from slack_bolt.context.respond.async_respond import AsyncRespond
 
+from bot.db.work import MAX_ATTEMPTS
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 Runner = Callable[[Runtime, dict[str, Any], Any], Awaitable[None]]  # (rt, command body, respond)
 
-MAX_ATTEMPTS = 3
 RESPONSE_URL_LIFETIME = timedelta(minutes=25)  # Slack's is 30; leave time to answer
 KIND = "_switchboard_kind"  # which runner, stored beside Slack's own fields
 TAG = "_switchboard_tag"  # given to the runner: marks what it posts (answer metadata)

@@ -22,13 +22,12 @@ from datetime import timedelta
 
 from bot import metrics
 from bot.db.models import QueuedTurn
-from bot.db.work import FINISHED
+from bot.db.work import FINISHED, MAX_ATTEMPTS
 from bot.runtime import Runtime
 from bot.slack.conversation import Attempt, Turn, answer, give_up
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 3  # a turn whose process died this many times is given up, with an apology
 POLL_SECONDS = 0.1
 MAX_POLL_SECONDS = 1.0
 RESUME_WITHIN = timedelta(minutes=15)  # older queued messages are stale by the time we are back
