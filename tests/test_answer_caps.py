@@ -60,6 +60,19 @@ async def test_past_the_message_cap_the_whole_answer_is_attached_as_a_file(cappe
     assert [answer_mark(m).get("final") for m in shown] == [False, True]  # final once all is shown
 
 
+async def test_a_long_command_result_is_capped_the_same_way(capped: Bot, slack, llm) -> None:
+    text = long_answer(3)
+    llm.default = Reply(content=text)
+    await capped.command("/ask", "tell me everything")
+    await capped.idle()
+    posted = slack.posted(channel="C1")
+    shown = [m for m in posted if not m.get("files")]
+    assert len(shown) == 2 and "answer.md" in shown[1]["blocks"][0]["text"]
+    (file,) = next(m for m in posted if m.get("files"))["files"]
+    assert slack.files[file["id"]][1].decode() == f"> tell me everything\n\n{text}"  # question quoted
+    assert [answer_mark(m).get("final") for m in shown] == [False, True]
+
+
 async def test_a_failed_attachment_is_said_in_the_thread(capped: Bot, slack, llm) -> None:
     slack.scopes = slack.scopes - {"files:write"}
     llm.default = Reply(content=long_answer(3))

@@ -24,7 +24,7 @@ from bot.slack.files import (
     with_files,
 )
 from bot.slack.render import feedback_blocks
-from bot.slack.surface import AnswerSurface
+from bot.slack.surface import AnswerSurface, capped_answer
 from bot.slack.write_approvals import ParkedWrites
 
 log = logging.getLogger(__name__)
@@ -98,13 +98,6 @@ def surface_for(rt: Runtime, turn: Turn, attempt: Attempt) -> AnswerSurface:
         max_messages=rt.settings.slack_max_messages_per_answer,
         on_stream=attempt.on_stream,
     )
-
-
-def capped_answer(text: str, limit: int) -> str:
-    """An answer no longer than ANSWER_MAX_CHARS, saying where it was cut."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}\n\n_(The answer was cut here: it was longer than {limit:,} characters.)_"
 
 
 async def give_up(rt: Runtime, turn: Turn, attempt: Attempt) -> None:

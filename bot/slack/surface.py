@@ -27,6 +27,13 @@ THINKING = "Thinking…"
 ATTACHMENT = "answer.md"
 
 
+def capped_answer(text: str, limit: int) -> str:
+    """An answer no longer than ANSWER_MAX_CHARS, saying where it was cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n\n_(The answer was cut here: it was longer than {limit:,} characters.)_"
+
+
 def capped_parts(
     messages: list[dict[str, Any]], limit: int, total_chars: int
 ) -> tuple[list[dict[str, Any]], bool]:
@@ -289,13 +296,17 @@ class AnswerSurface:
             if self.streaming:  # the live view cannot hold it all: replace it with clean parts
                 await call(self.client.chat_stopStream, channel=self.channel, ts=self.ts)
                 await self._delete(str(self.ts))
-            messages, attach = capped_parts(
-                markdown_messages(final, extra_blocks), self.max_messages, len(final)
-            )
-            stamps = await self._post(messages, final=not attach)
-            if attach:
-                await self._attach(final, stamps[-1], messages[-1])
+            stamps = await self.post_whole(final, extra_blocks)
         await self.clear()
+        return stamps
+
+    async def post_whole(self, final: str, extra_blocks: list[dict[str, Any]] | None = None) -> list[str]:
+        """Post `final` as new messages, at most max_messages of them (then the whole answer is
+        attached); used where no placeholder was shown (native threads, slash commands)."""
+        messages, attach = capped_parts(markdown_messages(final, extra_blocks), self.max_messages, len(final))
+        stamps = await self._post(messages, final=not attach)
+        if attach:
+            await self._attach(final, stamps[-1], messages[-1])
         return stamps
 
     async def _post(self, messages: list[dict[str, Any]], *, final: bool) -> list[str]:

@@ -12,12 +12,11 @@ from bot.admin import SUBCOMMANDS
 from bot.commands import CommandReply, execute
 from bot.db.engine import database_unavailable
 from bot.runtime import Runtime
-from bot.slack.calls import call
 from bot.slack.command_jobs import REDO, TAG, Runner, accept_command
 from bot.slack.conversation import DATABASE_DOWN
 from bot.slack.listeners.shortcuts import thread_summary
-from bot.slack.render import markdown_messages, post_answer, steps_blocks
-from bot.slack.surface import answer_shown
+from bot.slack.render import markdown_messages, steps_blocks
+from bot.slack.surface import AnswerSurface, answer_shown, capped_answer
 from orchestrators.workflows.commands import COMMANDS, HELP_COMMANDS, help_text, parse_command
 from orchestrators.workflows.parsing import ASK_USAGE, UsageError, parse_question
 
@@ -51,7 +50,9 @@ async def run_and_post(rt: Runtime, body: dict[str, Any], respond: Any) -> None:
         return
     try:
         extra = [footer(command, reply), *(steps_blocks(reply.run_id) if reply.run_id else [])]
-        stamps = await post_answer(rt.slack, channel, None, reply.text, extra, call, tag=body.get(TAG))
+        stamps = await shown_in(rt, body, None).post_whole(
+            capped_answer(reply.text, rt.settings.answer_max_chars), extra
+        )
     except SlackApiError as exc:
         error = exc.response.get("error") if exc.response else str(exc)
         log.warning("run %s: could not post in %s: %s", reply.run_id, channel, error)
@@ -91,7 +92,21 @@ async def summarize_this_thread(rt: Runtime, body: dict[str, Any], respond: Any)
         thread_ts=thread,
         trigger="/summarize",
     )
-    await post_answer(rt.slack, channel, thread, text, None, call, tag=body.get(TAG))
+    await shown_in(rt, body, thread).post_whole(capped_answer(text, rt.settings.answer_max_chars))
+
+
+def shown_in(rt: Runtime, body: dict[str, Any], thread: str | None) -> AnswerSurface:
+    """Where a command's result is posted: capped like any answer, tagged for a redo to find."""
+    return AnswerSurface(
+        rt.slack,
+        body["channel_id"],
+        thread,
+        team=body.get("team_id", ""),
+        user=body["user_id"],
+        native=False,
+        tag=body.get(TAG),
+        max_messages=rt.settings.slack_max_messages_per_answer,
+    )
 
 
 async def _shown_before(rt: Runtime, body: dict[str, Any], channel: str, thread: str | None) -> bool:
