@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 
 from bot.db.models import Run, utcnow
+from bot.slack.render import answer_tag_of
 from tests import queries
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply
@@ -38,10 +39,6 @@ def long_answer(parts: int) -> str:
     return "\n\n".join(f"Paragraph {i}. " + "word " * 2_000 for i in range(parts))
 
 
-def answer_mark(message: dict) -> dict:
-    return ((message.get("metadata") or {}).get("event_payload")) or {}
-
-
 async def test_past_the_message_cap_the_whole_answer_is_attached_as_a_file(capped: Bot, slack, llm) -> None:
     text = long_answer(3)
     llm.default = Reply(content=text)
@@ -57,7 +54,7 @@ async def test_past_the_message_cap_the_whole_answer_is_attached_as_a_file(cappe
     (file,) = upload[0]["files"]
     assert file["name"] == "answer.md"
     assert slack.files[file["id"]][1].decode() == text  # the whole answer, nothing lost
-    assert [answer_mark(m).get("final") for m in shown] == [False, True]  # final once all is shown
+    assert [answer_tag_of(m)[1] for m in shown] == [False, True]  # final once all is shown
 
 
 async def test_a_long_command_result_is_capped_the_same_way(capped: Bot, slack, llm) -> None:
@@ -70,7 +67,7 @@ async def test_a_long_command_result_is_capped_the_same_way(capped: Bot, slack, 
     assert len(shown) == 2 and "answer.md" in shown[1]["blocks"][0]["text"]
     (file,) = next(m for m in posted if m.get("files"))["files"]
     assert slack.files[file["id"]][1].decode() == f"> tell me everything\n\n{text}"  # question quoted
-    assert [answer_mark(m).get("final") for m in shown] == [False, True]
+    assert [answer_tag_of(m)[1] for m in shown] == [False, True]
 
 
 async def test_a_failed_attachment_is_said_in_the_thread(capped: Bot, slack, llm) -> None:
@@ -80,7 +77,7 @@ async def test_a_failed_attachment_is_said_in_the_thread(capped: Bot, slack, llm
     await capped.idle()
     last = slack.posted(channel="C1", thread_ts="2.1")[-1]
     assert "could not attach answer.md" in last["text"] and "missing_scope" in last["text"]
-    assert answer_mark(last).get("final") is True
+    assert answer_tag_of(last)[1] is True
 
 
 async def test_an_answer_longer_than_the_cap_is_cut_and_says_so(capped: Bot, slack, llm) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,6 +19,7 @@ from sqlmodel import select
 
 from bot.db import Database
 from bot.db.models import CommandJob, Message, QueuedTurn, Run
+from bot.slack.render import answer_tag_of
 from tests.bot_process import BotProcess, bot_env
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import command_body, dm, event_body, mention
@@ -71,10 +74,23 @@ def kill_once_when(slack, process: BotProcess, applied) -> asyncio.Event:
     return killed
 
 
-def answer_mark(params: dict[str, Any]) -> dict[str, Any]:
-    """The switchboard_answer payload of a chat.* call ({} for other messages)."""
-    metadata = params.get("metadata") or {}
-    return metadata.get("event_payload") or {} if metadata.get("event_type") == "switchboard_answer" else {}
+async def restarted(env: dict[str, str], tmp_path: Path, settled: Callable[[], Awaitable[Any]]) -> BotProcess:
+    """Start a fresh process, wait for `settled()` and a second more (anything doubled would have
+    arrived by then), stop it; returns it, for its log."""
+    process = await BotProcess(env, tmp_path, "serve").start()
+    try:
+        await settled()
+        await asyncio.sleep(1.0)
+    finally:
+        await process.stop()
+    return process
+
+
+async def _wait_for_states(db_url: str, expected: list[str], which: int = 0, timeout: float = 20.0) -> None:
+    """Until states(db_url)[which] (0 turns, 1 runs, 2 command jobs) is `expected`."""
+    async with asyncio.timeout(timeout):
+        while (await states(db_url))[which] != expected:
+            await asyncio.sleep(0.2)
 
 
 def texts(slack, channel: str) -> list[str]:
@@ -93,12 +109,11 @@ async def test_a_mention_whose_process_is_killed_is_answered_once_after_restart(
         )
         await llm.wait_for_requests(1, timeout=20)
         await first.kill()
-        second = await BotProcess(env, tmp_path, "serve").start()
-        try:
-            await slack.wait_for(lambda: "answer to there" in texts(slack, "C1"), 20, "the redone answer")
-            await asyncio.sleep(1.0)  # anything doubled would have arrived by now
-        finally:
-            await second.stop()
+        second = await restarted(
+            env,
+            tmp_path,
+            lambda: slack.wait_for(lambda: "answer to there" in texts(slack, "C1"), 20, "the redone answer"),
+        )
 
     assert texts(slack, "C1") == ["answer to there"]  # the dead attempt's placeholder became it
     turns, runs, _ = await states(db_url)
@@ -161,14 +176,13 @@ async def test_a_slash_command_whose_process_is_killed_is_finished_once(slack, l
         assert await first.command(http, body) == 200
         await llm.wait_for_requests(1, timeout=20)
         await first.kill()
-        second = await BotProcess(env, tmp_path, "serve").start()
-        try:
-            await slack.wait_for(
+        await restarted(
+            env,
+            tmp_path,
+            lambda: slack.wait_for(
                 lambda: any("answer to lease" in t for t in texts(slack, "C1")), 20, "the command's answer"
-            )
-            await asyncio.sleep(1.0)
-        finally:
-            await second.stop()
+            ),
+        )
     assert len(texts(slack, "C1")) == 1 and "answer to lease" in texts(slack, "C1")[0]
     assert len(slack.responses) == 0  # "Working on it…" was the ack; nothing else said twice
     _, runs, jobs = await states(db_url)
@@ -183,17 +197,12 @@ async def test_a_process_killed_just_after_showing_the_answer_does_not_answer_ag
     llm.default = Reply(content="the only answer")
     env = bot_env(slack, llm, db_url, WORK_LEASE_SECONDS=LEASE)
     first = await BotProcess(env, tmp_path, "serve").start()
-    killed = kill_once_when(slack, first, lambda m, p: m == "chat.update" and answer_mark(p).get("final"))
+    killed = kill_once_when(slack, first, lambda m, p: m == "chat.update" and answer_tag_of(p)[1])
     async with aiohttp.ClientSession() as http:
         assert await first.event(http, event_body(said(slack, mention("<@UBOT> once", ts="5.1")))) == 200
         await asyncio.wait_for(killed.wait(), 20)
         await first.kill()
-        second = await BotProcess(env, tmp_path, "serve").start()
-        try:
-            await _wait_for_states(db_url, ["done"])
-            await asyncio.sleep(1.0)
-        finally:
-            await second.stop()
+        second = await restarted(env, tmp_path, lambda: _wait_for_states(db_url, ["done"]))
     assert texts(slack, "C1") == ["the only answer"]
     assert len(llm.requests) == 1  # the answer was shown: the model is not asked again
     db = Database(db_url)
@@ -218,7 +227,8 @@ async def test_a_long_answer_cut_short_by_a_kill_is_shown_whole_once(slack, llm,
         first,
         lambda m, p: (
             m == "chat.postMessage"
-            and answer_mark(p).get("final") is False
+            and answer_tag_of(p)[0] is not None
+            and not answer_tag_of(p)[1]
             and str(p.get("text")).startswith("Paragraph 1.")
         ),
     )
@@ -227,12 +237,7 @@ async def test_a_long_answer_cut_short_by_a_kill_is_shown_whole_once(slack, llm,
         await asyncio.wait_for(killed.wait(), 20)
         await first.kill()
         assert len(slack.posted(channel="C1")) == 2  # part 0 (the placeholder) and part 1
-        second = await BotProcess(env, tmp_path, "serve").start()
-        try:
-            await _wait_for_states(db_url, ["done"])
-            await asyncio.sleep(1.0)
-        finally:
-            await second.stop()
+        second = await restarted(env, tmp_path, lambda: _wait_for_states(db_url, ["done"]))
     shown = texts(slack, "C1")
     assert len(shown) == 3 and [p.split(".")[0] for p in shown] == [
         "Paragraph 0",
@@ -243,34 +248,19 @@ async def test_a_long_answer_cut_short_by_a_kill_is_shown_whole_once(slack, llm,
     assert "Traceback" not in second.log
 
 
-async def _wait_for_states(db_url: str, expected: list[str], timeout: float = 20.0) -> None:
-    async with asyncio.timeout(timeout):
-        while (await states(db_url))[0] != expected:
-            await asyncio.sleep(0.2)
-
-
 async def test_a_command_killed_after_posting_its_result_does_not_post_it_again(
     slack, llm, db_url, tmp_path
 ) -> None:
     llm.default = Reply(content="the result")
     env = bot_env(slack, llm, db_url, WORK_LEASE_SECONDS=LEASE)
     first = await BotProcess(env, tmp_path, "serve").start()
-    killed = kill_once_when(
-        slack, first, lambda m, p: m == "chat.postMessage" and answer_mark(p).get("final")
-    )
+    killed = kill_once_when(slack, first, lambda m, p: m == "chat.postMessage" and answer_tag_of(p)[1])
     body = command_body("/ask", "what is once", response_url=slack.response_url("ask"))
     async with aiohttp.ClientSession() as http:
         assert await first.command(http, body) == 200
         await asyncio.wait_for(killed.wait(), 20)
         await first.kill()
-        second = await BotProcess(env, tmp_path, "serve").start()
-        try:
-            async with asyncio.timeout(20):
-                while (await states(db_url))[2] != ["done"]:
-                    await asyncio.sleep(0.2)
-            await asyncio.sleep(1.0)
-        finally:
-            await second.stop()
+        second = await restarted(env, tmp_path, lambda: _wait_for_states(db_url, ["done"], which=2))
     assert [t for t in texts(slack, "C1") if "the result" in t] == ["> what is once the result"]
     assert len(llm.requests) == 1 and len(slack.responses) == 0
     assert "Traceback" not in second.log
@@ -290,12 +280,7 @@ async def test_a_native_stream_cut_by_a_kill_is_replaced_by_one_answer(slack, ll
         await asyncio.wait_for(killed.wait(), 20)
         await first.kill()
         assert len(slack.posted(channel="D1")) == 1  # the half-streamed message
-        second = await BotProcess(env, tmp_path, "serve").start()
-        try:
-            await _wait_for_states(db_url, ["done"])
-            await asyncio.sleep(1.0)
-        finally:
-            await second.stop()
+        second = await restarted(env, tmp_path, lambda: _wait_for_states(db_url, ["done"]))
     assert texts(slack, "D1") == ["one streamed answer, word by word"]
     assert not slack.posted(channel="D1")[0].get("streaming")
     assert "Traceback" not in second.log

@@ -225,14 +225,7 @@ class Runs:
     async def interrupt_conversation(self, conversation_id: int, error: str) -> int:
         """Runs of one conversation still `running`: their process died (the caller holds the
         conversation's lease, so no live process is running them)."""
-        async with self.db.session() as s:
-            result = await s.exec(
-                update(Run)
-                .where(col(Run.status) == "running", col(Run.conversation_id) == conversation_id)
-                .values(status="interrupted", error=error, finished_at=utcnow())
-            )
-            await s.commit()
-            return result.rowcount or 0
+        return await self._interrupt(error, col(Run.conversation_id) == conversation_id)
 
     async def interrupt_command(
         self, trigger: str, *, team: str, user: str, channel: str, since: datetime, error: str
@@ -240,17 +233,20 @@ class Runs:
         """Runs of a slash command still `running` since its job was accepted: the job's process
         died (the caller holds the job's lease). Runs carry no job id, so the same person's same
         command in the same channel, started since, stands for it."""
+        return await self._interrupt(
+            error,
+            col(Run.trigger) == trigger,
+            col(Run.team_id) == team,
+            col(Run.user_id) == user,
+            col(Run.channel_id) == channel,
+            col(Run.started_at) >= since,
+        )
+
+    async def _interrupt(self, error: str, *where: Any) -> int:
         async with self.db.session() as s:
             result = await s.exec(
                 update(Run)
-                .where(
-                    col(Run.status) == "running",
-                    col(Run.trigger) == trigger,
-                    col(Run.team_id) == team,
-                    col(Run.user_id) == user,
-                    col(Run.channel_id) == channel,
-                    col(Run.started_at) >= since,
-                )
+                .where(col(Run.status) == "running", *where)
                 .values(status="interrupted", error=error, finished_at=utcnow())
             )
             await s.commit()

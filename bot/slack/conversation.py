@@ -115,9 +115,8 @@ async def answer(rt: Runtime, turn: Turn, attempt: Attempt | None = None) -> Non
     if it had shown the whole answer, leaves the turn as it is.
     """
     attempt = attempt or Attempt()
-    redo = attempt.redo
     surface = surface_for(rt, turn, attempt)
-    if redo and await surface.resume(attempt.streams):
+    if attempt.redo and await surface.resume(attempt.streams):
         log.info("%s/%s: the answer was shown before its process died", turn.channel, turn.ts)
         await _remember_shown(rt, turn, surface.shown)
         return
@@ -131,7 +130,7 @@ async def answer(rt: Runtime, turn: Turn, attempt: Attempt | None = None) -> Non
             return  # only unreadable files: the sentence above is the whole answer
         question = with_files(question or "(files only, no question)", reading)
     question = f"{turn.context}\n\n{question}" if turn.context else question or "(an empty message)"
-    if not (redo and await rt.db.conversations.has_message(convo.id, turn.ts)):
+    if not (attempt.redo and await rt.db.conversations.has_message(convo.id, turn.ts)):
         await rt.db.conversations.add_messages(
             convo.id, [{"role": "user", "content": question}], user_id=turn.user, slack_ts=turn.ts
         )

@@ -59,19 +59,14 @@ async def post_answer(
     text: str,
     extra_blocks: list[dict[str, Any]] | None = None,
     via: Callable[..., Awaitable[Any]] | None = None,
-    tag: str | None = None,
 ) -> list[str]:
     """Post an answer in order, in one thread; returns the message timestamps.
 
-    `via(fn, **kwargs)` wraps each call (bot.slack.calls.call retries transient failures);
-    `tag` marks the parts with answer_metadata, the last one final.
+    `via(fn, **kwargs)` wraps each call (bot.slack.calls.call retries transient failures).
     """
     stamps = []
-    messages = markdown_messages(text, extra_blocks)
-    for i, message in enumerate(messages):
+    for message in markdown_messages(text, extra_blocks):
         kwargs: dict[str, Any] = {"channel": channel, **message}
-        if tag is not None:
-            kwargs["metadata"] = answer_metadata(tag, i == len(messages) - 1)
         if thread_ts:
             kwargs["thread_ts"] = thread_ts
         if via is not None:

@@ -264,20 +264,7 @@ class AnswerSurface:
             stamps = await self._finish_native(final, extra_blocks)
         else:
             assert self.ts is not None
-            messages, attach = capped_parts(
-                markdown_messages(final, extra_blocks), self.max_messages, len(final)
-            )
-            done = len(messages) == 1 and not attach
-            await call(
-                self.client.chat_update,
-                channel=self.channel,
-                ts=self.ts,
-                **messages[0],
-                **self._metadata(done),
-            )
-            stamps = [self.ts, *await self._post(messages[1:], final=not attach)]
-            if attach:
-                await self._attach(final, stamps[-1], messages[-1])
+            stamps = await self.post_whole(final, extra_blocks, into=self.ts)
         return stamps
 
     async def _finish_native(self, final: str, extra_blocks: list[dict[str, Any]] | None) -> list[str]:
@@ -300,11 +287,21 @@ class AnswerSurface:
         await self.clear()
         return stamps
 
-    async def post_whole(self, final: str, extra_blocks: list[dict[str, Any]] | None = None) -> list[str]:
-        """Post `final` as new messages, at most max_messages of them (then the whole answer is
-        attached); used where no placeholder was shown (native threads, slash commands)."""
+    async def post_whole(
+        self, final: str, extra_blocks: list[dict[str, Any]] | None = None, *, into: str | None = None
+    ) -> list[str]:
+        """Show `final` in at most max_messages messages (past that the whole answer is attached),
+        the first one in place of the placeholder `into`, or all as new messages where none was
+        shown (native threads, slash commands)."""
         messages, attach = capped_parts(markdown_messages(final, extra_blocks), self.max_messages, len(final))
-        stamps = await self._post(messages, final=not attach)
+        stamps: list[str] = []
+        if into is not None:
+            done = len(messages) == 1 and not attach
+            await call(
+                self.client.chat_update, channel=self.channel, ts=into, **messages[0], **self._metadata(done)
+            )
+            stamps = [into]
+        stamps += await self._post(messages[len(stamps) :], final=not attach)
         if attach:
             await self._attach(final, stamps[-1], messages[-1])
         return stamps
