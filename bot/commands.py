@@ -25,6 +25,7 @@ class CommandReply:
     workflow: str = ""
     run_id: int | None = None
     seconds: float = 0.0
+    sources: tuple[str, ...] = ()  # non-public places its run read: kept with it in any history
 
 
 async def execute(
@@ -78,5 +79,10 @@ async def execute(
         return CommandReply(text, ok=False, workflow=cmd.workflow, run_id=failed.run_id)
     seconds = time.perf_counter() - started
     return CommandReply(
-        reply.text, ephemeral=reply.ephemeral, workflow=cmd.workflow, run_id=run.id, seconds=seconds
+        reply.text,
+        ephemeral=reply.ephemeral,
+        workflow=cmd.workflow,
+        run_id=run.id,
+        seconds=seconds,
+        sources=tuple(run.ctx.flow.private_sources),
     )

@@ -126,11 +126,16 @@ class Agent:
             return await agent.run(history, ctx, on_text, model=model, tools=tools)
         if self.llm is None:
             return AgentResult(text=UNCONFIGURED, messages=[], status="unconfigured")
-        history = await readable_history(history, ctx)  # never replay what this user can't read
         registry = self.registry if tools is None else _only(self.registry, tools)
         system = {"role": "system", "content": self.system_prompt}
         room, output = self._room(self.limits.context_tokens, system, registry, ctx)
-        fitted = trim_history(history, min(self.limits.history_tokens, room))
+        trimmed = trim_history(history, min(self.limits.history_tokens, room))
+        shortened = was_shortened(history, trimmed)
+        # Never replay what this user can't read; what is replayed from non-public places makes
+        # this run carry it (the gate's egress rule), until it leaves the window.
+        fitted = await readable_history(trimmed, ctx)
+        if ctx.token_budget is None or ctx.token_budget > self.limits.token_budget:
+            ctx.token_budget = self.limits.token_budget  # the gate starts no tool call past it
         window = self.limits.context_tokens
         state = RunState(
             ctx,
@@ -142,7 +147,7 @@ class Agent:
             window,
             max(len(fitted), 1),
         )
-        if was_shortened(history, fitted):
+        if shortened:
             state.notes.append(SHORTENED_NOTE)
         while True:
             if reason := self.limits.check(state):

@@ -75,7 +75,7 @@ async def test_the_model_uses_an_mcp_read_tool(mcp_bot: Bot, slack, llm) -> None
     assert {"tickets__lookup_ticket", "tickets__shout", "tickets__slow", "desk__close_ticket"} <= set(offered)
     assert "tickets__close_ticket" not in offered and "desk__lookup_ticket" not in offered  # allow-lists
     (result,) = tool_results(llm.requests[1])
-    assert result.startswith('<tool_output tool="tickets__lookup_ticket">')
+    assert result.startswith('<tool_output tool="tickets__lookup_ticket" sources="mcp:tickets">')
     assert "Printer on fire" in result and "MCP server tickets" in result
     assert "printer on fire" in str(slack.posted(channel="C1"))
     run = (await queries.runs(mcp_bot.rt.db))[-1]

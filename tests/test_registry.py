@@ -194,5 +194,5 @@ async def test_the_status_line_is_the_tools_own(ctx: ToolContext) -> None:
     registry = ToolRegistry([count, echo])
     assert registry.status("count") == "Counting sheep…"
     assert registry.status("echo") == "Running echo…"  # no status given: a plain default
-    assert registry.status("made_up") == "Running made_up…"  # a name the model invented
+    assert registry.status("<!channel> urgent") == "Running a tool…"  # invented: never repeated
     assert default_tools().status("get_weather") == "Checking the weather…"

@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field
 
 from tools.context import ToolContext
-from tools.egress import guard_egress
 from tools.extract import ExtractError, extract
+from tools.gate import check_egress
 from tools.netguard import Refused, guarded_get
 from tools.registry import ToolError, tool
 
@@ -36,8 +36,14 @@ def request_mode(args: dict[str, Any]) -> Literal["read", "write"]:
     return "read" if args.get("method", "GET") == "GET" and args.get("body") is None else "write"
 
 
-# The timeout covers waiting for the user's approval (tools/egress.py) as well as the fetch.
-@tool(timeout=90, max_output_chars=TEXT_LIMIT + 1_000, status="Reading a web page…", mode=request_mode)
+# The timeout covers waiting for the user's approval (tools/gate.py) as well as the fetch.
+@tool(
+    timeout=90,
+    max_output_chars=TEXT_LIMIT + 1_000,
+    status="Reading a web page…",
+    mode=request_mode,
+    egress=lambda _, args: [args["url"]],
+)
 async def call_api(
     ctx: ToolContext,
     url: Annotated[str, Field(min_length=8)],
@@ -53,7 +59,6 @@ async def call_api(
     """
     if len(url) > MAX_URL_CHARS:  # checked here: a big maxLength in the schema breaks llama.cpp
         raise ToolError(f"the URL is {len(url)} characters long; at most {MAX_URL_CHARS} are accepted")
-    await guard_egress(ctx, "call_api", url)
     headers = {"User-Agent": USER_AGENT, "Accept": "application/json, text/html;q=0.9, */*;q=0.5"}
     data = None
     if body is not None:
@@ -68,6 +73,7 @@ async def call_api(
             headers=headers,
             method=method,
             data=data,
+            before_redirect=lambda hop: check_egress(ctx, "call_api", hop),  # each hop decided anew
         )
     except Refused as exc:
         raise ToolError(f"refused: {exc}") from None

@@ -160,6 +160,7 @@ class ToolContext:
     flow: DataFlow = field(default_factory=DataFlow)  # shared by the run's tool calls
     approver: Approver | None = None
     sources: list[str] = field(default_factory=list)  # what the current tool call read
+    token_budget: int | None = None  # tokens the run may spend; the gate starts no call past it
 
     def note_source(self, source: str, *, public: bool) -> None:
         """A tool read `source` ("slack:C123", "web:host"): its result carries it from now on."""

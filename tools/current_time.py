@@ -28,7 +28,7 @@ def resolve_zone(name: str) -> ZoneInfo:
     raise ToolError(f"Unknown time zone {name!r}; use the Area/City form, e.g. 'Asia/Tokyo'")
 
 
-@tool(timeout=2, status="Checking the time…")
+@tool(timeout=2, status="Checking the time…", egress=())
 async def current_time(ctx: ToolContext, timezone: str = "UTC") -> dict[str, str]:
     """Current date and time in an IANA time zone ("Asia/Tokyo") or a city name ("Tokyo")."""
     zone = resolve_zone(timezone)

@@ -73,6 +73,8 @@ class McpTool(Tool):
         self.timeout = config.timeout
         self.max_output_chars = config.max_output_chars
         self.mode = config.mode
+        # Arguments go to the server: after a private read that needs approval, unless trusted.
+        self.egress = () if config.trusted else (f"mcp:{config.name}",)
         self.status = f"Asking the {config.name} server…"
         summary = " ".join((remote.description or remote.name).split())
         self.description = f"{summary} (from the {config.name} MCP server)"[:1_000]
@@ -89,6 +91,7 @@ class McpTool(Tool):
 
     async def execute(self, ctx: ToolContext, args: dict[str, Any]) -> Any:
         result = await self.link.call(self.remote_name, args)
+        ctx.note_source(f"mcp:{self.link.config.name}", public=True)
         text = result_text(result, self.max_output_chars)
         if result.is_error:
             raise ToolError(f"{self.name} failed: {text[:1_000] or 'the server reported an error'}")

@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,30}$")
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-KEYS = {"command", "env", "cwd", "url", "headers", "tools", "mode", "timeout", "max_output_chars"}
+KEYS = {"command", "env", "cwd", "url", "headers", "tools", "mode", "timeout", "max_output_chars", "trusted"}
 
 
 class McpConfigError(ValueError):
@@ -37,6 +37,7 @@ class McpServerConfig:
     mode: Literal["read", "write"] = "read"
     timeout: float = 30.0
     max_output_chars: int = 8_000
+    trusted: bool = False  # may receive data after a run read non-public content, unasked
 
     @property
     def where(self) -> str:
@@ -97,8 +98,12 @@ def parse_server(name: str, raw: Any, env: Mapping[str, str]) -> McpServerConfig
     cap = raw.get("max_output_chars", 8_000)
     if not isinstance(cap, int) or not 100 <= cap <= 200_000:
         raise McpConfigError(f"{where}.max_output_chars must be a whole number from 100 to 200000")
+    trusted = raw.get("trusted", False)
+    if not isinstance(trusted, bool):
+        raise McpConfigError(f"{where}.trusted must be true or false")
     return McpServerConfig(
         name=name,
+        trusted=trusted,
         command=tuple(_expand(c, f"{where}.command", env) for c in command or ()),
         env=_strings(raw.get("env"), f"{where}.env", env),
         cwd=str(raw["cwd"]) if raw.get("cwd") else None,

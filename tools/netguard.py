@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -152,6 +153,15 @@ class Fetched:
     truncated: bool
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
 async def guarded_get(
     url: str,
     *,
@@ -161,10 +171,13 @@ async def guarded_get(
     headers: dict[str, str] | None = None,
     method: str = "GET",
     data: bytes | None = None,
+    before_redirect: Callable[[str], Awaitable[None]] | None = None,
 ) -> Fetched:
     """Request a model-chosen URL (GET unless told), re-checking every redirect hop; body capped.
 
-    A 307/308 repeats the method and body; other redirects continue as a GET without a body.
+    `before_redirect` is awaited with each hop's URL before it is requested (the egress rule: it
+    raises to stop). A 307/308 repeats the method and body, but only to the same host: a body is
+    never resent to another host unasked. Other redirects continue as a GET without a body.
     """
     current = url
     async with asyncio.timeout(timeout):
@@ -179,9 +192,17 @@ async def guarded_get(
                 ) as response,
             ):
                 if response.status in (301, 302, 303, 307, 308) and "Location" in response.headers:
-                    current = urljoin(current, response.headers["Location"])
+                    hop = urljoin(current, response.headers["Location"])
                     if response.status not in (307, 308):
                         method, data = "GET", None
+                    elif data is not None and _origin(hop) != _origin(current):
+                        raise Refused(
+                            f"{target.host} redirected the request and its body to another host "
+                            f"({urlsplit(hop).hostname}); the body was not sent there"
+                        )
+                    if before_redirect is not None:
+                        await before_redirect(hop)
+                    current = hop
                     continue
                 body = bytearray()
                 truncated = False

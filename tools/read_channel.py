@@ -178,7 +178,7 @@ async def history(
             return sorted(out, key=lambda m: float(m["ts"])), False
 
 
-@tool(timeout=30, max_output_chars=30_000, status="Reading the channel…")
+@tool(timeout=30, max_output_chars=30_000, status="Reading the channel…", egress=())  # Slack itself
 async def read_channel(ctx: ToolContext, channel: str, since: str = "24h") -> ChannelMessages:
     """Recent messages of a Slack channel the asking user belongs to, oldest first.
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import inspect
 import json
@@ -14,7 +13,9 @@ from typing import Any, Concatenate, Generic, Literal, ParamSpec, TypeVar, get_t
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from tools import gate
 from tools.context import ToolContext
+from tools.gate import EgressRule, ToolError
 
 TRUNCATED = "…[output truncated: {cut} more characters]"
 Mode = Literal["read", "write"]
@@ -24,10 +25,6 @@ ARG_LINE = re.compile(r"^\s+(?P<name>\w+)(\s*\([^)]*\))?:\s*(?P<text>.*)$")
 P = ParamSpec("P")
 R = TypeVar("R")
 ToolFn = Callable[Concatenate[ToolContext, P], Awaitable[R]]  # async def f(ctx, ...) -> data
-
-
-class ToolError(Exception):
-    """A failure worded for whoever called the tool: the model, or a workflow's user."""
 
 
 @dataclass(frozen=True)
@@ -116,8 +113,10 @@ class Tool(Generic[P, R]):
         max_output_chars: int,
         status: str | None = None,
         mode: Mode | ModeRule = "read",
+        egress: EgressRule | None = None,
     ) -> None:
         self._fn = fn
+        self.egress = egress
         self.name = name or fn.__name__
         self.timeout = timeout
         self.max_output_chars = max_output_chars
@@ -164,52 +163,13 @@ class Tool(Generic[P, R]):
         return await self._fn(ctx, **args)  # type: ignore[call-arg]  # validated
 
     async def __call__(self, ctx: ToolContext, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Validated, time-limited, traced; raises ToolError with a readable message."""
+        """A call from code (a workflow): through the same gate as the model's; raises ToolError."""
         names = list(self.parameters.get("properties", {}))
         if len(args) > len(names):
             raise ToolError(f"{self.name} takes {len(names)} arguments, not {len(args)}")
         given = {**dict(zip(names, args, strict=False)), **kwargs}
-        value, _ = await self._invoke(ctx, given)
-        return value
-
-    async def _invoke(
-        self, ctx: ToolContext, given: dict[str, Any], arguments: str | None = None
-    ) -> tuple[R, str]:
-        """(value, its JSON text): serialized once, for the trace and for the model."""
-        started = time.perf_counter()
-        error: str | None = None
-        output_chars = 0
-        if arguments is None:
-            arguments = json.dumps(to_jsonable(given), default=str)
-        try:
-            args = self.validate(given)
-            limit = asyncio.timeout(self.timeout)
-            try:
-                async with limit:
-                    value = await self.execute(ctx, args)
-            except TimeoutError as exc:
-                if not limit.expired():  # a timeout of the tool's own (e.g. an HTTP client's)
-                    raise ToolError(f"{self.name} failed: it timed out ({exc or 'no answer'})") from exc
-                raise ToolError(f"{self.name} timed out after {self.timeout:g} s") from None
-            except ToolError:
-                raise
-            except Exception as exc:
-                raise ToolError(f"{self.name} failed: {exc or type(exc).__name__}") from exc
-            text = json.dumps(to_jsonable(value), ensure_ascii=False, default=str)
-            output_chars = len(text)
-            return value, text
-        except ToolError as exc:
-            error = str(exc)
-            raise
-        finally:
-            await ctx.trace.step(
-                "tool",
-                self.name,
-                arguments=arguments,
-                output_chars=output_chars,
-                error=error,
-                duration_ms=(time.perf_counter() - started) * 1000,
-            )
+        value, _, _ = await gate.call(self, ctx, given)
+        return value  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         return f"<tool {self.name}>"
@@ -227,6 +187,7 @@ def tool(
     max_output_chars: int = 8_000,
     status: str | None = None,
     mode: Mode | ModeRule = "read",
+    egress: EgressRule | None = None,
 ) -> Callable[[ToolFn[P, R]], Tool[P, R]]: ...
 
 
@@ -239,17 +200,26 @@ def tool(
     max_output_chars: int = 8_000,
     status: str | None = None,
     mode: Mode | ModeRule = "read",
+    egress: EgressRule | None = None,
 ) -> Tool[P, R] | Callable[[ToolFn[P, R]], Tool[P, R]]:
     """Decorator: `@tool` or `@tool(timeout=5, status="Checking…")` over `async def f(ctx, ...)`.
 
     `status` is the line the user sees while the tool runs ("Running <name>…" when not given).
     `mode` is "read", "write" (needs the requesting user's approval), or a function of the validated
-    arguments returning one of them.
+    arguments returning one of them. `egress` says where the arguments go (see tools/gate.py):
+    URLs or hosts, a function of (ctx, arguments) giving them, or `()` for nowhere; left out, the
+    gate treats the tool as sending them somewhere unknown.
     """
 
     def wrap(f: ToolFn[P, R]) -> Tool[P, R]:
         return Tool(
-            f, name=name, timeout=timeout, max_output_chars=max_output_chars, status=status, mode=mode
+            f,
+            name=name,
+            timeout=timeout,
+            max_output_chars=max_output_chars,
+            status=status,
+            mode=mode,
+            egress=egress,
         )
 
     return wrap(fn) if fn is not None else wrap
@@ -276,15 +246,15 @@ class ToolRegistry:
         return self._schemas
 
     def status(self, name: str) -> str:
-        """The line shown while `name` runs; a name the model made up still gets one."""
+        """The line shown while `name` runs; a name the model made up is not repeated to people."""
         found = self.tools.get(name)
-        return found.status if found else f"Running {name}…"
+        return found.status if found else "Running a tool…"
 
     def extended(self, *tools: AnyTool) -> ToolRegistry:
         return ToolRegistry([*self.tools.values(), *tools])
 
     async def run(self, name: str, arguments: str, ctx: ToolContext) -> ToolResult:
-        """Run a call the model asked for; every failure becomes a result it can read."""
+        """Run a call the model asked for, through the gate; every failure becomes a result it can read."""
         started = time.perf_counter()
         found = self.tools.get(name)
 
@@ -293,28 +263,16 @@ class ToolRegistry:
                 name, False, json.dumps({"error": message}), message, (time.perf_counter() - started) * 1000
             )
 
-        if found is None:
-            message = f"There is no tool called {name!r}. Available tools: {', '.join(self.tools)}."
-            await ctx.trace.step("tool", name[:100], arguments=arguments[:4000], error=message)
-            return failed(message)
         try:
-            given = json.loads(arguments or "{}")
-        except json.JSONDecodeError as exc:
-            message = f"The arguments for {name} are not valid JSON ({exc.msg}); send a JSON object."
-            await ctx.trace.step("tool", name, arguments=arguments[:4000], error=message)
-            return failed(message)
-        if not isinstance(given, dict):
-            message = f"The arguments for {name} must be a JSON object, not {type(given).__name__}."
-            await ctx.trace.step("tool", name, arguments=arguments[:4000], error=message)
-            return failed(message)
-        if _is_write(found, given):
-            refused = await _approval(ctx, found.name, given)
-            if refused:
-                await ctx.trace.step("tool", name, arguments=arguments[:4000], error=refused)
-                return failed(refused)
-        call_ctx = ctx.for_call()
+            if found is None:
+                known = ", ".join(self.tools)
+                raise ToolError(f"There is no tool called {name[:100]!r}. Available tools: {known}.")
+            given = gate.parse_arguments(name, arguments)
+        except ToolError as exc:
+            await ctx.trace.step("tool", name[:100], arguments=arguments[:4000], error=str(exc))
+            return failed(str(exc))
         try:
-            _, text = await found._invoke(call_ctx, given, arguments)
+            _, text, sources = await gate.call(found, ctx, given, arguments)
         except ToolError as exc:
             return failed(str(exc))
         truncated = len(text) > found.max_output_chars
@@ -322,26 +280,4 @@ class ToolRegistry:
             cut = len(text) - found.max_output_chars
             text = text[: found.max_output_chars] + TRUNCATED.format(cut=cut)
         elapsed = (time.perf_counter() - started) * 1000
-        return ToolResult(name, True, text, None, elapsed, truncated, tuple(call_ctx.sources))
-
-
-NO_APPROVALS = (
-    "{name} changes things outside Switchboard, so it needs the requesting user's approval, and "
-    "approvals are not available here. It was not run; tell the user what you would have done."
-)
-
-
-def _is_write(found: Tool, given: dict[str, Any]) -> bool:
-    if found.mode == "read":
-        return False
-    try:
-        return found.mode_for(found.validate(given)) == "write"
-    except ToolError:
-        return False  # invalid arguments: _invoke reports (and traces) them; nothing runs
-
-
-async def _approval(ctx: ToolContext, name: str, arguments: dict[str, Any]) -> str | None:
-    """None when the user approved this exact call; otherwise why it was not run."""
-    if ctx.approvals is None:
-        return NO_APPROVALS.format(name=name)
-    return await ctx.approvals(name, arguments)
+        return ToolResult(name, True, text, None, elapsed, truncated, sources)

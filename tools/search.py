@@ -8,7 +8,6 @@ from typing import Annotated
 from pydantic import BaseModel, Field
 
 from tools.context import ToolContext
-from tools.egress import guard_egress
 from tools.registry import ToolError, tool
 
 DDGS_URL = "https://duckduckgo.com/"  # where the keyless ddgs package sends queries
@@ -45,15 +44,14 @@ def _ddgs(query: str, limit: int) -> list[SearchResult]:
     ]
 
 
-# The timeout covers waiting for the user's approval (tools/egress.py) as well as the search.
-@tool(timeout=80, status="Searching the web…")
+# The timeout covers waiting for the user's approval (tools/gate.py) as well as the search.
+@tool(timeout=80, status="Searching the web…", egress=lambda ctx, _: [ctx.settings.searxng_url or DDGS_URL])
 async def search_web(
     ctx: ToolContext,
     query: Annotated[str, Field(min_length=1, max_length=400)],
     max_results: Annotated[int, Field(ge=1, le=10)] = 5,
 ) -> list[SearchResult]:
     """Search the web; returns titles, URLs and snippets. Read a page with call_api."""
-    await guard_egress(ctx, "search_web", ctx.settings.searxng_url or DDGS_URL)
     if ctx.settings.searxng_url:
         return await _searxng(ctx, ctx.settings.searxng_url, query, max_results)
     return await asyncio.to_thread(_ddgs, query, max_results)

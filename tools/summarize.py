@@ -45,7 +45,7 @@ async def complete(ctx: ToolContext, system: str, user: str, name: str = "summar
     return completion.text
 
 
-@tool(timeout=60, max_output_chars=12_000, status="Summarizing…")
+@tool(timeout=60, max_output_chars=12_000, status="Summarizing…", egress=())  # the model sees all anyway
 async def summarize(
     ctx: ToolContext,
     text: Annotated[str, Field(min_length=1)],

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field
 
 from tools.context import ToolContext
-from tools.egress import guard_egress
 from tools.registry import ToolError, tool
 
 WMO = {
@@ -77,11 +76,11 @@ async def _get_json(ctx: ToolContext, url: str, params: dict[str, Any]) -> dict[
         return await response.json(content_type=None)
 
 
-@tool(timeout=75)  # includes waiting for the user's approval (tools/egress.py)
+# The timeout includes waiting for the user's approval (tools/gate.py): the place name leaves us.
+@tool(timeout=75, egress=lambda ctx, _: [ctx.settings.open_meteo_geocoding_url])
 async def geocode(ctx: ToolContext, location: Annotated[str, Field(min_length=1, max_length=100)]) -> Place:
     """Find a place by name (e.g. "Karachi") and return its coordinates and time zone."""
     url = ctx.settings.open_meteo_geocoding_url.rstrip("/") + "/v1/search"
-    await guard_egress(ctx, "geocode", url)  # the place name is model-chosen text leaving us
     data = await _get_json(ctx, url, {"name": location, "count": 1, "format": "json"})
     results = data.get("results") or []
     if not results:
@@ -96,7 +95,7 @@ async def geocode(ctx: ToolContext, location: Annotated[str, Field(min_length=1,
     )
 
 
-@tool(timeout=10)
+@tool(timeout=75, egress=lambda ctx, _: [ctx.settings.open_meteo_url])  # coordinates leave us
 async def get_forecast(
     ctx: ToolContext, place: Place, days: Annotated[int, Field(ge=1, le=16)] = 3
 ) -> Forecast:
@@ -141,7 +140,7 @@ async def get_forecast(
     )
 
 
-@tool(timeout=80, status="Checking the weather…")
+@tool(timeout=160, status="Checking the weather…", egress=())  # its steps pass the gate themselves
 async def get_weather(
     ctx: ToolContext,
     location: Annotated[str, Field(min_length=1, max_length=100)],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
@@ -67,11 +68,24 @@ class Conversations:
         assert found is not None
         return found
 
-    async def add_messages(self, conversation_id: int, messages: list[dict[str, Any]], **extra: Any) -> None:
-        """Append Chat Completions-shaped messages (user, assistant with tool calls, tool)."""
+    async def add_messages(
+        self,
+        conversation_id: int,
+        messages: list[dict[str, Any]],
+        *,
+        sources: Sequence[str] = (),
+        **extra: Any,
+    ) -> None:
+        """Append Chat Completions-shaped messages (user, assistant with tool calls, tool).
+
+        `sources`: the non-public places the run behind these replies had read; every assistant
+        message keeps them (a message's own `sources` key wins), so a later turn treats the
+        conversation as carrying that content for as long as the reply is in its window.
+        """
         async with self.db.session() as s:
             for m in messages:
                 calls = m.get("tool_calls")
+                own = m.get("sources") or (sources if m["role"] == "assistant" else ())
                 s.add(
                     Message(
                         conversation_id=conversation_id,
@@ -79,6 +93,7 @@ class Conversations:
                         content=m.get("content"),
                         tool_calls=json.dumps(stored_tool_calls(calls)) if calls else None,
                         tool_call_id=stored_call_id(m.get("tool_call_id")),
+                        sources=" ".join(dict.fromkeys(own)) or None,
                         **extra,
                     )
                 )
@@ -114,5 +129,7 @@ class Conversations:
                 m["tool_calls"] = json.loads(r.tool_calls)
             if r.tool_call_id:
                 m["tool_call_id"] = r.tool_call_id
+            if r.sources:
+                m["sources"] = r.sources.split()
             out.append(m)
         return out

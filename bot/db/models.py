@@ -53,6 +53,7 @@ class Message(SQLModel, table=True):
     tool_call_id: str | None = Field(default=None, max_length=64)
     user_id: str | None = Field(default=None, max_length=32)
     slack_ts: str | None = Field(default=None, max_length=32)
+    sources: str | None = None  # space-separated non-public sources a reply drew on ("slack:C1")
     created_at: datetime = Field(default_factory=utcnow, index=True)
 
 

@@ -185,7 +185,9 @@ async def answer(rt: Runtime, turn: Turn, attempt: Attempt | None = None) -> Non
                 log.exception("run %s: could not post the answer", run.id)
                 run.finish("failed", error=f"posting the answer failed: {exc}")
                 return
-            await rt.db.conversations.add_messages(convo.id, result.messages, run_id=run.id)
+            await rt.db.conversations.add_messages(
+                convo.id, result.messages, run_id=run.id, sources=run.ctx.flow.private_sources
+            )
             run.finish(
                 "ok" if result.status in ("ok", "unconfigured") else result.status,
                 error=result.stop_reason,
@@ -200,12 +202,23 @@ async def answer(rt: Runtime, turn: Turn, attempt: Attempt | None = None) -> Non
 
 async def _remember_shown(rt: Runtime, turn: Turn, text: str) -> None:
     """The dead attempt showed its answer but may have died before storing it: the history
-    keeps what the user saw, so the thread's next question has it."""
+    keeps what the user saw, so the thread's next question has it.
+
+    What that attempt had read died with it, so outside a public channel the answer counts as
+    this conversation's own non-public content (later turns ask before sending data out).
+    """
     convo = await rt.db.conversations.get_or_create(turn.team, turn.channel, turn.thread_ts)
     assert convo.id is not None
     history = await rt.db.conversations.history(convo.id, limit=1)
     if text and history and history[-1].get("role") == "user":
-        await rt.db.conversations.add_messages(convo.id, [{"role": "assistant", "content": text}])
+        try:
+            public = (await rt.memberships.channel(rt.slack, turn.channel)).is_public
+        except Exception:
+            public = False  # unknown counts as private
+        sources = () if public else (f"slack:{turn.channel}",)
+        await rt.db.conversations.add_messages(
+            convo.id, [{"role": "assistant", "content": text}], sources=sources
+        )
 
 
 async def _apologise(surface: AnswerSurface, run_id: int) -> None:

@@ -12,7 +12,8 @@ from tools.context import ToolContext
 from tools.registry import Tool, tool
 
 
-@tool(name="weather_report", timeout=90, max_output_chars=6_000, status="Checking the weather…")
+# A workflow sends nothing itself: each of its steps passes the gate as its own call.
+@tool(name="weather_report", timeout=180, max_output_chars=6_000, status="Checking the weather…", egress=())
 async def weather_report_tool(
     ctx: ToolContext, place: Annotated[str, Field(min_length=1, max_length=100)]
 ) -> dict[str, str]:
@@ -20,7 +21,7 @@ async def weather_report_tool(
     return {"report": (await weather_report(ctx, place)).text}
 
 
-@tool(name="research", timeout=150, max_output_chars=10_000)
+@tool(name="research", timeout=150, max_output_chars=10_000, egress=())
 async def research_tool(
     ctx: ToolContext, question: Annotated[str, Field(min_length=3, max_length=500)]
 ) -> dict[str, object]:

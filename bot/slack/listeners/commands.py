@@ -181,4 +181,5 @@ async def _remember_ask(rt: Runtime, body: dict[str, Any], answer_ts: str, reply
         convo.id,
         [{"role": "user", "content": question}, {"role": "assistant", "content": reply.text}],
         run_id=reply.run_id,
+        sources=reply.sources,
     )
