@@ -3,7 +3,8 @@
 Run as `python -m tests.fakes.mcp_server [STATE_DIR]` (stdio), or with `--http PORT` for streamable
 HTTP on 127.0.0.1, where every request must carry `Authorization: Bearer $FAKE_MCP_TOKEN`. It
 writes its pid to STATE_DIR/pid. Tools:
-- `lookup_ticket` (read): a ticket's title and status, from a fixed table.
+- `lookup_ticket` (read): a ticket's title and status, from a fixed table; the id asked for is
+  appended to STATE_DIR/looked_up.tsv.
 - `close_ticket` (write): appends the ticket id to STATE_DIR/closed.tsv, so a test can see that the
   call did (or did not) happen, even across bot restarts.
 - `shout` (read): returns a long text, to exercise the output cap.
@@ -32,6 +33,9 @@ STATE = Path(sys.argv[1]) if len(sys.argv) > 1 and not sys.argv[1].startswith("-
 @server.tool()
 def lookup_ticket(ticket_id: str) -> dict[str, str]:
     """Look up a ticket by id, e.g. "T-1"."""
+    if STATE is not None:  # what reached the server, so a test can tell a call was never sent
+        with (STATE / "looked_up.tsv").open("a") as f:
+            f.write(f"{ticket_id}\n")
     found = TICKETS.get(ticket_id)
     if found is None:
         raise ToolError(f"no ticket {ticket_id}")

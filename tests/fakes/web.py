@@ -33,6 +33,7 @@ class FakeWeb(FakeServer):
         app.router.add_get("/page/{name}", self._page)
         app.router.add_get("/api/data", self._json)
         app.router.add_get("/redirect", self._redirect)
+        app.router.add_route("*", "/redirect307", self._redirect307)
         app.router.add_get("/big", self._big)
         app.router.add_get("/slow", self._slow)
         app.router.add_get("/binary", self._binary)
@@ -78,6 +79,11 @@ class FakeWeb(FakeServer):
     async def _redirect(self, request: web.Request) -> web.Response:
         await self._track(request)
         raise web.HTTPFound(request.query["to"])
+
+    async def _redirect307(self, request: web.Request) -> web.Response:
+        """Repeat the request (method and body) at `to`."""
+        await self._track(request)
+        raise web.HTTPTemporaryRedirect(request.query["to"])
 
     async def _big(self, request: web.Request) -> web.Response:
         await self._track(request)
