@@ -181,6 +181,7 @@ async def traced_run(
             model=model or "",
             steps=trace.take(),
             error=error,
+            sources=" ".join(ctx.flow.private_sources) or None,
             **_usage(ctx),
             **fields,
         )

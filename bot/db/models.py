@@ -75,6 +75,7 @@ class Run(SQLModel, table=True):
     cost_usd: float | None = None  # from MODEL_PRICES; None when the model has no price
     answer_ts: str | None = Field(default=None, max_length=32)
     error: str | None = None
+    sources: str | None = None  # space-separated non-public sources the run read ("slack:G1")
     started_at: datetime = Field(default_factory=utcnow, index=True)
     finished_at: datetime | None = None
     duration_ms: float | None = None
