@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.slack.safe_text import JOINER, neutralize
+from bot.slack.safe_text import JOINER
 from bot.slack.split import split_markdown
 from tests import queries
 from tests.conftest import Bot, make_settings
@@ -98,7 +98,7 @@ async def test_a_30k_answer_arrives_whole_in_order(sbot: Bot, slack, llm) -> Non
     await sbot.event(mention("<@UBOT> write a lot", ts="5.1"))
     await sbot.idle()
     posted = slack.posted(channel="C1")
-    assert [markdown_of(m) for m in posted] == split_markdown(neutralize(text, {}))  # <@U123>: @U123
+    assert [markdown_of(m) for m in posted] == split_markdown(text)
     assert all(m["thread_ts"] == "5.1" for m in posted)
     # feedback and "Show steps" under the last part
     assert [b["type"] for b in posted[-1]["blocks"][-2:]] == ["context_actions", "actions"]
@@ -113,8 +113,7 @@ async def test_a_long_answer_in_an_assistant_thread_replaces_the_live_stream(sbo
     await sbot.event(dm("write a lot", ts="6.2", thread_ts="6.1"))
     await sbot.idle()
     posted = slack.posted(channel="D1")
-    # the capped live view was removed
-    assert [markdown_of(m) for m in posted] == split_markdown(neutralize(text, {}))
+    assert [markdown_of(m) for m in posted] == split_markdown(text)  # the capped live view was removed
 
 
 async def test_feedback_click_is_stored_and_acknowledged(sbot: Bot, slack, llm) -> None:
