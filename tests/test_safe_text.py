@@ -3,10 +3,12 @@ and unfurls nothing, on every path that reaches Slack (bot/slack/safe_text.py)."
 
 from __future__ import annotations
 
+import ast
 import json
 import time
+from pathlib import Path
 
-from bot.slack.safe_text import JOINER, neutralize, neutralize_blocks, stable_prefix
+from bot.slack.safe_text import JOINER, CleanWebClient, neutralize, neutralize_blocks, stable_prefix
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import dm, mention
@@ -141,6 +143,7 @@ async def test_no_post_unfurls_by_default(slack, llm, db_url) -> None:
     """Mentions, a DM, /ask and a digest: every chat.postMessage asks Slack not to unfurl."""
     slack.add_channel("C3", "support-digest", members=("U1", "U2"))
     harness = await Bot(make_settings(slack, llm, db_url), retry_delay=0).start()
+    assert isinstance(harness.rt.slack, CleanWebClient)  # the client every post of the process uses
     secret = "See https://evil.example/leak?key=s3cret"
     try:
         llm.script(*[Reply(content=secret) for _ in range(4)])
@@ -174,3 +177,17 @@ async def test_the_operator_may_let_public_channels_unfurl(slack, llm, db_url) -
         await harness.close()
     flags = {u["channel"]: u["unfurl_links"] for u in slack.unfurls if "example.com" in u["text"]}
     assert flags == {"C1": True, "G1": False}
+
+
+# Bolt hands listeners these by name; they post through a client Bolt builds per request, which
+# would skip the clean-up. Listeners post through rt.slack (or `respond`) instead.
+BOLT_POSTERS = {"say", "say_stream", "set_status", "set_title", "set_suggested_prompts", "client", "context"}
+
+
+def test_listeners_post_through_the_cleaning_client() -> None:
+    listeners = Path(__file__).resolve().parents[1] / "bot" / "slack" / "listeners"
+    for path in listeners.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                taken = {a.arg for a in node.args.args + node.args.kwonlyargs} & BOLT_POSTERS
+                assert not taken, f"{path.name}: {node.name} takes {taken}: post through rt.slack"
