@@ -191,3 +191,15 @@ def test_listeners_post_through_the_cleaning_client() -> None:
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 taken = {a.arg for a in node.args.args + node.args.kwonlyargs} & BOLT_POSTERS
                 assert not taken, f"{path.name}: {node.name} takes {taken}: post through rt.slack"
+
+
+async def test_a_reply_by_response_url_is_cleaned_too(bot: Bot, slack, llm) -> None:
+    """/ask where the bot may not post: the answer goes back through the command's response_url."""
+    slack.add_channel("C6", "no-bot", members=("U1",), bot_member=False)
+    llm.script(Reply(content=f"<!here> {PHISH} for <@U2>"))
+    await bot.command("/ask", "anything?", channel="C6", response_url=slack.response_url("ask"))
+    await bot.idle()
+    (reply,) = [r for r in slack.responses if "couldn't post this" in r.get("text", "")]
+    assert "<!here" not in reply["text"] and "|Click" not in reply["text"], reply["text"]
+    assert "Click to verify (https://evil.example/x) for <@U2>" in reply["text"]  # ephemeral: no ping
+    assert reply["unfurl_links"] is False and reply["unfurl_media"] is False

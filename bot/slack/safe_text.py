@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
@@ -156,6 +156,23 @@ def cleaned(method: str, body: dict[str, Any]) -> dict[str, Any]:
         out.setdefault("unfurl_links", False)
         out.setdefault("unfurl_media", False)
     return out
+
+
+def quiet_respond(respond: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """A response_url reply (Bolt's `respond`, which no Web API client carries) cleaned like a
+    post: ephemeral replies keep user mentions, any other pings nobody; links never unfurl."""
+
+    async def send(**kwargs: Any) -> Any:
+        names: dict[str, str] | None = None if kwargs.get("response_type") == "ephemeral" else {}
+        if isinstance(kwargs.get("text"), str):
+            kwargs["text"] = neutralize(kwargs["text"], names)
+        if kwargs.get("blocks"):
+            kwargs["blocks"] = neutralize_blocks(kwargs["blocks"], names)
+        kwargs.setdefault("unfurl_links", False)
+        kwargs.setdefault("unfurl_media", False)
+        return await respond(**kwargs)
+
+    return send
 
 
 class CleanWebClient(CountingWebClient):

@@ -46,13 +46,7 @@ async def run_and_post(rt: Runtime, body: dict[str, Any], respond: Any) -> None:
         return
     if reply.ephemeral:  # the result may not be shown to everyone in this channel
         for message in markdown_messages(reply.text, [footer(command, reply)]):
-            await respond(
-                response_type="ephemeral",
-                replace_original=False,
-                unfurl_links=False,
-                unfurl_media=False,
-                **message,
-            )
+            await respond(response_type="ephemeral", replace_original=False, **message)
         return
     try:
         extra = [footer(command, reply), *(steps_blocks(reply.run_id) if reply.run_id else [])]
