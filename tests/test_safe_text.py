@@ -203,3 +203,22 @@ async def test_a_reply_by_response_url_is_cleaned_too(bot: Bot, slack, llm) -> N
     assert "<!here" not in reply["text"] and "|Click" not in reply["text"], reply["text"]
     assert "Click to verify (https://evil.example/x) for <@U2>" in reply["text"]  # ephemeral: no ping
     assert reply["unfurl_links"] is False and reply["unfurl_media"] is False
+
+
+async def test_a_link_completed_late_in_a_native_stream_is_never_shown_live(slack, llm, db_url) -> None:
+    """A link too long to hold back streams unfinished; when it completes, the live view is
+    replaced by clean parts instead of receiving the closing piece."""
+    url = "https://evil.example/" + "a" * 700
+    llm.script(Reply(content=f"see [Click to verify]({url}) done", stream_delay=0.02))
+    harness = await Bot(make_settings(slack, llm, db_url, STREAM_UPDATE_SECONDS="0.05")).start()
+    try:
+        await harness.event(dm("link?", ts="1700000908.000200", thread_ts="1700000908.000100"))
+        await harness.idle()
+    finally:
+        await harness.close()
+    assert slack.calls_to("chat.startStream"), "the answer should have streamed"
+    appended = "".join(c.params.get("markdown_text", "") for c in slack.calls if "Stream" in c.method)
+    assert f"]({url})" not in appended
+    (answer,) = slack.posted(channel="D1")
+    assert json.dumps(answer).count(f"see Click to verify ({url}) done") == 1
+    assert "[Click" not in json.dumps(answer)

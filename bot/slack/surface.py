@@ -298,9 +298,10 @@ class AnswerSurface:
     async def _finish_native(
         self, final: str, extra_blocks: list[dict[str, Any]] | None, private: bool
     ) -> list[str]:
-        fits = len(final) <= STREAM_CAP and self.text == final and not self.garbled
-        if self.streaming and fits:
-            await self.flush(final=True)
+        fits = len(final) <= STREAM_CAP and self.text == final
+        if self.streaming and fits and not self.garbled:
+            await self.flush(final=True)  # the last piece may reveal the stream must be replaced
+        if self.streaming and fits and not self.garbled:
             await call(
                 self.client.chat_stopStream,
                 channel=self.channel,
