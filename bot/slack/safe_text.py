@@ -106,11 +106,11 @@ async def display_names(client: AsyncWebClient, text: str) -> dict[str, str]:
         if hit is None or now - hit[0] > NAME_SECONDS:
             try:
                 user = (await client.users_info(user=uid))["user"]
-            except Exception:  # a name is a nicety: the id is shown instead
-                continue
-            profile = user.get("profile") or {}
-            hit = (now, profile.get("display_name") or user.get("real_name") or user.get("name") or "")
-            _names[(client.base_url, uid)] = hit
+                profile = user.get("profile") or {}
+                name = profile.get("display_name") or user.get("real_name") or user.get("name") or ""
+            except Exception:  # a name is a nicety: the id is shown (and not asked for every flush)
+                name = ""
+            hit = _names[(client.base_url, uid)] = (now, name)
         if hit[1]:
             found[uid] = hit[1]
     return found
