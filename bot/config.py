@@ -102,6 +102,7 @@ class Settings:
     stream_interval: float = 1.0
     answer_max_chars: int = 100_000
     slack_max_messages_per_answer: int = 10
+    slack_unfurl_links: bool = False
     user_max_concurrent_runs: int = 3
     extract_workers: int = 2
     openai_vision: bool = False
@@ -304,6 +305,7 @@ def load_settings(
         stream_interval=_float(env, "STREAM_UPDATE_SECONDS", 1.0),
         answer_max_chars=_int(env, "ANSWER_MAX_CHARS", 100_000, 1_000, 10_000_000),
         slack_max_messages_per_answer=_int(env, "SLACK_MAX_MESSAGES_PER_ANSWER", 10, 1, 100),
+        slack_unfurl_links=_bool(env, "SLACK_UNFURL_LINKS", False),
         user_max_concurrent_runs=_int(env, "USER_MAX_CONCURRENT_RUNS", 3, 0, 1_000),
         extract_workers=_int(env, "EXTRACT_WORKERS", 2, 1, 32),
         openai_vision=_bool(env, "OPENAI_VISION", False),

@@ -19,8 +19,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
 from bot.db import Database
-from bot.metrics import CountingWebClient
 from bot.slack.calls import WriteSafeServerErrorRetryHandler
+from bot.slack.safe_text import CleanWebClient
 from orchestrators.llm import Agent, Limits
 from orchestrators.workflows import workflow_tools
 from tools import ToolRegistry, default_tools
@@ -67,8 +67,9 @@ class TaskSet:
 
 def slack_client(settings: Settings) -> AsyncWebClient:
     """A Web API client that waits out 429s and retries transient failures (never a write that a
-    500 may have applied: bot/slack/calls.py decides those)."""
-    return CountingWebClient(
+    500 may have applied: bot/slack/calls.py decides those), and cleans every text it shows
+    (bot/slack/safe_text.py)."""
+    return CleanWebClient(
         token=settings.slack_bot_token,
         base_url=settings.slack_api_url,
         retry_handlers=[

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from bot.slack.safe_text import JOINER
 from bot.slack.split import split_markdown
 from tests import queries
 from tests.conftest import Bot, make_settings
@@ -176,10 +177,13 @@ async def test_a_post_that_keeps_failing_marks_the_run_failed(sbot: Bot, slack, 
     assert json.dumps(slack.posted(channel="C1")).count("never shown") == 0
 
 
-async def test_slack_references_survive_untouched(sbot: Bot, slack, llm) -> None:
+async def test_slack_references_stay_readable(sbot: Bot, slack, llm) -> None:
+    """Channels stay links; people are named without a ping; a link shows where it goes."""
     text = "Ask <@U2> in <#C2|random>, see <https://example.com/a?b=1|the doc> and `code`."
     llm.script(Reply(content=text))
     await sbot.event(mention("<@UBOT> who knows?", ts="11.1"))
     await sbot.idle()
     (message,) = slack.posted(channel="C1")
-    assert markdown_of(message) == text
+    assert markdown_of(message) == (
+        f"Ask @{JOINER}bob in <#C2|random>, see the doc (https://example.com/a?b=1) and `code`."
+    )

@@ -11,7 +11,8 @@ FENCE = re.compile(r"^(```|~~~)", re.M)
 def answer_30k() -> str:
     parts = []
     for i in range(12):
-        parts.append(f"## Section {i}\n\n" + ("Paragraph text with <@U123> and <#C123|general>. " * 30))
+        paragraph = "Paragraph text on <!date^1392734382^{date}|Feb 18> in <#C123|general>. "
+        parts.append(f"## Section {i}\n\n" + paragraph * 30)
         parts.append("```python\n" + "\n".join(f"print({i}, {j})  # line" for j in range(60)) + "\n```")
     parts.append("```\n" + "\n".join(f"big block line {j} " + "y" * 60 for j in range(200)) + "\n```")
     text = "\n\n".join(parts)

@@ -21,6 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.db.models import DigestSchedule
 from bot.slack.calls import call
 from bot.slack.render import markdown_messages
+from bot.slack.safe_text import readable
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +64,20 @@ def footer(schedule: DigestSchedule) -> dict[str, Any]:
 
 
 async def post_digest(
-    client: AsyncWebClient, schedule: DigestSchedule, text: str, fire_time: datetime
+    client: AsyncWebClient, schedule: DigestSchedule, text: str, fire_time: datetime, *, unfurl: bool = False
 ) -> list[str]:
-    """Post the parts in order (render's splitting and defusing), each with its metadata."""
+    """Post the parts in order (render's splitting and defusing, people by name), each with its
+    metadata; links unfurl only when `unfurl` (SLACK_UNFURL_LINKS, both channels public)."""
     assert schedule.id is not None
-    messages = markdown_messages(text, [footer(schedule)])
+    messages = markdown_messages(await readable(client, text), [footer(schedule)])
     stamps = []
     for i, message in enumerate(messages):
         response = await call(
             client.chat_postMessage,
             channel=schedule.channel_id,
             metadata=metadata(schedule.id, fire_time, last=i == len(messages) - 1),
+            unfurl_links=unfurl,
+            unfurl_media=unfurl,
             **message,
         )
         stamps.append(response["ts"])

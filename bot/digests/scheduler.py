@@ -31,6 +31,7 @@ from bot.digests.grammar import canonical, fires, make_trigger, period_of, previ
 from bot.digests.permissions import why_not_post
 from bot.runs import RunFailed, traced_run
 from bot.runtime import Runtime
+from bot.slack.surface import unfurl_allowed
 from orchestrators.workflows import summarize_channel
 
 log = logging.getLogger(__name__)
@@ -274,7 +275,10 @@ class DigestScheduler:
             if keeper.lost:
                 run.finish("ok", error="lease lost: another process posts this digest")
                 return TAKEN_OVER
-            await post_digest(self.rt.slack, schedule, text, fire_time)
+            unfurl = all(
+                [await unfurl_allowed(self.rt, c) for c in (schedule.channel_id, schedule.source_channel_id)]
+            )
+            await post_digest(self.rt.slack, schedule, text, fire_time, unfurl=unfurl)
         return "posted"
 
     async def _pause(self, schedule: DigestSchedule, why: str) -> None:

@@ -19,7 +19,7 @@ from bot.db.approvals import DECIDED
 from bot.db.models import Approval
 from bot.runtime import Runtime
 from bot.slack.calls import call
-from bot.slack.mentions import neutralize, neutralize_blocks
+from bot.slack.safe_text import neutralize, neutralize_blocks
 from tools.context import ApprovalDecision, RunTrace, ToolContext
 
 log = logging.getLogger(__name__)

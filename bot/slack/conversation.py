@@ -24,7 +24,7 @@ from bot.slack.files import (
     with_files,
 )
 from bot.slack.render import feedback_blocks
-from bot.slack.surface import AnswerSurface, capped_answer
+from bot.slack.surface import AnswerSurface, capped_answer, unfurl_allowed
 from bot.slack.write_approvals import ParkedWrites
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class Attempt:
     on_stream: Callable[[str], Awaitable[None]] | None = None
 
 
-def surface_for(rt: Runtime, turn: Turn, attempt: Attempt) -> AnswerSurface:
+async def surface_for(rt: Runtime, turn: Turn, attempt: Attempt) -> AnswerSurface:
     return AnswerSurface(
         rt.slack,
         turn.channel,
@@ -97,12 +97,13 @@ def surface_for(rt: Runtime, turn: Turn, attempt: Attempt) -> AnswerSurface:
         tag=attempt.tag,
         max_messages=rt.settings.slack_max_messages_per_answer,
         on_stream=attempt.on_stream,
+        unfurl=await unfurl_allowed(rt, turn.channel),
     )
 
 
 async def give_up(rt: Runtime, turn: Turn, attempt: Attempt) -> None:
     """A turn whose process died again and again: replace what it showed with an apology."""
-    surface = surface_for(rt, turn, attempt)
+    surface = await surface_for(rt, turn, attempt)
     if await surface.resume(attempt.streams):
         return  # its answer was shown before the last crash
     await surface.fail(GAVE_UP)
@@ -115,7 +116,7 @@ async def answer(rt: Runtime, turn: Turn, attempt: Attempt | None = None) -> Non
     if it had shown the whole answer, leaves the turn as it is.
     """
     attempt = attempt or Attempt()
-    surface = surface_for(rt, turn, attempt)
+    surface = await surface_for(rt, turn, attempt)
     if attempt.redo and await surface.resume(attempt.streams):
         log.info("%s/%s: the answer was shown before its process died", turn.channel, turn.ts)
         await _remember_shown(rt, turn, surface.shown)
@@ -180,7 +181,11 @@ async def answer(rt: Runtime, turn: Turn, attempt: Attempt | None = None) -> Non
             await run.flush()  # the trace behind the answer is durable before the answer is shown
             try:
                 text = capped_answer(result.text, rt.settings.answer_max_chars)
-                stamps = await surface.finish(text, feedback_blocks(run.id) if rt.llm else None)
+                stamps = await surface.finish(
+                    text,
+                    feedback_blocks(run.id) if rt.llm else None,
+                    private=bool(run.ctx.flow.private_sources),  # its links never unfurl
+                )
             except Exception as exc:  # the answer may be half shown: no apology on top of it
                 log.exception("run %s: could not post the answer", run.id)
                 run.finish("failed", error=f"posting the answer failed: {exc}")

@@ -7,7 +7,7 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack.mentions import neutralize, neutralize_blocks
+from bot.slack.safe_text import neutralize, neutralize_blocks, readable
 from bot.slack.split import split_markdown
 
 MARKDOWN_BLOCK_LIMIT = 12_000
@@ -39,7 +39,8 @@ def fallback_text(markdown: str) -> str:
 def markdown_messages(text: str, extra_blocks: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """chat.postMessage arguments for each part; `extra_blocks` go under the last part.
 
-    Broadcast mentions are defused here, in the text and in every block (bot/slack/mentions.py).
+    Broadcasts and disguised links are defused before splitting, in the text and in every block
+    (bot/slack/safe_text.py); people are named by the caller where others see the post.
     """
     parts = split_markdown(neutralize(text), MARKDOWN_BLOCK_LIMIT) or ["(empty answer)"]
     extra_blocks = neutralize_blocks(extra_blocks) if extra_blocks else extra_blocks
@@ -63,9 +64,10 @@ async def post_answer(
     """Post an answer in order, in one thread; returns the message timestamps.
 
     `via(fn, **kwargs)` wraps each call (bot.slack.calls.call retries transient failures).
+    People it mentions are shown by name and not notified (bot/slack/safe_text.py).
     """
     stamps = []
-    for message in markdown_messages(text, extra_blocks):
+    for message in markdown_messages(await readable(client, text), extra_blocks):
         kwargs: dict[str, Any] = {"channel": channel, **message}
         if thread_ts:
             kwargs["thread_ts"] = thread_ts

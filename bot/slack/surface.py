@@ -11,20 +11,33 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack.calls import call, error_of, maybe_applied, recent_messages
-from bot.slack.mentions import neutralize, stable_prefix
 from bot.slack.render import answer_metadata, answer_tag_of, fallback_text, markdown_messages
+from bot.slack.safe_text import readable, stable_prefix
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 STREAM_CAP = 10_000  # past this the live view stops growing; the final answer is posted split
 THINKING = "Thinking…"
 ATTACHMENT = "answer.md"
+
+
+async def unfurl_allowed(rt: Runtime, channel: str) -> bool:
+    """SLACK_UNFURL_LINKS lets Slack preview links only in public channels (unknown counts as not)."""
+    if not rt.settings.slack_unfurl_links:
+        return False
+    try:
+        return (await rt.memberships.channel(rt.slack, channel)).is_public
+    except Exception:
+        return False
 
 
 def capped_answer(text: str, limit: int) -> str:
@@ -90,7 +103,9 @@ class AnswerSurface:
         tag: str | None = None,
         max_messages: int = 10,
         on_stream: Callable[[str], Awaitable[None]] | None = None,
+        unfurl: bool = False,
     ) -> None:
+        self.unfurl = unfurl  # links may unfurl here (unfurl_allowed), unless the answer is private
         self.on_stream = on_stream  # told a native stream's ts at once: it can carry no tag yet
         self.tag = tag  # marks this answer's messages (metadata), so a later attempt finds them
         self.max_messages = max(1, max_messages)
@@ -105,6 +120,7 @@ class AnswerSurface:
         self.shown = ""  # after resume() returned True: the answer the dead attempt showed
         self.text = ""  # everything streamed so far
         self.sent = 0  # how much of it Slack has seen
+        self.streamed = ""  # what the native stream shows: the cleaned text[:sent]
         self.streaming = False
         self.garbled = False  # Slack may or may not show a streamed chunk: finish() replaces the stream
         self._flusher: asyncio.Task[None] | None = None
@@ -208,9 +224,18 @@ class AnswerSurface:
                 if upto == self.sent:
                     return
             if self.native:
-                await self._stream(neutralize(self.text[self.sent : upto]))
+                shown = await readable(self.client, self.text[:upto])
+                if not shown.startswith(self.streamed):  # later text changed how earlier text reads
+                    log.info("the streamed answer is replaced: its clean-up changed what was shown")
+                    self.garbled = True  # (a link completed across pieces): finish() posts clean parts
+                    return
+                if shown != self.streamed:
+                    await self._stream(shown[len(self.streamed) :])
+                self.streamed = shown
             else:
-                shown = neutralize(self.text[:upto]) + (" …" if upto < len(self.text) else "")
+                shown = await readable(self.client, self.text[:upto]) + (
+                    " …" if upto < len(self.text) else ""
+                )
                 await call(
                     self.client.chat_update,
                     channel=self.channel,
@@ -254,23 +279,29 @@ class AnswerSurface:
                 await self._flusher
             self._flusher = None
 
-    async def finish(self, final: str, extra_blocks: list[dict[str, Any]] | None = None) -> list[str]:
+    async def finish(
+        self, final: str, extra_blocks: list[dict[str, Any]] | None = None, *, private: bool = False
+    ) -> list[str]:
         """Make the answer in Slack equal `final`; returns the timestamps of its messages.
 
         The last message is marked final only when everything, attachment included, is shown.
+        `private`: the answer drew on non-public content, so its links never unfurl.
         """
         await self._stop_flusher()
         if self.native:
-            stamps = await self._finish_native(final, extra_blocks)
+            stamps = await self._finish_native(final, extra_blocks, private)
         else:
             assert self.ts is not None
-            stamps = await self.post_whole(final, extra_blocks, into=self.ts)
+            stamps = await self.post_whole(final, extra_blocks, into=self.ts, private=private)
         return stamps
 
-    async def _finish_native(self, final: str, extra_blocks: list[dict[str, Any]] | None) -> list[str]:
-        fits = len(final) <= STREAM_CAP and self.text == final and not self.garbled
-        if self.streaming and fits:
-            await self.flush(final=True)
+    async def _finish_native(
+        self, final: str, extra_blocks: list[dict[str, Any]] | None, private: bool
+    ) -> list[str]:
+        fits = len(final) <= STREAM_CAP and self.text == final
+        if self.streaming and fits and not self.garbled:
+            await self.flush(final=True)  # the last piece may reveal the stream must be replaced
+        if self.streaming and fits and not self.garbled:
             await call(
                 self.client.chat_stopStream,
                 channel=self.channel,
@@ -283,17 +314,23 @@ class AnswerSurface:
             if self.streaming:  # the live view cannot hold it all: replace it with clean parts
                 await call(self.client.chat_stopStream, channel=self.channel, ts=self.ts)
                 await self._delete(str(self.ts))
-            stamps = await self.post_whole(final, extra_blocks)
+            stamps = await self.post_whole(final, extra_blocks, private=private)
         await self.clear()
         return stamps
 
     async def post_whole(
-        self, final: str, extra_blocks: list[dict[str, Any]] | None = None, *, into: str | None = None
+        self,
+        final: str,
+        extra_blocks: list[dict[str, Any]] | None = None,
+        *,
+        into: str | None = None,
+        private: bool = False,
     ) -> list[str]:
         """Show `final` in at most max_messages messages (past that the whole answer is attached),
         the first one in place of the placeholder `into`, or all as new messages where none was
-        shown (native threads, slash commands)."""
-        messages, attach = capped_parts(markdown_messages(final, extra_blocks), self.max_messages, len(final))
+        shown (native threads, slash commands). People it mentions are shown by name."""
+        shown = await readable(self.client, final)
+        messages, attach = capped_parts(markdown_messages(shown, extra_blocks), self.max_messages, len(final))
         stamps: list[str] = []
         if into is not None:
             done = len(messages) == 1 and not attach
@@ -301,16 +338,23 @@ class AnswerSurface:
                 self.client.chat_update, channel=self.channel, ts=into, **messages[0], **self._metadata(done)
             )
             stamps = [into]
-        stamps += await self._post(messages[len(stamps) :], final=not attach)
+        stamps += await self._post(messages[len(stamps) :], final=not attach, private=private)
         if attach:
             await self._attach(final, stamps[-1], messages[-1])
         return stamps
 
-    async def _post(self, messages: list[dict[str, Any]], *, final: bool) -> list[str]:
+    async def _post(self, messages: list[dict[str, Any]], *, final: bool, private: bool = True) -> list[str]:
         """Post parts in order in the thread; only the last may carry the final mark."""
         stamps = []
+        unfurl = self.unfurl and not private
         for i, message in enumerate(messages):
-            kwargs = {"channel": self.channel, **message, **self._metadata(final and i == len(messages) - 1)}
+            kwargs = {
+                "channel": self.channel,
+                **message,
+                **self._metadata(final and i == len(messages) - 1),
+                "unfurl_links": unfurl,
+                "unfurl_media": unfurl,
+            }
             if self.thread_ts:
                 kwargs["thread_ts"] = self.thread_ts
             stamps.append((await call(self.client.chat_postMessage, **kwargs))["ts"])

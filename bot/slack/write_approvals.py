@@ -23,8 +23,8 @@ from bot.runs import RunFailed, traced_run
 from bot.runtime import Runtime
 from bot.slack.approvals import SlackApprover, Where, approval_blocks
 from bot.slack.calls import call
-from bot.slack.mentions import neutralize, neutralize_blocks
 from bot.slack.render import post_answer
+from bot.slack.safe_text import neutralize, neutralize_blocks
 from tools.registry import ToolResult
 
 log = logging.getLogger(__name__)

@@ -29,6 +29,8 @@ class ChatMethods(Workspace):
         super().__init__()
         self.ephemerals: list[dict[str, Any]] = []  # chat.postEphemeral messages, with `recipient`
         self.streams: dict[str, dict[str, Any]] = {}  # ts -> message started by chat.startStream
+        # What each chat.postMessage asked of Slack's link previews (None: the flag was not sent).
+        self.unfurls: list[dict[str, Any]] = []
 
     # --- chat.* -------------------------------------------------------------------------------
     def m_auth_test(self, p: Params) -> Params:
@@ -46,6 +48,8 @@ class ChatMethods(Workspace):
         ch = self.member_channel(p)
         check_content(p)
         msg = self.store(ch, self.bot_message(p, self.next_ts()), p.get("thread_ts"))
+        flags = {key: p.get(key) for key in ("unfurl_links", "unfurl_media")}
+        self.unfurls.append({"channel": ch.id, "ts": msg["ts"], "text": msg["text"], **flags})
         return {"channel": ch.id, "ts": msg["ts"], "message": msg}
 
     def m_chat_update(self, p: Params) -> Params:

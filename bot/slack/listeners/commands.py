@@ -16,7 +16,7 @@ from bot.slack.command_jobs import REDO, TAG, Runner, accept_command
 from bot.slack.conversation import DATABASE_DOWN
 from bot.slack.listeners.shortcuts import thread_summary
 from bot.slack.render import markdown_messages, steps_blocks
-from bot.slack.surface import AnswerSurface, answer_shown, capped_answer
+from bot.slack.surface import AnswerSurface, answer_shown, capped_answer, unfurl_allowed
 from orchestrators.workflows.commands import COMMANDS, HELP_COMMANDS, help_text, parse_command
 from orchestrators.workflows.parsing import ASK_USAGE, UsageError, parse_question
 
@@ -50,7 +50,7 @@ async def run_and_post(rt: Runtime, body: dict[str, Any], respond: Any) -> None:
         return
     try:
         extra = [footer(command, reply), *(steps_blocks(reply.run_id) if reply.run_id else [])]
-        stamps = await shown_in(rt, body, None).post_whole(
+        stamps = await (await shown_in(rt, body, None)).post_whole(
             capped_answer(reply.text, rt.settings.answer_max_chars), extra
         )
     except SlackApiError as exc:
@@ -92,10 +92,10 @@ async def summarize_this_thread(rt: Runtime, body: dict[str, Any], respond: Any)
         thread_ts=thread,
         trigger="/summarize",
     )
-    await shown_in(rt, body, thread).post_whole(capped_answer(text, rt.settings.answer_max_chars))
+    await (await shown_in(rt, body, thread)).post_whole(capped_answer(text, rt.settings.answer_max_chars))
 
 
-def shown_in(rt: Runtime, body: dict[str, Any], thread: str | None) -> AnswerSurface:
+async def shown_in(rt: Runtime, body: dict[str, Any], thread: str | None) -> AnswerSurface:
     """Where a command's result is posted: capped like any answer, tagged for a redo to find."""
     return AnswerSurface(
         rt.slack,
@@ -106,6 +106,7 @@ def shown_in(rt: Runtime, body: dict[str, Any], thread: str | None) -> AnswerSur
         native=False,
         tag=body.get(TAG),
         max_messages=rt.settings.slack_max_messages_per_answer,
+        unfurl=await unfurl_allowed(rt, body["channel_id"]),
     )
 
 

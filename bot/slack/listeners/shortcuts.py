@@ -14,6 +14,7 @@ from slack_bolt.async_app import AsyncApp
 from bot.runs import RunFailed, traced_run
 from bot.runtime import Runtime
 from bot.slack.calls import call
+from bot.slack.safe_text import quiet_respond
 from orchestrators.workflows.thread_summary import summarize_thread
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         try:
             await call(rt.slack.chat_postEphemeral, channel=channel, user=user, thread_ts=root, text=text)
         except Exception:  # not in the channel, say: the response_url still reaches the user
-            await respond(response_type="ephemeral", replace_original=False, text=text)
+            await quiet_respond(respond)(response_type="ephemeral", replace_original=False, text=text)
 
     @app.shortcut(CALLBACK_ID)
     async def on_shortcut(ack: Any, body: dict[str, Any], respond: Any) -> None:
