@@ -121,6 +121,8 @@ class McpLink:
         self._stopping = True
         self._wake.set()
         if self._task is not None:
+            if self._client is None:  # not connected (e.g. a first connect that never ends): nothing to drain
+                self._task.cancel()
             try:
                 await asyncio.wait_for(self._task, 10)
             except (TimeoutError, asyncio.CancelledError):
