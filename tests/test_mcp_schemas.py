@@ -7,6 +7,7 @@ from); the recursive schema is pydantic's own output for a self-referring model.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -124,7 +125,8 @@ def test_keyword_names_are_arguments_and_data_is_kept_as_given() -> None:
                 "default": {"title": "kept: a default is data", "$ref": "#/not/a/ref"},
                 "enum": [{"title": "kept too"}],
                 "properties": {"title": {"$ref": "#/$defs/Name"}},
-            }
+            },
+            "pair": {"type": "array", "items": [{"$ref": "#/$defs/Name"}, {"type": "integer", "title": "N"}]},
         },
         "required": ["title", "$ref"],
         "$defs": {"Name": {"type": "string", "title": "Name", "description": "a name"}},
@@ -136,6 +138,8 @@ def test_keyword_names_are_arguments_and_data_is_kept_as_given() -> None:
     assert style["default"] == {"title": "kept: a default is data", "$ref": "#/not/a/ref"}
     assert style["enum"] == [{"title": "kept too"}]
     assert style["properties"]["title"] == {"type": "string", "description": "a name"}
+    name, number = shown["properties"]["pair"]["items"]
+    assert name == {"type": "string", "description": "a name"} and number == {"type": "integer"}
     assert "title" not in shown and "$defs" not in shown
     assert schema["properties"]["title"]["title"] == "TITLE"  # the input is not changed
 
@@ -185,6 +189,19 @@ def test_pathological_schemas_never_raise() -> None:
         deep = {"type": "array", "items": deep}
     shown = model_schema({"type": "object", "properties": {"x": deep}})
     assert depth(shown) < 2 * MAX_DEPTH + 10 and "nested more than" in json.dumps(shown)
+    chain: dict[str, Any] = {"type": "object", "properties": {"x": {"$ref": "#/$defs/C0"}}, "$defs": {}}
+    for i in range(5_000):  # a chain of references, each only pointing at the next
+        chain["$defs"][f"C{i}"] = {"$ref": f"#/$defs/C{i + 1}"}
+    assert "nested more than" in json.dumps(model_schema(chain))
+    data: list[Any] = []
+    for _ in range(20_000):
+        data = [data]
+    enum = model_schema({"type": "object", "properties": {"x": {"enum": [data]}}})["properties"]["x"]["enum"]
+    copied, levels = enum[0], 0
+    while copied:  # data is copied as given, without recursion (== would recurse, so walk it)
+        assert copied is not data and len(copied) == 1
+        copied, data, levels = copied[0], data[0], levels + 1
+    assert levels == 20_000
     fan = {"type": "object", "properties": {"x": {"$ref": "#/$defs/D0"}}, "$defs": {}}
     for i in range(40):  # each definition uses the next one twice: 2**40 nodes if fully inlined
         twice = {"$ref": f"#/$defs/D{i + 1}"}
@@ -232,9 +249,19 @@ def calls(tmp_path: Path, name: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-async def test_real_schemas_are_offered_accepted_and_callable(slack, llm, db_url, tmp_path) -> None:
+def too_deep_tool() -> dict[str, Any]:
+    """Not a published schema: one nested deep enough that jsonschema's own check of it raises
+    RecursionError (it still crosses the wire: the SDK's JSON parser allows this depth)."""
+    deep: dict[str, Any] = {"type": "string"}
+    for _ in range(150):
+        deep = {"type": "array", "items": deep}
+    return {"name": "too_deep", "inputSchema": {"type": "object", "properties": {"x": deep}}}
+
+
+async def test_real_schemas_are_offered_accepted_and_callable(slack, llm, db_url, tmp_path, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="tools.mcp")
     tools = [*published_tools(), recursive_tool()]
-    servers = {"pub": published_server(tmp_path, "pub", tools)}
+    servers = {"pub": published_server(tmp_path, "pub", [*tools, too_deep_tool()])}
     harness = Bot(make_settings(slack, llm, db_url, MCP_SERVERS=servers_file(tmp_path, servers)))
     await harness.start()
     try:
@@ -255,6 +282,7 @@ async def test_real_schemas_are_offered_accepted_and_callable(slack, llm, db_url
         assert llm.schema_errors == [] and len(llm.requests) == 2  # the model server took both requests
         offered = {t["function"]["name"]: t["function"]["parameters"] for t in llm.requests[0]["tools"]}
         assert {f"pub__{t['name']}" for t in tools} <= set(offered)  # every tool, the recursive one too
+        assert "pub__too_deep" not in offered and "tool too_deep skipped: RecursionError" in caplog.text
         for name, parameters in offered.items():
             assert set(parameters.get("required", [])) <= set(parameters.get("properties", {})), name
         assert offered["pub__create_issue"]["properties"]["title"]["type"] == "string"

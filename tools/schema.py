@@ -10,7 +10,6 @@ detail in what the model reads. Nothing here recurses without a bound.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 from urllib.parse import unquote
 
@@ -71,21 +70,19 @@ class _Inliner:
         for key, value in node.items():
             if key in DROPPED or key == "$ref":
                 continue
-            if key in ONE:
+            if (key in MANY or key == "items") and isinstance(value, list):  # items: draft-07 tuples
+                out[key] = [self.schema(v, depth + 1, path) for v in value]
+            elif key in ONE:
                 out[key] = self.schema(value, depth + 1, path)
-            elif key in MANY and isinstance(value, list):
-                out[key] = [self.schema(v, depth + 1, path) for v in value]
-            elif key == "items" and isinstance(value, list):  # draft-07 tuple form
-                out[key] = [self.schema(v, depth + 1, path) for v in value]
             elif key in NAMED and isinstance(value, dict):
                 out[key] = {name: self.schema(v, depth + 1, path) for name, v in value.items()}
             elif key == "dependencies" and isinstance(value, dict):  # draft-07: schema or names
                 out[key] = {
-                    n: self.schema(v, depth + 1, path) if isinstance(v, dict) else copy.deepcopy(v)
+                    n: self.schema(v, depth + 1, path) if isinstance(v, dict) else _copy(v)
                     for n, v in value.items()
                 }
             else:
-                out[key] = copy.deepcopy(value)  # data (enum, default, required, ...) as given
+                out[key] = _copy(value)  # data (enum, default, required, ...) as given
         if note:  # a cut reference: `{}` (anything goes) and a word saying so
             said = out.get("description")
             out["description"] = f"{said} {note}" if isinstance(said, str) and said else note
@@ -101,8 +98,27 @@ class _Inliner:
             return {}, f"(schema cut: {name} refers to itself; deeper levels are not shown)"
         if self.made >= MAX_NODES:
             return {}, f"(schema cut: {name} not shown, the schema is too large)"
-        inlined = self.schema(found, depth, (*path, name))
+        inlined = self.schema(found, depth + 1, (*path, name))  # +1: a chain of refs is nesting too
         return (inlined if isinstance(inlined, dict) else {}), None
+
+
+def _copy(value: Any) -> Any:
+    """A copy of JSON data, however deeply nested (no recursion, unlike copy.deepcopy)."""
+    if not isinstance(value, dict | list):
+        return value
+    top: Any = {} if isinstance(value, dict) else []
+    stack = [(value, top)]
+    while stack:
+        source, target = stack.pop()
+        for key, item in source.items() if isinstance(source, dict) else enumerate(source):
+            made = ({} if isinstance(item, dict) else []) if isinstance(item, dict | list) else item
+            if isinstance(target, dict):
+                target[key] = made
+            else:
+                target.append(made)
+            if isinstance(item, dict | list):
+                stack.append((item, made))
+    return top
 
 
 def model_parameters(schema: dict[str, Any]) -> dict[str, Any]:
