@@ -49,7 +49,7 @@ async def execute(
         return CommandReply(allowed.refusal, ok=False, workflow=cmd.workflow)
     agent = rt.agent.using(
         model=here.model,
-        registry=rt.tools(here.tools.allows),
+        registry=await rt.tools(here.tools.allows),
         instructions=here.instructions,
         token_budget=allowed.remaining,
     )

@@ -114,6 +114,7 @@ class Settings:
     model_prices: Mapping[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_PRICES))
     mcp_servers: tuple[McpServerConfig, ...] = ()
     mcp_check_seconds: float = 30.0
+    mcp_ready_seconds: float = 20.0  # readiness and early questions wait this long for MCP servers
     write_approval_seconds: float = 3_600.0  # how long a parked write call waits for Approve
     work_lease_seconds: float = 30.0  # a killed process's turns and commands are redone after this
 
@@ -317,6 +318,7 @@ def load_settings(
         model_prices=_prices(env),
         mcp_servers=_mcp_servers(env),
         mcp_check_seconds=_float(env, "MCP_CHECK_SECONDS", 30.0),
+        mcp_ready_seconds=_float(env, "MCP_READY_SECONDS", 20.0),
         write_approval_seconds=_float(env, "WRITE_APPROVAL_SECONDS", 3_600.0),
         work_lease_seconds=_float(env, "WORK_LEASE_SECONDS", 30.0),
     )

@@ -116,7 +116,8 @@ class ConsoleSession:
         self.history.append({"role": "user", "content": line})
         ctx = self.rt.tool_context(ConsoleTrace(self.out), team="console", user="console", channel="console")
         try:
-            result = await self.rt.agent.run(self.history, ctx, registry=self.rt.tools())  # with MCP tools
+            tools = await self.rt.tools()  # with MCP tools (waits for their first connect)
+            result = await self.rt.agent.run(self.history, ctx, registry=tools)
         except AgentError as exc:
             self.history.pop()
             self.out.print(f"[red]The model failed: {explain_model_error(exc, self.rt.settings)}[/red]")

@@ -1,7 +1,9 @@
 """/healthz, /readyz and /metrics: what hosts and load balancers probe, in HTTP and Socket Mode.
 
 /healthz answers 200 while the process can do its work and 503 naming the failing dependency
-(the database) when it cannot; /readyz also requires the schema to be at this version's revision.
+(the database) when it cannot; /readyz also requires the schema to be at this version's revision
+and, for at most MCP_READY_SECONDS after start, each MCP server's first connect to have ended (it
+reports every server's state, so a server that is down is named without holding readiness back).
 """
 
 from __future__ import annotations
@@ -42,10 +44,13 @@ async def check(rt: Runtime, *, ready: bool) -> tuple[int, dict[str, Any]]:
                 failing["schema"] = found.describe()
         except Exception as exc:
             failing["schema"] = f"{type(exc).__name__}: {exc}"[:300]
+    servers = {"mcp_servers": rt.mcp.status()} if ready and rt.mcp.links else {}
+    if servers and (waiting := rt.mcp.waiting()):
+        failing["mcp"] = f"waiting for the first connect of {', '.join(waiting)}"
     if failing:
         log.warning("%s: failing %s", "readyz" if ready else "healthz", failing)
-        return 503, {"ok": False, "failing": sorted(failing), **failing}
-    return 200, body
+        return 503, {"ok": False, "failing": sorted(failing), **failing, **servers}
+    return 200, {**body, **servers}
 
 
 def add_routes(app: web.Application, rt: Runtime) -> None:

@@ -128,8 +128,14 @@ class Runtime:
     extractor: Extractor | None = None  # HTML/PDF parsing in killable worker processes
     memberships: MembershipCache = field(default_factory=MembershipCache)  # the audience checks' cache
 
-    def tools(self, allows: Callable[[str], bool] | None = None) -> ToolRegistry:
-        """The tools a run may use now: ours plus connected MCP servers', less the disabled ones."""
+    async def tools(self, allows: Callable[[str], bool] | None = None) -> ToolRegistry:
+        """The tools a run may use now: ours plus connected MCP servers', less the disabled ones.
+
+        Every run takes its tools here, so this is where an early question waits (at most
+        MCP_READY_SECONDS after start) for each MCP server's first connect instead of being
+        answered without that server's tools.
+        """
+        await self.mcp.first_contact()
         every = [*self.registry.tools.values(), *self.mcp.tools()]
         return ToolRegistry(t for t in every if allows is None or allows(t.name))
 
@@ -197,7 +203,9 @@ async def create_runtime(settings: Settings, registry: ToolRegistry | None = Non
         max_tool_calls=settings.max_tool_calls,
         tool_concurrency=settings.tool_concurrency,
     )
-    mcp = McpHub(settings.mcp_servers, refresh=settings.mcp_check_seconds)
+    mcp = McpHub(
+        settings.mcp_servers, refresh=settings.mcp_check_seconds, ready_seconds=settings.mcp_ready_seconds
+    )
     mcp.start()  # connects in the background: a slow or dead server never delays the start
     return Runtime(
         settings=settings,

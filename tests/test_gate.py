@@ -294,7 +294,7 @@ async def test_every_registered_tool_passes_the_gate(slack, llm, db_url, tmp_pat
     SAMPLES fails here until someone decides what it sends where."""
     bot = await start_bot(slack, llm, db_url, tmp_path, outside)
     try:
-        registry = bot.rt.tools()
+        registry = await bot.rt.tools()
         assert set(registry.names) == set(SAMPLES), "a tool was added or removed: say what it sends where"
         for name in registry.names:
             found = registry.get(name)

@@ -7,43 +7,40 @@ keeps reconnecting (with backoff), so the bot never depends on it being up.
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import sys
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 
 from tools.context import ToolContext
 from tools.mcp_config import McpServerConfig
-from tools.registry import Tool, ToolError, _inline
+from tools.registry import Tool, ToolError
+from tools.schema import model_parameters
 
 log = logging.getLogger(__name__)
+LinkState = Literal["connecting", "connected", "down"]
 
 SEPARATOR = "__"
 MODEL_MAX_LENGTH = 1_000  # llama.cpp grammar compilers fail on larger maxLength; we still validate it
 
 
 def model_schema(input_schema: dict[str, Any]) -> dict[str, Any]:
-    """The schema the model is shown: object at the root, $refs inlined, no titles."""
-    if input_schema.get("type") != "object":
+    """The schema the model is shown: object at the root, $refs inlined, no title annotations."""
+    schema = model_parameters(input_schema)
+    if schema.get("type") != "object":
         raise ValueError("its input schema is not an object")
-    schema = _inline(copy.deepcopy({k: v for k, v in input_schema.items() if k != "$schema"}))
     schema.setdefault("properties", {})
-
-    def relax(node: Any) -> None:
+    stack: list[Any] = [schema]
+    while stack:  # no recursion: a schema may be nested deeper than Python's stack
+        node = stack.pop()
         if isinstance(node, dict):
             if isinstance(node.get("maxLength"), int) and node["maxLength"] >= MODEL_MAX_LENGTH:
                 del node["maxLength"]
-            for v in node.values():
-                relax(v)
+            stack.extend(node.values())
         elif isinstance(node, list):
-            for v in node:
-                relax(v)
-
-    relax(schema)
+            stack.extend(node)
     return schema
 
 
@@ -112,6 +109,9 @@ class McpLink:
         self.max_backoff = max_backoff
         self.tools: list[McpTool] = []
         self.connected = asyncio.Event()
+        self.state: LinkState = "connecting"
+        self.reason: str | None = None  # why it is down, for /readyz and the log
+        self.first_attempt = asyncio.Event()  # the first connect has ended, either way
         self._client: Any = None
         self._wake = asyncio.Event()
         self._stopping = False
@@ -124,6 +124,8 @@ class McpLink:
         self._stopping = True
         self._wake.set()
         if self._task is not None:
+            if self._client is None:  # not connected (e.g. a first connect that never ends): nothing to drain
+                self._task.cancel()
             try:
                 await asyncio.wait_for(self._task, 10)
             except (TimeoutError, asyncio.CancelledError):
@@ -161,7 +163,9 @@ class McpLink:
                     )
                     await self._list(client)
                     self._client = client
+                    self.state, self.reason = "connected", None
                     self.connected.set()
+                    self.first_attempt.set()
                     log.info(
                         "MCP server %s connected: tools %s", self.config.name, [t.name for t in self.tools]
                     )
@@ -174,6 +178,7 @@ class McpLink:
                         except TimeoutError:
                             await self._list(client)  # raises when the server has gone
             except Exception as exc:
+                self.state, self.reason = "down", _reason(exc)
                 if not self._stopping:
                     log.warning(
                         "MCP server %s (%s) unavailable, its tools are off until it is back: %s",
@@ -184,6 +189,9 @@ class McpLink:
             finally:
                 self._client, self.tools = None, []
                 self.connected.clear()
+                if self.state != "down":
+                    self.state, self.reason = "down", "the connection closed"
+                self.first_attempt.set()
             if self._stopping:
                 return
             try:
@@ -201,9 +209,16 @@ class McpLink:
                 continue
             try:
                 tools.append(McpTool(self, remote))
-            except (ValueError, SchemaError) as exc:
-                log.warning("MCP server %s: tool %s skipped: %s", self.config.name, remote.name, exc)
+            except Exception as exc:  # one unusable schema must not take the server's other tools
+                log.warning("MCP server %s: tool %s skipped: %s", self.config.name, remote.name, _reason(exc))
         self.tools = tools
+
+    def status(self) -> dict[str, Any]:
+        """For /readyz: `connecting` (first attempt under way), `connected`, or `down` and why."""
+        out: dict[str, Any] = {"state": self.state, "tools": len(self.tools)}
+        if self.state == "down":
+            out["reason"] = self.reason
+        return out
 
     async def call(self, name: str, arguments: dict[str, Any]) -> Any:
         from mcp import MCPError
@@ -229,10 +244,15 @@ class McpLink:
 class McpHub:
     """Every configured MCP server; `tools()` lists the tools of those connected right now."""
 
-    def __init__(self, configs: tuple[McpServerConfig, ...], *, refresh: float = 30.0) -> None:
+    def __init__(
+        self, configs: tuple[McpServerConfig, ...], *, refresh: float = 30.0, ready_seconds: float = 20.0
+    ) -> None:
         self.links = [McpLink(c, refresh=refresh) for c in configs]
+        self.ready_seconds = ready_seconds  # how long readiness waits for the first connects
+        self._deadline: float | None = None  # loop time when that wait ends; None: not started
 
     def start(self) -> None:
+        self._deadline = asyncio.get_running_loop().time() + self.ready_seconds
         for link in self.links:
             link.start()
 
@@ -241,6 +261,31 @@ class McpHub:
 
     def tools(self) -> list[Tool]:
         return [t for link in self.links for t in link.tools]
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        return {link.config.name: link.status() for link in self.links}
+
+    def waiting(self) -> list[str]:
+        """Servers whose first connect is still under way, while the readiness window is open."""
+        if self._deadline is None or asyncio.get_running_loop().time() >= self._deadline:
+            return []
+        return [link.config.name for link in self.links if not link.first_attempt.is_set()]
+
+    async def first_contact(self) -> None:
+        """Wait until every server's first connect has ended (connected or failed), at most until
+        MCP_READY_SECONDS after start: a question asked early still gets the servers' tools."""
+        pending = [link for link in self.links if not link.first_attempt.is_set()]
+        if not pending or self._deadline is None:
+            return
+        remaining = self._deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            return
+        try:
+            async with asyncio.timeout(remaining):
+                await asyncio.gather(*(link.first_attempt.wait() for link in pending))
+        except TimeoutError:
+            slow = [link.config.name for link in pending if not link.first_attempt.is_set()]
+            log.warning("MCP servers %s: no first connect within %g s", slow, self.ready_seconds)
 
     async def ready(self, timeout: float) -> bool:
         """Wait until every server is connected (start-up, tests); False when one is not."""

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from tools import gate
 from tools.context import ToolContext
 from tools.gate import EgressRule, ToolError
+from tools.schema import model_parameters
 
 TRUNCATED = "…[output truncated: {cut} more characters]"
 Mode = Literal["read", "write"]
@@ -51,22 +52,6 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [to_jsonable(v) for v in value]
     return value
-
-
-def _inline(schema: dict[str, Any]) -> dict[str, Any]:
-    """Resolve $refs and drop titles: any OpenAI-compatible server accepts the plain form."""
-    defs = schema.pop("$defs", {})
-
-    def walk(node: Any) -> Any:
-        if isinstance(node, dict):
-            if "$ref" in node:
-                return walk(dict(defs[node["$ref"].split("/")[-1]]))
-            return {k: walk(v) for k, v in node.items() if k != "title"}
-        if isinstance(node, list):
-            return [walk(v) for v in node]
-        return node
-
-    return walk(schema)
 
 
 def describe(doc: str) -> tuple[str, dict[str, str]]:
@@ -132,7 +117,7 @@ class Tool(Generic[P, R]):
         self.model: type[BaseModel] = create_model(  # type: ignore[call-overload]
             f"{self.name}_args", __config__=ConfigDict(extra="forbid"), **fields
         )
-        parameters = _inline(self.model.model_json_schema())
+        parameters = model_parameters(self.model.model_json_schema())
         parameters.setdefault("properties", {})
         for arg, text in arg_docs.items():
             if arg in parameters["properties"]:

@@ -174,7 +174,7 @@ async def answer(rt: Runtime, turn: Turn, attempt: Attempt | None = None) -> Non
                 run.ctx,
                 on_text=surface.delta,
                 model=here.model,
-                registry=rt.tools(here.tools.allows),
+                registry=await rt.tools(here.tools.allows),
                 instructions=here.instructions,
                 token_budget=allowed.remaining,
             )

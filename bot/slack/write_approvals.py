@@ -138,7 +138,7 @@ async def _run_approved(
             approver=lambda run_id: SlackApprover(rt, where, run_id),
             approvals=lambda _run_id: Preapproved(tool, arguments),
         ) as run:
-            result = await rt.tools().run(tool, json.dumps(arguments), run.ctx)
+            result = await (await rt.tools()).run(tool, json.dumps(arguments), run.ctx)
             run.finish("ok" if result.ok else "failed", error=result.error)
     except RunFailed as failed:
         log.warning("approval %s: running %s failed: %s", approval.id, tool, failed.reason)
