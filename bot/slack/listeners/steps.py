@@ -36,7 +36,10 @@ def register(app: AsyncApp, rt: Runtime) -> None:
             if not verdict.allowed:
                 log.warning("show steps: %s may not read %s (run %s)", user, channel, run.id)
                 # An ephemeral to a non-member is refused by Slack; the click's response_url is not.
-                await respond(response_type="ephemeral", replace_original=False, text=NOT_READABLE)
+                try:
+                    await respond(response_type="ephemeral", replace_original=False, text=NOT_READABLE)
+                except Exception:  # an expired or forged response_url: there is no one to tell
+                    log.warning("show steps: could not tell %s no", user, exc_info=True)
                 return
             known = own_tool_names() | set(rt.tools().tools)
             text = steps_text(run, await rt.db.runs.steps(run.id), viewer=user, known_tools=known)
