@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 
 from bot.db.models import Run, Step
 from bot.slack.render import STEPS_ACTION
-from bot.slack.steps_view import steps_text
+from bot.slack.steps_view import _plain, steps_text
 from tests import queries
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply, ToolCall
@@ -115,7 +117,113 @@ def test_limits_and_failures_are_named() -> None:
     steps = [
         Step(run_id=7, kind="tool", name="search_web", arguments="not json", error="boom Bearer abcdefghijk")
     ]
-    text = steps_text(run, steps, viewer="U1")
+    text = steps_text(run, steps, viewer="U1", known_tools={"search_web"})
     assert "**Limit hit:** 8 tool steps" in text and "no price for this model" in text
     assert "abcdefghijk" not in text and "Bearer ‹redacted›" in text
-    assert "(no steps were recorded)" in steps_text(run, [], viewer="U1")
+    assert "(no steps were recorded)" in steps_text(run, [], viewer="U1", known_tools=())
+
+
+# Issue 23, item 4: a non-asker sees only what they could see; the clicker must read the channel.
+SECRET = "the merger with Initech closes Friday"
+
+
+def everything_sent(slack, since: tuple[int, int] = (0, 0)) -> str:
+    """Every request the bot made to Slack (refused ones too) and every response_url body since."""
+    return json.dumps([c.params for c in slack.calls[since[0] :]] + slack.responses[since[1] :])
+
+
+def so_far(slack) -> tuple[int, int]:
+    return len(slack.calls), len(slack.responses)
+
+
+async def forged_click(bot: Bot, slack, run_id: int, user: str, channel: str, respond_to: str = "") -> None:
+    """A signed click on the Show steps button of run `run_id`, as any member could send it."""
+    await bot.action(
+        {"type": "button", "action_id": STEPS_ACTION, "value": str(run_id), "text": "Show steps"},
+        user=user,
+        channel=channel,
+        message_ts="1700000900.000100",
+        response_url=slack.response_url(respond_to) if respond_to else None,
+    )
+    await bot.idle()
+
+
+async def test_a_member_who_did_not_ask_sees_no_values_of_a_run_that_read_a_private_channel(
+    wbot: Bot, slack, llm
+) -> None:
+    slack.add_channel("G1", "leadership", members=("U2",), is_private=True)
+    slack.add_message("G1", "U2", SECRET, ts=f"{time.time() - 60:.6f}")
+    llm.script(Reply(status=400, error_message=f"could not process the prompt: {SECRET}"))
+    await wbot.command(
+        "/summarize", "<#G1|leadership>", user="U2", channel="C1", response_url=slack.response_url("s")
+    )
+    await wbot.idle()
+    run = (await queries.runs(wbot.rt.db))[-1]
+    assert run.user_id == "U2" and SECRET in json.dumps(
+        [s.error for s in await wbot.rt.db.runs.steps(run.id)]
+    )
+
+    before = so_far(slack)
+    await forged_click(wbot, slack, run.id, "UADMIN", "C1")  # in #general, but not in #leadership
+    (shown,) = [e for e in slack.ephemerals if e["recipient"] == "UADMIN"]
+    text = shown["blocks"][0]["text"]
+    assert "model `summarize`" in text  # the steps are told
+    assert "⚠ failed" in text and "**Ended:** failed" in text  # the failure is told, without its text
+    assert SECRET not in everything_sent(slack, before) and "Initech" not in everything_sent(slack, before)
+    assert "G1" not in text and "leadership" not in text  # no argument values either
+
+
+async def test_unknown_tool_names_and_error_values_are_hidden_from_others(wbot: Bot, slack, llm) -> None:
+    llm.script(
+        Reply(
+            tool_calls=[
+                ToolCall("<!channel> urgent", {"the secret key": "<@U2> look"}),
+                ToolCall("get_weather", {"location": "Karachi", "days": "the secret value"}),
+                ToolCall("get_weather", {"location": "Lahore", "days": 1}),
+            ]
+        ),
+        Reply(content="Done."),
+    )
+    await wbot.event(mention("<@UBOT> weather?", ts="420.1"))
+    await wbot.idle()
+    (answer,) = slack.posted(channel="C1")
+
+    before = so_far(slack)
+    other = await click(wbot, slack, answer, "U2")
+    assert "`get_weather`" in other and "an unknown tool" in other
+    assert "urgent" not in other and "channel" not in other.split("Steps of run")[1].split("\n", 1)[1]
+    assert "the secret value" not in other and "the secret key" not in other and "Lahore" not in other
+    assert "failed: invalid arguments" in other and "failed: no such tool" in other
+    assert "<!channel>" not in everything_sent(slack, before)
+
+    mine = await click(wbot, slack, answer, "U1")  # the asker sees values and the name, defused
+    assert "the secret value" in mine and "the secret key" in mine and "Lahore" in mine and "urgent" in mine
+    assert "<!channel>" not in everything_sent(slack, before) and "<@U2>" not in everything_sent(
+        slack, before
+    )
+
+
+async def test_a_clicker_who_cannot_read_the_channel_gets_a_refusal_and_nothing_of_the_run(
+    wbot: Bot, slack, llm
+) -> None:
+    slack.add_channel("G1", "leadership", members=("U1", "U2"), is_private=True)
+    llm.script(
+        Reply(tool_calls=[ToolCall("get_weather", {"location": SECRET})]),
+        Reply(content="Done."),
+    )
+    await wbot.event(mention("<@UBOT> weather at the merger?", channel="G1", ts="430.1"))
+    await wbot.idle()
+    run = (await queries.runs(wbot.rt.db))[-1]
+    assert run.channel_id == "G1"
+
+    before = so_far(slack)
+    await forged_click(wbot, slack, run.id, "UADMIN", "G1", respond_to="steps")
+    sent = everything_sent(slack, before)
+    assert SECRET not in sent and "get_weather" not in sent and f"run {run.id}" not in sent
+    (refusal,) = slack.responses[before[1] :]
+    assert refusal["response_type"] == "ephemeral" and "can't read" in refusal["text"]
+
+
+def test_outside_text_loses_its_slack_markup() -> None:
+    text = "<!channel> @here <!subteam^S1|@team> <@U1|bob> <#C1|general> <https://evil.example/p|Verify> a<b>"
+    assert _plain(text) == "channel here team bob #general Verify a‹b›"

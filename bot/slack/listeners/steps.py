@@ -10,13 +10,16 @@ from slack_bolt.async_app import AsyncApp
 from bot.runtime import Runtime
 from bot.slack.calls import call
 from bot.slack.render import STEPS_ACTION
-from bot.slack.steps_view import steps_text
+from bot.slack.steps_view import own_tool_names, steps_text
+from tools.audience import may_read
 
 log = logging.getLogger(__name__)
+NOT_FOUND = "I can't find the steps of that answer."
+NOT_READABLE = "You can't see the steps of that answer: you can't read the conversation it was given in."
 
 
 def register(app: AsyncApp, rt: Runtime) -> None:
-    async def show(body: dict[str, Any], action: dict[str, Any]) -> None:
+    async def show(body: dict[str, Any], action: dict[str, Any], respond: Any) -> None:
         user = body["user"]["id"]
         channel = (body.get("channel") or {}).get("id") or body.get("container", {}).get("channel_id")
         thread = (body.get("message") or {}).get("thread_ts") or body.get("container", {}).get("thread_ts")
@@ -26,9 +29,20 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         # another channel gets nothing, so no trace leaves the channel it was made in.
         if run is None or run.id is None or run.channel_id != channel:
             log.warning("show steps: no run %r in %s", value, channel)
-            text = "I can't find the steps of that answer."
+            text = NOT_FOUND
         else:
-            text = steps_text(run, await rt.db.runs.steps(run.id), viewer=user)
+            # A signed click is no proof of membership: anyone can send one naming any channel.
+            verdict = await may_read(rt.slack, rt.memberships, team=run.team_id, source=channel, user=user)
+            if not verdict.allowed:
+                log.warning("show steps: %s may not read %s (run %s)", user, channel, run.id)
+                # An ephemeral to a non-member is refused by Slack; the click's response_url is not.
+                try:
+                    await respond(response_type="ephemeral", replace_original=False, text=NOT_READABLE)
+                except Exception:  # an expired or forged response_url: there is no one to tell
+                    log.warning("show steps: could not tell %s no", user, exc_info=True)
+                return
+            known = own_tool_names() | set(rt.tools().tools)
+            text = steps_text(run, await rt.db.runs.steps(run.id), viewer=user, known_tools=known)
         kwargs: dict[str, Any] = {
             "channel": channel,
             "user": user,
@@ -40,6 +54,6 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         await call(rt.slack.chat_postEphemeral, **kwargs)
 
     @app.action(STEPS_ACTION)
-    async def on_show_steps(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+    async def on_show_steps(ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any) -> None:
         await ack()
-        rt.tasks.spawn(show(body, action), name="show steps")
+        rt.tasks.spawn(show(body, action, respond), name="show steps")
