@@ -107,12 +107,10 @@ async def test_an_invented_tool_name_in_the_status_line_notifies_nobody(bot: Bot
     llm.script(Reply(tool_calls=[ToolCall(f"<!channel> urgent {PHISH}")]), Reply(content="done"))
     await bot.event(mention("<@UBOT> go", ts="1700000903.000100"))
     await bot.idle()
-    statuses = [
-        c.params["text"] for c in slack.calls_to("chat.update") if "urgent" in c.params.get("text", "")
-    ]
-    assert statuses, [c.params for c in slack.calls_to("chat.update")]
-    assert all("<!channel" not in s and "|Click" not in s for s in statuses), statuses
-    assert f"@{JOINER}channel urgent" in statuses[0]
+    statuses = [c.params.get("text", "") for c in slack.calls_to("chat.update")]
+    assert "_Running a tool…_" in statuses  # a name the model made up is not repeated at all
+    assert all("<!channel" not in s and "urgent" not in s and "|Click" not in s for s in statuses), statuses
+    assert neutralize(f"<!channel> urgent {PHISH}").startswith(f"@{JOINER}channel urgent")  # had it been
 
 
 async def test_a_hostile_file_name_comes_back_quiet(bot: Bot, slack, llm) -> None:

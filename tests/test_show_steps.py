@@ -10,7 +10,7 @@ import pytest
 
 from bot.db.models import Run, Step
 from bot.slack.render import STEPS_ACTION
-from bot.slack.steps_view import _plain, steps_text
+from bot.slack.steps_view import steps_text
 from tests import queries
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply, ToolCall
@@ -90,8 +90,11 @@ async def test_the_asker_sees_the_steps_of_a_tool_run(wbot: Bot, slack, llm) -> 
     assert "⚠" in lines[lines.index(api_line) + 1]  # the failed fetch shows its error
     assert "model `gpt-4o`: 2,000 in + 20 out tokens" in lines[-1]
 
-    other = await click(wbot, slack, answer, "U2")  # someone else sees names and sizes only
-    assert "Karachi" not in other and '"location": "‹7 chars›"' in other and "someone else asked" in other
+    # Someone else who reads #general may see what they could see anyway (the run read nothing
+    # non-public): the values of the calls that went through, but not error texts or refused ones.
+    other = await click(wbot, slack, answer, "U2")
+    assert '{"location": "Karachi", "days": 2}' in other and "Error details are hidden" in other
+    assert "sk-live" not in other and "api.example.test" not in other and "‹67 chars›" in other
 
 
 async def test_a_forged_run_from_another_channel_shows_nothing(wbot: Bot, slack, llm) -> None:
@@ -180,6 +183,7 @@ async def test_unknown_tool_names_and_error_values_are_hidden_from_others(wbot: 
                 ToolCall("<!channel> urgent", {"the secret key": "<@U2> look"}),
                 ToolCall("get_weather", {"location": "Karachi", "days": "the secret value"}),
                 ToolCall("get_weather", {"location": "Lahore", "days": 1}),
+                ToolCall("get_weather", {"location": "Karachi", "days": 2}),
             ]
         ),
         Reply(content="Done."),
@@ -195,6 +199,8 @@ async def test_unknown_tool_names_and_error_values_are_hidden_from_others(wbot: 
     assert "the secret value" not in other and "the secret key" not in other and "Lahore" not in other
     assert "failed: invalid arguments" in other and "failed: no such tool" in other
     assert "<!channel>" not in everything_sent(slack, before)
+    # The run read nothing non-public and U2 reads #general: a call that went through is shown.
+    assert '"location": "Karachi", "days": 2' in other
 
     mine = await click(wbot, slack, answer, "U1")  # the asker sees values and the name, defused
     assert "the secret value" in mine and "the secret key" in mine and "Lahore" in mine and "urgent" in mine
@@ -222,8 +228,3 @@ async def test_a_clicker_who_cannot_read_the_channel_gets_a_refusal_and_nothing_
     assert SECRET not in sent and "get_weather" not in sent and f"run {run.id}" not in sent
     (refusal,) = slack.responses[before[1] :]
     assert refusal["response_type"] == "ephemeral" and "can't read" in refusal["text"]
-
-
-def test_outside_text_loses_its_slack_markup() -> None:
-    text = "<!channel> @here <!subteam^S1|@team> <@U1|bob> <#C1|general> <https://evil.example/p|Verify> a<b>"
-    assert _plain(text) == "channel here team bob #general Verify a‹b›"

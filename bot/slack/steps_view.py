@@ -1,13 +1,13 @@
 """A run's steps as the person who clicked "Show steps" may see them: pure rendering and redaction.
 
-Secrets are redacted for everyone. Argument values and error texts (which echo argument values)
-are shown only to the person who asked: to anyone else they could reveal content only the asker
-may read (a DM quoted into a summary, a private channel's text). A run does not record which
-channels it read, so we cannot tell when they would be safe to show to someone else: others see
-argument names and sizes, and what kind of failure a step had. A tool step's name is shown only
-when it names one of our tools or a connected MCP server's: the model can call a tool by any
-name, and that name is its text. Everything outside text passes `_plain`, so nothing that
-reaches Slack is live markup.
+Secrets are redacted for everyone. Argument values are shown to the person who asked, and to
+others only when they may read everything the run read that not everyone may (the run records
+its non-public sources; the listener checks them): otherwise they could reveal a DM quoted into a
+summary or a private channel's text, and others see argument names and sizes. Error texts echo
+argument values, so only the asker reads them; others see what kind of failure it was. A tool
+step's name is shown only when it names one of our tools or a connected MCP server's: the model
+can call a tool by any name, and that name is its text. Everything outside text passes the one
+clean-up (`neutralize`), so nothing that reaches Slack is live markup.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import orchestrators
 import tools
 from bot.db.models import Run, Step
 from bot.logging_setup import TOKEN_PATTERN
+from bot.slack.safe_text import neutralize
 from tools.registry import Tool
 
 SECRET_KEY = re.compile(r"(?i)(token|secret|password|passwd|api[_-]?key|authorization|cookie|credential)")
@@ -47,21 +48,6 @@ ERROR_KINDS = (
     (re.compile(r"timed out"), "timed out"),
     (re.compile(r"^(denied|expired|unavailable)\b"), "not approved"),  # an approval's decision
 )
-
-
-def _plain(text: str) -> str:
-    """Outside text without live Slack markup: mentions, broadcasts and links become their words.
-
-    To be replaced by the answer surface's shared clean-up for outside text.
-    """
-
-    def words(match: re.Match[str]) -> str:
-        sigil, target, label = match.groups()
-        shown = (label or target.split("^")[0]).lstrip("@!")
-        return f"#{shown}" if sigil == "#" else shown
-
-    text = MARKUP.sub(words, text)
-    return BROADCAST_WORD.sub("", text).replace("<", "‹").replace(">", "›")
 
 
 def error_kind(error: str) -> str:
@@ -107,15 +93,16 @@ def redact_value(value: Any, *, owner: bool) -> Any:
     return value if owner or isinstance(value, bool) or value is None else "‹a number›"
 
 
-def shown_arguments(raw: str | None, *, owner: bool, named: bool) -> str:
-    """`named`: the top-level keys are a known tool's parameter names, so others may see them."""
+def shown_arguments(raw: str | None, *, owner: bool, named: bool, cleared: bool = False) -> str:
+    """`named`: the top-level keys are a known tool's parameter names, so others may see them;
+    `cleared`: the viewer may read what the run read, so a known tool's values too."""
     if not raw:
         return ""
     try:
         parsed = json.loads(raw)
     except json.JSONDecodeError:
         return f"‹{len(raw)} chars, not JSON›" if not owner else redact_text(raw)[:MAX_ARGUMENTS]
-    if owner:
+    if owner or (cleared and named):
         shown = redact_value(parsed, owner=True)
     elif named and isinstance(parsed, dict):
         shown = {k: redact_value(v, owner=False) for k, v in parsed.items()}
@@ -126,10 +113,10 @@ def shown_arguments(raw: str | None, *, owner: bool, named: bool) -> str:
 
 
 def _code(text: str) -> str:
-    return "`" + _plain(text).replace("`", "'") + "`"
+    return "`" + neutralize(text).replace("`", "'") + "`"
 
 
-def step_line(i: int, step: Step, *, owner: bool, known_tools: Collection[str]) -> str:
+def step_line(i: int, step: Step, *, owner: bool, known_tools: Collection[str], cleared: bool = False) -> str:
     took = f"{step.duration_ms:,.0f} ms"
     if step.kind == "model":
         tokens = f"{step.prompt_tokens:,} in + {step.completion_tokens:,} out tokens"
@@ -137,20 +124,23 @@ def step_line(i: int, step: Step, *, owner: bool, known_tools: Collection[str]) 
     else:
         known = step.kind != "tool" or step.name in known_tools
         # Arguments a tool refused may have any keys; those it took are its parameters.
-        args = shown_arguments(step.arguments, owner=owner, named=known and not step.error)
+        args = shown_arguments(step.arguments, owner=owner, named=known and not step.error, cleared=cleared)
         name = _code(step.name) if known else UNKNOWN_TOOL
         line = f"{i}. {step.kind} {name}" + (f" {_code(args)}" if args else "")
         line += f" → {step.output_chars:,} chars, {took}" if not step.error else f", {took}"
     if step.error:
-        shown = _plain(redact_text(step.error)[:300]) if owner else error_kind(step.error)
+        shown = neutralize(redact_text(step.error)[:300]) if owner else error_kind(step.error)
         line += f"\n    ⚠ {shown}"
     return line
 
 
-def steps_text(run: Run, steps: list[Step], *, viewer: str, known_tools: Collection[str]) -> str:
+def steps_text(
+    run: Run, steps: list[Step], *, viewer: str, known_tools: Collection[str], cleared: bool = False
+) -> str:
     """Markdown for the ephemeral view: a header line, one line per step, then limits and cost.
 
-    `known_tools`: the names of the tools a step may be named by (ours and connected MCP tools').
+    `known_tools`: the names of the tools a step may be named by (ours and connected MCP tools');
+    `cleared`: the viewer may read every non-public source the run read (the audience rule).
     """
     owner = viewer == run.user_id
     tokens = run.prompt_tokens + run.completion_tokens
@@ -161,16 +151,17 @@ def steps_text(run: Run, steps: list[Step], *, viewer: str, known_tools: Collect
         f"{_code(run.model or 'no model')} · {run.llm_calls} model calls · {tokens:,} tokens · {cost})"
     ]
     for i, step in enumerate(steps[:MAX_STEPS], start=1):
-        lines.append(step_line(i, step, owner=owner, known_tools=known_tools))
+        lines.append(step_line(i, step, owner=owner, known_tools=known_tools, cleared=cleared))
     if len(steps) > MAX_STEPS:
         lines.append(f"… and {len(steps) - MAX_STEPS} more steps")
     if not steps:
         lines.append("(no steps were recorded)")
     if run.status == "limited" and run.error:
-        lines.append(f"**Limit hit:** {_plain(run.error)}")
+        lines.append(f"**Limit hit:** {neutralize(run.error)}")
     elif run.status in ("failed", "refused", "interrupted") and run.error:
-        lines.append(f"**Ended:** {_plain(redact_text(run.error)[:500]) if owner else run.status}")
+        lines.append(f"**Ended:** {neutralize(redact_text(run.error)[:500]) if owner else run.status}")
     if not owner:
-        lines.append("_Argument values and error details are hidden: someone else asked this._")
+        hidden = "Error details are" if cleared else "Argument values and error details are"
+        lines.append(f"_{hidden} hidden: someone else asked this._")
     text = "\n".join(lines)
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"

@@ -7,6 +7,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
+from bot.db.models import Run
 from bot.runtime import Runtime
 from bot.slack.calls import call
 from bot.slack.render import STEPS_ACTION
@@ -16,6 +17,17 @@ from tools.audience import may_read
 log = logging.getLogger(__name__)
 NOT_FOUND = "I can't find the steps of that answer."
 NOT_READABLE = "You can't see the steps of that answer: you can't read the conversation it was given in."
+
+
+async def _may_read_sources(rt: Runtime, run: Run, user: str) -> bool:
+    """The audience rule for a run's values: `user` may read every non-public place it read."""
+    for source in (run.sources or "").split():
+        channel = source.split(":", 1)[-1]
+        if not (
+            await may_read(rt.slack, rt.memberships, team=run.team_id, source=channel, user=user)
+        ).allowed:
+            return False
+    return True
 
 
 def register(app: AsyncApp, rt: Runtime) -> None:
@@ -41,8 +53,10 @@ def register(app: AsyncApp, rt: Runtime) -> None:
                 except Exception:  # an expired or forged response_url: there is no one to tell
                     log.warning("show steps: could not tell %s no", user, exc_info=True)
                 return
-            known = own_tool_names() | set(rt.tools().tools)
-            text = steps_text(run, await rt.db.runs.steps(run.id), viewer=user, known_tools=known)
+            known = own_tool_names() | set((await rt.tools()).tools)
+            cleared = await _may_read_sources(rt, run, user)
+            steps = await rt.db.runs.steps(run.id)
+            text = steps_text(run, steps, viewer=user, known_tools=known, cleared=cleared)
         kwargs: dict[str, Any] = {
             "channel": channel,
             "user": user,
