@@ -51,7 +51,7 @@ async def run_and_post(rt: Runtime, body: dict[str, Any], respond: Any) -> None:
     try:
         extra = [footer(command, reply), *(steps_blocks(reply.run_id) if reply.run_id else [])]
         stamps = await (await shown_in(rt, body, None)).post_whole(
-            capped_answer(reply.text, rt.settings.answer_max_chars), extra
+            capped_answer(reply.text, rt.settings.answer_max_chars), extra, private=bool(reply.sources)
         )
     except SlackApiError as exc:
         error = exc.response.get("error") if exc.response else str(exc)
