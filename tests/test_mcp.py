@@ -176,8 +176,8 @@ async def test_deny_runs_nothing_and_says_so(mcp_bot: Bot, slack, llm) -> None:
     await mcp_bot.idle()
     await press(mcp_bot, approval_buttons(slack)["Deny"], thread_ts="105.1")
     assert closed(mcp_bot) == [] and len(llm.requests) == 2
-    said = str(slack.posted(channel="C1")[-1])
-    assert "I did not run `desk__close_ticket`" in said and "<@U1> denied it" in said
+    said = slack.posted(channel="C1")[-1]["text"]
+    assert "I did not run `desk__close_ticket`" in said and "@\u2060alice denied it" in said  # not pinged
     convo = await mcp_bot.rt.db.conversations.find("T1", "C1", "105.1")
     history = await mcp_bot.rt.db.conversations.history(convo.id)
     assert "did not run" in history[-1]["content"]  # a follow-up question knows it

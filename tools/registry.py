@@ -13,9 +13,9 @@ from typing import Any, Concatenate, Generic, Literal, ParamSpec, TypeVar, get_t
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from tools import gate
 from tools.context import ToolContext
-from tools.gate import EgressRule, ToolError
+from tools.gate import EgressRule, ToolError, parse_arguments
+from tools.gate import call as through_gate
 from tools.schema import model_parameters
 
 TRUNCATED = "…[output truncated: {cut} more characters]"
@@ -153,7 +153,7 @@ class Tool(Generic[P, R]):
         if len(args) > len(names):
             raise ToolError(f"{self.name} takes {len(names)} arguments, not {len(args)}")
         given = {**dict(zip(names, args, strict=False)), **kwargs}
-        value, _, _ = await gate.call(self, ctx, given)
+        value, _, _ = await through_gate(self, ctx, given)
         return value  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
@@ -252,12 +252,12 @@ class ToolRegistry:
             if found is None:
                 known = ", ".join(self.tools)
                 raise ToolError(f"There is no tool called {name[:100]!r}. Available tools: {known}.")
-            given = gate.parse_arguments(name, arguments)
+            given = parse_arguments(name, arguments)
         except ToolError as exc:
             await ctx.trace.step("tool", name[:100], arguments=arguments[:4000], error=str(exc))
             return failed(str(exc))
         try:
-            _, text, sources = await gate.call(found, ctx, given, arguments)
+            _, text, sources = await through_gate(found, ctx, given, arguments)
         except ToolError as exc:
             return failed(str(exc))
         truncated = len(text) > found.max_output_chars
