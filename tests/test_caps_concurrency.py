@@ -1,0 +1,244 @@
+"""Issue 23, item 5: daily token caps and schedule caps hold under 50 concurrent requests.
+
+Budgets are reserved atomically before the model call and settled when the run ends; schedules
+are counted and inserted under one lock. Each test runs on SQLite and, with TEST_DATABASE_URL, on
+Postgres; the multi-process ones start real `python -m bot serve` processes on one database.
+
+The bound on tokens: a run may spend at most its reservation plus the model call that crosses
+it (limits are checked before each call). A reservation is min(AGENT_TOKEN_BUDGET, what is left),
+so while less than a run's budget is left one run holds all of it and the others are refused:
+today's total stays within the cap plus one model call (here one answer, 400 tokens).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import aiohttp
+import pytest
+from sqlmodel import select
+
+from bot.db import Database
+from bot.db.models import BudgetReservation, DigestSchedule, utcnow
+from tests import queries
+from tests.bot_process import BotProcess, bot_env
+from tests.conftest import Bot, make_settings
+from tests.fakes.openai_server import Reply
+from tests.fakes.slack_requests import command_body, event_body, mention
+
+ANSWER = Reply(content="An answer.", usage=(300, 100), delay=0.05)  # 400 tokens
+CAP = 600  # one and a half answers
+REFUSAL = f"used your {CAP} tokens for today"
+DIGEST_CAP = 10  # bot.digests.permissions.MAX_PER_CHANNEL
+_ts = itertools.count(1)
+
+
+def capped_env(**extra: str) -> dict[str, str]:
+    # No per-person slot: every request races for the budget at once.
+    return {"USER_DAILY_TOKENS": str(CAP), "USER_MAX_CONCURRENT_RUNS": "0", **extra}
+
+
+@pytest.fixture
+async def capped(slack, llm, db_url) -> AsyncIterator[Bot]:
+    slack.add_channel("C3", "support-digest", members=("U1", "U2"))
+    harness = Bot(make_settings(slack, llm, db_url, **capped_env()))
+    await harness.start()
+    llm.default = ANSWER
+    yield harness
+    await harness.close()
+
+
+def new_ts() -> str:
+    return f"{int(time.time())}.{next(_ts):06d}"
+
+
+def outcome(slack, ts: str) -> str:
+    """What the thread of mention `ts` shows: "answer", "refused", or "" (not finished yet)."""
+    shown = json.dumps(slack.posted(channel="C1", thread_ts=ts))
+    if "An answer." in shown:
+        return "answer"
+    return "refused" if REFUSAL in shown and "resets at 00:00 UTC" in shown else ""
+
+
+async def reservations(db: Database) -> list[BudgetReservation]:
+    async with db.session() as s:
+        return list((await s.exec(select(BudgetReservation))).all())
+
+
+async def spent(db: Database) -> int:
+    return sum(r.prompt_tokens + r.completion_tokens for r in await queries.runs(db))
+
+
+async def assert_within_the_cap(db: Database, slack, llm, stamps: list[str]) -> None:
+    outcomes = [outcome(slack, ts) for ts in stamps]
+    answered = outcomes.count("answer")
+    assert outcomes.count("refused") == len(stamps) - answered, outcomes  # everyone else is told
+    assert 1 <= answered <= 2  # 600 allows one answer whole and the start of a second
+    assert len(llm.requests) == answered
+    total = await spent(db)
+    assert total == 400 * answered <= CAP + 400
+    assert await reservations(db) == []  # every run settled: nothing held, nothing counted twice
+
+
+async def test_50_concurrent_mentions_spend_at_most_the_cap_and_one_answer(capped: Bot, slack, llm) -> None:
+    stamps = [new_ts() for _ in range(50)]
+    acks = await asyncio.gather(*(capped.event(mention("<@UBOT> question", ts=ts)) for ts in stamps))
+    assert {status for status, _ in acks} == {200}
+    await capped.idle(timeout=120)
+    await assert_within_the_cap(capped.rt.db, slack, llm, stamps)
+    runs = await queries.runs(capped.rt.db)
+    assert sorted(r.status for r in runs) == sorted(
+        ["ok" if outcome(slack, ts) == "answer" else "refused" for ts in stamps]
+    )
+
+
+async def test_concurrent_asks_share_the_same_reservations(capped: Bot, slack, llm) -> None:
+    url = slack.response_url("ask")
+    await asyncio.gather(*(capped.command("/ask", f"question {i}?", response_url=url) for i in range(20)))
+    await capped.idle(timeout=120)
+    refused = [r["text"] for r in slack.responses]  # privately, to the asker
+    answered = sum("An answer." in json.dumps(m) for m in slack.posted(channel="C1"))  # in the channel
+    assert len(refused) == 20 - answered and all(REFUSAL in t for t in refused)
+    assert 1 <= answered <= 2 and len(llm.requests) == answered
+    assert await spent(capped.rt.db) == 400 * answered <= CAP + 400
+    assert await reservations(capped.rt.db) == []
+
+
+async def test_a_crashed_runs_reservation_expires_and_a_live_one_holds(capped: Bot, slack, llm) -> None:
+    deadline = capped.rt.settings.agent_deadline
+    db = capped.rt.db
+    async with db.session() as s:  # a process died holding the whole allowance, long ago
+        stale = utcnow() - timedelta(seconds=2 * deadline + 5)
+        s.add(BudgetReservation(team_id="T1", user_id="U1", channel_id="C1", tokens=CAP, created_at=stale))
+        await s.commit()
+    first = new_ts()
+    await capped.event(mention("<@UBOT> question", ts=first))
+    await capped.idle()
+    assert outcome(slack, first) == "answer"
+
+    async with db.session() as s:  # a run in flight on another process holds the rest
+        s.add(BudgetReservation(team_id="T1", user_id="U1", channel_id="C1", tokens=200))
+        await s.commit()
+    second = new_ts()
+    await capped.event(mention("<@UBOT> question", ts=second))
+    await capped.idle()
+    assert outcome(slack, second) == "refused" and len(llm.requests) == 1
+    assert "200 more held by answers in progress" in json.dumps(slack.posted(channel="C1", thread_ts=second))
+
+
+async def test_a_failed_run_releases_its_reservation(capped: Bot, slack, llm) -> None:
+    llm.script(Reply(status=500, error_message="the model is down"))
+    first, second = new_ts(), new_ts()
+    await capped.event(mention("<@UBOT> question", ts=first))
+    await capped.idle()
+    assert "couldn't get an answer" in json.dumps(slack.posted(channel="C1", thread_ts=first))
+    assert await reservations(capped.rt.db) == []
+    await capped.event(mention("<@UBOT> again", ts=second))
+    await capped.idle()
+    assert outcome(slack, second) == "answer"
+
+
+async def assert_exactly_the_digest_cap(db: Database, texts: list[str]) -> None:
+    async with db.session() as s:
+        made = list((await s.exec(select(DigestSchedule))).all())
+    assert len(made) == DIGEST_CAP
+    assert sum("set: a summary" in t for t in texts) == DIGEST_CAP
+    refused = [t for t in texts if "already has 10 digests, the most a member may set up" in t]
+    assert len(refused) == len(texts) - DIGEST_CAP
+
+
+async def test_50_concurrent_digest_adds_make_exactly_the_cap(capped: Bot, slack) -> None:
+    url = slack.response_url("digest")
+    await asyncio.gather(
+        *(
+            capped.command("/digest", "add <#C3|support-digest> daily 09:00", response_url=url)
+            for _ in range(50)
+        )
+    )
+    await capped.idle(timeout=120)
+    texts = [r["text"] for r in slack.responses]
+    assert len(texts) == 50
+    await assert_exactly_the_digest_cap(capped.rt.db, texts)
+
+
+# --- several processes on one database ---------------------------------------------------------
+
+
+@pytest.fixture
+async def processes(slack, llm, db_url, tmp_path) -> AsyncIterator[list[BotProcess]]:
+    slack.add_channel("C3", "support-digest", members=("U1", "U2"))
+    llm.default = ANSWER
+    store = Database(db_url)
+    await store.create_schema()  # migrated once, before three processes race to check it
+    await store.close()
+    env = bot_env(slack, llm, db_url, **capped_env())
+    bots = [BotProcess(env, tmp_path, "serve") for _ in range(3)]
+    await asyncio.gather(*(b.start(timeout=60) for b in bots))
+    yield bots
+    await asyncio.gather(*(b.stop() for b in bots))
+
+
+async def wait_until(check, timeout: float = 120.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(0.1)
+
+
+async def test_50_mentions_over_three_processes_spend_at_most_the_cap_and_one_answer(
+    processes: list[BotProcess], slack, llm, db_url
+) -> None:
+    stamps = [new_ts() for _ in range(50)]
+    async with aiohttp.ClientSession() as http:
+        statuses = await asyncio.gather(
+            *(
+                processes[i % 3].event(http, event_body(mention("<@UBOT> question", ts=ts)))
+                for i, ts in enumerate(stamps)
+            )
+        )
+    assert set(statuses) == {200}
+
+    async def all_told() -> bool:
+        return all(outcome(slack, ts) for ts in stamps)
+
+    await wait_until(all_told)
+    db = Database(db_url)
+    try:
+        await wait_until(lambda: _settled(db))
+        await assert_within_the_cap(db, slack, llm, stamps)
+    finally:
+        await db.close()
+
+
+async def _settled(db: Database) -> bool:
+    runs = await queries.runs(db)
+    return len(runs) == 50 and all(r.status != "running" for r in runs) and not await reservations(db)
+
+
+async def test_50_digest_adds_over_three_processes_make_exactly_the_cap(
+    processes: list[BotProcess], slack, db_url
+) -> None:
+    url = slack.response_url("digest")
+    async with aiohttp.ClientSession() as http:
+        await asyncio.gather(
+            *(
+                processes[i % 3].command(
+                    http, command_body("/digest", "add <#C3|support-digest> daily 09:00", response_url=url)
+                )
+                for i in range(50)
+            )
+        )
+
+    async def all_answered() -> bool:
+        return len(slack.responses) >= 50
+
+    await wait_until(all_answered)
+    db = Database(db_url)
+    try:
+        await assert_exactly_the_digest_cap(db, [r["text"] for r in slack.responses])
+    finally:
+        await db.close()
