@@ -21,6 +21,7 @@ from datetime import timedelta
 
 import aiohttp
 import pytest
+from openai import AsyncOpenAI
 from sqlmodel import select
 
 from bot.db import Database
@@ -30,6 +31,10 @@ from tests.bot_process import BotProcess, bot_env
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import command_body, event_body, mention
+from tests.test_home_and_shortcuts import shortcut_on
+from tools.context import ToolContext, Usage
+from tools.registry import ToolError
+from tools.summarize import complete
 
 ANSWER = Reply(content="An answer.", usage=(300, 100), delay=0.05)  # 400 tokens
 CAP = 600  # one and a half answers
@@ -131,6 +136,22 @@ async def test_a_crashed_runs_reservation_expires_and_a_live_one_holds(capped: B
     assert "200 more held by answers in progress" in json.dumps(slack.posted(channel="C1", thread_ts=second))
 
 
+async def test_thread_summaries_are_capped_and_refused_privately(capped: Bot, slack, llm) -> None:
+    async with capped.rt.db.session() as s:  # another answer in flight holds the whole allowance
+        s.add(BudgetReservation(team_id="T1", user_id="U1", channel_id="C1", tokens=CAP))
+        await s.commit()
+    root = slack.add_message("C1", "U1", "Which database for the new service?")
+    await capped.command("/summarize", "", thread_ts=root, response_url=slack.response_url())
+    await capped.post(shortcut_on(slack, root, "U1"), "application/x-www-form-urlencoded")
+    await capped.idle()
+    assert llm.requests == [] and slack.posted(channel="C1", thread_ts=root) == []
+    (by_command,) = slack.responses
+    (by_shortcut,) = slack.ephemerals
+    assert REFUSAL in by_command["text"] and REFUSAL in by_shortcut["text"]
+    runs = await queries.runs(capped.rt.db)
+    assert sorted((r.trigger, r.status) for r in runs) == [("/summarize", "refused"), ("shortcut", "refused")]
+
+
 async def test_a_failed_run_releases_its_reservation(capped: Bot, slack, llm) -> None:
     llm.script(Reply(status=500, error_message="the model is down"))
     first, second = new_ts(), new_ts()
@@ -141,6 +162,21 @@ async def test_a_failed_run_releases_its_reservation(capped: Bot, slack, llm) ->
     await capped.event(mention("<@UBOT> again", ts=second))
     await capped.idle()
     assert outcome(slack, second) == "answer"
+
+
+async def test_no_model_call_starts_past_the_runs_reservation(llm) -> None:
+    """Workflows (/summarize, /research) and tools call the model without the agent's loop: the
+    reservation bounds them at the model call itself."""
+    async with aiohttp.ClientSession() as http:
+        client = AsyncOpenAI(base_url=llm.base_url, api_key="sk-test", max_retries=0)
+        ctx = ToolContext(http=http, llm=client, usage=Usage(limit=600))
+        llm.default = ANSWER
+        assert await complete(ctx, "Summarize.", "some text") == "An answer."
+        assert await complete(ctx, "Summarize.", "more text") == "An answer."  # 400 < 600: allowed
+        with pytest.raises(ToolError, match="used the 600 tokens today's cap left it"):
+            await complete(ctx, "Summarize.", "and more")
+        await client.close()
+    assert len(llm.requests) == 2 and ctx.usage.total_tokens == 800
 
 
 async def assert_exactly_the_digest_cap(db: Database, texts: list[str]) -> None:
