@@ -4,6 +4,7 @@ run that goes ahead, settled when it ends) and how many runs they may have in fl
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,7 @@ class Allowance:
     remaining: int | None = None  # tokens this run may spend; None = no cap
     refusal: str | None = None
     reservation: int | None = None  # the hold to settle when the run ends (bot.db.usage)
+    held_up: bool = False  # refused only for what runs in flight hold: it may free up
 
 
 def allowance(
@@ -57,6 +59,7 @@ def allowance(
                 0,
                 f"You have used your {user_cap:,} tokens for today here ({_so_far(user_used, user_held)}), "
                 f"so I did not ask the model. Your allowance resets at {resets_in(now)}.",
+                held_up=user_used < user_cap,
             )
         left.append(user_cap - user_used - user_held)
     if channel_cap:
@@ -66,6 +69,7 @@ def allowance(
                 f"This channel has used its {channel_cap:,} tokens for today "
                 f"({_so_far(channel_used, channel_held)}), so I did not ask the model. "
                 f"The allowance resets at {resets_in(now)}.",
+                held_up=channel_used < channel_cap,
             )
         left.append(channel_cap - channel_used - channel_held)
     if left and most is not None:
@@ -93,10 +97,27 @@ async def reserve(rt: Runtime, here: Effective, *, team: str, user: str, channel
     lock per person and channel, across processes), so concurrent runs cannot all spend the same
     allowance. The run may spend what it holds (min(AGENT_TOKEN_BUDGET, what is left)); `settle`
     releases the hold when it ends, its run row then counting instead. A hold older than twice
-    AGENT_DEADLINE_SECONDS belongs to a process that died and is not counted."""
+    AGENT_DEADLINE_SECONDS belongs to a process that died and is not counted.
+
+    When only runs in flight hold the rest, wait for them (up to AGENT_DEADLINE_SECONDS, a run's
+    own time limit) rather than refuse: they may leave some of it.
+    """
     user_cap, channel_cap = daily_caps(rt, here)
     if not user_cap and not channel_cap:
         return Allowance()
+    give_up_at = time.monotonic() + rt.settings.agent_deadline
+    delay = 0.2
+    while True:
+        held = await _reserve_once(rt, user_cap, channel_cap, team=team, user=user, channel=channel)
+        if not held.held_up or time.monotonic() >= give_up_at:
+            return held
+        await asyncio.sleep(delay)
+        delay = min(delay * 1.5, 2.0)
+
+
+async def _reserve_once(
+    rt: Runtime, user_cap: int, channel_cap: int, *, team: str, user: str, channel: str
+) -> Allowance:
     now = datetime.now(UTC)
 
     def decide(person: Spent, place: Spent) -> Allowance:
@@ -120,7 +141,7 @@ async def reserve(rt: Runtime, here: Effective, *, team: str, user: str, channel
         tokens=lambda person, place: decide(person, place).remaining or 0,
     )
     verdict = decide(reserved.person, reserved.channel)
-    return Allowance(verdict.remaining, verdict.refusal, reserved.id)
+    return dataclasses.replace(verdict, reservation=reserved.id)
 
 
 async def settle(rt: Runtime, held: Allowance) -> None:

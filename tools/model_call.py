@@ -122,7 +122,7 @@ async def call_model(
     """
     allowed = ctx.usage.limit
     if allowed is not None and ctx.usage.total_tokens >= allowed:
-        raise ModelError(f"this run has used the {allowed:,} tokens today's cap left it")
+        raise ModelError(f"this run has used the {allowed:,} tokens it reserved under today's cap")
     started = time.perf_counter()
     error: str | None = None
     completion: Completion | None = None
