@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from bot.db.usage import Spent
-
 if TYPE_CHECKING:
     from bot.channel_config import Effective
+    from bot.db.usage import Spent
     from bot.runtime import Runtime
 
 
@@ -52,6 +51,8 @@ def allowance(
 ) -> Allowance:
     """Pure: the tightest of the two caps (0 = no cap), counting what runs in flight hold; a run
     gets at most `most` (its own token budget), so the rest stays for others."""
+    # Refused only for what runs in flight hold (no cap used up by finished runs): may free up.
+    held_up = not (user_cap and user_used >= user_cap) and not (channel_cap and channel_used >= channel_cap)
     left: list[int] = []
     if user_cap:
         if user_used + user_held >= user_cap:
@@ -59,7 +60,7 @@ def allowance(
                 0,
                 f"You have used your {user_cap:,} tokens for today here ({_so_far(user_used, user_held)}), "
                 f"so I did not ask the model. Your allowance resets at {resets_in(now)}.",
-                held_up=user_used < user_cap,
+                held_up=held_up,
             )
         left.append(user_cap - user_used - user_held)
     if channel_cap:
@@ -69,7 +70,7 @@ def allowance(
                 f"This channel has used its {channel_cap:,} tokens for today "
                 f"({_so_far(channel_used, channel_held)}), so I did not ask the model. "
                 f"The allowance resets at {resets_in(now)}.",
-                held_up=channel_used < channel_cap,
+                held_up=held_up,
             )
         left.append(channel_cap - channel_used - channel_held)
     if left and most is not None:

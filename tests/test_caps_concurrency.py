@@ -19,13 +19,14 @@ import itertools
 import json
 import time
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
 from openai import AsyncOpenAI
 from sqlmodel import select
 
+from bot.budget import allowance
 from bot.db import Database
 from bot.db.models import BudgetReservation, DigestSchedule, utcnow
 from tests import queries
@@ -182,6 +183,16 @@ async def test_a_failed_run_releases_its_reservation(capped: Bot, slack, llm) ->
     await capped.event(mention("<@UBOT> again", ts=second))
     await capped.idle()
     assert outcome(slack, second) == "answer"
+
+
+def test_allowance_counts_holds_and_waits_only_for_them() -> None:
+    now = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
+    assert allowance(0, 1000, 0, 0, now, most=100).remaining == 100  # a run's own budget
+    assert allowance(0, 1000, 0, 0, now, user_held=950, most=100).remaining == 50  # what is left
+    held = allowance(400, 600, 0, 0, now, user_held=200)
+    assert held.refusal and "400 so far, 200 more held" in held.refusal and held.held_up
+    assert not allowance(600, 600, 0, 0, now).held_up  # finished runs used it: nothing to wait for
+    assert not allowance(0, 600, 300, 300, now, user_held=600).held_up  # the channel's is used up
 
 
 async def test_no_model_call_starts_past_the_runs_reservation(llm) -> None:
