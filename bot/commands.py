@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from bot import budget
 from bot.admin import SUBCOMMANDS, switchboard
 from bot.runs import RunFailed, traced_run
 from bot.runtime import Runtime
@@ -44,15 +43,6 @@ async def execute(
     except UsageError as exc:
         return CommandReply(str(exc), ok=False)
     here = await rt.db.channel_settings.effective(team, channel)
-    allowed = await budget.check(rt, here, team=team, user=user, channel=channel)
-    if allowed.refusal and rt.llm:
-        return CommandReply(allowed.refusal, ok=False, workflow=cmd.workflow)
-    agent = rt.agent.using(
-        model=here.model,
-        registry=await rt.tools(here.tools.allows),
-        instructions=here.instructions,
-        token_budget=allowed.remaining,
-    )
     started = time.perf_counter()
     try:
         where = Where(team, channel, None, user)
@@ -67,7 +57,17 @@ async def execute(
             approver=approver,
             approvals=approvals,
             model=here.model,
+            caps=here,
         ) as run:
+            if refusal := run.allowance.refusal:
+                run.finish("refused", error=refusal)
+                return CommandReply(refusal, ok=False, workflow=cmd.workflow)
+            agent = rt.agent.using(
+                model=here.model,
+                registry=await rt.tools(here.tools.allows),
+                instructions=here.instructions,
+                token_budget=run.allowance.remaining,
+            )
             reply = await cmd.run(agent, run.ctx, parsed)
             run.finish("ok", error="; ".join(reply.notes) or None)
     except RunFailed as failed:

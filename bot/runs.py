@@ -15,6 +15,9 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
+from bot import budget
+from bot.budget import Allowance
+from bot.channel_config import Effective
 from bot.db.runs import run_values
 from bot.db.trace import DbTrace, StatusSink
 from bot.runtime import Runtime
@@ -52,6 +55,7 @@ class TracedRun:
     ctx: ToolContext
     trace: DbTrace
     inserted: asyncio.Task[int]
+    allowance: Allowance = field(default_factory=Allowance)  # refusal set: ask no model
     status: str = "ok"
     error: str | None = None
     fields: dict[str, Any] = field(default_factory=dict)
@@ -139,13 +143,20 @@ async def traced_run(
     approver: Callable[[int], Approver] | None = None,
     approvals: Callable[[int], Approvals] | None = None,
     model: str | None = None,
+    caps: Effective | None = None,
 ) -> AsyncIterator[TracedRun]:
     """Run the block as run `trigger`; an exception ends the run and comes out as RunFailed.
 
     Cancellation (shutdown) marks the run interrupted and propagates unchanged. `approver` makes
     the run's approval gate from its id (the buttons name the run); `approvals` likewise the
-    gate of write calls. `model` is the channel's model (the default when None).
+    gate of write calls. `model` is the channel's model (the default when None). `caps`: the
+    place's settings, whose daily token caps the run reserves against before the block starts
+    (`run.allowance`: a refusal, or what its model calls may spend); the hold is settled when
+    the run ends, however it ends.
     """
+    held = Allowance()
+    if caps is not None and rt.llm is not None:
+        held = await budget.reserve(rt, caps, team=team, user=user, channel=channel)
     model = (model or rt.settings.openai_model) if rt.llm else None
     row = run_values(
         trigger,
@@ -168,7 +179,8 @@ async def traced_run(
         model=model,
     )
     ctx.approvals = _ApprovalsOnceInserted(approvals, inserted) if approvals else None
-    run = TracedRun(ctx, trace, inserted)
+    ctx.usage.limit = held.remaining
+    run = TracedRun(ctx, trace, inserted, held)
 
     async def finish(status: str, error: str | None, **fields: Any) -> None:
         run_id = await run.ready()  # a failed insert raises here: there is no row to finish
@@ -185,6 +197,7 @@ async def traced_run(
             **_usage(ctx),
             **fields,
         )
+        await budget.settle(rt, held)  # after the row has the tokens: never counted as neither
 
     try:
         yield run

@@ -43,6 +43,7 @@ class Usage:
     completion_tokens: int = 0
     llm_calls: int = 0
     estimated_calls: int = 0  # calls whose server sent no usage: their tokens are our estimate
+    limit: int | None = None  # what a daily cap lets the run spend: no model call starts past it
 
     def add(self, usage: Any) -> None:
         """Add an OpenAI `usage` object (or None when the server sent none)."""

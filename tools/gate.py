@@ -166,8 +166,10 @@ async def _approval(tool: Tool, ctx: ToolContext, args: dict[str, Any]) -> None:
 
 
 def _budget(ctx: ToolContext) -> None:
-    if ctx.token_budget is not None and ctx.usage.total_tokens >= ctx.token_budget:
-        raise ToolError(BUDGET_SPENT.format(used=ctx.usage.total_tokens, budget=ctx.token_budget))
+    """The run's own budget, and what its daily-cap reservation lets it spend (`usage.limit`)."""
+    limits = [b for b in (ctx.token_budget, ctx.usage.limit) if b is not None]
+    if limits and ctx.usage.total_tokens >= min(limits):
+        raise ToolError(BUDGET_SPENT.format(used=ctx.usage.total_tokens, budget=min(limits)))
 
 
 async def _execute(tool: Tool, ctx: ToolContext, args: dict[str, Any]) -> Any:

@@ -117,8 +117,12 @@ async def call_model(
 ) -> Completion:
     """One model call: streamed to `on_text` when given, traced, its tokens added to the run.
 
-    Raises ModelError (with `context_exceeded` set when the prompt did not fit).
+    Raises ModelError (with `context_exceeded` set when the prompt did not fit), also before
+    calling when the run has spent what a daily cap let it (`ctx.usage.limit`).
     """
+    allowed = ctx.usage.limit
+    if allowed is not None and ctx.usage.total_tokens >= allowed:
+        raise ModelError(f"this run has used the {allowed:,} tokens it reserved under today's cap")
     started = time.perf_counter()
     error: str | None = None
     completion: Completion | None = None

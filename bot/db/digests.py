@@ -10,9 +10,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import func, insert
 from sqlmodel import col, select, update
 
 from bot import metrics
+from bot.db.engine import fit_lengths
+from bot.db.locks import serialized
 from bot.db.models import DigestClaim, DigestSchedule, utcnow
 
 if TYPE_CHECKING:
@@ -20,17 +23,41 @@ if TYPE_CHECKING:
 
 
 PAUSED = "paused"  # a schedule whose creator or audience rule no longer allows it to post
+SCHEDULES = DigestSchedule.__table__  # type: ignore[attr-defined]
+
+
+class ChannelFull(Exception):
+    """A channel already has as many schedules as the adder may set up."""
+
+    def __init__(self, existing: int) -> None:
+        super().__init__(f"{existing} schedules")
+        self.existing = existing
 
 
 class Digests:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def add(self, **fields: Any) -> DigestSchedule:
-        async with self.db.session() as s:
-            schedule = DigestSchedule(**fields)
-            s.add(schedule)
-            await s.commit()
+    async def add(self, *, cap: int | None = None, **fields: Any) -> DigestSchedule:
+        """Store a schedule; with `cap`, only while fewer than `cap` post in its channel (else
+        ChannelFull). The count and the insert run under one lock (bot/db/locks.py), so
+        concurrent adds, on any process, cannot all pass the same count."""
+        schedule = DigestSchedule(**fields)
+        if cap is None:
+            async with self.db.session() as s:
+                s.add(schedule)
+                await s.commit()
+                return schedule
+        team, channel = schedule.team_id, schedule.channel_id
+        async with serialized(self.db, f"digests:{team}:{channel}") as conn:
+            count = select(func.count()).where(SCHEDULES.c.team_id == team, SCHEDULES.c.channel_id == channel)
+            existing = int((await conn.execute(count)).scalar_one())
+            if existing >= cap:
+                raise ChannelFull(existing)
+            values = fit_lengths(SCHEDULES, schedule.model_dump(exclude={"id"}))
+            key = (await conn.execute(insert(SCHEDULES).values(values))).inserted_primary_key
+            assert key is not None
+            schedule.id = int(key[0])
             return schedule
 
     async def get(self, schedule_id: int) -> DigestSchedule | None:

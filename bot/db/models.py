@@ -237,3 +237,19 @@ class ParkedSettlement(SQLModel, table=True):
     approval_id: int = Field(primary_key=True)
     outcome: str = Field(max_length=16)  # approved | denied | expired
     settled_at: datetime = Field(default_factory=utcnow)
+
+
+class BudgetReservation(SQLModel, table=True):
+    """Tokens a run in flight holds against its person's and channel's daily caps.
+
+    Taken under a lock before the run's first model call and deleted when the run ends (its run
+    row then carries what it spent), so concurrent runs cannot all spend the same allowance.
+    One older than twice AGENT_DEADLINE_SECONDS belongs to a process that died and is not counted.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: str = Field(max_length=32, index=True)
+    user_id: str = Field(max_length=32)
+    channel_id: str = Field(max_length=32)
+    tokens: int
+    created_at: datetime = Field(default_factory=utcnow, index=True)

@@ -137,7 +137,6 @@ async def answer(rt: Runtime, turn: Turn, attempt: Attempt | None = None) -> Non
         )
     here = await rt.db.channel_settings.effective(turn.team, turn.channel)
     where = Where(turn.team, turn.channel, turn.reply_thread_ts, turn.user)
-    allowed = await budget.check(rt, here, team=turn.team, user=turn.user, channel=turn.channel)
     busy = await budget.run_slot(rt, team=turn.team, user=turn.user)
     try:
         async with traced_run(
@@ -153,9 +152,10 @@ async def answer(rt: Runtime, turn: Turn, attempt: Attempt | None = None) -> Non
             approver=lambda run_id: SlackApprover(rt, where, run_id),
             approvals=lambda run_id: ParkedWrites(rt, where, run_id, conversation=turn.thread_ts),
             model=here.model,
+            caps=None if busy else here,
         ) as run:
             await surface.begin()
-            refusal = busy or (allowed.refusal if rt.llm else None)
+            refusal = busy or run.allowance.refusal
             if refusal:  # a cap is reached (a daily one says when it resets): ask no model
                 await surface.finish(refusal)
                 run.finish("refused", error=refusal)
@@ -176,7 +176,7 @@ async def answer(rt: Runtime, turn: Turn, attempt: Attempt | None = None) -> Non
                 model=here.model,
                 registry=await rt.tools(here.tools.allows),
                 instructions=here.instructions,
-                token_budget=allowed.remaining,
+                token_budget=run.allowance.remaining,
             )
             await run.flush()  # the trace behind the answer is durable before the answer is shown
             try:

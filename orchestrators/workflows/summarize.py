@@ -126,7 +126,10 @@ async def summarize_channel(
     notes = []
     if capped:
         notes.append(f"only the newest {MAX_MESSAGES} messages were read")
-    limit = MAX_CHUNKS or max(1, ctx.settings.summarize_token_budget * 4 // CHUNK_CHARS)
+    budget = ctx.settings.summarize_token_budget
+    if ctx.usage.limit is not None:  # a daily cap's reservation: half reads, half summarizes
+        budget = min(budget, ctx.usage.limit // 2)
+    limit = MAX_CHUNKS or max(1, budget * 4 // CHUNK_CHARS)
     if len(chunks) > limit:
         chunks = chunks[-limit:]
         since = _clock(chunks[0][0])

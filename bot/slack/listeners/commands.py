@@ -14,7 +14,7 @@ from bot.db.engine import database_unavailable
 from bot.runtime import Runtime
 from bot.slack.command_jobs import REDO, TAG, Runner, accept_command
 from bot.slack.conversation import DATABASE_DOWN
-from bot.slack.listeners.shortcuts import thread_summary
+from bot.slack.listeners.shortcuts import CapReached, thread_summary
 from bot.slack.render import markdown_messages, steps_blocks
 from bot.slack.surface import AnswerSurface, answer_shown, capped_answer, unfurl_allowed
 from orchestrators.workflows.commands import COMMANDS, HELP_COMMANDS, help_text, parse_command
@@ -84,14 +84,18 @@ async def summarize_this_thread(rt: Runtime, body: dict[str, Any], respond: Any)
     channel, thread = body["channel_id"], body["thread_ts"]
     if await _shown_before(rt, body, channel, thread):
         return
-    text = await thread_summary(
-        rt,
-        team=body.get("team_id", ""),
-        channel=channel,
-        user=body["user_id"],
-        thread_ts=thread,
-        trigger="/summarize",
-    )
+    try:
+        text = await thread_summary(
+            rt,
+            team=body.get("team_id", ""),
+            channel=channel,
+            user=body["user_id"],
+            thread_ts=thread,
+            trigger="/summarize",
+        )
+    except CapReached as refused:
+        await respond(response_type="ephemeral", text=str(refused), replace_original=False)
+        return
     await (await shown_in(rt, body, thread)).post_whole(capped_answer(text, rt.settings.answer_max_chars))
 
 

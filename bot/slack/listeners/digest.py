@@ -9,6 +9,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
+from bot.db.digests import ChannelFull
 from bot.db.models import DigestSchedule
 from bot.digests.grammar import (
     DIGEST_USAGE,
@@ -21,7 +22,14 @@ from bot.digests.grammar import (
     next_fire_times,
     parse_digest,
 )
-from bot.digests.permissions import may_manage, why_not_add, why_not_post
+from bot.digests.permissions import (
+    MAX_PER_CHANNEL,
+    channel_full,
+    is_admin,
+    may_manage,
+    why_not_add,
+    why_not_post,
+)
 from bot.runtime import Runtime
 from orchestrators.workflows.parsing import ChannelRef, UsageError
 from tools.context import MemoryTrace
@@ -99,21 +107,24 @@ class DigestCommands:
         if why:
             return f"I can't post a digest of #{source} in #{target}: {why}."
         zone = command.timezone or await self._user_zone(user)
-        why = await why_not_add(
-            self.rt, team=team, user=user, target=target_id, cron=command.cron, timezone=zone
-        )
+        admin = await is_admin(self.rt, user)
+        why = None if admin else why_not_add(command.cron, zone)
         if why:
             return f"No digest set: {why}."
-        schedule = await self.rt.db.digests.add(
-            team_id=team,
-            channel_id=target_id,
-            source_channel_id=source_id,
-            cron=command.cron,
-            timezone=zone,
-            description=command.description,
-            quiet=command.quiet,
-            creator_id=user,
-        )
+        try:
+            schedule = await self.rt.db.digests.add(
+                cap=None if admin else MAX_PER_CHANNEL,
+                team_id=team,
+                channel_id=target_id,
+                source_channel_id=source_id,
+                cron=command.cron,
+                timezone=zone,
+                description=command.description,
+                quiet=command.quiet,
+                creator_id=user,
+            )
+        except ChannelFull as full:
+            return f"No digest set: {channel_full(target_id, full.existing)}."
         if self.rt.digest_scheduler is not None and self.rt.settings.run_scheduler:
             await self.rt.digest_scheduler.added(schedule)
         return (

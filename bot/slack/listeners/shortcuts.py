@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 CALLBACK_ID = "summarize_thread"
 
 
+class CapReached(Exception):
+    """A daily token cap is used up: the text says so and when it resets."""
+
+
 async def thread_summary(
     rt: Runtime,
     *,
@@ -35,18 +39,32 @@ async def thread_summary(
     """Run the thread summary as a traced run; every outcome is a sentence for the user.
 
     `only_for`: the summary is shown to this person alone (ephemeral); the privacy check uses it.
+    A daily cap's refusal raises CapReached (it is for the asker's eyes only).
     """
+    here = await rt.db.channel_settings.effective(team, channel)
     try:
         async with traced_run(
-            rt, trigger, team=team, channel=channel, user=user, thread_ts=thread_ts, reply_thread_ts=thread_ts
+            rt,
+            trigger,
+            team=team,
+            channel=channel,
+            user=user,
+            thread_ts=thread_ts,
+            reply_thread_ts=thread_ts,
+            caps=here,
         ) as run:
-            run.ctx.ephemeral_to = only_for
-            reply = await summarize_thread(run.ctx, channel, thread_ts)
-            run.finish("ok", "; ".join(reply.notes) or None)
+            if refusal := run.allowance.refusal:
+                run.finish("refused", error=refusal)
+            else:
+                run.ctx.ephemeral_to = only_for
+                reply = await summarize_thread(run.ctx, channel, thread_ts)
+                run.finish("ok", "; ".join(reply.notes) or None)
     except RunFailed as failed:
         if failed.expected:
             return f"I couldn't summarize that thread: {failed.reason}"
         return f"Sorry, summarizing that thread failed unexpectedly (reference: run {failed.run_id})."
+    if refusal:
+        raise CapReached(refusal)
     return reply.text
 
 
@@ -57,9 +75,12 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         message = body.get("message") or {}
         root = message.get("thread_ts") or message.get("ts") or body.get("message_ts", "")
         team = (body.get("team") or {}).get("id") or ""
-        text = await thread_summary(
-            rt, team=team, channel=channel, user=user, thread_ts=root, trigger="shortcut", only_for=user
-        )
+        try:
+            text = await thread_summary(
+                rt, team=team, channel=channel, user=user, thread_ts=root, trigger="shortcut", only_for=user
+            )
+        except CapReached as refused:
+            text = str(refused)
         try:
             await call(rt.slack.chat_postEphemeral, channel=channel, user=user, thread_ts=root, text=text)
         except Exception:  # not in the channel, say: the response_url still reaches the user
