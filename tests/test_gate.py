@@ -365,3 +365,32 @@ async def test_the_gate_waits_for_no_one_when_nothing_private_was_read(outside) 
         ctx = ToolContext(http=http)
         for destination in ("https://example.com/x", "mcp:tickets", "tool:new_kind"):
             await asyncio.wait_for(gate.check_egress(ctx, "t", destination), 10)
+
+
+async def test_an_answer_recovered_after_a_crash_keeps_carrying_what_it_drew_on(
+    slack, llm, db_url, tmp_path, outside
+) -> None:
+    """A redo finds the dead attempt's answer already shown in a private channel: what that attempt
+    read died with it, so the stored answer counts as the channel's own, and a follow-up asks."""
+    from bot.slack.conversation import Turn, _remember_shown
+
+    private_leadership(slack)
+    bot = await start_bot(slack, llm, db_url, tmp_path, outside)
+    try:
+        root = "1700002500.000100"
+        turn = Turn("T1", "G1", "U1", "<@UBOT> what's new?", root, root, root, "mention")
+        convo = await bot.rt.db.conversations.get_or_create("T1", "G1", root)
+        assert convo.id is not None
+        await bot.rt.db.conversations.add_messages(convo.id, [{"role": "user", "content": "what's new?"}])
+        await _remember_shown(bot.rt, turn, f"Summary: {SECRET}.")
+        assert (await bot.rt.db.conversations.history(convo.id))[-1]["sources"] == ["slack:G1"]
+        make_call, received = KINDS["built-in call_api"]
+        llm.script(Reply(tool_calls=[make_call(outside)]), Reply(content="Sent."))
+        await bot.event(
+            mention("<@UBOT> send that along", channel="G1", thread_ts=root, ts="1700002600.000100")
+        )
+        await refused_without_a_yes(bot, slack, llm, outside, received)
+        sent = llm.requests[-2]["messages"]
+        assert SECRET in json.dumps(sent) and all("sources" not in m for m in sent)  # ours, not the API's
+    finally:
+        await bot.close()
