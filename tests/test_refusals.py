@@ -84,13 +84,17 @@ async def test_the_fake_refuses_in_slacks_documented_shape(slack: FakeSlack) -> 
         for code in codes:
             for method in ("chat.postMessage", "chat.update"):
                 slack.fail_next(method, error=code)
-                async with http.post(f"{slack.api_url}{method}", json={"channel": "C1"}, headers=headers) as r:
+                async with http.post(
+                    f"{slack.api_url}{method}", json={"channel": "C1"}, headers=headers
+                ) as r:
                     body = await r.json()
                 assert (r.status, body) == (200, {"ok": False, "error": code})
                 assert shape_errors(method, body) == []  # Slack's capture has exactly these fields
         slack.refuse_writes("C2", "is_archived")
         async with http.post(
-            f"{slack.api_url}chat.postEphemeral", json={"channel": "C2", "user": "U1", "text": "x"}, headers=headers
+            f"{slack.api_url}chat.postEphemeral",
+            json={"channel": "C2", "user": "U1", "text": "x"},
+            headers=headers,
         ) as r:
             assert await r.json() == {"ok": False, "error": "is_archived"}
 
@@ -149,7 +153,9 @@ async def test_a_channel_refusing_every_write_is_explained_to_the_asker_by_dm(
 
 
 async def test_when_the_channel_still_takes_ephemerals_the_asker_is_told_there(rbot: Bot, slack, llm) -> None:
-    slack.fail_next("chat.postMessage", error="restricted_action", times=10, when=lambda p: p["channel"] == "C1")
+    slack.fail_next(
+        "chat.postMessage", error="restricted_action", times=10, when=lambda p: p["channel"] == "C1"
+    )
     llm.script(Reply(content="unused"))
     root = await ask(rbot, slack)
     (note,) = slack.ephemerals
@@ -243,3 +249,11 @@ async def test_a_persistent_500_on_edits_is_tried_a_bounded_number_of_times(rbot
     assert markdown_of(message) == "Through the outage."
     assert len(slack.calls_to("chat.update")) == 3  # the client's own two retries, then the fallback
     assert (await queries.last_run(rbot.rt.db)).status == "ok"
+
+
+async def test_only_a_model_failure_blames_the_model(rbot: Bot, slack, llm) -> None:
+    llm.script(Reply(status=500, error_message="overloaded"))
+    root = await ask(rbot, slack)
+    (message,) = slack.posted(channel="C1", thread_ts=root)
+    assert "language model" in message["text"] and "run 1" in message["text"]
+    assert slack.ephemerals == [] and dm_to(slack, "U1") == []

@@ -72,8 +72,9 @@ async def apology_if_database_down(rt: Runtime, channel: str, thread_ts: str | N
         if not database_unavailable(exc):
             raise
         log.error("database unavailable, apologising in %s/%s: %s", channel, thread_ts, exc)
-        try:
-            await rt.slack.chat_postMessage(channel=channel, thread_ts=thread_ts, text=DATABASE_DOWN)
+        try:  # through the answer surface: Slack's transient failures are retried there
+            surface = AnswerSurface(rt.slack, channel, thread_ts, team="", user="", native=False)
+            await surface.fail(DATABASE_DOWN)
         except Exception:
             log.exception("could not post the database apology either")
 

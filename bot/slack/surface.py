@@ -133,6 +133,7 @@ class AnswerSurface:
         self.streaming = False
         self.garbled = False  # Slack may or may not show a streamed chunk: finish() replaces the stream
         self.stuck: str | None = None  # why Slack refused to edit the placeholder: not tried again
+        self.told = False  # the asker has been told privately why the conversation shows nothing
         self._flusher: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -409,6 +410,8 @@ class AnswerSurface:
         """Tell the asker privately why nothing (more) appears in the conversation, with the
         answer when there is one: an ephemeral message there if Slack still takes one, else a DM.
         Returns whether they were told."""
+        if self.told:  # e.g. finish() told them, then the run failed with the same refusal
+            return True
         note = note_for(self.channel, why, answered=answer is not None)
         messages = [
             {"text": note},
@@ -420,6 +423,7 @@ class AnswerSurface:
                 await call(
                     self.client.chat_postEphemeral, channel=self.channel, user=self.user, **where, **message
                 )
+            self.told = True
             return True
         except SlackApiError as exc:
             log.info(
@@ -432,6 +436,7 @@ class AnswerSurface:
             dm = (await call(self.client.conversations_open, users=self.user))["channel"]["id"]
             for message in messages:
                 await call(self.client.chat_postMessage, channel=dm, **message)
+            self.told = True
             return True
         except SlackApiError as exc:
             log.warning(
