@@ -71,5 +71,5 @@ def kind_of(exc: BaseException) -> str | None:
 
 def note_for(channel: str, refusal: Refusal, *, answered: bool) -> str:
     """The private note to the asker: where, why, and whether the answer follows."""
-    after = "Here is my answer, for you only." if answered else "Nothing was posted there."
+    after = "Here is my answer, for you only." if answered else "You can ask me in a direct message instead."
     return f"I couldn't post in <#{channel}>: {refusal.meaning}. {after}"
