@@ -76,6 +76,10 @@ def not_applied(exc: SlackApiError) -> bool:
     return error_of(exc) in NOT_APPLIED or status in (429, 503)
 
 
+def server_error(exc: SlackApiError) -> bool:
+    return bool(getattr(exc.response, "status_code", 200) >= 500)
+
+
 def maybe_applied(exc: SlackApiError) -> bool:
     """True when Slack may have carried the failed call out (so repeating it could do it twice)."""
     status = getattr(exc.response, "status_code", 200)
@@ -86,8 +90,9 @@ async def call(fn: Callable[..., Awaitable[Any]], **kwargs: Any) -> Any:
     """Call a Web API method; retry a few times when that cannot duplicate anything, then raise.
 
     429s with Retry-After are retried inside the client by slack_sdk's handlers (bot/runtime.py),
-    and so are 5xx answers of idempotent methods; this covers `ok: false` answers such as
-    internal_error, and the possibly-applied failures of chat.postMessage.
+    and so are 5xx answers of idempotent methods (not again here: a persistent 500 would be tried
+    a dozen times); this covers `ok: false` answers such as internal_error, and the
+    possibly-applied failures of chat.postMessage.
     """
     method = method_of(fn)
     if method == "chat.postMessage":
@@ -101,6 +106,8 @@ async def call(fn: Callable[..., Awaitable[Any]], **kwargs: Any) -> Any:
                 return exc.response  # the earlier call that seemed to fail had done it
             if not (not_applied(exc) or (maybe_applied(exc) and repeatable(method))) or delay is None:
                 raise
+            if server_error(exc) and repeatable(method):
+                raise  # the client's handler has retried this 5xx already: more would multiply
             maybe_done = maybe_done or maybe_applied(exc)
             log.warning("Slack said %s to %s; trying again in %.1f s", error_of(exc), method, delay)
             await asyncio.sleep(delay)

@@ -10,9 +10,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from slack_sdk.errors import SlackApiError
+
 from bot import budget
 from bot.db.engine import database_unavailable
-from bot.runs import RunFailed, traced_run
+from bot.runs import RunFailed, failure_reason, traced_run
 from bot.runtime import Runtime
 from bot.slack.approvals import SlackApprover, Where
 from bot.slack.files import (
@@ -23,9 +25,11 @@ from bot.slack.files import (
     trace_files,
     with_files,
 )
+from bot.slack.refusals import refusal_of
 from bot.slack.render import feedback_blocks
 from bot.slack.surface import AnswerSurface, capped_answer, unfurl_allowed
 from bot.slack.write_approvals import ParkedWrites
+from orchestrators.llm import AgentError
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +72,9 @@ async def apology_if_database_down(rt: Runtime, channel: str, thread_ts: str | N
         if not database_unavailable(exc):
             raise
         log.error("database unavailable, apologising in %s/%s: %s", channel, thread_ts, exc)
-        try:
-            await rt.slack.chat_postMessage(channel=channel, thread_ts=thread_ts, text=DATABASE_DOWN)
+        try:  # through the answer surface: Slack's transient failures are retried there
+            surface = AnswerSurface(rt.slack, channel, thread_ts, team="", user="", native=False)
+            await surface.fail(DATABASE_DOWN)
         except Exception:
             log.exception("could not post the database apology either")
 
@@ -188,7 +193,7 @@ async def answer(rt: Runtime, turn: Turn, attempt: Attempt | None = None) -> Non
                 )
             except Exception as exc:  # the answer may be half shown: no apology on top of it
                 log.exception("run %s: could not post the answer", run.id)
-                run.finish("failed", error=f"posting the answer failed: {exc}")
+                run.finish("failed", error=f"posting the answer failed: {failure_reason(exc)}")
                 return
             await rt.db.conversations.add_messages(
                 convo.id, result.messages, run_id=run.id, sources=run.ctx.flow.private_sources
@@ -202,7 +207,7 @@ async def answer(rt: Runtime, turn: Turn, attempt: Attempt | None = None) -> Non
         await surface.fail("Sorry, I was restarted before I could finish. Please ask again.")
         raise
     except RunFailed as failed:
-        await _apologise(surface, failed.run_id)
+        await _apologise(surface, failed)
 
 
 async def _remember_shown(rt: Runtime, turn: Turn, text: str) -> None:
@@ -226,12 +231,18 @@ async def _remember_shown(rt: Runtime, turn: Turn, text: str) -> None:
         )
 
 
-async def _apologise(surface: AnswerSurface, run_id: int) -> None:
-    text = (
-        "Sorry, I couldn't get an answer from the language model just now. "
-        f"Please try again in a moment. (reference: run {run_id})"
-    )
+async def _apologise(surface: AnswerSurface, failed: RunFailed) -> None:
+    """Say what went wrong, blaming whom it was: Slack's refusals are told to the asker (in
+    private, since the conversation refused), and only the model's errors blame the model."""
+    cause = failed.__cause__
     try:
-        await surface.fail(text)
+        if isinstance(cause, SlackApiError):
+            await surface.tell_asker(refusal_of(cause))
+            return
+        if isinstance(cause, AgentError):
+            what = "I couldn't get an answer from the language model just now"
+        else:
+            what = "something went wrong on my side while answering"
+        await surface.fail(f"Sorry, {what}. Please try again in a moment. (reference: run {failed.run_id})")
     except Exception:
-        log.exception("run %s: could not post the apology either", run_id)
+        log.exception("run %s: could not post the apology either", failed.run_id)

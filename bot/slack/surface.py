@@ -3,6 +3,11 @@
 In assistant threads (DM threads) Slack's native status and streaming APIs are used. Elsewhere a
 placeholder message in the thread shows the status, is edited with the text as it streams (at most
 about once a second), and finally becomes the answer, so nothing is left behind.
+
+When Slack refuses (bot/slack/refusals.py says what each refusal means): a placeholder that cannot
+be edited is replaced by new messages and deleted (or, if that is refused too, made to point at
+the answer); a message refused for its content is posted once more as plain text in smaller
+pieces; a conversation that takes no message at all is explained to the asker privately.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack.calls import call, error_of, maybe_applied, recent_messages
+from bot.slack.refusals import CONTENT, WHERE, Refusal, kind_of, note_for, refusal_of
 from bot.slack.render import answer_metadata, answer_tag_of, fallback_text, markdown_messages
 from bot.slack.safe_text import readable, stable_prefix
+from bot.slack.split import split_markdown
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -28,6 +35,8 @@ log = logging.getLogger(__name__)
 STREAM_CAP = 10_000  # past this the live view stops growing; the final answer is posted split
 THINKING = "Thinking…"
 ATTACHMENT = "answer.md"
+PLAIN_CHARS = 4_000  # a plain-text retry's pieces: Slack advises `text` of at most 4,000 characters
+ANSWER_BELOW = "_The answer is below._"  # what a placeholder that could not be replaced says
 
 
 async def unfurl_allowed(rt: Runtime, channel: str) -> bool:
@@ -123,6 +132,8 @@ class AnswerSurface:
         self.streamed = ""  # what the native stream shows: the cleaned text[:sent]
         self.streaming = False
         self.garbled = False  # Slack may or may not show a streamed chunk: finish() replaces the stream
+        self.stuck: str | None = None  # why Slack refused to edit the placeholder: not tried again
+        self.told = False  # the asker has been told privately why the conversation shows nothing
         self._flusher: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -155,14 +166,7 @@ class AnswerSurface:
                 await self._delete(ts)
         if not self.native and mine:
             self.ts = mine.pop(0)["ts"]
-            await call(
-                self.client.chat_update,
-                channel=self.channel,
-                ts=self.ts,
-                text=f"_{THINKING}_",
-                blocks=[],
-                **self._metadata(False),
-            )
+            await self._edit(text=f"_{THINKING}_", blocks=[], **self._metadata(False))
         for message in mine:  # native answers start again from the status: no placeholder to keep
             await self._delete(message["ts"])
         return False
@@ -178,14 +182,7 @@ class AnswerSurface:
         if self.native:
             await self.status(THINKING)
         elif self.ts is None:  # else resume() adopted the dead attempt's placeholder
-            kwargs: dict[str, Any] = {
-                "channel": self.channel,
-                "text": f"_{THINKING}_",
-                **self._metadata(False),
-            }
-            if self.thread_ts:
-                kwargs["thread_ts"] = self.thread_ts
-            self.ts = (await call(self.client.chat_postMessage, **kwargs))["ts"]
+            self.ts = (await self._post([{"text": f"_{THINKING}_"}], final=False))[0]
 
     async def status(self, text: str) -> None:
         if self.native:
@@ -196,7 +193,23 @@ class AnswerSurface:
                 status=text,
             )
         elif self.ts and not self.text:
-            await call(self.client.chat_update, channel=self.channel, ts=self.ts, text=f"_{text}_")
+            await self._edit(text=f"_{text}_")
+
+    async def _edit(self, **message: Any) -> None:
+        """Edit the placeholder while Slack allows it; after a refusal it is left alone (finish()
+        then posts the answer anew), except when the whole conversation refuses (raised)."""
+        if self.stuck is not None:
+            return
+        try:
+            await call(self.client.chat_update, channel=self.channel, ts=self.ts, **message)
+        except SlackApiError as exc:
+            why = refusal_of(exc)
+            self.stuck = why.code
+            if why.kind == WHERE:
+                raise
+            log.warning(
+                "Slack refused to edit the placeholder (%s): the answer will be a new message", why.code
+            )
 
     async def delta(self, piece: str) -> None:
         self.text += piece
@@ -214,7 +227,7 @@ class AnswerSurface:
     async def flush(self, final: bool = False) -> None:
         """Send what Slack has not seen yet: one append or one edit per interval."""
         async with self._lock:
-            if self.sent >= len(self.text) or self.sent >= STREAM_CAP or self.garbled:
+            if self.sent >= len(self.text) or self.sent >= STREAM_CAP or self.garbled or self.stuck:
                 return
             upto = min(len(self.text), STREAM_CAP)
             if (
@@ -236,13 +249,7 @@ class AnswerSurface:
                 shown = await readable(self.client, self.text[:upto]) + (
                     " …" if upto < len(self.text) else ""
                 )
-                await call(
-                    self.client.chat_update,
-                    channel=self.channel,
-                    ts=self.ts,
-                    text=fallback_text(shown),
-                    blocks=[{"type": "markdown", "text": shown}],
-                )
+                await self._edit(text=fallback_text(shown), blocks=[{"type": "markdown", "text": shown}])
             self.sent = upto
 
     async def _stream(self, chunk: str) -> None:
@@ -288,12 +295,15 @@ class AnswerSurface:
         `private`: the answer drew on non-public content, so its links never unfurl.
         """
         await self._stop_flusher()
-        if self.native:
-            stamps = await self._finish_native(final, extra_blocks, private)
-        else:
+        try:
+            if self.native:
+                return await self._finish_native(final, extra_blocks, private)
             assert self.ts is not None
-            stamps = await self.post_whole(final, extra_blocks, into=self.ts, private=private)
-        return stamps
+            return await self.post_whole(final, extra_blocks, into=self.ts, private=private)
+        except SlackApiError as exc:
+            if kind_of(exc) == WHERE:  # the conversation takes nothing more: the asker gets it
+                await self.tell_asker(refusal_of(exc), final)
+            raise
 
     async def _finish_native(
         self, final: str, extra_blocks: list[dict[str, Any]] | None, private: bool
@@ -331,34 +341,108 @@ class AnswerSurface:
         shown (native threads, slash commands). People it mentions are shown by name."""
         shown = await readable(self.client, final)
         messages, attach = capped_parts(markdown_messages(shown, extra_blocks), self.max_messages, len(final))
-        stamps: list[str] = []
-        if into is not None:
-            done = len(messages) == 1 and not attach
-            await call(
-                self.client.chat_update, channel=self.channel, ts=into, **messages[0], **self._metadata(done)
-            )
-            stamps = [into]
-        stamps += await self._post(messages[len(stamps) :], final=not attach, private=private)
+        stamps = await self._show(messages, into=into, final=not attach, private=private)
         if attach:
             await self._attach(final, stamps[-1], messages[-1])
         return stamps
 
+    async def _show(
+        self, messages: list[dict[str, Any]], *, into: str | None, final: bool, private: bool
+    ) -> list[str]:
+        """`messages` in order, the first in place of the placeholder `into` while Slack lets it
+        be edited; otherwise all as new messages, and the placeholder is retired."""
+        if into is not None:
+            assert into == self.ts, "only the surface's own placeholder is replaced"
+            await self._edit(**messages[0], **self._metadata(final and len(messages) == 1))
+            if self.stuck is None:
+                return [into, *await self._post(messages[1:], final=final, private=private)]
+        stamps = await self._post(messages, final=final, private=private)
+        if into is not None:
+            await self._retire(into)
+        return stamps
+
+    async def _retire(self, ts: str) -> None:
+        """A placeholder the answer could not replace: deleted, or else made to say where the
+        answer is; if Slack refuses both, it stays as it was."""
+        try:
+            await self._delete(ts)
+            return
+        except SlackApiError as exc:
+            log.warning("could not delete the placeholder %s (%s)", ts, error_of(exc))
+        try:
+            await call(self.client.chat_update, channel=self.channel, ts=ts, text=ANSWER_BELOW, blocks=[])
+        except SlackApiError as exc:
+            log.warning("the placeholder %s stays as it is: Slack refused to edit it (%s)", ts, error_of(exc))
+
     async def _post(self, messages: list[dict[str, Any]], *, final: bool, private: bool = True) -> list[str]:
-        """Post parts in order in the thread; only the last may carry the final mark."""
+        """Post parts in order in the thread; only the last may carry the final mark. A part
+        Slack refuses for its content is posted once more as plain text in smaller pieces."""
         stamps = []
         unfurl = self.unfurl and not private
         for i, message in enumerate(messages):
-            kwargs = {
-                "channel": self.channel,
-                **message,
-                **self._metadata(final and i == len(messages) - 1),
-                "unfurl_links": unfurl,
-                "unfurl_media": unfurl,
-            }
-            if self.thread_ts:
-                kwargs["thread_ts"] = self.thread_ts
-            stamps.append((await call(self.client.chat_postMessage, **kwargs))["ts"])
+            last = final and i == len(messages) - 1
+            try:
+                stamps.append(await self._post_one(message, last, unfurl))
+                continue
+            except SlackApiError as exc:
+                why = refusal_of(exc)
+                if why.kind != CONTENT:
+                    raise
+                log.warning("Slack refused a message (%s); posting it once more as plain text", why.code)
+            pieces = split_markdown(_markdown_of(message), PLAIN_CHARS)
+            for j, piece in enumerate(pieces):
+                stamps.append(await self._post_one({"text": piece}, last and j == len(pieces) - 1, unfurl))
         return stamps
+
+    async def _post_one(self, message: dict[str, Any], final: bool, unfurl: bool) -> str:
+        kwargs = {
+            "channel": self.channel,
+            **{k: v for k, v in message.items() if v or k != "blocks"},  # no empty block list
+            **self._metadata(final),
+            "unfurl_links": unfurl,
+            "unfurl_media": unfurl,
+        }
+        if self.thread_ts:
+            kwargs["thread_ts"] = self.thread_ts
+        return str((await call(self.client.chat_postMessage, **kwargs))["ts"])
+
+    async def tell_asker(self, why: Refusal, answer: str | None = None) -> bool:
+        """Tell the asker privately why nothing (more) appears in the conversation, with the
+        answer when there is one: an ephemeral message there if Slack still takes one, else a DM.
+        Returns whether they were told."""
+        if self.told:  # e.g. finish() told them, then the run failed with the same refusal
+            return True
+        note = note_for(self.channel, why, answered=answer is not None)
+        messages = [
+            {"text": note},
+            *(markdown_messages(await readable(self.client, answer)) if answer else []),
+        ]
+        where = {"thread_ts": self.thread_ts} if self.thread_ts else {}
+        try:
+            for message in messages:
+                await call(
+                    self.client.chat_postEphemeral, channel=self.channel, user=self.user, **where, **message
+                )
+            self.told = True
+            return True
+        except SlackApiError as exc:
+            log.info(
+                "no ephemeral message in %s (%s): writing to %s directly",
+                self.channel,
+                error_of(exc),
+                self.user,
+            )
+        try:
+            dm = (await call(self.client.conversations_open, users=self.user))["channel"]["id"]
+            for message in messages:
+                await call(self.client.chat_postMessage, channel=dm, **message)
+            self.told = True
+            return True
+        except SlackApiError as exc:
+            log.warning(
+                "could not tell %s that %s refused the answer: %s", self.user, self.channel, error_of(exc)
+            )
+            return False
 
     async def _attach(self, final: str, last_ts: str, last: dict[str, Any]) -> None:
         """The whole answer as a file under its shown parts; then the answer is marked final."""
@@ -396,13 +480,6 @@ class AnswerSurface:
             elif self.ts is None:  # nothing shown yet (or nothing left to adopt): say it anew
                 await self._post([{"text": text}], final=True)
             else:
-                await call(
-                    self.client.chat_update,
-                    channel=self.channel,
-                    ts=self.ts,
-                    text=text,
-                    blocks=[],
-                    **self._metadata(True),
-                )
+                await self._show([{"text": text, "blocks": []}], into=self.ts, final=True, private=True)
         finally:
             await self.clear()

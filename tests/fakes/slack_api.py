@@ -52,6 +52,7 @@ class Failure:
     retry_after: int | None
     times: int
     applied: bool = False  # the call took effect before Slack answered with the error
+    when: Callable[[Params], bool] | None = None  # only calls with such params fail
 
 
 def _page(items: Sequence[T], params: Params, default: int = 100) -> tuple[list[T], str]:
@@ -130,13 +131,16 @@ class FakeSlack(FakeServer, SocketMode, FileMethods, ChatMethods, ViewMethods):
         retry_after: int | None = None,
         times: int = 1,
         applied: bool = False,
+        when: Callable[[Params], bool] | None = None,
     ) -> None:
-        """The next `times` calls to `method` fail: 429 with Retry-After, a 5xx, or ok=false.
+        """The next `times` calls to `method` fail: 429 with Retry-After, a 5xx, or ok=false,
+        answered as Slack answers errors: `{"ok": false, "error": "<code>"}`.
 
         `applied=True` is Slack's internal_error/fatal_error case: the call is carried out (state
         changes) and the error is answered anyway, so a blind retry would do it twice.
+        `when(params)` narrows it to some calls, e.g. only updates that carry blocks.
         """
-        self.failures.setdefault(method, []).append(Failure(status, error, retry_after, times, applied))
+        self.failures.setdefault(method, []).append(Failure(status, error, retry_after, times, applied, when))
 
     # --- HTTP ---------------------------------------------------------------------------------
     async def _response(self, request: web.Request) -> web.Response:
@@ -170,13 +174,15 @@ class FakeSlack(FakeServer, SocketMode, FileMethods, ChatMethods, ViewMethods):
             return web.json_response({"ok": False, "error": "not_authed"})
         if not token.startswith(("xox", "xapp")):
             return web.json_response({"ok": False, "error": "invalid_auth"})
-        if failure := self._take_failure(method):
+        if failure := self._take_failure(method, params):
             if failure.applied:
                 self._answer(method, params)  # whatever it did stays done; its answer is lost
             if failure.status == 429:
                 headers = {"Retry-After": str(failure.retry_after or 1)}
                 return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers=headers)
-            return web.json_response({"ok": False, "error": failure.error}, status=failure.status)
+            refused = {"ok": False, "error": failure.error}
+            self.shape_errors += shape_errors(method, refused)
+            return web.json_response(refused, status=failure.status)
         return self._answer(method, params)
 
     def _answer(self, method: str, params: Params) -> web.Response:
@@ -221,14 +227,14 @@ class FakeSlack(FakeServer, SocketMode, FileMethods, ChatMethods, ViewMethods):
     def kind_of(ch: Channel) -> str:
         return "im" if ch.is_im else "groups" if ch.is_private else "channels"
 
-    def _take_failure(self, method: str) -> Failure | None:
+    def _take_failure(self, method: str, params: Params) -> Failure | None:
         queue = self.failures.get(method)
-        if not queue:
+        failure = next((f for f in queue or [] if f.when is None or f.when(params)), None)
+        if queue is None or failure is None:
             return None
-        failure = queue[0]
         failure.times -= 1
         if failure.times <= 0:
-            queue.pop(0)
+            queue.remove(failure)
         return failure
 
     # --- conversations.*, users.* -------------------------------------------------------------

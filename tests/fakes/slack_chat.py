@@ -45,7 +45,7 @@ class ChatMethods(Workspace):
         }
 
     def m_chat_postMessage(self, p: Params) -> Params:
-        ch = self.member_channel(p)
+        ch = self.writable_channel(p)
         check_content(p)
         msg = self.store(ch, self.bot_message(p, self.next_ts()), p.get("thread_ts"))
         flags = {key: p.get(key) for key in ("unfurl_links", "unfurl_media")}
@@ -53,7 +53,7 @@ class ChatMethods(Workspace):
         return {"channel": ch.id, "ts": msg["ts"], "message": msg}
 
     def m_chat_update(self, p: Params) -> Params:
-        ch = self.channel_for(p)
+        ch = self.writable_channel(p, member=False)
         check_content(p)
         msg = self.own_message(ch, str(p.get("ts", "")), "update")
         for key in ("text", "blocks", "markdown_text", "metadata"):
@@ -67,14 +67,14 @@ class ChatMethods(Workspace):
         return {"channel": ch.id, "ts": msg["ts"], "text": msg["text"], "message": shown}
 
     def m_chat_delete(self, p: Params) -> Params:
-        ch = self.channel_for(p)
+        ch = self.writable_channel(p, member=False)
         msg = self.own_message(ch, str(p.get("ts", "")), "delete")
         self.remove(ch, msg)
         self.streams.pop(msg["ts"], None)
         return {"channel": ch.id, "ts": msg["ts"]}
 
     def m_chat_postEphemeral(self, p: Params) -> Params:
-        ch = self.member_channel(p)
+        ch = self.writable_channel(p)
         check_content(p)
         if p.get("user") not in ch.members:
             raise SlackFault("user_not_in_channel")
@@ -93,7 +93,7 @@ class ChatMethods(Workspace):
         return {"channel": ch.id, "permalink": link}
 
     def m_chat_startStream(self, p: Params) -> Params:
-        ch = self.member_channel(p)
+        ch = self.writable_channel(p)
         if not p.get("thread_ts"):
             raise SlackFault("invalid_arguments", "[ERROR] missing required field: thread_ts")
         msg = self.bot_message({}, self.next_ts()) | {"streaming": True}
@@ -117,7 +117,7 @@ class ChatMethods(Workspace):
         return {}  # Slack answers chat.stopStream with `ok` alone
 
     def _streaming(self, p: Params) -> dict[str, Any]:
-        ch = self.member_channel(p)
+        ch = self.writable_channel(p)
         msg = self.streams.get(str(p.get("ts", "")))
         if msg is None or ch.find(msg["ts"]) is not msg or not msg.get("streaming"):
             raise SlackFault("message_not_in_streaming_state")

@@ -43,6 +43,7 @@ class Channel:
     is_private: bool = False
     is_im: bool = False
     is_ext_shared: bool = False  # Slack Connect: shared with another organisation
+    refuses: str | None = None  # every write here answers this error (is_archived, restricted_action, ...)
     messages: list[dict[str, Any]] = field(default_factory=list)  # top level, oldest first
     replies: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # parent ts -> replies
 
@@ -232,6 +233,18 @@ class Workspace:
         if BOT_USER not in ch.members:
             raise SlackFault("not_in_channel")
         return ch
+
+    def writable_channel(self, p: dict[str, Any], *, member: bool = True) -> Channel:
+        """A channel the bot may write in; one that refuses every write (refuse_writes) says why."""
+        ch = self.member_channel(p) if member else self.channel_for(p)
+        if ch.refuses:
+            raise SlackFault(ch.refuses)
+        return ch
+
+    def refuse_writes(self, channel: str, error: str) -> None:
+        """From now on every write to `channel` is refused with `error`, as Slack refuses writes to
+        an archived channel (is_archived) or one a workspace policy closes (restricted_action)."""
+        self.channels[channel].refuses = error
 
     def own_message(self, ch: Channel, ts: str, verb: str) -> dict[str, Any]:
         msg = ch.find(ts)

@@ -15,6 +15,7 @@ from bot.runtime import Runtime
 from bot.slack.command_jobs import REDO, TAG, Runner, accept_command
 from bot.slack.conversation import DATABASE_DOWN
 from bot.slack.listeners.shortcuts import CapReached, thread_summary
+from bot.slack.refusals import refusal_of
 from bot.slack.render import markdown_messages, steps_blocks
 from bot.slack.surface import AnswerSurface, answer_shown, capped_answer, unfurl_allowed
 from orchestrators.workflows.commands import COMMANDS, HELP_COMMANDS, help_text, parse_command
@@ -48,23 +49,38 @@ async def run_and_post(rt: Runtime, body: dict[str, Any], respond: Any) -> None:
         for message in markdown_messages(reply.text, [footer(command, reply)]):
             await respond(response_type="ephemeral", replace_original=False, **message)
         return
+    extra = [footer(command, reply), *(steps_blocks(reply.run_id) if reply.run_id else [])]
+    stamps = await post_result(rt, body, respond, None, reply.text, extra, private=bool(reply.sources))
+    if stamps and command == "/ask" and reply.run_id is not None:
+        await _remember_ask(rt, body, stamps[0], reply)
+
+
+async def post_result(
+    rt: Runtime,
+    body: dict[str, Any],
+    respond: Any,
+    thread: str | None,
+    text: str,
+    extra: list[dict[str, Any]] | None = None,
+    *,
+    private: bool = False,
+) -> list[str]:
+    """Post a command's result where it was asked; when Slack refuses it there, the asker gets it
+    through the command's response_url, which still reaches them, with what the refusal means."""
     try:
-        extra = [footer(command, reply), *(steps_blocks(reply.run_id) if reply.run_id else [])]
-        stamps = await (await shown_in(rt, body, None)).post_whole(
-            capped_answer(reply.text, rt.settings.answer_max_chars), extra, private=bool(reply.sources)
+        surface = await shown_in(rt, body, thread)
+        return await surface.post_whole(
+            capped_answer(text, rt.settings.answer_max_chars), extra, private=private
         )
     except SlackApiError as exc:
-        error = exc.response.get("error") if exc.response else str(exc)
-        log.warning("run %s: could not post in %s: %s", reply.run_id, channel, error)
+        why = refusal_of(exc)
+        log.warning("%s: could not post in %s: %s", body["command"], body["channel_id"], why.code)
         await respond(
             response_type="ephemeral",
             replace_original=False,
-            text=f"{reply.text}\n\n_(I couldn't post this in the channel: {error}. Invite me with "
-            "`/invite @Switchboard` to share results here.)_",
+            text=f"{text}\n\n_(I couldn't post this in <#{body['channel_id']}>: {why.meaning}.)_",
         )
-        return
-    if command == "/ask" and reply.run_id is not None:
-        await _remember_ask(rt, body, stamps[0], reply)
+        return []
 
 
 async def answer_privately(rt: Runtime, body: dict[str, Any], respond: Any) -> None:
@@ -96,7 +112,7 @@ async def summarize_this_thread(rt: Runtime, body: dict[str, Any], respond: Any)
     except CapReached as refused:
         await respond(response_type="ephemeral", text=str(refused), replace_original=False)
         return
-    await (await shown_in(rt, body, thread)).post_whole(capped_answer(text, rt.settings.answer_max_chars))
+    await post_result(rt, body, respond, thread, text)
 
 
 async def shown_in(rt: Runtime, body: dict[str, Any], thread: str | None) -> AnswerSurface:
