@@ -18,14 +18,15 @@ log = logging.getLogger(__name__)
 def register(app: AsyncApp, rt: Runtime) -> None:
     async def show(body: dict[str, Any], action: dict[str, Any]) -> None:
         user = body["user"]["id"]
-        channel = (body.get("channel") or {}).get("id") or body.get("container", {}).get("channel_id")
-        thread = (body.get("message") or {}).get("thread_ts") or body.get("container", {}).get("thread_ts")
+        container = body.get("container") or {}
+        channel = (body.get("channel") or {}).get("id") or container.get("channel_id")
+        thread = (body.get("message") or {}).get("thread_ts") or container.get("thread_ts")
         value = str(action.get("value", ""))
         run = await rt.db.runs.get(int(value)) if value.isdigit() else None
         # The button only ever sits under its own run's answer; a forged value naming a run of
         # another channel gets nothing, so no trace leaves the channel it was made in.
         if run is None or run.id is None or run.channel_id != channel:
-            log.warning("show steps: no run %r in %s", value, channel)
+            log.warning("show steps: no run %s in %s", value if value.isdigit() else "?", channel)
             text = "I can't find the steps of that answer."
         else:
             text = steps_text(run, await rt.db.runs.steps(run.id), viewer=user)
