@@ -19,6 +19,7 @@ import pytest
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
+from bot.slack.payloads import payload_problem
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import (
@@ -326,3 +327,29 @@ async def test_the_reported_payloads_are_acked_and_change_nothing(fuzzed, slack,
     assert status == 200 and (text == "" or json.loads(text)["response_action"] == "errors")
     assert await bot.rt.db.channel_settings.changes("T1") == [] and slack.ephemerals == []
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_payload_problems_name_the_field_never_its_value() -> None:
+    state = {"values": {MARK: {MARK: MARK}}}
+    cases = {
+        "the body nests deeper than 100 levels": click(state={"values": nested(150)}),
+        "payload.response_url is not a URL": click(response_url=f"javascript:{MARK}"),
+        "payload.state.values has an element that is not an object": click(state=state),
+        "payload.enterprise is a int, not a string": click(enterprise=5),
+        "payload.response_urls is null": settings_submission(response_urls=None),
+        "command.text is null": {"command": "/ask", "text": None, "user_id": "U1", "channel_id": "C1"},
+        "body.event is missing": {"type": "event_callback", "event": None, "is_ext_shared_channel": True},
+        "body.event.message.message.message.message nests too deep": json.loads(
+            event_body(mention("hi", ts="1.1") | {"message": nested_messages(6)})
+        ),
+    }
+    for reason, body in cases.items():
+        assert payload_problem(body) == reason
+    assert payload_problem(click()) is None and payload_problem(settings_submission()) is None
+
+
+def nested_messages(depth: int) -> dict[str, Any]:
+    message: dict[str, Any] = {"type": "message", "user": 5}
+    for _ in range(depth):
+        message = {"type": "message", "message": message}
+    return message

@@ -2,7 +2,9 @@
 
 Slack signs what it sends, but a signed body can still be malformed (a proxy bug, a replayed
 capture, a hostile workspace app with our secret). Every field a listener reads is checked here
-for type and size, so a listener can index into the payload without guarding each access.
+for type and size, so a listener can index into the payload without guarding each access; so is
+every field Bolt reads before a listener runs (its context, its matchers), each interactive type
+must carry what Slack always sends with it, and nesting is bounded.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ MAX_TEXT = 200_000  # a message's text; Slack itself stops at 40,000 characters
 MAX_SHORT = 4_000  # every other string we read (command text, urls, action values)
 MAX_DEPTH = 100  # Slack's deepest payloads (rich text in a view) nest about 15 levels
 
-# Fields checked when present: name -> kind. "id" and "ts" are patterns, "str" a bounded string,
-# "text" a long string, "dict" and "list" containers, "bool" a flag.
+# Fields checked when present: name -> kind. "id", "ts" and "url" are patterns, "str" a bounded
+# string, "text" a long string, "dict" and "list" containers, "objects" a list of objects, "bool"
+# a flag, "ref" a string or an object whose "id" is one (user, team, channel in Bolt's eyes).
 EVENT_FIELDS = {
     "type": "str",
     "subtype": "str",
@@ -276,13 +279,13 @@ def _state_problem(state: dict[str, Any], where: str) -> str | None:
         return None
     if not isinstance(values, dict):
         return f"{where}.values is a {type(values).__name__}, not an object"
-    for block_id, block in values.items():
+    for block in values.values():  # keys are the sender's ids: named by position, never quoted
         if not isinstance(block, dict):
-            return f"{where}.values.{block_id[:40]} is not an object"
-        for action_id, element in block.items():
+            return f"{where}.values has a block that is not an object"
+        for element in block.values():
             if not isinstance(element, dict):
-                return f"{where}.values.{block_id[:40]}.{action_id[:40]} is not an object"
-            if problem := _fields(element, ACTION_FIELDS, f"{where}.values.{block_id[:40]}.{action_id[:40]}"):
+                return f"{where}.values has an element that is not an object"
+            if problem := _fields(element, ACTION_FIELDS, f"{where}.values.<element>"):
                 return problem
     return None
 
