@@ -85,6 +85,7 @@ class Settings:
     run_scheduler: bool = True
     log_level: str = "INFO"
     log_format: str = "text"
+    log_message_text: bool = False  # LOG_MESSAGE_TEXT: logs may carry what people wrote
     auto_migrate: bool = True
     db_pool_size: int = 5
     db_max_overflow: int = 10
@@ -287,6 +288,7 @@ def load_settings(
         run_scheduler=_bool(env, "RUN_SCHEDULER", True),
         log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS).upper(),
         log_format=_choice(env, "LOG_FORMAT", ("text", "json")),
+        log_message_text=_bool(env, "LOG_MESSAGE_TEXT", False),
         # SQLite lives beside one deployment, so migrating at start is safe; on Postgres an
         # operator usually runs `switchboard migrate` as a release step.
         auto_migrate=_bool(env, "AUTO_MIGRATE", db_url.startswith("sqlite")),

@@ -1,4 +1,6 @@
-"""Logging with secrets redacted, so a token pasted into an error never reaches the log."""
+"""Logging with secrets redacted, so a token pasted into an error never reaches the log, and
+without what people wrote unless LOG_MESSAGE_TEXT=true (logs travel further than the database:
+collectors, support tickets, screenshots)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,41 @@ import re
 from datetime import UTC, datetime
 
 from bot.config import Settings
+
+# Below INFO these log whole request and response bodies: messages, prompts, answers, SQL values.
+CHATTY_LIBRARIES = (
+    "slack_bolt",
+    "slack_sdk",
+    "openai",
+    "httpx",
+    "httpx2",
+    "httpcore",
+    "httpcore2",
+    "aiohttp",
+    "aiosqlite",
+    "asyncpg",
+    "sqlalchemy",
+    "mcp",
+)
+_log_message_text = False  # set once by configure_logging
+
+
+def message_text(text: object) -> str:
+    """What a log line may show of text people wrote, or that a model or tool made from it (an
+    answer, a tool's error echoing its arguments): the text itself only with LOG_MESSAGE_TEXT=true,
+    else its length. The run's steps keep the whole text in the database either way."""
+    value = str(text)
+    return value if _log_message_text else f"[{len(value)} characters]"
+
+
+class DropLibraryDebug(logging.Filter):
+    """The chatty libraries' records below INFO, which carry message text in their bodies."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.INFO:
+            return True
+        return not any(record.name == n or record.name.startswith(n + ".") for n in CHATTY_LIBRARIES)
+
 
 TOKEN_PATTERN = re.compile(r"\b(xox[abposr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+|sk-[A-Za-z0-9_-]{8,})")
 
@@ -70,6 +107,8 @@ class DropBoltTokenWarning(logging.Filter):
 
 def configure_logging(settings: Settings | None, level: str | None = None) -> None:
     """Logging for the whole process; `level` overrides LOG_LEVEL (the console keeps it quiet)."""
+    global _log_message_text
+    _log_message_text = settings is not None and settings.log_message_text
     secrets = []
     log_format = "text"
     if settings is not None:
@@ -82,6 +121,8 @@ def configure_logging(settings: Settings | None, level: str | None = None) -> No
             settings.openai_api_key or "",
         ]
     handler = logging.StreamHandler()
+    if not _log_message_text:
+        handler.addFilter(DropLibraryDebug())  # first: dropped records are never formatted
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:

@@ -27,6 +27,9 @@ TOKENS = Counter("switchboard_tokens", "Model tokens spent", ["kind"])
 SLACK_ERRORS = Counter("switchboard_slack_api_errors", "Slack Web API calls that failed", ["method", "error"])
 EVENTS_DEDUPLICATED = Counter("switchboard_events_deduplicated", "Slack deliveries dropped as replays")
 DIGESTS_POSTED = Counter("switchboard_digests_posted", "Scheduled digests posted")
+REQUESTS_REJECTED = Counter(
+    "switchboard_requests_rejected", "Requests to /slack/events refused before Bolt", ["reason"]
+)
 
 
 def run_finished(trigger: str, status: str) -> None:

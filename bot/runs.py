@@ -20,6 +20,7 @@ from bot.budget import Allowance
 from bot.channel_config import Effective
 from bot.db.runs import run_values
 from bot.db.trace import DbTrace, StatusSink
+from bot.logging_setup import message_text
 from bot.runtime import Runtime
 from orchestrators.llm import AgentError
 from tools.context import ApprovalDecision, Approvals, Approver, ToolContext
@@ -209,7 +210,7 @@ async def traced_run(
         reason = failure_reason(exc)
         await finish("failed", reason[:MAX_ERROR_CHARS])
         if expected:
-            log.warning("run %s (%s) failed: %s", run.id, trigger, reason)
+            log.warning("run %s (%s) failed: %s", run.id, trigger, message_text(reason))
         else:
             log.exception("run %s (%s) failed", run.id, trigger)
         raise RunFailed(run.id, reason, expected=expected) from exc

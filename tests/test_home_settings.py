@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+
+import pytest
 
 from bot.slack.listeners.home_settings import CALLBACK, PICK_CHANNEL, PICK_WORKSPACE
 from tests.conftest import Bot
@@ -102,3 +105,43 @@ async def test_bad_values_are_shown_in_the_modal_and_nothing_is_saved(bot: Bot, 
         set(errors) == {"user_daily_tokens", "follow_ups"} and "whole number" in errors["user_daily_tokens"]
     )
     assert await bot.rt.db.channel_settings.rows("T1", "*") == {}
+
+
+async def test_two_saves_of_one_setting_at_once_both_land(bot: Bot) -> None:
+    """Found by tests/test_input_fuzz.py: a double-clicked Save inserted the same row twice."""
+    writes = [bot.rt.db.channel_settings.write("T1", "C1", "model", f"m{i}", "UADMIN") for i in range(50)]
+    await asyncio.gather(*writes)
+    assert (await bot.rt.db.channel_settings.rows("T1", "C1"))["model"] in {f"m{i}" for i in range(50)}
+    assert len(await bot.rt.db.channel_settings.changes("T1", limit=100)) == 50
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        "[1, 2]",
+        "null",
+        "42",
+        "not json",
+        json.dumps({"team": "T1"}),
+        json.dumps({"team": "T1", "scope": ["C1"]}),
+        json.dumps({"team": "T1", "scope": ""}),
+        json.dumps({"team": "T1", "scope": "C1; DROP"}),
+        json.dumps({"team": "T1", "scope": "D1"}),  # a DM is no channel with settings
+        json.dumps({"team": "T9", "scope": "C1"}),  # another workspace
+    ],
+)
+async def test_a_submission_names_only_a_scope_its_submitter_may_change(bot: Bot, metadata: str) -> None:
+    body = view_submission_body(CALLBACK, values(model="gpt-junk"), private_metadata=metadata, user="UADMIN")
+    status, text = await bot.post(body, "application/x-www-form-urlencoded")
+    await bot.idle()
+    assert status == 200 and json.loads(text)["response_action"] == "errors"
+    rows = await bot.rt.db.channel_settings.changes("T1") + await bot.rt.db.channel_settings.changes("T9")
+    assert rows == []
+
+
+@pytest.mark.parametrize("picked", ["", "C", "c1", "U1", "C1\n", "X" * 40])
+async def test_a_picked_conversation_must_be_a_channel_id(bot: Bot, slack, picked: str) -> None:
+    action = {"type": "conversations_select", "action_id": PICK_CHANNEL, "selected_conversation": picked}
+    status, _ = await bot.action(action, user="UADMIN", channel="D1")
+    await bot.idle()
+    assert status == 200 and slack.opened == []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from bot.channel_config import WORKSPACE, Effective, combine
@@ -39,7 +41,17 @@ class ChannelSettings:
         return combine(rows)
 
     async def write(self, team: str, channel: str, key: str, value: str | None, user: str) -> str | None:
-        """Set (or, with None, unset) one value and record the change; returns the old value."""
+        """Set (or, with None, unset) one value and record the change; returns the old value.
+
+        Two saves at once (a double-clicked Save) may both find no row and both insert it: the
+        one that loses the race is written again, over the winner's row.
+        """
+        try:
+            return await self._write(team, channel, key, value, user)
+        except IntegrityError:
+            return await self._write(team, channel, key, value, user)
+
+    async def _write(self, team: str, channel: str, key: str, value: str | None, user: str) -> str | None:
         async with self.db.session() as s:
             q = select(ChannelSetting).where(
                 ChannelSetting.team_id == team,
@@ -48,8 +60,8 @@ class ChannelSettings:
             )
             row = (await s.exec(q)).first()
             old = row.value if row else None
-            if value is None and row is not None:
-                await s.delete(row)
+            if value is None and row is not None:  # by statement: a concurrent unset may have won
+                await s.exec(delete(ChannelSetting).where(col(ChannelSetting.id) == row.id))
             elif value is not None and row is None:
                 s.add(ChannelSetting(team_id=team, channel_id=channel, key=key, value=value, updated_by=user))
             elif value is not None and row is not None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from bot.db.engine import Database
 from bot.db.models import utcnow
+from bot.logging_setup import message_text
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class DbTrace:
             kind,
             name,
             duration_ms,
-            f" error={error}" if error else "",
+            f" error={message_text(error)}" if error else "",
         )
         self._queued.append(
             {

@@ -8,7 +8,7 @@ from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 
 from bot.runtime import Runtime
-from bot.slack.front_door import events_handler, validate_payload
+from bot.slack.front_door import FrontDoor, last_word, validate_payload
 from bot.slack.listeners import (
     approvals,
     assistant,
@@ -33,7 +33,9 @@ def build_app(rt: Runtime) -> AsyncApp:
         # Listeners only hand work to rt.tasks and return, so Slack still gets its response in
         # milliseconds; in exchange every piece of work is tracked (tests, graceful shutdown).
         process_before_response=True,
+        raise_error_for_unhandled_request=True,  # to last_word: acknowledged with one short line
     )
+    app.error(last_word)
     app.middleware(validate_payload)  # Socket Mode payloads; HTTP ones are checked at the front door
     assistant.register(app, rt)  # before messages: it takes DM threads (assistant threads)
     messages.register(app, rt)
@@ -54,9 +56,9 @@ def build_web_app(app: AsyncApp, rt: Runtime) -> web.Application:
 
     limit = rt.settings.slack_max_body_bytes
     web_app = web.Application(client_max_size=limit)
-    web_app.router.add_post(
-        "/slack/events", events_handler(app, rt.settings.slack_signing_secret or "", limit)
-    )
+    door = FrontDoor(app, rt.settings.slack_signing_secret or "", limit)
+    web_app.router.add_post("/slack/events", door.handle)
+    web_app.on_cleanup.append(door.close)
     add_routes(web_app, rt)
     return web_app
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from bot.db.models import Approval
 from bot.db.parked import WRITE_KIND
+from bot.logging_setup import message_text
 from bot.runs import RunFailed, traced_run
 from bot.runtime import Runtime
 from bot.slack.approvals import SlackApprover, Where, approval_blocks
@@ -141,7 +142,7 @@ async def _run_approved(
             result = await (await rt.tools()).run(tool, json.dumps(arguments), run.ctx)
             run.finish("ok" if result.ok else "failed", error=result.error)
     except RunFailed as failed:
-        log.warning("approval %s: running %s failed: %s", approval.id, tool, failed.reason)
+        log.warning("approval %s: running %s failed: %s", approval.id, tool, message_text(failed.reason))
         result = ToolResult(tool, False, json.dumps({"error": failed.reason}), failed.reason)
     outcome = result.content if result.ok else f"it failed: {result.error}"
     if conversation is None:  # a slash command's run: no conversation to continue, say what happened

@@ -26,7 +26,7 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         user = body["user"]["id"]
         value = str(action.get("value", ""))
         if not value.isdigit():
-            log.warning("approval click with an unknown value %r", value)
+            log.warning("approval click with an unknown value (%d characters)", len(value))
             return
         outcome, row = await rt.db.approvals.decide(int(value), user, approve=action["action_id"] == APPROVE)
         if outcome in ("approved", "denied"):
@@ -45,6 +45,9 @@ def register(app: AsyncApp, rt: Runtime) -> None:
 
     async def on_click(ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any) -> None:
         await ack()
+        if not body.get("response_url"):  # our buttons sit in messages, whose clicks always carry one
+            log.info("approval click without a response_url; ignored")
+            return
         rt.tasks.spawn(decide(body, action, respond), name="approval click")
 
     app.action(APPROVE)(on_click)

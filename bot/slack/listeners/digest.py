@@ -30,6 +30,7 @@ from bot.digests.permissions import (
     why_not_add,
     why_not_post,
 )
+from bot.logging_setup import message_text
 from bot.runtime import Runtime
 from orchestrators.workflows.parsing import ChannelRef, UsageError
 from tools.context import MemoryTrace
@@ -179,7 +180,7 @@ def register(app: AsyncApp, rt: Runtime) -> None:
                 team=body.get("team_id", ""),
             )
         except Exception as exc:  # every path answers the person who asked
-            log.exception("/digest %r failed", body.get("text", "")[:200])
+            log.exception("/digest %s failed", message_text(body.get("text", "")))
             error = exc.response.get("error") if isinstance(exc, SlackApiError) and exc.response else None
             text = f"Sorry, `/digest` failed{f' (Slack said {error})' if error else ''}. Please try again."
         await respond(response_type="ephemeral", text=text, replace_original=False)

@@ -26,11 +26,12 @@ def register(app: AsyncApp, rt: Runtime) -> None:
     async def record(body: dict[str, Any], action: dict[str, Any]) -> None:
         parsed = parse_value(action.get("value", ""))
         user = body["user"]["id"]
-        channel = (body.get("channel") or {}).get("id") or body.get("container", {}).get("channel_id")
+        container = body.get("container") or {}
+        channel = (body.get("channel") or {}).get("id") or container.get("channel_id")
         if parsed is None or not await rt.db.feedback.save(parsed[1], user, parsed[0]):
-            log.warning("feedback with an unknown value %r", action.get("value"))
+            log.warning("feedback with an unknown value (%d characters)", len(str(action.get("value", ""))))
             return
-        thread = (body.get("message") or {}).get("thread_ts") or body.get("container", {}).get("thread_ts")
+        thread = (body.get("message") or {}).get("thread_ts") or container.get("thread_ts")
         kwargs: dict[str, Any] = {"channel": channel, "user": user}
         if thread:
             kwargs["thread_ts"] = thread

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
 
 from bot.admin import is_admin, scope_name
 from bot.channel_config import KEYS, WORKSPACE, ConfigUsageError, check_value
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 PICK_CHANNEL = "settings_pick_channel"
 PICK_WORKSPACE = "settings_workspace"
 CALLBACK = "channel_settings"
+CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{1,31}$")  # the picker offers public and private channels
 Block = dict[str, Any]
 
 LABELS = {
@@ -118,20 +121,21 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         home.SECTIONS.append(settings_section)
 
     async def open_modal(body: dict[str, Any], scope: str) -> None:
-        user = body["user"]["id"]
-        team = (body.get("team") or {}).get("id") or body["user"].get("team_id", "")
-        if not await is_admin(rt, user):
+        user, trigger = body["user"]["id"], body.get("trigger_id")
+        if not trigger or not await is_admin(rt, user):
             return
+        team = team_of(body)
         current = await rt.db.channel_settings.rows(team, scope)
-        await call(
-            rt.slack.views_open, trigger_id=body["trigger_id"], view=settings_modal(team, scope, current)
-        )
+        try:
+            await call(rt.slack.views_open, trigger_id=trigger, view=settings_modal(team, scope, current))
+        except SlackApiError as exc:  # e.g. expired_trigger_id: the click is older than 3 s
+            log.warning("settings: could not open the modal: %s", exc.response.get("error"))
 
     @app.action(PICK_CHANNEL)
     async def on_pick_channel(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
         channel = action.get("selected_conversation") or action.get("selected_channel")
-        if isinstance(channel, str) and channel[:1] in "CG":
+        if isinstance(channel, str) and CHANNEL_ID.fullmatch(channel):
             rt.tasks.spawn(open_modal(body, channel), name="settings modal")
 
     @app.action(PICK_WORKSPACE)
@@ -149,11 +153,10 @@ def register(app: AsyncApp, rt: Runtime) -> None:
 
     @app.view(CALLBACK)
     async def on_submit(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
-        user = body["user"]["id"]
-        try:
-            where = json.loads(view.get("private_metadata") or "{}")
-            team, scope = str(where["team"]), str(where["scope"])
-        except (ValueError, KeyError):
+        user, team = body["user"]["id"], team_of(body)
+        scope = modal_scope(view.get("private_metadata"), team)
+        if scope is None:
+            log.info("settings: a submission by %s names no scope it may change", user)
             await ack(response_action="errors", errors={"prompt": "This form is out of date; open it again."})
             return
         chosen, errors = submitted((view.get("state") or {}).get("values") or {})
@@ -164,3 +167,23 @@ def register(app: AsyncApp, rt: Runtime) -> None:
             return
         await ack()
         rt.tasks.spawn(save(team, scope, user, chosen), name="save settings")
+
+
+def team_of(body: dict[str, Any]) -> str:
+    """The clicker's workspace: the payload's team, else the user's (org-wide installs send no team)."""
+    return (body.get("team") or {}).get("id") or body["user"].get("team_id") or ""
+
+
+def modal_scope(metadata: Any, team: str) -> str | None:
+    """The scope a submitted modal changes: the one its metadata names, if that is the workspace or a
+    channel id, in the submitter's own workspace; None for anything else (out of date or forged)."""
+    try:
+        where = json.loads(metadata) if isinstance(metadata, str) else None
+    except ValueError:
+        return None
+    if not isinstance(where, dict) or where.get("team") != team or not team:
+        return None
+    scope = where.get("scope")
+    if scope == WORKSPACE or (isinstance(scope, str) and CHANNEL_ID.fullmatch(scope)):
+        return scope
+    return None

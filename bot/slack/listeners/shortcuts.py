@@ -75,6 +75,8 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         message = body.get("message") or {}
         root = message.get("thread_ts") or message.get("ts") or body.get("message_ts", "")
         team = (body.get("team") or {}).get("id") or ""
+        if not (channel and user and root):  # a global shortcut by this name: no thread to summarize
+            return
         try:
             text = await thread_summary(
                 rt, team=team, channel=channel, user=user, thread_ts=root, trigger="shortcut", only_for=user
@@ -83,7 +85,10 @@ def register(app: AsyncApp, rt: Runtime) -> None:
             text = str(refused)
         try:
             await call(rt.slack.chat_postEphemeral, channel=channel, user=user, thread_ts=root, text=text)
-        except Exception:  # not in the channel, say: the response_url still reaches the user
+        except Exception as exc:  # not in the channel, say: the response_url still reaches the user
+            if not body.get("response_url"):
+                log.warning("thread summary: could not show it to %s: %s", user, type(exc).__name__)
+                return
             await quiet_respond(respond)(response_type="ephemeral", replace_original=False, text=text)
 
     @app.shortcut(CALLBACK_ID)

@@ -33,14 +33,15 @@ async def _may_read_sources(rt: Runtime, run: Run, user: str) -> bool:
 def register(app: AsyncApp, rt: Runtime) -> None:
     async def show(body: dict[str, Any], action: dict[str, Any], respond: Any) -> None:
         user = body["user"]["id"]
-        channel = (body.get("channel") or {}).get("id") or body.get("container", {}).get("channel_id")
-        thread = (body.get("message") or {}).get("thread_ts") or body.get("container", {}).get("thread_ts")
+        container = body.get("container") or {}
+        channel = (body.get("channel") or {}).get("id") or container.get("channel_id")
+        thread = (body.get("message") or {}).get("thread_ts") or container.get("thread_ts")
         value = str(action.get("value", ""))
         run = await rt.db.runs.get(int(value)) if value.isdigit() else None
         # The button only ever sits under its own run's answer; a forged value naming a run of
         # another channel gets nothing, so no trace leaves the channel it was made in.
-        if run is None or run.id is None or run.channel_id != channel:
-            log.warning("show steps: no run %r in %s", value, channel)
+        if run is None or run.id is None or not channel or run.channel_id != channel:
+            log.warning("show steps: no run %s in %s", value if value.isdigit() else "?", channel)
             text = NOT_FOUND
         else:
             # A signed click is no proof of membership: anyone can send one naming any channel.
