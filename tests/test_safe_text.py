@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.slack.safe_text import JOINER, CleanWebClient, neutralize, neutralize_blocks, stable_prefix
@@ -122,12 +123,19 @@ async def test_a_hostile_file_name_comes_back_quiet(bot: Bot, slack, llm) -> Non
     assert "|Click" not in notice["text"] and "Click to verify (https://evil.example/phish)" in notice["text"]
 
 
+def an_hour_ahead() -> str:
+    """A daily fire time whose last period (since yesterday's) covers the last hour, whenever now is."""
+    return (datetime.now(UTC) + timedelta(hours=1)).strftime("%H:%M")
+
+
 async def test_a_digest_summary_is_quiet(slack, llm, db_url) -> None:
     slack.add_channel("C3", "support-digest", members=("U1", "U2"))
     slack.seed_messages("C2", 3, start_ts=time.time() - 3600, step=60, text="ticket {i}")
     harness = await Bot(make_settings(slack, llm, db_url), retry_delay=0).start()
     try:
-        await digest(harness, slack, "add <#C3|support-digest> daily 09:00 UTC from <#C2|random>")
+        await digest(
+            harness, slack, f"add <#C3|support-digest> daily {an_hour_ahead()} UTC from <#C2|random>"
+        )
         llm.script(Reply(content=f"<!channel> <@U2> says {PHISH}"))
         assert "posted" in await digest(harness, slack, "run 1")
     finally:
@@ -150,7 +158,9 @@ async def test_no_post_unfurls_by_default(slack, llm, db_url) -> None:
         await harness.event(dm("c", ts="1700000907.000200", thread_ts="1700000907.000100"))
         await harness.command("/ask", "what is the key?", response_url=slack.response_url("ask"))
         await harness.idle()
-        await digest(harness, slack, "add <#C3|support-digest> daily 09:00 UTC from <#C2|random>")
+        await digest(
+            harness, slack, f"add <#C3|support-digest> daily {an_hour_ahead()} UTC from <#C2|random>"
+        )
         slack.seed_messages("C2", 2, start_ts=time.time() - 600, step=60, text="ticket {i}")
         llm.script(Reply(content=secret))
         assert "posted" in await digest(harness, slack, "run 1")

@@ -142,7 +142,12 @@ def so_far(slack) -> tuple[int, int]:
 async def forged_click(bot: Bot, slack, run_id: int, user: str, channel: str, respond_to: str = "") -> None:
     """A signed click on the Show steps button of run `run_id`, as any member could send it."""
     await bot.action(
-        {"type": "button", "action_id": STEPS_ACTION, "value": str(run_id), "text": "Show steps"},
+        {
+            "type": "button",
+            "action_id": STEPS_ACTION,
+            "value": str(run_id),
+            "text": {"type": "plain_text", "text": "Show steps"},
+        },
         user=user,
         channel=channel,
         message_ts="1700000900.000100",
