@@ -21,6 +21,7 @@ from bot.slack.listeners import (
     shortcuts,
     steps,
 )
+from bot.slack.unhandled import on_error
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,9 @@ def build_app(rt: Runtime) -> AsyncApp:
         # Listeners only hand work to rt.tasks and return, so Slack still gets its response in
         # milliseconds; in exchange every piece of work is tracked (tests, graceful shutdown).
         process_before_response=True,
+        raise_error_for_unhandled_request=True,  # events without a listener: 200, see on_error
     )
+    app.error(on_error)
     app.middleware(validate_payload)  # Socket Mode payloads; HTTP ones are checked at the front door
     assistant.register(app, rt)  # before messages: it takes DM threads (assistant threads)
     messages.register(app, rt)

@@ -17,7 +17,7 @@ MAX_SHORT = 4_000  # every other string we read (command text, urls, action valu
 
 # Fields checked when present: name -> kind. "id" and "ts" are patterns, "str" a bounded string,
 # "text" a long string, "dict" and "list" containers, "bool" a flag.
-EVENT_FIELDS = {
+MESSAGE_FIELDS = {  # what the message, app_mention and assistant listeners read
     "type": "str",
     "subtype": "str",
     "user": "id",
@@ -28,7 +28,6 @@ EVENT_FIELDS = {
     "text": "text",
     "ts": "ts",
     "thread_ts": "ts",
-    "event_ts": "ts",
     "files": "list",
     "blocks": "list",
     "message": "dict",
@@ -37,8 +36,17 @@ EVENT_FIELDS = {
     "bot_profile": "dict",
 }
 NESTED_MESSAGE_FIELDS = {
-    k: EVENT_FIELDS[k]
+    k: MESSAGE_FIELDS[k]
     for k in ("type", "subtype", "user", "bot_id", "text", "ts", "thread_ts", "blocks", "files")
+}
+# Each event type a listener handles, with the fields that listener reads. Other types (im_created,
+# member_joined_channel, ...) are acknowledged unread, so their fields are never judged.
+EVENT_FIELDS: dict[str, dict[str, str]] = {
+    "message": MESSAGE_FIELDS,
+    "app_mention": MESSAGE_FIELDS,
+    "app_home_opened": {"user": "id", "tab": "str"},
+    "assistant_thread_started": {"assistant_thread": "dict"},
+    "assistant_thread_context_changed": {"assistant_thread": "dict"},
 }
 ASSISTANT_THREAD_FIELDS = {"user_id": "id", "channel_id": "id", "thread_ts": "ts", "context": "dict"}
 COMMAND_FIELDS = {
@@ -115,18 +123,22 @@ def _id_of(obj: Any, where: str) -> str | None:
 
 
 def _event_problem(event: dict[str, Any]) -> str | None:
+    """Only the fields the event's listener reads (EVENT_FIELDS), so a field the bot never uses,
+    such as the docs' `event_ts` without a dot, cannot get a delivery dropped."""
     if not isinstance(event.get("type"), str):
         return "event.type is missing"
-    if problem := _fields(event, EVENT_FIELDS, "event"):
+    rules = EVENT_FIELDS.get(event["type"])
+    if rules is None:
+        return None
+    if problem := _fields(event, rules, "event"):
         return problem
     for key in ("message", "previous_message"):
-        if isinstance(event.get(key), dict) and (
-            problem := _fields(event[key], NESTED_MESSAGE_FIELDS, f"event.{key}")
-        ):
-            return problem
-    if isinstance(event.get("assistant_thread"), dict):
+        if key in rules and isinstance(event.get(key), dict):
+            if problem := _fields(event[key], NESTED_MESSAGE_FIELDS, f"event.{key}"):
+                return problem
+    if "assistant_thread" in rules and isinstance(event.get("assistant_thread"), dict):
         return _fields(event["assistant_thread"], ASSISTANT_THREAD_FIELDS, "event.assistant_thread")
-    for i, item in enumerate(event.get("files") or []):
+    for i, item in enumerate(event.get("files") or [] if "files" in rules else []):
         if not isinstance(item, dict):
             return f"event.files[{i}] is not an object"
     return None
