@@ -9,7 +9,7 @@ from bot.runtime import create_runtime
 from bot.slack.server import start_socket_mode
 from tests.conftest import make_settings
 from tests.fakes.openai_server import Reply
-from tests.fakes.slack_captures import load, to_test_world
+from tests.fakes.slack_captures import FIXTURES, load, to_test_world
 from tests.fakes.slack_requests import event_body, mention
 from tests.test_health import get
 
@@ -101,5 +101,19 @@ async def test_a_disconnect_warning_refreshes_the_connection_once(slack, llm, db
         await slack.wait_for(lambda: acked(slack, envelope))
         await slack.wait_for(lambda: "on the new connection" in str(slack.posted(channel="C1")))
         await slack.wait_for(lambda: not len(running.rt.tasks))
+    finally:
+        await running.stop(drain=5)
+
+
+async def test_every_published_event_is_acked_once_over_socket_mode(slack, llm, db_url) -> None:
+    """The same fixtures as tests/test_event_delivery.py, delivered as Socket Mode envelopes."""
+    running = await connected(slack, llm, db_url)
+    try:
+        names = sorted(p.name for p in (FIXTURES / "events").glob("*.json"))
+        sent = [await slack.socket_send(to_test_world(load(f"events/{name}"))) for name in names]
+        await slack.wait_for(lambda: all(acked(slack, e) for e in sent), timeout=20, what="every ack")
+        await slack.wait_for(lambda: not len(running.rt.tasks), timeout=20)
+        ids = [a["envelope_id"] for a in slack.socket_acks]
+        assert sorted(ids) == sorted(sent) and len(names) >= 21
     finally:
         await running.stop(drain=5)
