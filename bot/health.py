@@ -3,7 +3,8 @@
 /healthz answers 200 while the process can do its work and 503 naming the failing dependency
 (the database) when it cannot; /readyz also requires the schema to be at this version's revision
 and, for at most MCP_READY_SECONDS after start, each MCP server's first connect to have ended (it
-reports every server's state, so a server that is down is named without holding readiness back).
+reports every server's state, so a server that is down is named without holding readiness back);
+in Socket Mode it fails for good, naming the reason, once Slack has disabled the app's link.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ async def check(rt: Runtime, *, ready: bool) -> tuple[int, dict[str, Any]]:
                 failing["schema"] = found.describe()
         except Exception as exc:
             failing["schema"] = f"{type(exc).__name__}: {exc}"[:300]
+    if ready and rt.socket_down:
+        failing["slack"] = rt.socket_down
     servers = {"mcp_servers": rt.mcp.status()} if ready and rt.mcp.links else {}
     if servers and (waiting := rt.mcp.waiting()):
         failing["mcp"] = f"waiting for the first connect of {', '.join(waiting)}"

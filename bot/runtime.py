@@ -127,6 +127,7 @@ class Runtime:
     slack_available: bool = True  # False in console mode: tools that need Slack say so
     extractor: Extractor | None = None  # HTML/PDF parsing in killable worker processes
     memberships: MembershipCache = field(default_factory=MembershipCache)  # the audience checks' cache
+    socket_down: str | None = None  # why Socket Mode stopped for good (link_disabled): /readyz says it
 
     async def tools(self, allows: Callable[[str], bool] | None = None) -> ToolRegistry:
         """The tools a run may use now: ours plus connected MCP servers', less the disabled ones.

@@ -233,3 +233,70 @@ async def test_file_content_from_a_private_channel_cannot_be_sent_out(
                 assert web.hits == ["/page/collect?data=acquire-initech-in-may"]
         finally:
             await bot.close()
+
+
+MB = 1024 * 1024
+
+
+@pytest.mark.parametrize("size", [int(1.5 * MB), 5 * MB, 9 * MB], ids=["1.5MB", "5MB", "9MB"])
+async def test_large_files_are_read_to_the_end(bot: Bot, slack, llm, size: int) -> None:
+    """Issue 24: one read(n) returned what was buffered, ~128 KB, for files of every size."""
+    body = (b"0123456789abcde\n" * (size // 16 + 1))[:size]
+    log = slack.add_file("big.log", body, "text/plain")
+    llm.script(Reply(content="Read it."))
+    await bot.event(shared(dm("anything odd?"), log))
+    await bot.idle()
+    # The budget shows only the start, but the note counts every character that arrived.
+    assert f"of {size:,} characters are shown" in prompt(llm)
+
+
+async def test_a_large_image_reaches_the_model_whole(vision_bot: Bot, slack, llm) -> None:
+    png = make_png() + b"\x00" * (3 * MB)  # trailing bytes: still an image to the model
+    image = slack.add_file("scan.png", png, "image/png")
+    llm.script(Reply(content="A scan."))
+    await vision_bot.event(shared(dm("what is this?"), image))
+    await vision_bot.idle()
+    user = next(m for m in llm.requests[0]["messages"] if m["role"] == "user")
+    url = user["content"][1]["image_url"]["url"]
+    assert base64.b64decode(url.removeprefix("data:image/png;base64,")) == png
+
+
+async def test_a_file_larger_than_it_said_is_cut_at_the_cap_and_the_person_told(slack, llm, db_url) -> None:
+    """The cap holds on the bytes received: a false declared size neither lets more through nor
+    cuts the file silently."""
+    bot = await start(slack, llm, db_url, FILE_MAX_BYTES=str(MB))
+    try:
+        liar = slack.add_file("small.csv", b"a,b\n" * (2 * MB), "text/csv", size=1_000)
+        llm.script(Reply(content="Noted."))
+        await bot.event(shared(dm("sum column a"), liar))
+        await bot.idle()
+        assert slack.downloads == [(liar["id"], True)]
+        told = slack.posted(channel="D1")[0]["text"]
+        assert "small.csv is larger than the 1.0 MB I can read" in told
+        assert "not readable" in prompt(llm) and "a,b" not in prompt(llm)
+    finally:
+        await bot.close()
+
+
+async def test_a_slack_connect_file_is_looked_up_with_files_info(bot: Bot, slack, llm) -> None:
+    """A file from another organisation arrives as a stub (no name, size or link): files.info
+    gives the real object, then it is read like any other."""
+    notes = slack.add_file("partner-notes.txt", b"the partner ships on Tuesday", "text/plain")
+    llm.script(Reply(content="Tuesday."))
+    await bot.event(shared(dm("when do they ship?"), slack.connect_stub(notes)))
+    await bot.idle()
+    (info,) = slack.calls_to("files.info")
+    assert info.params["file"] == notes["id"]
+    seen = prompt(llm)
+    assert "the partner ships on Tuesday" in seen and "partner-notes.txt" in seen
+    assert "unnamed file" not in seen and slack.posted(channel="D1")[0]["text"] == "Tuesday."
+
+
+async def test_a_slack_connect_file_slack_will_not_show_is_told(bot: Bot, slack, llm) -> None:
+    stub = {**slack.connect_stub({"id": "F404"})}
+    llm.script(Reply(content="I could not read it."))
+    await bot.event(shared(dm("read this"), stub))
+    await bot.idle()
+    told = slack.posted(channel="D1")[0]["text"]
+    assert "another organisation" in told and "file_not_found" in told
+    assert slack.downloads == []

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 from tests import queries
-from tests.conftest import Bot
+from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_captures import interactivity_bytes, load, to_test_world
 from tests.fakes.slack_requests import dm, mention
@@ -123,3 +125,46 @@ async def test_assistant_panel_summary_of_a_channel_the_user_cannot_read_is_refu
     assert "<#G7>" in str(llm.requests[0]["messages"])  # the panel's channel is "this channel"
     tool_result = str(llm.requests[1]["messages"][-1])
     assert "not a member" in tool_result and "board-only numbers" not in tool_result
+
+
+async def test_a_thread_too_long_to_summarize_whole_keeps_its_newest_part_and_says_so(
+    bot: Bot, slack, llm
+) -> None:
+    """Issue 24: on a 10,000-reply thread the oldest 5,000 replies were kept and the newest half,
+    usually the conclusion, was dropped without a word."""
+    root = slack.add_message("C1", "U1", "Which launch date do we pick?", ts="1700000000.000100")
+    slack.seed_replies("C1", root, 10_000)
+    slack.add_message("C1", "U2", "Decided: we launch on Friday", thread_ts=root)
+    status, _ = await bot.command("/summarize", "", thread_ts=root, response_url=slack.response_url())
+    await bot.idle(timeout=60)
+    assert status == 200
+    seen = "\n".join(str(r["messages"]) for r in llm.requests)
+    assert "Decided: we launch on Friday" in seen  # the newest reply
+    assert "Which launch date do we pick?" in seen  # the topic
+    kept = {int(n) for n in re.findall(r"reply number (\d+)", seen)}
+    assert kept == set(range(5001, 10_000))  # the newest 5,000 replies (with the one above), no older
+    (posted,) = slack.posted(channel="C1", thread_ts=root)
+    assert "10,001 replies" in posted["text"]
+    assert (
+        "too long to summarize whole" in posted["text"]
+        and "5,001 older replies were left out" in posted["text"]
+    )
+
+
+async def test_a_thread_over_the_token_budget_keeps_its_topic_and_newest_replies(slack, llm, db_url) -> None:
+    """Within memory but over SUMMARIZE_TOKEN_BUDGET: the newest chunk plus the first message."""
+    bot = await Bot(make_settings(slack, llm, db_url, SUMMARIZE_TOKEN_BUDGET="10000")).start()
+    try:
+        root = slack.add_message("C1", "U1", "Where does the offsite go?", ts="1700000000.000100")
+        slack.seed_replies("C1", root, 3_000)
+        slack.add_message("C1", "U2", "Final answer: Lisbon", thread_ts=root)
+        await bot.command("/summarize", "", thread_ts=root, response_url=slack.response_url())
+        await bot.idle(timeout=60)
+        (request,) = llm.requests  # one chunk fits the budget: one model call
+        seen = str(request["messages"])
+        assert "Where does the offsite go?" in seen and "Final answer: Lisbon" in seen
+        assert not re.search(r"reply number 0\b", seen) and "reply number 2999" in seen
+        (posted,) = slack.posted(channel="C1", thread_ts=root)
+        assert "older replies were left out" in posted["text"] and "3,001 replies" in posted["text"]
+    finally:
+        await bot.close()

@@ -64,6 +64,7 @@ def test_scopes_are_exactly_the_ones_the_code_uses() -> None:
     assert "conversations.open" in methods_the_code_calls()  # the digest-failure DM
     assert set(manifest_scopes()) == needed
     assert {"im:write", "files:read"} <= manifest_scopes()
+    assert "files.info" in methods_the_code_calls()  # Slack Connect files are looked up (files:read)
     assert not {"channels:join", "reactions:write"} & manifest_scopes()
 
 

@@ -33,7 +33,7 @@ def build_app(rt: Runtime) -> AsyncApp:
         # Listeners only hand work to rt.tasks and return, so Slack still gets its response in
         # milliseconds; in exchange every piece of work is tracked (tests, graceful shutdown).
         process_before_response=True,
-        raise_error_for_unhandled_request=True,  # to last_word: acknowledged with one short line
+        raise_error_for_unhandled_request=True,  # to last_word: every delivery gets its 200
     )
     app.error(last_word)
     app.middleware(validate_payload)  # Socket Mode payloads; HTTP ones are checked at the front door

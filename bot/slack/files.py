@@ -15,13 +15,15 @@ from __future__ import annotations
 import base64
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import aiohttp
+from slack_sdk.errors import SlackApiError
 
-from bot.slack.calls import call
+from bot.slack.calls import call, error_of
 from tools.extract import ExtractError, Extractor, extract
 
 if TYPE_CHECKING:
@@ -132,24 +134,35 @@ def trusted_host(url: str, api_url: str) -> bool:
     return target.scheme == "https" and (host == "files.slack.com" or host.endswith(".slack.com"))
 
 
+CHUNK = 64 * 1024
+
+
 async def download(http: aiohttp.ClientSession, f: SharedFile, token: str, api_url: str, cap: int) -> bytes:
+    """The whole file, read to its end; at most `cap` bytes, counted as they arrive (the declared
+    size can be wrong). `read(n)` alone returns only what is buffered, so it is read in chunks."""
     if not f.url:
         raise FileError(f"{f.name}: Slack gave no download link for it")
     if not trusted_host(f.url, api_url):
         raise FileError(f"{f.name}: its link does not point at Slack, so I did not fetch it")
     headers = {"Authorization": f"Bearer {token}"}
+    body = bytearray()
     try:
         async with http.get(f.url, headers=headers, allow_redirects=False) as response:
             kind = response.content_type or ""
             if response.status != 200 or (kind == "text/html" and f.kind != "text"):
                 # Without files:read Slack answers with a redirect or its sign-in page, not the file.
                 raise FileError(f"{f.name}: Slack would not let me download it (HTTP {response.status})")
-            body = await response.content.read(cap + 1)
+            async for chunk in response.content.iter_chunked(CHUNK):
+                body += chunk
+                if len(body) > cap:
+                    break
     except aiohttp.ClientError as exc:
         raise FileError(f"{f.name}: the download failed ({type(exc).__name__})") from None
     if len(body) > cap:
-        raise FileError(f"{f.name} is larger than the {human_size(cap)} I can read")
-    return body
+        raise FileError(
+            f"{f.name} is larger than the {human_size(cap)} I can read (Slack said {human_size(f.size)})"
+        )
+    return bytes(body)
 
 
 def _as_text(data: bytes) -> str:
@@ -179,12 +192,21 @@ async def read_files(
     api_url: str,
     limits: FileLimits,
     extractor: Extractor | None,
+    file_info: FileInfo | None = None,
 ) -> FileReading:
     """Read every file of one message within the budget; never raises for a bad file."""
     out = FileReading()
     parts: list[str] = []
     budget = limits.token_budget * CHARS_PER_TOKEN  # characters left for file text
-    for f in (SharedFile.of(r) for r in raw_files if isinstance(r, dict)):
+    for raw in (r for r in raw_files if isinstance(r, dict)):
+        try:
+            f = SharedFile.of(await full_object(raw, file_info))
+        except FileError as exc:
+            f = SharedFile.of(raw)
+            out.steps.append({"name": f.label(), "output_chars": 0, "error": str(exc), "duration_ms": 0.0})
+            out.problems.append(str(exc))
+            parts.append(fence(f, f"(not readable: {exc})"))
+            continue
         started = time.perf_counter()
 
         def record(chars: int, error: str | None = None, f: SharedFile = f, started: float = started) -> None:
@@ -249,6 +271,22 @@ async def read_files(
 
 
 FILES_MARKER = "[Files shared with this message."
+FileInfo = Callable[[str], Awaitable[dict[str, Any]]]  # files.info: file id -> the file object
+
+
+async def full_object(raw: dict[str, Any], file_info: FileInfo | None) -> dict[str, Any]:
+    """A file shared from another organisation (Slack Connect) arrives as a stub with
+    `file_access: check_file_info` and no name, size or link: the real object comes from files.info."""
+    if raw.get("file_access") != "check_file_info":
+        return raw
+    if file_info is None or not raw.get("id"):
+        raise FileError("a file shared from another organisation: I could not look it up")
+    try:
+        return {**raw, **await file_info(str(raw["id"]))}
+    except SlackApiError as exc:
+        raise FileError(
+            f"a file shared from another organisation: Slack would not show it to me ({error_of(exc)})"
+        ) from None
 
 
 async def note_private_files(
@@ -289,7 +327,14 @@ async def read_message_files(rt: Runtime, files: list[dict[str, Any]]) -> FileRe
         api_url=s.slack_api_url,
         limits=limits,
         extractor=rt.extractor,
+        file_info=lambda file_id: _file_info(rt, file_id),
     )
+
+
+async def _file_info(rt: Runtime, file_id: str) -> dict[str, Any]:
+    answer = await call(rt.slack.files_info, file=file_id)
+    file = answer.get("file")
+    return file if isinstance(file, dict) else {}
 
 
 async def trace_files(ctx: ToolContext, reading: FileReading | None) -> None:

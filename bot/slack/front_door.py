@@ -148,14 +148,21 @@ def kind_of(body: Any) -> str:
 async def last_word(error: Exception, body: dict[str, Any]) -> BoltResponse | None:
     """Bolt's error handler, for what passed the shape check and still found no happy end.
 
-    A payload no listener takes is acknowledged: Slack counts every non-2xx delivery against the
-    app. A listener's exception is logged with its traceback; an interactive payload still gets
-    200 (Slack never retries those, and a 5xx shows the person an error), while events and
-    commands keep Bolt's 500, so Slack redelivers an event whose turn could not be recorded.
+    A payload no listener takes is acknowledged (an event quietly, at debug level): Slack counts
+    every non-2xx delivery against the app and disables the event subscriptions of one that fails
+    more than 5% in an hour; over Socket Mode an unacknowledged envelope is sent again.
+
+    A listener's exception is logged with its traceback; an interactive payload still gets 200
+    (Slack never retries those, and a 5xx shows the person an error), while events and commands
+    keep Bolt's 500, so Slack redelivers an event whose turn could not be recorded.
     """
     kind = kind_of(body)
     if isinstance(error, BoltUnhandledRequestError):
-        log.info("no listener takes this %s payload; acknowledged", kind)
+        event = body.get("event") if isinstance(body, dict) else None
+        if isinstance(event, dict):  # im_created, member_joined_channel, ...: quietly (issue 24)
+            log.debug("acknowledged an event no listener takes: %s", str(event.get("type"))[:64])
+        else:
+            log.info("no listener takes this %s payload; acknowledged", kind)
         return BoltResponse(status=200, body="")
     log.error("a listener failed on a %s payload (%s)", kind, type(error).__name__, exc_info=error)
     return BoltResponse(status=200, body="") if kind in INTERACTIVE_TYPES else None

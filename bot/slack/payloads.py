@@ -22,7 +22,7 @@ MAX_DEPTH = 100  # Slack's deepest payloads (rich text in a view) nest about 15 
 # Fields checked when present: name -> kind. "id", "ts" and "url" are patterns, "str" a bounded
 # string, "text" a long string, "dict" and "list" containers, "objects" a list of objects, "bool"
 # a flag, "ref" a string or an object whose "id" is one (user, team, channel in Bolt's eyes).
-EVENT_FIELDS = {
+MESSAGE_FIELDS = {  # what the message, app_mention and assistant listeners read
     "type": "str",
     "subtype": "str",
     "user": "id",
@@ -33,7 +33,6 @@ EVENT_FIELDS = {
     "text": "text",
     "ts": "ts",
     "thread_ts": "ts",
-    "event_ts": "ts",
     "files": "list",
     "blocks": "list",
     "message": "dict",
@@ -42,8 +41,17 @@ EVENT_FIELDS = {
     "bot_profile": "dict",
 }
 NESTED_MESSAGE_FIELDS = {
-    k: EVENT_FIELDS[k]
+    k: MESSAGE_FIELDS[k]
     for k in ("type", "subtype", "user", "bot_id", "text", "ts", "thread_ts", "blocks", "files")
+}
+# Each event type a listener handles, with the fields that listener reads. Other types (im_created,
+# member_joined_channel, ...) are acknowledged unread, so their fields are never judged.
+EVENT_FIELDS: dict[str, dict[str, str]] = {
+    "message": MESSAGE_FIELDS,
+    "app_mention": MESSAGE_FIELDS,
+    "app_home_opened": {"user": "id", "tab": "str"},
+    "assistant_thread_started": {"assistant_thread": "dict"},
+    "assistant_thread_context_changed": {"assistant_thread": "dict"},
 }
 ASSISTANT_THREAD_FIELDS = {"user_id": "id", "channel_id": "id", "thread_ts": "ts", "context": "dict"}
 COMMAND_FIELDS = {
@@ -248,25 +256,30 @@ def _context_problem(obj: dict[str, Any], where: str, depth: int = 4) -> str | N
 
 
 def _event_problem(event: dict[str, Any]) -> str | None:
+    """Only the fields the event's listener reads (EVENT_FIELDS), so a field the bot never uses,
+    such as the docs' `event_ts` without a dot, cannot get a delivery dropped."""
     if not isinstance(event.get("type"), str):
         return "event.type is missing"
-    if problem := _fields(event, EVENT_FIELDS, "event"):
+    rules = EVENT_FIELDS.get(event["type"])
+    if rules is None:
+        return None
+    if problem := _fields(event, rules, "event"):
         return problem
     for key in ("message", "previous_message"):
-        if isinstance(event.get(key), dict) and (
-            problem := _fields(event[key], NESTED_MESSAGE_FIELDS, f"event.{key}")
+        if key in rules and isinstance(event.get(key), dict):
+            if problem := _fields(event[key], NESTED_MESSAGE_FIELDS, f"event.{key}"):
+                return problem
+    thread = event.get("assistant_thread")
+    if "assistant_thread" in rules:
+        if isinstance(thread, dict) and (
+            problem := _fields(thread, ASSISTANT_THREAD_FIELDS, "event.assistant_thread")
         ):
             return problem
-    thread = event.get("assistant_thread")
-    if isinstance(thread, dict) and (
-        problem := _fields(thread, ASSISTANT_THREAD_FIELDS, "event.assistant_thread")
-    ):
-        return problem
-    if event["type"].startswith("assistant_thread_") and not (
-        isinstance(thread, dict) and thread.get("channel_id") and thread.get("thread_ts")
-    ):
-        return "event.assistant_thread is missing its channel_id or thread_ts"
-    for i, item in enumerate(event.get("files") or []):
+        if event["type"].startswith("assistant_thread_") and not (
+            isinstance(thread, dict) and thread.get("channel_id") and thread.get("thread_ts")
+        ):
+            return "event.assistant_thread is missing its channel_id or thread_ts"
+    for i, item in enumerate(event.get("files") or [] if "files" in rules else []):
         if not isinstance(item, dict):
             return f"event.files[{i}] is not an object"
     return None

@@ -108,7 +108,7 @@ async def start_socket_mode(rt: Runtime, health_port: int | None = None, **sched
     HEALTH_PORT (or `health_port`, 0 for a free one) serves the probes, which hosts need even
     when Slack needs no inbound port.
     """
-    from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+    from bot.slack.socket_mode import EtiquetteHandler
 
     app = build_app(rt)
     await identify(rt)
@@ -116,7 +116,11 @@ async def start_socket_mode(rt: Runtime, health_port: int | None = None, **sched
     background = [*start_retention(rt), start_sweeper(rt), await start_recovery(rt)]
     running = Running(rt=rt, app=app, runner=None, port=None, background=background)
     await _start_health(running, health_port)
-    handler = AsyncSocketModeHandler(app, rt.settings.slack_app_token)
+
+    def link_disabled(reason: str) -> None:
+        rt.socket_down = reason
+
+    handler = EtiquetteHandler(app, rt.settings.slack_app_token or "", link_disabled)
     await handler.connect_async()
     running.socket = handler
     log.info("connected in Socket Mode")

@@ -97,6 +97,25 @@ class FileMethods:
         self.files[file_id] = (f, content)
         return copy.deepcopy(f)
 
+    def connect_stub(self, file: dict[str, Any]) -> dict[str, Any]:
+        """How a file shared from another organisation (Slack Connect) arrives in an event: a stub
+        to be looked up with files.info (docs.slack.dev/apis/slack-connect/#check_file_info)."""
+        return {
+            "id": file["id"],
+            "mode": "file_access",
+            "file_access": "check_file_info",
+            "created": 0,
+            "timestamp": 0,
+            "user": "",
+        }
+
+    def m_files_info(self, p: dict[str, Any]) -> dict[str, Any]:
+        """The file object (files:read); answer fields as in java-slack-sdk's files.info capture."""
+        found = self.files.get(str(p.get("file") or ""))
+        if found is None:
+            raise SlackFault("file_not_found")
+        return {"file": copy.deepcopy(found[0]), "comments": []}
+
     async def _download(self, request: web.Request) -> web.StreamResponse:
         file_id = request.match_info["team_file"].split("-", 1)[-1]
         token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()

@@ -52,3 +52,15 @@ class SocketMode:
             }
         )
         return envelope_id
+
+    async def socket_disconnect(self, *reasons: str) -> None:
+        """Slack's `disconnect` messages on the newest connection, back to back ("warning",
+        "refresh_requested", "link_disabled"); after link_disabled Slack closes the connection."""
+        await self.wait_for(lambda: self.sockets, what="a Socket Mode connection")
+        ws = self.sockets[-1]
+        for reason in reasons:
+            await ws.send_json(
+                {"type": "disconnect", "reason": reason, "debug_info": {"host": "wss-111.slack.com"}}
+            )
+        if "link_disabled" in reasons:
+            await ws.close()

@@ -190,6 +190,25 @@ class Workspace:
         ch.messages.sort(key=ts_key)
         return stamps
 
+    def seed_replies(
+        self, channel: str, thread_ts: str, n: int, users: Sequence[str] = ("U1", "U2"), step: float = 1.0
+    ) -> list[str]:
+        """n replies to `thread_ts`, `step` seconds apart, "reply number {i}"; as fast as seed_messages."""
+        ch = self.channels[channel]
+        stamps = [f"{float(thread_ts) + (i + 1) * step:.6f}" for i in range(n)]
+        thread = ch.replies.setdefault(thread_ts, [])
+        thread.extend(
+            {"type": "message", "user": users[i % len(users)], "text": f"reply number {i}", "ts": ts,
+             "thread_ts": thread_ts}
+            for i, ts in enumerate(stamps)
+        )  # fmt: skip
+        thread.sort(key=ts_key)
+        parent = ch.top_level(thread_ts)
+        if parent is not None:
+            parent |= {"thread_ts": thread_ts, "reply_count": len(thread), "latest_reply": thread[-1]["ts"]}
+            parent["reply_users"] = sorted(set(users))
+        return stamps
+
     def store(self, ch: Channel, msg: dict[str, Any], thread_ts: str | None = None) -> dict[str, Any]:
         if thread_ts and thread_ts != msg["ts"]:
             msg["thread_ts"] = thread_ts
