@@ -1,4 +1,4 @@
-"""Model prices from a published, dated table (bot/data/SOURCES.md says which), in USD per
+"""Model prices from a published, dated table (bot/pricing/SOURCES.md says which), in USD per
 million tokens (input, output); MODEL_PRICES overrides and extends them (bot/config.py)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 from functools import cache
 from pathlib import Path
 
-TABLE = Path(__file__).parent / "data" / "model_prices.json"
+TABLE = Path(__file__).parent / "pricing" / "model_prices.json"
 PER_MILLION = 1_000_000
 
 
