@@ -28,36 +28,34 @@ from orchestrators.evals.insights import (
 )
 from orchestrators.evals.traces import StepView
 
-MAX_RUNS = 20_000  # the newest runs of the period; enough to see habits, bounded for App Home
+MAX_RUNS = 20_000  # the newest runs of the period: enough to see habits, and bounded
+HOME_RUNS = 2_000  # App Home is drawn on every open: a smaller sample
 
 
-async def stored_runs(db: Database, since: datetime) -> list[StoredRun]:
+async def stored_runs(db: Database, since: datetime, limit: int = MAX_RUNS) -> list[StoredRun]:
+    """The period's finished runs (the newest `limit`), their steps and their askers' messages."""
+    chosen = (
+        select(Run.id)
+        .where(col(Run.started_at) >= since, col(Run.status) != "running")
+        .order_by(col(Run.id).desc())
+        .limit(limit)
+    )
     async with db.session() as s:
-        runs = list(
-            (
-                await s.exec(
-                    select(Run)
-                    .where(col(Run.started_at) >= since, col(Run.status) != "running")
-                    .order_by(col(Run.id).desc())
-                    .limit(MAX_RUNS)
-                )
-            ).all()
-        )
-        ids = [r.id for r in runs]
+        runs = list((await s.exec(select(Run).where(col(Run.id).in_(chosen)))).all())
         steps: dict[int, list[StepView]] = defaultdict(list)
-        rows = await s.exec(select(Step).where(col(Step.run_id).in_(ids)).order_by(col(Step.id)))
+        rows = await s.exec(select(Step).where(col(Step.run_id).in_(chosen)).order_by(col(Step.id)))
         for step in rows.all():
             steps[step.run_id].append(StepView(step.kind, step.name, step.arguments, step.error))
-        conversations = {r.conversation_id for r in runs if r.conversation_id is not None}
+        conversations = select(Run.conversation_id).where(col(Run.id).in_(chosen))
         asked: dict[int, list[Message]] = defaultdict(list)
-        if conversations:
-            q = (
-                select(Message)
-                .where(col(Message.conversation_id).in_(conversations), Message.role == "user")
-                .order_by(col(Message.id))
-            )
-            for m in (await s.exec(q)).all():
-                asked[m.conversation_id].append(m)
+        q = (
+            select(Message)
+            .where(col(Message.conversation_id).in_(conversations), Message.role == "user")
+            .order_by(col(Message.id))
+        )
+        for m in (await s.exec(q)).all():
+            asked[m.conversation_id].append(m)
+    runs.sort(key=lambda r: -(r.id or 0))
     return [
         StoredRun(r.id or 0, r.trigger, r.status, r.cost_usd, steps[r.id or 0], _request(r, asked))
         for r in runs
@@ -78,12 +76,12 @@ def _naive(at: datetime) -> datetime:
     return at.replace(tzinfo=None)  # SQLite hands datetimes back without their zone
 
 
-async def insights(db: Database, since: timedelta) -> Insights:
-    return mine(await stored_runs(db, utcnow() - since))
+async def insights(db: Database, since: timedelta, limit: int = MAX_RUNS) -> Insights:
+    return mine(await stored_runs(db, utcnow() - since, limit))
 
 
 async def home_lines(db: Database, since: timedelta = timedelta(days=30), top: int = 5) -> list[str]:
-    found = await insights(db, since)
+    found = await insights(db, since, HOME_RUNS)
     found.habits = found.habits[:top]
     return summary_lines(found)
 

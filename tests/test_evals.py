@@ -150,3 +150,10 @@ async def test_the_cli_writes_one_self_contained_html_page(world: EvalWorld, tmp
     page = html.read_text()
     assert page.count("<svg") == 4 and "karachi" in page and "workflow: " in page
     assert "<script" not in page and "<link" not in page and "src=" not in page
+
+
+async def test_daily_caps_apply_to_evals_as_in_slack(world: EvalWorld) -> None:
+    cases = parse_cases("- name: hi\n  request: Hello\n")
+    attempts = await evaluate(settings_for(world, USER_DAILY_TOKENS="50"), cases, repeat=2)
+    assert [a.status for a in attempts] == ["ok", "refused"]  # the first run used up the cap
+    assert "You have used your 50 tokens for today" in attempts[1].answer and not attempts[1].passed
