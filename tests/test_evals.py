@@ -157,3 +157,13 @@ async def test_daily_caps_apply_to_evals_as_in_slack(world: EvalWorld) -> None:
     attempts = await evaluate(settings_for(world, USER_DAILY_TOKENS="50"), cases, repeat=2)
     assert [a.status for a in attempts] == ["ok", "refused"]  # the first run used up the cap
     assert "You have used your 50 tokens for today" in attempts[1].answer and not attempts[1].passed
+
+
+async def test_a_call_the_gate_refuses_is_counted_and_nothing_is_sent(world: EvalWorld) -> None:
+    cases = parse_cases(f"- name: post\n  request: Please post a note to {world.web.url}/api/echo\n")
+    attempts = await evaluate(settings_for(world), cases)
+    summary = report(cases, attempts)[0].paths["llm"]
+    assert summary.misuse["refused"] == 1  # a write needs approval, and evals ask nobody
+    assert world.web.received == []
+    errors = [s.error for s in attempts[0].steps if s.kind == "tool"]
+    assert len(errors) == 1 and (errors[0] or "").startswith("call_api changes things")

@@ -76,7 +76,11 @@ class DemoModel:
         if "channel" in q:
             return Reply(tool_calls=[ToolCall("read_channel", {"channel": "#general"})])
         if match := re.search(r"https?://\S+", question):
-            return Reply(tool_calls=[ToolCall("call_api", {"url": match[0].rstrip(".,)")})])
+            url = match[0].rstrip(".,)")
+            if "post" in q:  # a write: the gate asks the requester first
+                write = {"url": url, "method": "POST", "body": {"note": "from the eval"}}
+                return Reply(tool_calls=[ToolCall("call_api", write)])
+            return Reply(tool_calls=[ToolCall("call_api", {"url": url})])
         if "summarize" in q or "tl;dr" in q:
             return Reply(tool_calls=[ToolCall("summarize", {"text": question})])
         if "search" in q or "research" in q or "what's new" in q:
