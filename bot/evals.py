@@ -167,6 +167,6 @@ def main(args: argparse.Namespace) -> int:
     else:
         print_report(Console(highlight=False), reports)
     if args.html:
-        args.html.write_text(render_html(reports, meta))
+        args.html.write_text(render_html(reports, {**meta, "paths": ", ".join(paths)}))
         err.print(f"wrote {args.html}")
     return 0 if all(a.passed for a in attempts) else 1
