@@ -18,7 +18,7 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/switchboard.db"
 DEFAULT_MAX_OUTPUT_TOKENS = 8_192  # bounds a runaway answer; reasoning models spend part of it thinking
 # USD per million tokens (input, output), from LiteLLM's published table (bot/pricing/SOURCES.md);
 # MODEL_PRICES adds to or overrides these. A model missing here is recorded with tokens but no cost.
-DEFAULT_PRICES: dict[str, tuple[float, float]] = published_prices()
+DEFAULT_PRICES: dict[str, tuple[float, float]] = dict(published_prices())
 DEFAULT_CONTEXT_TOKENS = 8_192  # unknown models (a local server's default window is often this small)
 
 # Context windows of well-known models, by name prefix (after any "provider/" part); the longest
