@@ -1,4 +1,5 @@
-"""The `switchboard` command (also `python -m bot`): serve, clock, console, migrate, runs, doctor."""
+"""The `switchboard` command (also `python -m bot`): serve, clock, console, migrate, runs, doctor,
+eval, insights."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 import sys
 from collections.abc import Callable, Coroutine
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 from bot.config import ConfigError, Settings, load_settings
@@ -48,6 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     show = runs_sub.add_parser("show", help="one run: its steps with durations, tokens and errors")
     show.add_argument("run_id", type=int, metavar="N", help="the run's number, as in 'reference: run 42'")
     sub.add_parser("doctor", help="check settings, database, Slack token and model endpoint")
+    evals = sub.add_parser("eval", help="run cases through the LLM and their workflows; compare them")
+    evals.add_argument("cases", type=Path, metavar="CASES.yml")
+    evals.add_argument("--repeat", type=int, default=1, metavar="N", help="runs per case and path")
+    evals.add_argument("--paths", default="llm,workflow", help="llm, workflow, or both (default)")
+    tape = evals.add_mutually_exclusive_group()
+    tape.add_argument("--record", type=Path, metavar="FILE", help="keep every tool result in FILE")
+    tape.add_argument("--replay", type=Path, metavar="FILE", help="serve tool calls from FILE, never live")
+    evals.add_argument("--json", action="store_true", help="the report as JSON instead of a table")
+    evals.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained HTML report")
+    insights = sub.add_parser("insights", help="which LLM habits a workflow covers, and which could be one")
+    insights.add_argument("--since", default="30d", help="how far back: 30d, 12h, 2w (default 30d)")
+    insights.add_argument("--cases", type=Path, metavar="FILE", help="write candidate cases to FILE (YAML)")
     return parser
 
 
@@ -58,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         from bot.console import main as console_main
 
         return console_main([])
+    if command == "eval":
+        from bot.evals import main as eval_main
+
+        return eval_main(args)
     if command == "doctor":
         from bot.doctor import doctor
 
@@ -70,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Switchboard cannot start: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings)
+    if command == "insights":
+        from bot.insights import main as insights_main
+
+        return _run(insights_main(settings, args))
     if command in ("migrate", "runs"):
         from bot import operate
 

@@ -9,24 +9,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from bot.prices import published_prices
 from tools.context import ToolSettings
 from tools.mcp_config import McpConfigError, McpServerConfig, load_servers
 
 DEFAULT_MODEL = "gpt-5.4-mini"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/switchboard.db"
 DEFAULT_MAX_OUTPUT_TOKENS = 8_192  # bounds a runaway answer; reasoning models spend part of it thinking
-# USD per million tokens (input, output), from the providers' published price lists; MODEL_PRICES
-# adds to or overrides these. A model missing here is recorded with tokens but no cost.
-DEFAULT_PRICES: dict[str, tuple[float, float]] = {
-    "gpt-5.4-mini": (0.75, 4.5),
-    "gpt-5.4": (2.5, 15.0),
-    "gpt-5-mini": (0.25, 2.0),
-    "gpt-5": (1.25, 10.0),
-    "gpt-4.1-mini": (0.4, 1.6),
-    "gpt-4.1": (2.0, 8.0),
-    "gpt-4o-mini": (0.15, 0.6),
-    "gpt-4o": (2.5, 10.0),
-}
+# USD per million tokens (input, output), from LiteLLM's published table (bot/pricing/SOURCES.md);
+# MODEL_PRICES adds to or overrides these. A model missing here is recorded with tokens but no cost.
+DEFAULT_PRICES: dict[str, tuple[float, float]] = dict(published_prices())
 DEFAULT_CONTEXT_TOKENS = 8_192  # unknown models (a local server's default window is often this small)
 
 # Context windows of well-known models, by name prefix (after any "provider/" part); the longest

@@ -25,7 +25,7 @@ from orchestrators.llm import Agent, Limits
 from orchestrators.workflows import workflow_tools
 from tools import ToolRegistry, default_tools
 from tools.audience import MembershipCache
-from tools.context import Approver, RunTrace, ToolContext
+from tools.context import Approver, RunTrace, ToolContext, ToolLayer
 from tools.extract import Extractor
 from tools.mcp import McpHub
 
@@ -128,6 +128,7 @@ class Runtime:
     extractor: Extractor | None = None  # HTML/PDF parsing in killable worker processes
     memberships: MembershipCache = field(default_factory=MembershipCache)  # the audience checks' cache
     socket_down: str | None = None  # why Socket Mode stopped for good (link_disabled): /readyz says it
+    tool_layer: ToolLayer | None = None  # `switchboard eval --record/--replay`: at every tool's execute step
 
     async def tools(self, allows: Callable[[str], bool] | None = None) -> ToolRegistry:
         """The tools a run may use now: ours plus connected MCP servers', less the disabled ones.
@@ -171,6 +172,7 @@ class Runtime:
             ephemeral_to=ephemeral_to,
             memberships=self.memberships,
             approver=approver,
+            layer=self.tool_layer,
         )
 
     async def close(self) -> None:

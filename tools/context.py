@@ -139,6 +139,13 @@ class Approver(Protocol):
     ) -> ApprovalDecision: ...
 
 
+class ToolLayer(Protocol):
+    """Stands in for a tool's own execution at the gate, after every rule has passed: evals
+    record results there, or serve recorded ones (orchestrators/evals/tape.py)."""
+
+    async def execute(self, tool: Any, ctx: ToolContext, args: dict[str, Any]) -> Any: ...
+
+
 @dataclass
 class ToolContext:
     """Everything one run's tools may use. Built per run by the bot (or console, or a test)."""
@@ -162,6 +169,7 @@ class ToolContext:
     approver: Approver | None = None
     sources: list[str] = field(default_factory=list)  # what the current tool call read
     token_budget: int | None = None  # tokens the run may spend; the gate starts no call past it
+    layer: ToolLayer | None = None  # evals only: records or replays results at the execute step
 
     def note_source(self, source: str, *, public: bool) -> None:
         """A tool read `source` ("slack:C123", "web:host"): its result carries it from now on."""

@@ -63,7 +63,18 @@ async def recent_runs_section(rt: Runtime, user: str) -> list[Block]:
     return [{"type": "divider"}, _text("*Your recent runs*\n" + body)]
 
 
-SECTIONS: list[Section] = [about_section, commands_section, recent_runs_section]
+async def insights_section(rt: Runtime, user: str) -> list[Block]:
+    """Admins: `switchboard insights` for the last 30 days (which model habits a workflow covers)."""
+    from bot.admin import is_admin
+    from bot.insights import home_lines
+
+    if not await is_admin(rt, user):
+        return []
+    body = "\n".join(await home_lines(rt.db))
+    return [{"type": "divider"}, _text("*LLM or code? The last 30 days* (admins only)\n" + body)]
+
+
+SECTIONS: list[Section] = [about_section, commands_section, recent_runs_section, insights_section]
 
 
 async def home_view(rt: Runtime, user: str) -> dict[str, Any]:
