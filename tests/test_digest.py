@@ -24,6 +24,12 @@ def last_response(slack) -> str:
     return slack.responses[-1]["text"]
 
 
+def an_hour_ahead() -> str:
+    """A daily fire time whose last period (since yesterday's) covers the last hour, whenever now is:
+    a fixed 09:00 left seeded messages of the last hour out between 09:00 and 10:00 UTC."""
+    return (datetime.now(UTC) + timedelta(hours=1)).strftime("%H:%M")
+
+
 async def digest(bot: Bot, slack, text: str, user: str = "U1", channel: str = "C1") -> str:
     before = len(slack.responses)
     await bot.command("/digest", text, user=user, channel=channel, response_url=slack.response_url("d"))
@@ -93,7 +99,7 @@ async def test_membership_and_bot_presence_are_checked(dbot: Bot, slack) -> None
 
 async def test_run_posts_a_digest_with_its_period(dbot: Bot, slack, llm) -> None:
     slack.seed_messages("C2", 5, start_ts=time.time() - 3600, step=60, text="support ticket {i}")
-    await digest(dbot, slack, "add <#C3|support-digest> daily 09:00 UTC from <#C2|random>")
+    await digest(dbot, slack, f"add <#C3|support-digest> daily {an_hour_ahead()} UTC from <#C2|random>")
     llm.script(Reply(content="Five tickets came in."))
     reply = await digest(dbot, slack, "run 1")
     assert "posted" in reply

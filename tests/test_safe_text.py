@@ -6,14 +6,13 @@ from __future__ import annotations
 import ast
 import json
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.slack.safe_text import JOINER, CleanWebClient, neutralize, neutralize_blocks, stable_prefix
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import dm, mention
-from tests.test_digest import digest
+from tests.test_digest import an_hour_ahead, digest
 from tests.test_files import shared
 
 LOUD = "Heads up <!channel> and <!here|here>, <!everyone>, <!subteam^S0ENG|@eng> and @here, ping <@U2>"
@@ -121,11 +120,6 @@ async def test_a_hostile_file_name_comes_back_quiet(bot: Bot, slack, llm) -> Non
     (notice,) = [m for m in slack.posted(channel="C1") if "About the files" in m["text"]]
     assert "<!channel" not in notice["text"] and "<!here" not in notice["text"], notice["text"]
     assert "|Click" not in notice["text"] and "Click to verify (https://evil.example/phish)" in notice["text"]
-
-
-def an_hour_ahead() -> str:
-    """A daily fire time whose last period (since yesterday's) covers the last hour, whenever now is."""
-    return (datetime.now(UTC) + timedelta(hours=1)).strftime("%H:%M")
 
 
 async def test_a_digest_summary_is_quiet(slack, llm, db_url) -> None:
