@@ -16,20 +16,31 @@ from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import mention
 
 
+async def capped_bot(slack, llm, db_url, deadline: str) -> Bot:
+    settings = make_settings(
+        slack,
+        llm,
+        db_url,
+        SLACK_MAX_MESSAGES_PER_ANSWER="2",
+        ANSWER_MAX_CHARS="40000",
+        USER_MAX_CONCURRENT_RUNS="1",
+        AGENT_DEADLINE_SECONDS=deadline,
+    )
+    return await Bot(settings).start()
+
+
 @pytest.fixture
 async def capped(slack, llm, db_url) -> AsyncIterator[Bot]:
-    harness = Bot(
-        make_settings(
-            slack,
-            llm,
-            db_url,
-            SLACK_MAX_MESSAGES_PER_ANSWER="2",
-            ANSWER_MAX_CHARS="40000",
-            USER_MAX_CONCURRENT_RUNS="1",
-            AGENT_DEADLINE_SECONDS="1",
-        )
-    )
-    await harness.start()
+    """A deadline far above what a busy machine needs for these answers (a 1 s one failed there)."""
+    harness = await capped_bot(slack, llm, db_url, "30")
+    yield harness
+    await harness.close()
+
+
+@pytest.fixture
+async def slotted(slack, llm, db_url) -> AsyncIterator[Bot]:
+    """A short deadline: a question waiting for a slot gives up after it."""
+    harness = await capped_bot(slack, llm, db_url, "2")
     yield harness
     await harness.close()
 
@@ -91,21 +102,21 @@ async def test_an_answer_longer_than_the_cap_is_cut_and_says_so(capped: Bot, sla
     assert whole.endswith("_(The answer was cut here: it was longer than 40,000 characters.)_")
 
 
-async def test_a_person_with_runs_in_flight_waits_then_is_told(capped: Bot, slack, llm) -> None:
+async def test_a_person_with_runs_in_flight_waits_then_is_told(slotted: Bot, slack, llm) -> None:
     llm.default = Reply(content="An answer.")
-    async with capped.rt.db.session() as s:  # U1 has a run in flight (in another process, say)
+    async with slotted.rt.db.session() as s:  # U1 has a run in flight (in another process, say)
         s.add(Run(trigger="mention", team_id="T1", user_id="U1", status="running"))
         await s.commit()
-    await capped.event(mention("<@UBOT> one more thing", ts="4.1"))
-    await capped.idle()
+    await slotted.event(mention("<@UBOT> one more thing", ts="4.1"))
+    await slotted.idle(60)
     assert llm.requests == []
     (reply,) = slack.posted(channel="C1", thread_ts="4.1")
     assert "You already have 1 answer in progress" in reply["blocks"][0]["text"]
-    assert [r.status for r in await queries.runs(capped.rt.db)] == ["running", "refused"]
+    assert [r.status for r in await queries.runs(slotted.rt.db)] == ["running", "refused"]
 
     # Someone else is not held up.
-    await capped.event(mention("<@UBOT> hello", ts="4.2", user="U2"))
-    await capped.idle()
+    await slotted.event(mention("<@UBOT> hello", ts="4.2", user="U2"))
+    await slotted.idle(60)
     assert len(llm.requests) == 1
 
 
