@@ -137,6 +137,11 @@ class Runtime:
         """The bot's own user id in the workspace being served (each installation has its own)."""
         return bot_user.get() or self.own_user_id
 
+    async def slack_token(self) -> str:
+        """The bot token of the workspace being served, for calls outside the Web API client
+        (file downloads send it themselves)."""
+        return self.settings.slack_bot_token if self.tokens is None else await self.tokens.current()
+
     async def tools(self, allows: Callable[[str], bool] | None = None) -> ToolRegistry:
         """The tools a run may use now: ours plus connected MCP servers', less the disabled ones.
 

@@ -128,6 +128,19 @@ async def test_two_workspaces_never_see_each_other(obot: Bot, slack, llm) -> Non
     assert not (await obot.rt.db.channel_settings.effective("T1", "C1")).follow_ups
 
 
+async def test_files_are_downloaded_with_their_workspaces_token(obot: Bot, slack, llm) -> None:
+    await install(obot, slack, "T1")
+    await install(obot, slack, "T2")
+    notes = slack.add_file("notes.txt", b"Bob owns QA.", "text/plain")
+    llm.script(Reply(content="Bob."))
+    event = {**mention("<@UBOT> who owns QA?", ts="300.1"), "files": [notes], "upload": False}
+    assert (await obot.post(event_body(event, team="T2"), "application/json"))[0] == 200
+    await obot.idle()
+    assert slack.downloads == [(notes["id"], True)]
+    assert slack.download_tokens == [next(t for t, team in slack.token_teams.items() if team == "T2")]
+    assert "Bob owns QA." in json.dumps(llm.requests[0]["messages"])
+
+
 def uninstall_body(kind: str, team: str) -> bytes:
     event: dict[str, Any] = {"type": kind, "event_ts": "1361482916.000004"}
     if kind == "tokens_revoked":

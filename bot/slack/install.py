@@ -82,6 +82,13 @@ class WorkspaceTokens:
         self._cache[where] = (bot.bot_token, time.monotonic() + TOKEN_SECONDS)
         return bot.bot_token
 
+    async def current(self) -> str:
+        """The token of the workspace this task serves (see `serve`)."""
+        where = current.get()
+        if where is None:
+            raise NotInstalled("a Slack token was needed outside any workspace's work")
+        return await self.token(where)
+
     def forget(self, team: str) -> None:
         for key in [k for k in self._cache if k[1] == team]:
             del self._cache[key]
@@ -96,10 +103,7 @@ class InstalledWebClient(CleanWebClient):
 
     async def api_call(self, api_method: str, **kwargs: Any) -> AsyncSlackResponse:
         if kwargs.get("auth") is None and not _has_token(kwargs):  # oauth.v2.access uses auth
-            where = current.get()
-            if where is None:
-                raise NotInstalled(f"{api_method} called outside any workspace's work")
-            token = await self.tokens.token(where)
+            token = await self.tokens.current()
             kwargs["headers"] = {**(kwargs.get("headers") or {}), "Authorization": f"Bearer {token}"}
         return await super().api_call(api_method, **kwargs)
 
