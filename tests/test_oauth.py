@@ -141,6 +141,21 @@ async def test_files_are_downloaded_with_their_workspaces_token(obot: Bot, slack
     assert "Bob owns QA." in json.dumps(llm.requests[0]["messages"])
 
 
+async def test_home_tab_lists_only_this_workspaces_runs(obot: Bot, slack, llm) -> None:
+    await install(obot, slack, "T1")
+    await install(obot, slack, "T2")
+    llm.script(Reply(content="one"))
+    await mention_in(obot, "T1", "<@UBOT> a question in workspace one", "400.1")
+    await obot.idle()
+    [run] = await obot.rt.db.runs.recent("U1")
+    home = {"type": "app_home_opened", "user": "U1", "channel": "D1", "tab": "home", "event_ts": "1.1"}
+    for team in ("T2", "T1"):
+        assert (await obot.post(event_body(home, team=team), "application/json"))[0] == 200
+        await obot.idle()
+        shown = f"run {run.id}" in str(slack.home_views["U1"]["blocks"])
+        assert shown == (team == "T1"), team
+
+
 def uninstall_body(kind: str, team: str) -> bytes:
     event: dict[str, Any] = {"type": kind, "event_ts": "1361482916.000004"}
     if kind == "tokens_revoked":

@@ -64,6 +64,12 @@ def serve(team: str, enterprise: str | None = None) -> None:
     current.set((enterprise, team))
 
 
+def served_team() -> str | None:
+    """The workspace this task serves in OAuth mode (None in single-workspace mode)."""
+    where = current.get()
+    return where[1] if where else None
+
+
 class WorkspaceTokens:
     """Bot tokens by workspace, from the installations table, cached briefly."""
 
