@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from cryptography.fernet import Fernet
 from sqlmodel import select
 
@@ -214,5 +216,9 @@ def test_oauth_settings(slack, llm) -> None:
     assert not make_settings(slack, llm, "sqlite+aiosqlite://").oauth  # SLACK_BOT_TOKEN stays the default
 
 
-def test_install_asks_for_the_manifests_scopes() -> None:
+def test_install_asks_for_the_manifests_scopes_and_hears_uninstalls() -> None:
     assert set(SCOPES) == manifest_scopes()
+    manifest = yaml.safe_load((Path(__file__).parents[1] / "manifest.yml").read_text())
+    assert {"app_uninstalled", "tokens_revoked"} <= set(
+        manifest["settings"]["event_subscriptions"]["bot_events"]
+    )
