@@ -248,6 +248,11 @@ def load_settings(
     token_key = env.get("SLACK_TOKEN_KEY", "").strip() or None
     if bool(client_id) != bool(client_secret):
         raise ConfigError("Set both SLACK_CLIENT_ID and SLACK_CLIENT_SECRET (OAuth install), or neither.")
+    if client_id and app_token:
+        raise ConfigError(
+            "SLACK_CLIENT_ID (install in many workspaces) needs HTTP mode: Slack sends installers "
+            "back to /slack/oauth_redirect. Unset SLACK_APP_TOKEN and set SLACK_SIGNING_SECRET."
+        )
     if client_id and not _fernet_key(token_key):
         raise ConfigError(
             "SLACK_TOKEN_KEY must be a Fernet key when SLACK_CLIENT_ID is set (installed tokens are "

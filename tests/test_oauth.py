@@ -210,6 +210,10 @@ def test_oauth_settings(slack, llm) -> None:
         make_settings(slack, llm, "sqlite+aiosqlite://", **oauth)
     with pytest.raises(ConfigError, match="SLACK_TOKEN_KEY"):
         make_settings(slack, llm, "sqlite+aiosqlite://", **oauth, SLACK_TOKEN_KEY="not-a-key")
+    with pytest.raises(ConfigError, match="HTTP mode"):
+        make_settings(
+            slack, llm, "sqlite+aiosqlite://", **oauth, SLACK_TOKEN_KEY=KEY, SLACK_APP_TOKEN="xapp-1"
+        )
     with pytest.raises(ConfigError, match="SLACK_CLIENT_SECRET"):
         make_settings(slack, llm, "sqlite+aiosqlite://", SLACK_CLIENT_ID="1.2")
     assert make_settings(slack, llm, "sqlite+aiosqlite://", **oauth, SLACK_TOKEN_KEY=KEY).oauth
