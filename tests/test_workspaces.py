@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from bot.slack.workspace import event_workspace
@@ -72,6 +73,11 @@ def test_workspace_is_the_installing_one() -> None:
     org_wide = {**shared, "authorizations": [{"team_id": None, "enterprise_id": "E1"}]}
     assert event_workspace(org_wide) == HOME  # context_team_id when the install is org-wide
     assert event_workspace({"team_id": "T9"}) == "T9"
+    fixtures = Path(__file__).parent / "fixtures" / "slack" / "events"
+    org_app = json.loads((fixtures / "bolt-python.test_events_org_apps.event_payload.json").read_text())
+    assert org_app["authorizations"][0]["team_id"] is None and event_workspace(org_app) == "T111"
+    file_share = json.loads((fixtures / "bolt-python.test_message_file_share.event_payload.json").read_text())
+    assert event_workspace(file_share) == "T111"
     assert event_workspace({"event": {"team": "T8"}}) == "T8"
 
 
