@@ -63,6 +63,9 @@ class Settings:
     slack_signing_secret: str | None = field(default=None, repr=False)
     slack_app_token: str | None = field(default=None, repr=False)
     slack_api_url: str = "https://slack.com/api/"
+    slack_client_id: str | None = None  # with the secret: OAuth install for many workspaces
+    slack_client_secret: str | None = field(default=None, repr=False)
+    slack_token_key: str | None = field(default=None, repr=False)  # Fernet key for stored tokens
     openai_api_key: str | None = field(default=None, repr=False)
     openai_base_url: str | None = None
     openai_model: str = DEFAULT_MODEL
@@ -110,6 +113,11 @@ class Settings:
     mcp_ready_seconds: float = 20.0  # readiness and early questions wait this long for MCP servers
     write_approval_seconds: float = 3_600.0  # how long a parked write call waits for Approve
     work_lease_seconds: float = 30.0  # a killed process's turns and commands are redone after this
+
+    @property
+    def oauth(self) -> bool:
+        """Installed per workspace through /slack/install, tokens in the database."""
+        return bool(self.slack_client_id and self.slack_client_secret)
 
     @property
     def socket_mode(self) -> bool:
@@ -206,6 +214,16 @@ def _token(env: Mapping[str, str], name: str, prefix: str) -> str | None:
     return value or None
 
 
+def _fernet_key(key: str | None) -> bool:
+    from cryptography.fernet import Fernet
+
+    try:
+        Fernet(key or "")
+    except ValueError:
+        return False
+    return True
+
+
 def load_settings(
     env: Mapping[str, str] | None = None, *, need_slack: bool = True, need_slack_signing: bool = True
 ) -> Settings:
@@ -218,8 +236,24 @@ def load_settings(
     bot_token = _token(env, "SLACK_BOT_TOKEN", "xoxb-")
     app_token = _token(env, "SLACK_APP_TOKEN", "xapp-")
     signing_secret = env.get("SLACK_SIGNING_SECRET", "").strip() or None
+    client_id = env.get("SLACK_CLIENT_ID", "").strip() or None
+    client_secret = env.get("SLACK_CLIENT_SECRET", "").strip() or None
+    token_key = env.get("SLACK_TOKEN_KEY", "").strip() or None
+    if bool(client_id) != bool(client_secret):
+        raise ConfigError("Set both SLACK_CLIENT_ID and SLACK_CLIENT_SECRET (OAuth install), or neither.")
+    if client_id and app_token:
+        raise ConfigError(
+            "SLACK_CLIENT_ID (install in many workspaces) needs HTTP mode: Slack sends installers "
+            "back to /slack/oauth_redirect. Unset SLACK_APP_TOKEN and set SLACK_SIGNING_SECRET."
+        )
+    if client_id and not _fernet_key(token_key):
+        raise ConfigError(
+            "SLACK_TOKEN_KEY must be a Fernet key when SLACK_CLIENT_ID is set (installed tokens are "
+            "stored encrypted); make one with "
+            '`python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`.'
+        )
     if need_slack:
-        if not bot_token:
+        if not bot_token and not client_id:
             raise ConfigError(f"SLACK_BOT_TOKEN is not set. Get it from {WHERE['SLACK_BOT_TOKEN']}.")
         if need_slack_signing and not app_token and not signing_secret:
             raise ConfigError(
@@ -264,6 +298,9 @@ def load_settings(
         slack_signing_secret=signing_secret,
         slack_app_token=app_token,
         slack_api_url=slack_api_url,
+        slack_client_id=client_id,
+        slack_client_secret=client_secret,
+        slack_token_key=token_key,
         openai_api_key=(env.get("AZURE_OPENAI_API_KEY", "").strip() if azure_endpoint else "")
         or env.get("OPENAI_API_KEY", "").strip()
         or None,

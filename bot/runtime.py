@@ -19,7 +19,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
 from bot.db import Database
+from bot.db.installations import Installations
 from bot.slack.calls import WriteSafeServerErrorRetryHandler
+from bot.slack.install import InstalledWebClient, WorkspaceTokens, bot_user
 from bot.slack.safe_text import CleanWebClient
 from orchestrators.llm import Agent, Limits
 from orchestrators.workflows import workflow_tools
@@ -65,18 +67,19 @@ class TaskSet:
         return len(still)
 
 
-def slack_client(settings: Settings) -> AsyncWebClient:
+def slack_client(settings: Settings, tokens: WorkspaceTokens | None = None) -> AsyncWebClient:
     """A Web API client that waits out 429s and retries transient failures (never a write that a
     500 may have applied: bot/slack/calls.py decides those), and cleans every text it shows
-    (bot/slack/safe_text.py)."""
+    (bot/slack/safe_text.py). With `tokens` (OAuth mode) each call uses its workspace's token."""
+    retry_handlers = [
+        AsyncConnectionErrorRetryHandler(max_retry_count=2),
+        AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+        WriteSafeServerErrorRetryHandler(max_retry_count=2),
+    ]
+    if tokens is not None:
+        return InstalledWebClient(tokens, base_url=settings.slack_api_url, retry_handlers=retry_handlers)
     return CleanWebClient(
-        token=settings.slack_bot_token,
-        base_url=settings.slack_api_url,
-        retry_handlers=[
-            AsyncConnectionErrorRetryHandler(max_retry_count=2),
-            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
-            WriteSafeServerErrorRetryHandler(max_retry_count=2),
-        ],
+        token=settings.slack_bot_token, base_url=settings.slack_api_url, retry_handlers=retry_handlers
     )
 
 
@@ -122,13 +125,24 @@ class Runtime:
     agent: Agent
     mcp: McpHub = field(default_factory=lambda: McpHub(()))
     tasks: TaskSet = field(default_factory=TaskSet)
-    bot_user_id: str | None = None
+    own_user_id: str | None = None  # the bot's user (single-workspace mode; see bot_user_id)
     digest_scheduler: Any = None  # bot.digests.scheduler.DigestScheduler; set by the server
     slack_available: bool = True  # False in console mode: tools that need Slack say so
     extractor: Extractor | None = None  # HTML/PDF parsing in killable worker processes
     memberships: MembershipCache = field(default_factory=MembershipCache)  # the audience checks' cache
     socket_down: str | None = None  # why Socket Mode stopped for good (link_disabled): /readyz says it
     tool_layer: ToolLayer | None = None  # `switchboard eval --record/--replay`: at every tool's execute step
+    tokens: WorkspaceTokens | None = None  # OAuth mode: installed workspaces' tokens
+
+    @property
+    def bot_user_id(self) -> str | None:
+        """The bot's own user id in the workspace being served (each installation has its own)."""
+        return bot_user.get() or self.own_user_id
+
+    async def slack_token(self) -> str:
+        """The bot token of the workspace being served, for calls outside the Web API client
+        (file downloads send it themselves)."""
+        return self.settings.slack_bot_token if self.tokens is None else await self.tokens.current()
 
     async def tools(self, allows: Callable[[str], bool] | None = None) -> ToolRegistry:
         """The tools a run may use now: ours plus connected MCP servers', less the disabled ones.
@@ -210,11 +224,15 @@ async def create_runtime(settings: Settings, registry: ToolRegistry | None = Non
         settings.mcp_servers, refresh=settings.mcp_check_seconds, ready_seconds=settings.mcp_ready_seconds
     )
     mcp.start()  # connects in the background: a slow or dead server never delays the start
+    tokens = None
+    if settings.oauth:
+        tokens = WorkspaceTokens(Installations(db, settings.slack_token_key or ""))
     return Runtime(
         settings=settings,
         mcp=mcp,
         db=db,
-        slack=slack_client(settings),
+        slack=slack_client(settings, tokens),
+        tokens=tokens,
         llm=llm,
         http=aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)),
         registry=registry,

@@ -253,3 +253,28 @@ class BudgetReservation(SQLModel, table=True):
     channel_id: str = Field(max_length=32)
     tokens: int
     created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class SlackInstallation(SQLModel, table=True):
+    """A workspace (or, for a Grid org-wide install, an org: team_id "") that installed the app
+    through /slack/install. The bot token is Fernet-encrypted with SLACK_TOKEN_KEY."""
+
+    __table_args__ = (UniqueConstraint("enterprise_id", "team_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    enterprise_id: str = Field(default="", max_length=32)  # "" rather than NULL: NULLs never clash
+    team_id: str = Field(default="", max_length=32, index=True)
+    is_enterprise_install: bool = False
+    app_id: str | None = Field(default=None, max_length=32)
+    bot_id: str | None = Field(default=None, max_length=32)
+    bot_user_id: str | None = Field(default=None, max_length=32)
+    bot_scopes: str = ""
+    bot_token: str  # encrypted
+    installer_user_id: str | None = Field(default=None, max_length=32)
+    installed_at: datetime = Field(default_factory=utcnow)
+
+
+class OAuthState(SQLModel, table=True):
+    """A state handed out by /slack/install; consumed once by /slack/oauth_redirect (CSRF)."""
+
+    state: str = Field(primary_key=True, max_length=64)
+    expires_at: float = Field(index=True)  # epoch seconds

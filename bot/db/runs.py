@@ -281,15 +281,14 @@ class Runs:
             )
             return int((await s.exec(q)).one())
 
-    async def recent(self, user_id: str, limit: int = 5) -> list[Run]:
-        """A user's newest runs, newest first (the Home tab lists them)."""
+    async def recent(self, user_id: str, limit: int = 5, team: str | None = None) -> list[Run]:
+        """A user's newest runs, newest first (the Home tab lists them); with `team`, only that
+        workspace's (a Grid user has one id in every workspace of the org)."""
         async with self.db.session() as s:
-            q = (
-                select_models(Run)
-                .where(col(Run.user_id) == user_id)
-                .order_by(col(Run.id).desc())
-                .limit(limit)
-            )
+            q = select_models(Run).where(col(Run.user_id) == user_id)
+            if team is not None:
+                q = q.where(col(Run.team_id) == team)
+            q = q.order_by(col(Run.id).desc()).limit(limit)
             return list((await s.exec(q)).all())
 
     # --- reading, for operators (`switchboard runs`) -------------------------------------------

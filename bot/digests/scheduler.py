@@ -31,6 +31,7 @@ from bot.digests.grammar import canonical, fires, make_trigger, period_of, previ
 from bot.digests.permissions import why_not_post
 from bot.runs import RunFailed, traced_run
 from bot.runtime import Runtime
+from bot.slack import install
 from bot.slack.surface import unfurl_allowed
 from orchestrators.workflows import summarize_channel
 
@@ -174,6 +175,7 @@ class DigestScheduler:
         assert schedule.id is not None
         if schedule.last_status == PAUSED:
             return "paused"
+        install.serve(schedule.team_id)
         why = await why_not_post(
             self.rt,
             team=schedule.team_id,

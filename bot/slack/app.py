@@ -8,6 +8,7 @@ from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 
 from bot.runtime import Runtime
+from bot.slack import install
 from bot.slack.front_door import FrontDoor, last_word, validate_payload
 from bot.slack.listeners import (
     approvals,
@@ -20,6 +21,7 @@ from bot.slack.listeners import (
     messages,
     shortcuts,
     steps,
+    uninstall,
 )
 
 log = logging.getLogger(__name__)
@@ -34,9 +36,13 @@ def build_app(rt: Runtime) -> AsyncApp:
         # milliseconds; in exchange every piece of work is tracked (tests, graceful shutdown).
         process_before_response=True,
         raise_error_for_unhandled_request=True,  # to last_word: every delivery gets its 200
+        oauth_settings=install.settings_for(rt),
     )
     app.error(last_word)
     app.middleware(validate_payload)  # Socket Mode payloads; HTTP ones are checked at the front door
+    if rt.tokens is not None:
+        app.middleware(install.workspace_middleware)
+    uninstall.register(app, rt)
     assistant.register(app, rt)  # before messages: it takes DM threads (assistant threads)
     messages.register(app, rt)
     feedback.register(app, rt)
@@ -60,11 +66,17 @@ def build_web_app(app: AsyncApp, rt: Runtime) -> web.Application:
     web_app.router.add_post("/slack/events", door.handle)
     web_app.on_cleanup.append(door.close)
     add_routes(web_app, rt)
+    if rt.tokens is not None:
+        install.add_routes(web_app, app)
     return web_app
 
 
 async def identify(rt: Runtime) -> None:
-    """Learn the bot's own user id, so its messages are never answered."""
+    """Learn the bot's own user id, so its messages are never answered (in OAuth mode each
+    request brings its installation's, bot/slack/install.py)."""
+    if rt.tokens is not None:
+        log.info("OAuth mode: install at /slack/install; each workspace uses its own token")
+        return
     auth = await rt.slack.auth_test()
-    rt.bot_user_id = auth.get("user_id")
+    rt.own_user_id = auth.get("user_id")
     log.info("connected to Slack team %s as %s", auth.get("team"), auth.get("user"))

@@ -22,6 +22,7 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 
 from bot.db.work import MAX_ATTEMPTS
 from bot.runtime import Runtime
+from bot.slack import install
 from bot.slack.safe_text import quiet_respond
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ async def run_job(rt: Runtime, job_id: int, runners: Mapping[str, Runner]) -> No
         if job is None or job.state not in ("pending", "running"):
             return
         body = _body(job.body)
+        install.serve(str(body.get("team_id", "")))
         respond = quiet_respond(AsyncRespond(response_url=body.get("response_url")))
         attempt = await rt.db.command_jobs.start(job_id)
         if attempt > MAX_ATTEMPTS:

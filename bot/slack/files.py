@@ -323,7 +323,7 @@ async def read_message_files(rt: Runtime, files: list[dict[str, Any]]) -> FileRe
     return await read_files(
         files,
         http=rt.http,
-        token=s.slack_bot_token,
+        token=await rt.slack_token(),
         api_url=s.slack_api_url,
         limits=limits,
         extractor=rt.extractor,

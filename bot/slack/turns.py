@@ -24,6 +24,7 @@ from bot import metrics
 from bot.db.models import QueuedTurn
 from bot.db.work import FINISHED, MAX_ATTEMPTS
 from bot.runtime import Runtime
+from bot.slack import install
 from bot.slack.conversation import Attempt, Turn, answer, give_up
 
 log = logging.getLogger(__name__)
@@ -153,14 +154,18 @@ async def _take_over(rt: Runtime, conversation_id: int) -> None:
     await rt.db.runs.interrupt_conversation(conversation_id, "its process died; the turn was redone")
     for turn in left:
         if turn.state == "interrupted":
-            await give_up(rt, turn_from_json(turn.turn), _attempt(rt, turn, redo=True))
+            gave_up = turn_from_json(turn.turn)
+            install.serve(gave_up.team)
+            await give_up(rt, gave_up, _attempt(rt, turn, redo=True))
 
 
 async def _answer_one(rt: Runtime, queued: QueuedTurn) -> None:
     assert queued.id is not None
+    turn = turn_from_json(queued.turn)
+    install.serve(turn.team)  # recovered turns too: Slack calls use this workspace's token
     number = await rt.db.turns.start(queued.id)
     try:
-        await answer(rt, turn_from_json(queued.turn), _attempt(rt, queued, redo=number > 1))
+        await answer(rt, turn, _attempt(rt, queued, redo=number > 1))
     except asyncio.CancelledError:
         await asyncio.shield(rt.db.turns.set_state(queued.id, "interrupted"))
         raise

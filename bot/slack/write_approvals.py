@@ -22,6 +22,7 @@ from bot.db.parked import WRITE_KIND
 from bot.logging_setup import message_text
 from bot.runs import RunFailed, traced_run
 from bot.runtime import Runtime
+from bot.slack import install
 from bot.slack.approvals import SlackApprover, Where, approval_blocks
 from bot.slack.calls import call
 from bot.slack.render import post_answer
@@ -98,6 +99,7 @@ class Preapproved:
 async def settle(rt: Runtime, approval: Approval) -> None:
     """Act on a decided (or expired) write approval, once across every process."""
     approval_id = approval.id
+    install.serve(approval.team_id or "")
     assert approval_id is not None
     outcome = approval.state if approval.state != "pending" else "expired"
     if approval.state == "pending":

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from aiohttp import web
+from aiohttp import BasicAuth, web
 
 from tests.fakes.server import FakeServer
 from tests.fakes.slack_chat import ChatMethods
@@ -43,6 +43,7 @@ Params = dict[str, Any]
 class Call:
     method: str
     params: Params  # query string, form and JSON body merged; JSON-encoded form fields parsed
+    token: str = ""  # the bearer token it came with: which workspace's bot made the call
 
 
 @dataclass
@@ -87,6 +88,12 @@ class FakeSlack(FakeServer, SocketMode, FileMethods, ChatMethods, ViewMethods):
         self.after_applied: list[Callable[[str, Params], None]] = []
         self.sockets: list[web.WebSocketResponse] = []
         self.socket_acks: list[dict[str, Any]] = []
+        # OAuth: the app's credentials, codes Slack's consent page would hand out, and the
+        # workspace each issued bot token belongs to (auth.test answers with it).
+        self.client_id, self.client_secret = "1234.5678", "fake-client-secret"
+        self.oauth_codes: dict[str, str] = {}  # code -> team id
+        self.token_teams: dict[str, str] = {}
+        self.token = ""  # the token of the call being answered
 
     def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/api/{method}", self._handle)
@@ -169,11 +176,14 @@ class FakeSlack(FakeServer, SocketMode, FileMethods, ChatMethods, ViewMethods):
                 except ValueError:
                     return web.json_response({"ok": False, "error": f"invalid_{key}"})
         token = request.headers.get("Authorization", "").removeprefix("Bearer ") or params.pop("token", "")
-        self.calls.append(Call(method, params))
+        self.calls.append(Call(method, params, token))
+        if method == "oauth.v2.access":  # the app's credentials, as HTTP basic auth, not a token
+            return web.json_response(self.oauth_v2_access(request, params))
         if not token:
             return web.json_response({"ok": False, "error": "not_authed"})
         if not token.startswith(("xox", "xapp")):
             return web.json_response({"ok": False, "error": "invalid_auth"})
+        self.token = token
         if failure := self._take_failure(method, params):
             if failure.applied:
                 self._answer(method, params)  # whatever it did stays done; its answer is lost
@@ -238,6 +248,32 @@ class FakeSlack(FakeServer, SocketMode, FileMethods, ChatMethods, ViewMethods):
         return failure
 
     # --- conversations.*, users.* -------------------------------------------------------------
+    def oauth_v2_access(self, request: web.Request, p: Params) -> Params:
+        """The code Slack's consent page gave the installer, exchanged for a bot token; the
+        fields of java-slack-sdk's capture (tests/fixtures/slack/api/oauth.v2.access.json)."""
+        try:
+            auth = BasicAuth.decode(request.headers.get("Authorization", ""))
+        except ValueError:
+            auth = BasicAuth(p.get("client_id", ""), p.get("client_secret", ""))
+        if (auth.login, auth.password) != (self.client_id, self.client_secret):
+            return {"ok": False, "error": "invalid_client_id"}
+        team = self.oauth_codes.pop(p.get("code", ""), None)
+        if team is None:
+            return {"ok": False, "error": "invalid_code"}
+        token = f"xoxb-{team}-{len(self.token_teams) + 1}"
+        self.token_teams[token] = team
+        return {
+            "ok": True,
+            "app_id": "A1",
+            "authed_user": {"id": "UINSTALLER"},
+            "scope": ",".join(sorted(self.scopes)),
+            "token_type": "bot",
+            "access_token": token,
+            "bot_user_id": BOT_USER,
+            "team": {"id": team, "name": f"Workspace {team}"},
+            "enterprise": None,
+        }
+
     def m_conversations_history(self, p: Params) -> Params:
         """Top-level messages and thread parents, newest first, between exclusive bounds."""
         ch = self.member_channel(p)

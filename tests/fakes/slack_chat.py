@@ -38,7 +38,7 @@ class ChatMethods(Workspace):
             "url": "https://fake.slack.com/",
             "team": "Fake",
             "user": "switchboard",
-            "team_id": self.team,
+            "team_id": self.token_teams.get(self.token, self.team),
             "user_id": BOT_USER,
             "bot_id": BOT_ID,
             "is_enterprise_install": False,

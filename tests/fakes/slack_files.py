@@ -52,6 +52,7 @@ class FileMethods:
         self.files: dict[str, tuple[dict[str, Any], bytes]] = {}
         self.uploads: dict[str, dict[str, Any]] = {}  # file id -> pending upload (name, length, bytes)
         self.downloads: list[tuple[str, bool]] = []  # (file id, authorized) per GET
+        self.download_tokens: list[str] = []  # the bearer token of each GET (which workspace)
         self.home_views: dict[str, dict[str, Any]] = {}  # user -> the view published for them
 
     def file_routes(self, app: web.Application) -> None:
@@ -121,6 +122,7 @@ class FileMethods:
         token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         authorized = token.startswith("xoxb-") and "files:read" in self.scopes
         self.downloads.append((file_id, authorized))
+        self.download_tokens.append(token)
         if not authorized:
             raise web.HTTPFound(f"{self.url}/signin?redir=/files-pri/{request.match_info['team_file']}")
         if file_id not in self.files:

@@ -12,6 +12,7 @@ from bot.slack.calls import call
 from bot.slack.conversation import Turn, apology_if_database_down, clean_text
 from bot.slack.listeners.messages import is_person_talking
 from bot.slack.turns import accept
+from bot.slack.workspace import event_workspace
 
 log = logging.getLogger(__name__)
 
@@ -110,18 +111,18 @@ def register(app: AsyncApp, rt: Runtime) -> None:
 
     @assistant.thread_started
     async def on_started(payload: dict[str, Any], body: dict[str, Any]) -> None:
-        rt.tasks.spawn(start_thread(payload, body.get("team_id")), name="assistant greeting")
+        rt.tasks.spawn(start_thread(payload, event_workspace(body)), name="assistant greeting")
 
     @assistant.thread_context_changed
     async def on_context_changed(payload: dict[str, Any], body: dict[str, Any]) -> None:
         # Our own store (the database), not Bolt's default one that rewrites the greeting's metadata.
-        rt.tasks.spawn(remember(payload, body.get("team_id")), name="assistant context")
+        rt.tasks.spawn(remember(payload, event_workspace(body)), name="assistant context")
 
     @assistant.user_message
     async def on_user_message(payload: dict[str, Any], body: dict[str, Any]) -> None:
         if not is_person_talking(payload, rt.bot_user_id) or payload.get("subtype") == "thread_broadcast":
             return
-        team = body.get("team_id") or payload.get("team") or "T0"
+        team = event_workspace(body)
         await reply(payload, team)
 
     app.use(assistant)

@@ -15,6 +15,7 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.db.models import Run
 from bot.runtime import Runtime
+from bot.slack import install
 from bot.slack.calls import call
 from orchestrators.workflows.commands import COMMANDS
 
@@ -58,7 +59,7 @@ async def commands_section(rt: Runtime, user: str) -> list[Block]:
 
 
 async def recent_runs_section(rt: Runtime, user: str) -> list[Block]:
-    runs = await rt.db.runs.recent(user, RECENT_RUNS)
+    runs = await rt.db.runs.recent(user, RECENT_RUNS, team=install.served_team())
     body = "\n".join(describe_run(r) for r in runs) or "_Nothing yet: ask me something!_"
     return [{"type": "divider"}, _text("*Your recent runs*\n" + body)]
 

@@ -10,6 +10,7 @@ from slack_bolt.async_app import AsyncApp
 from bot.runtime import Runtime
 from bot.slack.conversation import Turn, apology_if_database_down
 from bot.slack.turns import accept
+from bot.slack.workspace import event_workspace
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +84,6 @@ def message_turn(
     return None
 
 
-def _team(body: dict[str, Any], event: dict[str, Any]) -> str:
-    return body.get("team_id") or event.get("team") or "T0"
-
-
 def register(app: AsyncApp, rt: Runtime) -> None:
     # The app processes before it responds (bot/slack/app.py), so each listener queues its turn
     # in the database before Slack gets the ack: once acked, a message survives any crash. A
@@ -99,7 +96,7 @@ def register(app: AsyncApp, rt: Runtime) -> None:
     async def on_mention(event: dict[str, Any], body: dict[str, Any]) -> None:
         if not is_person_talking(event, rt.bot_user_id) or not event.get("ts") or not event.get("channel"):
             return
-        await start(mention_turn(event, _team(body, event)))
+        await start(mention_turn(event, event_workspace(body)))
 
     async def known_threads(team: str, event: dict[str, Any]) -> set[str]:
         thread = event.get("thread_ts")
@@ -116,7 +113,7 @@ def register(app: AsyncApp, rt: Runtime) -> None:
     async def on_message(event: dict[str, Any], body: dict[str, Any]) -> None:
         if not is_person_talking(event, rt.bot_user_id):
             return
-        team = _team(body, event)
+        team = event_workspace(body)
         async with apology_if_database_down(rt, event.get("channel", ""), event.get("thread_ts")):
             turn = message_turn(event, team, rt.bot_user_id, await known_threads(team, event))
         if turn is not None:
