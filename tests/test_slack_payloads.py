@@ -112,13 +112,14 @@ async def test_assistant_thread_lifecycle(bot: Bot, slack, llm) -> None:
     (prompts,) = slack.calls_to("assistant.threads.setSuggestedPrompts")
     assert 1 <= len(prompts.params["prompts"]) <= 4
     thread = "1726133698.626339"
-    assert await bot.rt.db.assistant_contexts.viewed("D1", thread) == "C1"
+    assert await bot.rt.db.assistant_contexts.viewed("D1", thread, "T1") == "C1"
+    assert await bot.rt.db.assistant_contexts.viewed("D1", thread, "T2") is None  # another workspace
     before = len(slack.calls)
     await replay(
         bot, to_test_world(load(EV + "test_events_assistant.thread_context_changed_event_body.json"), ids)
     )
     assert len(slack.calls) == before  # acknowledged; Bolt's default store would have called Slack
-    assert await bot.rt.db.assistant_contexts.viewed("D1", thread) == "C2"
+    assert await bot.rt.db.assistant_contexts.viewed("D1", thread, "T1") == "C2"
     llm.script(Reply(content="Slack launched in 2014."))
     await replay(bot, to_test_world(load(EV + "test_events_assistant.user_message_event_body.json"), ids))
     assert model_calls(llm) == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import col, or_, select
 
 from bot.db.models import AssistantContext, utcnow
 
@@ -36,10 +36,13 @@ class AssistantContexts:
                 except IntegrityError:
                     await s.rollback()
 
-    async def viewed(self, channel_id: str, thread_ts: str) -> str | None:
-        """The channel last seen beside this thread, or None if Slack never said."""
+    async def viewed(self, channel_id: str, thread_ts: str, team_id: str) -> str | None:
+        """The channel last seen beside this thread in workspace `team_id`, or None if Slack never
+        said (a row saved without a workspace, before they were recorded, still counts)."""
         async with self.db.session() as s:
             q = select(AssistantContext.viewed_channel_id).where(
-                AssistantContext.channel_id == channel_id, AssistantContext.thread_ts == thread_ts
+                AssistantContext.channel_id == channel_id,
+                AssistantContext.thread_ts == thread_ts,
+                or_(col(AssistantContext.team_id) == team_id, col(AssistantContext.team_id).is_(None)),
             )
             return (await s.exec(q)).first()

@@ -95,7 +95,7 @@ def register(app: AsyncApp, rt: Runtime) -> None:
                 reply_thread_ts=thread,
                 trigger="assistant",
                 files=tuple(f for f in files if isinstance(f, dict)),
-                context=viewing_note(await rt.db.assistant_contexts.viewed(channel, thread)),
+                context=viewing_note(await rt.db.assistant_contexts.viewed(channel, thread, team)),
             )
             await accept(rt, turn)
 
