@@ -145,16 +145,18 @@ async def start_clock(rt: Runtime, health_port: int | None = None) -> Running:
 
 
 async def _run_until_signalled(settings: Settings, start: Callable[[Runtime], Awaitable[Running]]) -> None:
+    # Handlers first: /readyz may answer 200 while `start` is still finishing, and a SIGTERM then
+    # must stop the process gracefully, not kill it.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     rt = await create_runtime(settings)
     try:
         running = await start(rt)
     except BaseException:
         await rt.close()  # a failed start (bad token, port taken) leaks no client session
         raise
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("stopping: finishing answers in flight")
     await running.stop()
