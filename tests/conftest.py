@@ -163,6 +163,16 @@ class Bot:
         await self.http.close()
 
 
+async def weather_bot(
+    slack: FakeSlack, llm: FakeOpenAI, db_url: str, weather: FakeOpenMeteo, **env: str
+) -> Bot:
+    """A started bot whose weather tools reach the fake Open-Meteo (the fixture many files need)."""
+    settings = make_settings(
+        slack, llm, db_url, OPEN_METEO_URL=weather.url, OPEN_METEO_GEOCODING_URL=weather.url, **env
+    )
+    return await Bot(settings).start()
+
+
 @pytest.fixture
 async def bot(slack: FakeSlack, llm: FakeOpenAI, db_url: str) -> AsyncIterator[Bot]:
     harness = Bot(make_settings(slack, llm, db_url))

@@ -9,7 +9,7 @@ import pytest
 from bot.slack.safe_text import JOINER
 from bot.slack.split import split_markdown
 from tests import queries
-from tests.conftest import Bot, make_settings
+from tests.conftest import Bot, weather_bot
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import dm, mention
 
@@ -20,16 +20,7 @@ def markdown_of(message: dict) -> str:
 
 @pytest.fixture
 async def sbot(slack, llm, db_url, weather) -> AsyncIterator[Bot]:
-    settings = make_settings(
-        slack,
-        llm,
-        db_url,
-        OPEN_METEO_URL=weather.url,
-        OPEN_METEO_GEOCODING_URL=weather.url,
-        STREAM_UPDATE_SECONDS="0.1",
-    )
-    harness = Bot(settings)
-    await harness.start()
+    harness = await weather_bot(slack, llm, db_url, weather, STREAM_UPDATE_SECONDS="0.1")
     yield harness
     await harness.close()
 

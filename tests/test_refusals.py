@@ -15,7 +15,7 @@ import pytest
 from bot.slack.refusals import CONTENT, EDIT, OTHER, REFUSALS, WHERE, refusal_of
 from bot.slack.surface import ANSWER_BELOW, PLAIN_CHARS
 from tests import queries
-from tests.conftest import Bot, make_settings
+from tests.conftest import Bot, weather_bot
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_requests import mention
@@ -34,16 +34,7 @@ CHANNEL_REFUSALS = [
 
 @pytest.fixture
 async def rbot(slack, llm, db_url, weather) -> AsyncIterator[Bot]:
-    settings = make_settings(
-        slack,
-        llm,
-        db_url,
-        OPEN_METEO_URL=weather.url,
-        OPEN_METEO_GEOCODING_URL=weather.url,
-        STREAM_UPDATE_SECONDS="0.05",
-    )
-    harness = Bot(settings)
-    await harness.start()
+    harness = await weather_bot(slack, llm, db_url, weather, STREAM_UPDATE_SECONDS="0.05")
     yield harness
     await harness.close()
 

@@ -12,23 +12,14 @@ from bot.db.models import Run, Step
 from bot.slack.render import STEPS_ACTION
 from bot.slack.steps_view import steps_text
 from tests import queries
-from tests.conftest import Bot, make_settings
+from tests.conftest import Bot, weather_bot
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import mention
 
 
 @pytest.fixture
 async def wbot(slack, llm, db_url, weather) -> AsyncIterator[Bot]:
-    settings = make_settings(
-        slack,
-        llm,
-        db_url,
-        OPEN_METEO_URL=weather.url,
-        OPEN_METEO_GEOCODING_URL=weather.url,
-        OPENAI_MODEL="gpt-4o",
-    )
-    harness = Bot(settings)
-    await harness.start()
+    harness = await weather_bot(slack, llm, db_url, weather, OPENAI_MODEL="gpt-4o")
     yield harness
     await harness.close()
 
