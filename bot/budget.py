@@ -149,35 +149,3 @@ async def settle(rt: Runtime, held: Allowance) -> None:
     """The run has ended and its row records what it spent: release its hold."""
     if held.reservation is not None:
         await rt.db.usage.settle(held.reservation)
-
-
-def busy_refusal(cap: int) -> str:
-    answers = "answer" if cap == 1 else "answers"
-    return (
-        f"You already have {cap} {answers} in progress, the most I work on for one person at a time, "
-        "and none finished while this message waited. Please send it again when one is done."
-    )
-
-
-async def run_slot(rt: Runtime, *, team: str, user: str) -> str | None:
-    """Wait until `user` has fewer runs in flight than USER_MAX_CONCURRENT_RUNS; None when a slot
-    is free, a refusal if none frees within AGENT_DEADLINE_SECONDS (a run's own time limit).
-
-    Runs older than twice that deadline are not counted: a process that died left them
-    `running`, and no live run lasts that long. Two runs starting in the same instant may both
-    take the last slot; the cap bounds load, it is not a lock.
-    """
-    cap = rt.settings.user_max_concurrent_runs
-    if not cap:
-        return None
-    patience = rt.settings.agent_deadline
-    give_up_at = time.monotonic() + patience
-    delay = 0.2
-    while True:
-        since = datetime.now(UTC) - timedelta(seconds=2 * patience)
-        if await rt.db.runs.running_for(team, user, since) < cap:
-            return None
-        if time.monotonic() >= give_up_at:
-            return busy_refusal(cap)
-        await asyncio.sleep(delay)
-        delay = min(delay * 1.5, 2.0)

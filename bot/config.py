@@ -113,6 +113,7 @@ class Settings:
     mcp_ready_seconds: float = 20.0  # readiness and early questions wait this long for MCP servers
     write_approval_seconds: float = 3_600.0  # how long a parked write call waits for Approve
     work_lease_seconds: float = 30.0  # a killed process's turns and commands are redone after this
+    work_concurrency: int = 100  # jobs (answers, commands, digests) one process runs at once
 
     @property
     def oauth(self) -> bool:
@@ -352,6 +353,7 @@ def load_settings(
         mcp_ready_seconds=_float(env, "MCP_READY_SECONDS", 20.0),
         write_approval_seconds=_float(env, "WRITE_APPROVAL_SECONDS", 3_600.0),
         work_lease_seconds=_float(env, "WORK_LEASE_SECONDS", 30.0),
+        work_concurrency=_int(env, "WORK_CONCURRENCY", 100, 1, 10_000),
     )
 
 

@@ -23,6 +23,7 @@ from bot.db.installations import Installations
 from bot.slack.calls import WriteSafeServerErrorRetryHandler
 from bot.slack.install import InstalledWebClient, WorkspaceTokens, bot_user
 from bot.slack.safe_text import CleanWebClient
+from bot.work import WorkEngine
 from orchestrators.llm import Agent, Limits
 from orchestrators.workflows import workflow_tools
 from tools import ToolRegistry, default_tools
@@ -123,6 +124,7 @@ class Runtime:
     http: aiohttp.ClientSession
     registry: ToolRegistry  # our own tools and workflows; MCP tools come and go (see `tools`)
     agent: Agent
+    work: WorkEngine  # every durable job: turns, slash commands, digest fire times, approvals
     mcp: McpHub = field(default_factory=lambda: McpHub(()))
     tasks: TaskSet = field(default_factory=TaskSet)
     own_user_id: str | None = None  # the bot's user (single-workspace mode; see bot_user_id)
@@ -237,6 +239,12 @@ async def create_runtime(settings: Settings, registry: ToolRegistry | None = Non
         http=aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)),
         registry=registry,
         agent=Agent(llm, settings.openai_model, registry, limits),
+        work=WorkEngine(
+            db,
+            lease_seconds=settings.work_lease_seconds,
+            concurrency=settings.work_concurrency,
+            person_slots=settings.user_max_concurrent_runs,
+        ),
         extractor=Extractor(
             workers=settings.extract_workers,
             deadline=settings.tools.extract_deadline,

@@ -153,9 +153,12 @@ class Bot:
         return await self.post(block_actions_body(action, **kw), "application/x-www-form-urlencoded")
 
     async def idle(self, timeout: float = 10.0) -> None:
-        """Wait until every answer started after an ack has finished."""
+        """Wait until every job recorded before an ack, and every task started after one, has
+        finished (twice in a row: a finishing task may record another job)."""
+        quiet = 0
         async with asyncio.timeout(timeout):
-            while len(self.rt.tasks):
+            while quiet < 2:
+                quiet = quiet + 1 if not len(self.rt.tasks) and await self.rt.work.settled() else 0
                 await asyncio.sleep(0.01)
 
     async def close(self) -> None:

@@ -3,14 +3,13 @@ runs in flight are bounded, through the running app and the fake Slack."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from typing import Any
 
 import pytest
 
-from bot.db.models import Run, utcnow
 from bot.slack.render import answer_tag_of
-from tests import queries
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import mention
@@ -33,14 +32,6 @@ async def capped_bot(slack, llm, db_url, deadline: str) -> Bot:
 async def capped(slack, llm, db_url) -> AsyncIterator[Bot]:
     """A deadline far above what a busy machine needs for these answers (a 1 s one failed there)."""
     harness = await capped_bot(slack, llm, db_url, "30")
-    yield harness
-    await harness.close()
-
-
-@pytest.fixture
-async def slotted(slack, llm, db_url) -> AsyncIterator[Bot]:
-    """A short deadline: a question waiting for a slot gives up after it."""
-    harness = await capped_bot(slack, llm, db_url, "2")
     yield harness
     await harness.close()
 
@@ -102,38 +93,29 @@ async def test_an_answer_longer_than_the_cap_is_cut_and_says_so(capped: Bot, sla
     assert whole.endswith("_(The answer was cut here: it was longer than 40,000 characters.)_")
 
 
-async def test_a_person_with_runs_in_flight_waits_then_is_told(slotted: Bot, slack, llm) -> None:
-    llm.default = Reply(content="An answer.")
-    async with slotted.rt.db.session() as s:  # U1 has a run in flight (in another process, say)
-        s.add(Run(trigger="mention", team_id="T1", user_id="U1", status="running"))
-        await s.commit()
-    await slotted.event(mention("<@UBOT> one more thing", ts="4.1"))
-    await slotted.idle(60)
-    assert llm.requests == []
-    (reply,) = slack.posted(channel="C1", thread_ts="4.1")
-    assert "You already have 1 answer in progress" in reply["blocks"][0]["text"]
-    assert [r.status for r in await queries.runs(slotted.rt.db)] == ["running", "refused"]
+async def test_a_person_over_the_slot_cap_waits_in_line_and_others_do_not(capped: Bot, slack, llm) -> None:
+    """USER_MAX_CONCURRENT_RUNS=1: U1's second question starts when the first ends (no refusal,
+    no polling: the finish wakes it), and U2 is not held up behind U1."""
+    hello_asked = asyncio.Event()
+    seen_when_two_started: list[str] = []
 
-    # Someone else is not held up.
-    await slotted.event(mention("<@UBOT> hello", ts="4.2", user="U2"))
-    await slotted.idle(60)
-    assert len(llm.requests) == 1
+    async def respond(body: dict[str, Any]) -> Reply:
+        question = body["messages"][-1]["content"]
+        if question == "hello":
+            hello_asked.set()
+        if question == "one":
+            await asyncio.wait_for(hello_asked.wait(), 60)  # U2 gets in while U1's slot is taken
+        if question == "two":
+            seen_when_two_started.extend(m["text"] for m in slack.posted(channel="C1"))
+        return Reply(content=f"answer to {question}")
 
-
-async def test_a_run_left_running_by_a_dead_process_does_not_hold_a_slot(capped: Bot, slack, llm) -> None:
-    llm.default = Reply(content="An answer.")
-    async with capped.rt.db.session() as s:  # older than any live run can be (2 x the deadline)
-        s.add(
-            Run(
-                trigger="mention",
-                team_id="T1",
-                user_id="U1",
-                status="running",
-                started_at=utcnow() - timedelta(minutes=10),
-            )
-        )
-        await s.commit()
-    await capped.event(mention("<@UBOT> hello", ts="5.1"))
-    await capped.idle()
-    assert len(llm.requests) == 1
-    assert "An answer." in slack.posted(channel="C1", thread_ts="5.1")[-1]["text"]
+    llm.responder = respond
+    await capped.event(mention("<@UBOT> one", ts="4.1"))
+    await capped.event(mention("<@UBOT> two", ts="4.2"))
+    await capped.event(mention("<@UBOT> hello", ts="4.3", user="U2"))
+    await capped.idle(60)
+    asked = [r["messages"][-1]["content"] for r in llm.requests]
+    assert sorted(asked[:2]) == ["hello", "one"] and asked[2] == "two"
+    assert "answer to one" in seen_when_two_started  # U1's first had finished before the second began
+    for ts, question in (("4.1", "one"), ("4.2", "two"), ("4.3", "hello")):
+        assert slack.posted(channel="C1", thread_ts=ts)[-1]["text"].startswith(f"answer to {question}")

@@ -9,10 +9,9 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlmodel import update
 
-from bot.db.models import CommandJob
-from bot.db.work import MAX_ATTEMPTS
-from bot.slack.command_jobs import recover_commands
-from bot.slack.listeners.commands import RUNNERS
+from bot.db.jobs import NewJob
+from bot.db.models import Job
+from bot.work import MAX_ATTEMPTS
 from tests import queries
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply, ToolCall
@@ -258,13 +257,16 @@ async def test_a_command_whose_process_died_every_time_is_given_up_and_says_so(b
         "response_url": slack.response_url("poison"),
         "_switchboard_kind": "workflow",
     }
-    job = await bot.rt.db.command_jobs.add("trigger-poison", body)
+    await bot.rt.work.stop(drain=1)  # recorded while no process claims work
+    [(job, _)] = await bot.rt.db.jobs.add([NewJob("command", "command:trigger-poison", body)])
     async with bot.rt.db.session() as s:  # its process died on every attempt so far
-        await s.exec(update(CommandJob).values(state="running", attempts=MAX_ATTEMPTS))
+        await s.exec(
+            update(Job).values(state="running", attempts=MAX_ATTEMPTS, owner="dead", lease_expires=0)
+        )
         await s.commit()
-    assert await recover_commands(bot.rt, RUNNERS) == 1
+    await bot.rt.work.start()
     await bot.idle()
     assert llm.requests == [] and slack.posted(channel="C1") == []
     (reply,) = slack.responses
     assert "restarted several times while working on `/ask` and gave up" in reply["text"]
-    assert (await bot.rt.db.command_jobs.get(job)).state == "interrupted"
+    assert (await bot.rt.db.jobs.states([job]))[job] == "interrupted"

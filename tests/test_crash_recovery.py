@@ -18,7 +18,7 @@ import aiohttp
 from sqlmodel import select
 
 from bot.db import Database
-from bot.db.models import CommandJob, Message, QueuedTurn, Run
+from bot.db.models import Job, Message, Run
 from bot.slack.render import answer_tag_of
 from tests.bot_process import BotProcess, bot_env
 from tests.fakes.openai_server import Reply
@@ -45,9 +45,10 @@ async def states(db_url: str) -> tuple[list[str], list[str], list[str]]:
     db = Database(db_url)
     try:
         async with db.session() as s:
-            turns = [t.state for t in (await s.exec(select(QueuedTurn).order_by(QueuedTurn.id))).all()]
+            every = (await s.exec(select(Job).order_by(Job.id))).all()
+            turns = [j.state for j in every if j.kind == "turn"]
             runs = [r.status for r in (await s.exec(select(Run).order_by(Run.id))).all()]
-            jobs = [j.state for j in (await s.exec(select(CommandJob).order_by(CommandJob.id))).all()]
+            jobs = [j.state for j in every if j.kind == "command"]
         return turns, runs, jobs
     finally:
         await db.close()

@@ -1,8 +1,8 @@
-"""After a crash every digest fire time is posted exactly once: leases, takeover, Slack metadata.
+"""After a crash every digest fire time is posted exactly once: jobs, takeover, Slack metadata.
 
-A clock process SIGKILLed mid-digest leaves its fire time `claimed` under a lease nobody renews;
-another scheduler takes it over. One that died after posting but before the database heard is
-found in the channel by the digest's metadata and only marked posted.
+A clock process SIGKILLed mid-digest leaves its fire time's job `running` under a lease nobody
+renews; another process's work engine takes it over. One that died after posting but before the
+database heard is found in the channel by the digest's metadata and only marked posted.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlmodel import col, update
+from sqlmodel import col, select, update
 
 from bot.db import Database
-from bot.db.models import DigestSchedule, Lease
-from bot.digests.delivery import EVENT_TYPE, PART_EVENT_TYPE, lease_key, metadata, post_digest
+from bot.db.jobs import NewJob
+from bot.db.models import DigestSchedule, Job
+from bot.digests.delivery import EVENT_TYPE, PART_EVENT_TYPE, metadata, post_digest
 from tests import queries
 from tests.bot_process import BotProcess, bot_env
 from tests.conftest import Bot, make_settings
@@ -25,6 +26,41 @@ from tests.fakes.openai_server import Reply
 from tests.test_digest import digest, digests_posted
 
 DEAD = "dead-host:4242:0badcafe"  # the owner of a lease whose process is gone
+
+
+def job_key(fire: datetime) -> str:
+    return f"digest:1:{fire.astimezone(UTC).isoformat()}"
+
+
+async def digest_job(db: Database, fire: datetime) -> Job | None:
+    async with db.session() as s:
+        return (await s.exec(select(Job).where(Job.key == job_key(fire)))).first()
+
+
+async def held_by(
+    bot: Bot, fire: datetime, owner: str, *, lease: float, age: timedelta = timedelta()
+) -> None:
+    """(schedule 1, fire) recorded, claimed and started by `owner`, its lease `lease` seconds
+    from now (negative: lapsed, the owner is dead); the engine stops meanwhile, so it cannot
+    claim the job before it looks so."""
+    await bot.rt.work.stop(drain=1)
+    payload = {"schedule": 1, "fire_time": fire.astimezone(UTC).isoformat(), "manual": False}
+    [(job_id, _)] = await bot.rt.db.jobs.add([NewJob("digest", job_key(fire), payload)])
+    async with bot.rt.db.session() as s:
+        await s.exec(
+            update(Job)
+            .where(col(Job.id) == job_id)
+            .values(
+                state="running",
+                attempts=1,
+                owner=owner,
+                lease_expires=time.time() + lease,
+                created_at=datetime.now(UTC) - age,
+            )
+        )
+        await s.commit()
+    assert await bot.rt.db.digests.claim(1, fire)
+    await bot.rt.work.start()
 
 
 async def add_daily(bot: Bot, slack, at: datetime) -> DigestSchedule:
@@ -43,11 +79,9 @@ def recent_fire() -> datetime:
 
 
 async def expire_digest_leases(db: Database) -> None:
-    """What lease_seconds without renewals does: the dead holder's lease runs out."""
+    """What a lease without renewals does: the dead holder's lease runs out."""
     async with db.session() as s:
-        await s.exec(
-            update(Lease).where(col(Lease.key).startswith("digest:")).values(expires_at=time.time() - 1)
-        )
+        await s.exec(update(Job).where(col(Job.kind) == "digest").values(lease_expires=time.time() - 1))
         await s.commit()
 
 
@@ -80,9 +114,9 @@ async def test_a_clock_killed_mid_digest_is_taken_over_and_posted_once(slack, ll
         assert digests_posted(slack, "C3") == []
         (claim,) = await queries.claims(store, 1)
         assert claim.status == "claimed"  # at-most-once would leave it so forever
-        held = await store.leases.holder(lease_key(1, fire))
-        assert held is not None and held.expires_at > time.time()  # nobody renews it any more
-        await asyncio.sleep(held.expires_at - time.time() + 0.1)  # it runs out for real
+        held = await digest_job(store, fire)
+        assert held is not None and held.state == "running" and held.lease_expires > time.time()
+        await asyncio.sleep(held.lease_expires - time.time() + 0.1)  # nobody renews it: it runs out
 
         llm.script(Reply(content="The summary after the crash."))
         second = await BotProcess(env, tmp_path, "clock").start()
@@ -91,23 +125,24 @@ async def test_a_clock_killed_mid_digest_is_taken_over_and_posted_once(slack, ll
         finally:
             await second.stop()
         assert second.proc is not None and second.proc.returncode == 0, second.log[-2000:]
-        assert "taking it over" in second.log
+        assert "redoing it after its process stopped" in second.log
         (posted,) = digests_posted(slack, "C3")
         assert "The summary after the crash." in str(posted["blocks"])
         assert posted["metadata"]["event_type"] == "switchboard_digest"
         assert posted["metadata"]["event_payload"]["digest"] == 1
         assert posted["metadata"]["event_payload"]["fire"] == fire.isoformat()
-        assert await store.leases.holder(lease_key(1, fire)) is None  # released after posting
+        done = await digest_job(store, fire)
+        assert done is not None and done.state == "done" and done.owner is None  # released after posting
     finally:
         await store.close()
 
 
 @pytest.fixture
 async def sbot(slack, llm, db_url) -> AsyncIterator[Bot]:
-    """A bot whose scheduler takes over every 0.2 s (no schedule of its own fires in a test)."""
+    """A bot with a clock (no schedule of its own fires in a test); its engine takes over lapsed jobs."""
     slack.add_channel("C3", "support-digest", members=("U1",))
     settings = make_settings(slack, llm, db_url, RUN_SCHEDULER="true")
-    harness = Bot(settings, retry_delay=0, takeover_seconds=0.2)
+    harness = Bot(settings, retry_delay=0)
     await harness.start()
     yield harness
     await harness.close()
@@ -115,8 +150,7 @@ async def sbot(slack, llm, db_url) -> AsyncIterator[Bot]:
 
 async def crashed_at(bot: Bot, fire: datetime) -> None:
     """The state a process leaves when it dies holding (schedule 1, fire): claimed, lease lapsed."""
-    assert await bot.rt.db.leases.acquire(lease_key(1, fire), DEAD, ttl=-1)
-    assert await bot.rt.db.digests.claim(1, fire)
+    await held_by(bot, fire, DEAD, lease=-1)
 
 
 async def test_died_after_posting_before_marking_is_only_marked_posted(sbot: Bot, slack, llm) -> None:
@@ -165,30 +199,41 @@ async def test_a_takeover_deletes_the_parts_an_interrupted_post_left(sbot: Bot, 
 
 async def test_a_live_lease_is_left_alone_and_an_expired_one_taken_once(slack, llm, db_url) -> None:
     slack.add_channel("C3", "support-digest", members=("U1",))
-    bot = Bot(make_settings(slack, llm, db_url), retry_delay=0)  # no clock: we call take_over
+    bot = Bot(make_settings(slack, llm, db_url), retry_delay=0)  # no clock: we record fire times
     await bot.start()
     try:
         fire = recent_fire()
         slack.seed_messages("C2", 2, start_ts=fire.timestamp() - 600, step=60, text="ticket {i}")
         await digest(bot, slack, f"add <#C3|support-digest> daily {fire:%H:%M} UTC from <#C2|random>")
         scheduler = bot.rt.digest_scheduler
-        assert await bot.rt.db.leases.acquire(lease_key(1, fire), "alive-elsewhere", ttl=60)
-        assert await bot.rt.db.digests.claim(1, fire)
-        assert await scheduler.take_over() == 0  # its poster is alive
+        await held_by(bot, fire, "alive-elsewhere", lease=60)
         schedule = await bot.rt.db.digests.get(1)
-        assert await scheduler.run(schedule, fire) == "already running"
-        stale = fire - timedelta(hours=2)  # older than GRACE: never posted this late
-        assert await bot.rt.db.digests.claim(1, stale)
-        await expire_digest_leases(bot.rt.db)
-        assert await scheduler.take_over() == 1
+        assert schedule is not None
+        await scheduler.record(schedule, fire)  # recorded again (another clock): still one job
         await bot.idle()
-        assert await scheduler.take_over() == 0
+        assert digests_posted(slack, "C3") == [] and llm.requests == []  # its poster is alive
+        stale = fire - timedelta(hours=2)  # older than GRACE: never posted this late
+        await held_by(bot, stale, DEAD, lease=-1, age=timedelta(hours=2))
+        await expire_digest_leases(bot.rt.db)
+        await wait_for_status_of(bot.rt.db, fire, "posted")
+        await bot.idle()
         assert len(digests_posted(slack, "C3")) == 1
         claims = {c.fire_time.replace(tzinfo=UTC): c.status for c in await queries.claims(bot.rt.db, 1)}
         assert claims == {fire: "posted", stale: "claimed"}
+        gone = await digest_job(bot.rt.db, stale)
+        assert gone is not None and gone.state == "interrupted"
         assert await scheduler.run(schedule, fire) == "already posted"
     finally:
         await bot.close()
+
+
+async def wait_for_status_of(db: Database, fire: datetime, status: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while {c.fire_time.replace(tzinfo=UTC): c.status for c in await queries.claims(db, 1)}.get(
+        fire
+    ) != status:
+        assert time.monotonic() < deadline, f"claims: {await queries.claims(db, 1)}"
+        await asyncio.sleep(0.1)
 
 
 async def test_a_long_digest_marks_only_its_last_part_posted(slack, llm, db_url) -> None:

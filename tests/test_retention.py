@@ -13,9 +13,9 @@ from bot.db.models import (
     Conversation,
     DigestSchedule,
     Feedback,
+    Job,
     Message,
     ProcessedEvent,
-    QueuedTurn,
     Run,
     Step,
     utcnow,
@@ -40,7 +40,7 @@ async def seed(db: Database, age_days: float, tag: str) -> None:
         s.add(Step(run_id=run.id, kind="model", name="m", created_at=at))
         s.add(Feedback(run_id=run.id, user_id="U1", value="good", created_at=at))
         s.add(ProcessedEvent(key=f"event:{tag}", created_at=at))
-        s.add(QueuedTurn(conversation_id=convo.id, slack_ts=tag, turn="{}", state="done", created_at=at))
+        s.add(Job(kind="turn", key=f"turn:{tag}", payload="{}", state="done", created_at=at))
         await s.commit()
 
 
@@ -72,7 +72,7 @@ async def test_purge_deletes_what_is_older_than_the_cutoff_and_keeps_the_rest(db
             await s.commit()
         counts = await purge(db, utcnow() - timedelta(days=90))
         assert counts == {
-            "feedback": 1, "step": 1, "run": 1, "message": 1, "processedevent": 1, "queuedturn": 1,
+            "feedback": 1, "step": 1, "run": 1, "message": 1, "processedevent": 1, "job": 1,
             "conversation": 1,
         }  # fmt: skip
         left = await contents(db)

@@ -12,11 +12,12 @@ import pytest
 from sqlmodel import select, update
 
 from bot.db import Database
-from bot.db.models import QueuedTurn
-from bot.db.work import MAX_ATTEMPTS
+from bot.db.jobs import NewJob
+from bot.db.models import Job
 from bot.slack.conversation import GAVE_UP, Turn
 from bot.slack.render import answer_metadata
-from bot.slack.turns import TurnRecovery, answer_tag
+from bot.slack.turns import answer_tag, conversation_queue
+from bot.work import MAX_ATTEMPTS
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import dm, mention, thread_message
@@ -113,17 +114,20 @@ async def test_two_processes_on_one_database_take_turns(slack, llm, shared_db) -
 
 
 async def test_messages_still_queued_at_shutdown_are_answered_after_restart(bot: Bot, slack, llm) -> None:
+    """A graceful stop hands unfinished turns over: the restarted process answers the cut-off
+    one in its own placeholder (nobody is told to ask again) and then the one still waiting."""
     llm.default = Reply(content="slow", delay=2.0)
     await send_apart([bot], [dm("first", ts="1700000400.000001"), dm("second", ts="1700000400.000002")])
     await llm.wait_for_requests(1)
     assert bot.running is not None
     await bot.running.stop(drain=0.2)  # the process stops: "first" is cut off, "second" still waits
     bot.running = None
-    llm.default = Reply(content="answer to second")
+    answering_each_message(llm)
     await bot.start()
     await bot.idle(timeout=20)
     texts = [p["text"] for p in slack.posted(channel="D1")]
-    assert "restarted" in texts[0] and texts[1:] == ["answer to second"]
+    assert texts == ["answer to first", "answer to second"]
+    assert not any("restarted" in t or "Thinking" in t for t in texts)
     last = llm.requests[-1]["messages"]
     assert [m["content"] for m in last if m["role"] == "user"] == ["first", "second"]
 
@@ -137,15 +141,17 @@ async def test_messages_queued_long_before_a_restart_are_not_answered_stale(bot:
     bot.running = None
     store = Database(bot.settings.database_url)  # the process was down for an hour
     async with store.session() as s:
-        await s.exec(update(QueuedTurn).values(created_at=datetime.now(UTC) - timedelta(hours=1)))
+        await s.exec(update(Job).values(created_at=datetime.now(UTC) - timedelta(hours=1)))
         await s.commit()
     await store.close()
     await bot.start()
     await bot.idle(timeout=20)
     assert len(llm.requests) == 1  # "second" was not answered an hour late
     async with bot.rt.db.session() as s:
-        states = [t.state for t in (await s.exec(select(QueuedTurn).order_by(QueuedTurn.id))).all()]
+        states = [t.state for t in (await s.exec(select(Job).order_by(Job.id))).all()]
     assert states == ["interrupted", "interrupted"]
+    # "first" had shown a placeholder: it now says what happened instead of "Thinking…" forever.
+    assert [p["text"] for p in slack.posted(channel="D1")] == [GAVE_UP]
 
 
 def test_a_queued_turn_comes_back_equal() -> None:
@@ -156,6 +162,7 @@ def test_a_queued_turn_comes_back_equal() -> None:
     from bot.slack.turns import turn_from_json
 
     turn = Turn("T1", "D1", "U1", "hi", "1.2", "main", None, "dm", files=({"id": "F1", "name": "a.txt"},))
+    assert turn_from_json(dataclasses.asdict(turn)) == turn
     assert turn_from_json(json.dumps(dataclasses.asdict(turn))) == turn
 
 
@@ -174,9 +181,18 @@ async def test_a_turn_whose_process_died_every_time_is_given_up_with_an_apology(
         "1700000900.000100",
         "mention",
     )
-    convo = await rt.db.conversations.get_or_create("T1", "C1", turn.thread_ts)
-    assert convo.id is not None
-    queued, _ = await rt.db.turns.enqueue(convo.id, turn.ts, dataclasses.asdict(turn))
+    await rt.work.stop(drain=1)  # recorded while no process claims work
+    [(queued, _)] = await rt.db.jobs.add(
+        [
+            NewJob(
+                "turn",
+                f"turn:T1:C1:{turn.ts}",
+                dataclasses.asdict(turn),
+                conversation_queue("T1", "C1", turn.thread_ts),
+                "T1:U1",
+            )
+        ]
+    )
     # Its last attempt showed a placeholder, then its process died holding the turn.
     await rt.slack.chat_postMessage(
         channel="C1",
@@ -185,10 +201,12 @@ async def test_a_turn_whose_process_died_every_time_is_given_up_with_an_apology(
         metadata=answer_metadata(answer_tag(queued), False),
     )
     async with rt.db.session() as s:
-        await s.exec(update(QueuedTurn).values(state="running", attempts=MAX_ATTEMPTS))
+        await s.exec(
+            update(Job).values(state="running", attempts=MAX_ATTEMPTS, owner="dead", lease_expires=0)
+        )
         await s.commit()
-    assert await TurnRecovery(rt).sweep() == 1
+    await rt.work.start()
     await bot.idle()
     assert [m["text"] for m in slack.posted(channel="C1")] == [GAVE_UP]  # the placeholder, replaced
     assert llm.requests == []
-    assert await rt.db.turns.state(queued) == "interrupted"
+    assert (await rt.db.jobs.states([queued]))[queued] == "interrupted"

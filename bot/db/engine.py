@@ -133,7 +133,7 @@ class Database:
     """Async access to the database; one per process, shared by every listener.
 
     Queries live in one module per aggregate and are reached as `db.events`, `db.conversations`,
-    `db.runs`, `db.feedback`, `db.digests`, `db.leases`, `db.turns`, `db.approvals`,
+    `db.runs`, `db.feedback`, `db.digests`, `db.jobs`, `db.approvals`,
     `db.parked`, `db.channel_settings` and `db.usage`, so a call site names what it touches.
     """
 
@@ -142,16 +142,14 @@ class Database:
     ) -> None:
         from bot.db.approvals import Approvals
         from bot.db.assistant_contexts import AssistantContexts
-        from bot.db.command_jobs import CommandJobs
         from bot.db.conversations import Conversations
         from bot.db.digests import Digests
         from bot.db.events import Events
         from bot.db.feedback import Feedbacks
-        from bot.db.leases import Leases
+        from bot.db.jobs import Jobs
         from bot.db.parked import ParkedCalls
         from bot.db.runs import Runs
         from bot.db.settings import ChannelSettings
-        from bot.db.turns import Turns
         from bot.db.usage import UsageQueries
 
         self.url = url
@@ -163,9 +161,7 @@ class Database:
         self.feedback = Feedbacks(self)
         self.digests = Digests(self)
         self.assistant_contexts = AssistantContexts(self)
-        self.leases = Leases(self)
-        self.turns = Turns(self)
-        self.command_jobs = CommandJobs(self)
+        self.jobs = Jobs(self)
         self.approvals = Approvals(self)
         self.parked = ParkedCalls(self)
         self.channel_settings = ChannelSettings(self)
@@ -174,6 +170,10 @@ class Database:
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    def insert_statement(self, table: Any) -> Any:
+        """This dialect's INSERT, which knows ON CONFLICT."""
+        return _insert(self.dialect, table)
 
     def session(self) -> AsyncSession:
         return AsyncSession(self.engine, expire_on_commit=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -162,45 +162,27 @@ class SettingChange(SQLModel, table=True):
     changed_at: datetime = Field(default_factory=utcnow)
 
 
-class Lease(SQLModel, table=True):
-    """Work held by one owner until `expires_at`; an expired lease may be taken over.
+class Job(SQLModel, table=True):
+    """One piece of durable work (a turn, a slash command, a digest fire time, an approval),
+    recorded before Slack's ack and finished once, by whichever process holds its lease.
 
-    Times are Unix seconds (float) so comparisons mean the same on SQLite and Postgres.
+    `key` dedupes deliveries (the same Slack message again finds its job); jobs with the same
+    `queue` run one at a time in id order (a conversation's turns); `person` counts against that
+    person's slots. Lease times are Unix seconds (float) so comparisons mean the same everywhere.
     """
 
-    key: str = Field(primary_key=True, max_length=200)
-    owner: str = Field(max_length=200)
-    expires_at: float
-    acquired_at: float
-
-
-class QueuedTurn(SQLModel, table=True):
-    """A message waiting for its conversation's turn; answered one at a time in arrival (id) order."""
-
-    __table_args__ = (UniqueConstraint("conversation_id", "slack_ts"),)
+    __table_args__ = (Index("ix_job_state_id", "state", "id"),)
     id: int | None = Field(default=None, primary_key=True)
-    conversation_id: int = Field(index=True)
-    slack_ts: str = Field(max_length=32)
-    turn: str  # JSON of bot.slack.conversation.Turn
+    kind: str = Field(max_length=16)  # turn | command | digest | approval
+    key: str = Field(max_length=200, unique=True)
+    queue: str | None = Field(default=None, max_length=200)
+    person: str | None = Field(default=None, max_length=80)
+    payload: str  # JSON, what the kind's handler needs
     state: str = Field(default="pending", max_length=16)  # pending running done failed interrupted
-    attempts: int = 0  # starts of this turn; above 1 a crashed owner's attempt is being redone
-    # A native streamed answer can carry no metadata until it stops: its ts, for a redo to replace.
-    stream_ts: str | None = Field(default=None, max_length=32)
-    created_at: datetime = Field(default_factory=utcnow)
-    finished_at: datetime | None = None
-
-
-class CommandJob(SQLModel, table=True):
-    """A slash command accepted before its ack: done once, by a restarted process if need be.
-
-    Slack never retries a slash command, so the row written before the ack is the only copy.
-    """
-
-    id: int | None = Field(default=None, primary_key=True)
-    trigger_id: str = Field(max_length=64, unique=True)  # one per invocation
-    body: str  # the command payload as JSON (the response_url is in it)
-    state: str = Field(default="pending", max_length=16)  # pending running done failed interrupted
-    attempts: int = 0
+    attempts: int = 0  # starts; above 1 a dead owner's attempt is being redone
+    owner: str | None = Field(default=None, max_length=200)
+    lease_expires: float = 0.0
+    progress: str | None = None  # JSON: what an attempt showed (a stream's ts), for a redo to adopt
     created_at: datetime = Field(default_factory=utcnow, index=True)
     finished_at: datetime | None = None
 

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete, exists, select
 from sqlmodel import col
 
-from bot.db.models import Conversation, Feedback, Message, ProcessedEvent, QueuedTurn, Run, Step, utcnow
+from bot.db.jobs import FINISHED
+from bot.db.models import Conversation, Feedback, Job, Message, ProcessedEvent, Run, Step, utcnow
 
 if TYPE_CHECKING:
     from bot.db.engine import Database
@@ -46,8 +47,8 @@ async def purge(db: Database, older_than: datetime) -> dict[str, int]:
     statements = {
         "message": delete(Message).where(col(Message.created_at) < older_than),
         "processedevent": delete(ProcessedEvent).where(col(ProcessedEvent.created_at) < older_than),
-        # a queued turn holds the message's text; long finished, it is only history
-        "queuedturn": delete(QueuedTurn).where(col(QueuedTurn.created_at) < older_than),
+        # a job holds the message's text; long finished, it is only history
+        "job": delete(Job).where(col(Job.created_at) < older_than, col(Job.state).in_(FINISHED)),
         "conversation": delete(Conversation).where(
             col(Conversation.updated_at) < older_than,
             ~exists().where(col(Message.conversation_id) == Conversation.id),

@@ -39,11 +39,6 @@ def fire_id(fire_time: datetime) -> str:
     return utc(fire_time).isoformat()
 
 
-def lease_key(schedule_id: int, fire_time: datetime) -> str:
-    """The lease whose holder is posting this (schedule, fire time)."""
-    return f"digest:{schedule_id}:{fire_id(fire_time)}"
-
-
 def metadata(schedule_id: int, fire_time: datetime, *, last: bool = True) -> dict[str, Any]:
     return {
         "event_type": EVENT_TYPE if last else PART_EVENT_TYPE,

@@ -1,38 +1,34 @@
 """Scheduled digests: the `digestschedule` table is the truth; APScheduler only keeps time.
 
 Every process that runs the scheduler rebuilds its jobs from the table, re-reads it every
-`sync_seconds` (so a separate clock process sees schedules added by web processes), and posts
-each (schedule, fire time) at most once and, despite crashes, at least once:
-
-- the poster holds a lease on the fire time (renewed while it works) and records the outcome
-  in the fire time's claim row (claimed, posted, failed);
-- a claim left `claimed` whose lease lapsed belongs to a process that died mid-digest: every
-  `takeover_seconds` (and at start) a scheduler takes it over under a fresh lease;
-- the digest carries message metadata (bot/digests/delivery.py), so the one taking over first
-  looks in the channel: a digest posted just before its poster died is only marked posted.
+`sync_seconds` (so a separate clock process sees schedules added by web processes), and records
+each (schedule, fire time) as a `digest` job of the work engine (bot/work), keyed by both: two
+clocks, a catch-up at start and a manual run all record the same job once, and the engine runs
+it once, taking it over if its process dies. The claim row keeps each fire time's outcome
+(posted, quiet, failed) for the next period's start. The digest carries message metadata
+(bot/digests/delivery.py), so a redo first looks in the channel: a digest posted just before its
+poster died is only marked posted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from slack_sdk.errors import SlackApiError
 
 from bot.db.digests import PAUSED
-from bot.db.leases import LeaseKeeper
 from bot.db.models import DigestSchedule
-from bot.digests.delivery import delete_parts, find_digest, lease_key, post_digest, span, utc
+from bot.digests.delivery import delete_parts, find_digest, post_digest, span, utc
 from bot.digests.grammar import canonical, fires, make_trigger, period_of, previous_fire_time
 from bot.digests.permissions import why_not_post
 from bot.runs import RunFailed, traced_run
 from bot.runtime import Runtime
 from bot.slack import install
 from bot.slack.surface import unfurl_allowed
+from bot.work import Job
 from orchestrators.workflows import summarize_channel
 
 log = logging.getLogger(__name__)
@@ -40,6 +36,7 @@ log = logging.getLogger(__name__)
 GRACE = timedelta(hours=1)  # a fire time missed by less than this is caught up (once) at start
 MAX_PERIOD = timedelta(days=31)
 TAKEN_OVER = "taken over"  # our lease lapsed and another process now posts this fire time
+KIND = "digest"
 
 
 class DigestScheduler:
@@ -50,33 +47,23 @@ class DigestScheduler:
         second: str = "0",
         retry_delay: float = 60.0,
         sync_seconds: float = 30.0,
-        lease_seconds: float | None = None,
-        takeover_seconds: float | None = None,
     ) -> None:
-        """Lease and takeover default to WORK_LEASE_SECONDS and half of it (like turns)."""
         self.rt = rt
         self.second = second  # tests use "*" so a minute schedule fires every second
         self.retry_delay = retry_delay
         self.sync_seconds = sync_seconds
-        # A poster renews its lease every lease_seconds / 3; a dead one's digest is taken over
-        # at most lease_seconds + takeover_seconds after it died.
-        self.lease_seconds = lease_seconds or rt.settings.work_lease_seconds
-        self.takeover_seconds = takeover_seconds or self.lease_seconds / 2
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self._known: dict[int, tuple[str, str]] = {}
-        self._taking: set[str] = set()  # lease keys this process is taking over right now
+        self._outcomes: dict[int, str] = {}  # job id -> what its run here did, for `run`'s caller
+        rt.work.kind(KIND, self._run_job, max_age=GRACE)
 
     async def start(self) -> None:
         """Build jobs from the table, catch up on what was missed, then keep time."""
         self.scheduler.start()
         await self.sync()
         self.scheduler.add_job(self.sync, "interval", seconds=self.sync_seconds, id="sync", coalesce=True)
-        self.scheduler.add_job(
-            self.take_over, "interval", seconds=self.takeover_seconds, id="takeover", coalesce=True
-        )
-        await self.take_over()
         for schedule in await self.rt.db.digests.all():
-            self.rt.tasks.spawn(self.catch_up(schedule), name=f"digest catch-up {schedule.id}")
+            await self.catch_up(schedule)
 
     async def stop(self) -> None:
         if self.scheduler.running:
@@ -137,41 +124,48 @@ class DigestScheduler:
             return
         fire = previous_fire_time(schedule.cron, schedule.timezone, datetime.now(UTC), self.second)
         if fire is not None:
-            self.rt.tasks.spawn(self.run(schedule, canonical(fire)), name=f"digest {schedule_id}")
+            await self.record(schedule, canonical(fire))
 
     async def catch_up(self, schedule: DigestSchedule) -> None:
         """At start: the latest fire time missed while no scheduler ran, if recent enough."""
         fire = previous_fire_time(schedule.cron, schedule.timezone, datetime.now(UTC), self.second)
         if fire is not None and datetime.now(UTC) - fire <= GRACE and fire >= schedule.created_at:
-            await self.run(schedule, canonical(fire))
+            await self.record(schedule, canonical(fire))
 
-    async def take_over(self) -> int:
-        """Run again each recent claim left `claimed` by a dead process (its lease lapsed or gone)."""
-        started = 0
-        for claim in await self.rt.db.digests.unfinished(datetime.now(UTC) - GRACE):
-            fire_time = utc(claim.fire_time)
-            key = lease_key(claim.schedule_id, fire_time)
-            held = await self.rt.db.leases.holder(key)
-            if key in self._taking or (held is not None and held.expires_at >= time.time()):
-                continue  # its poster is alive and working (or we are about to be)
-            schedule = await self.rt.db.digests.get(claim.schedule_id)
-            if schedule is None or schedule.last_status == PAUSED:
-                continue
-            log.warning("digest %s at %s: its poster died; taking it over", schedule.id, fire_time)
-            self._taking.add(key)
-            self.rt.tasks.spawn(self._take(schedule, fire_time, key), name=f"digest takeover {schedule.id}")
-            started += 1
-        return started
-
-    async def _take(self, schedule: DigestSchedule, fire_time: datetime, key: str) -> None:
-        try:
-            outcome = await self.run(schedule, fire_time)
-            log.info("digest %s at %s taken over: %s", schedule.id, fire_time, outcome)
-        finally:
-            self._taking.discard(key)
+    async def record(
+        self, schedule: DigestSchedule, fire_time: datetime, *, manual: bool = False
+    ) -> tuple[int, bool]:
+        """Record the fire time as a job (once, whoever records it first): (job id, new)."""
+        assert schedule.id is not None
+        return await self.rt.work.submit(
+            KIND,
+            f"digest:{schedule.id}:{utc(fire_time).isoformat()}",
+            {"schedule": schedule.id, "fire_time": utc(fire_time).isoformat(), "manual": manual},
+        )
 
     async def run(self, schedule: DigestSchedule, fire_time: datetime, *, manual: bool = False) -> str:
-        """Lease, claim, summarize, post; retried once; the creator hears about repeated failure."""
+        """Record the fire time and wait until it is done (here or elsewhere); what happened."""
+        assert schedule.id is not None
+        job_id, new = await self.record(schedule, fire_time, manual=manual)
+        if new:
+            self._outcomes[job_id] = ""  # wanted: the run here keeps what it did
+        state = await self.rt.work.wait(job_id)
+        if outcome := self._outcomes.pop(job_id, ""):
+            return outcome
+        status = await self.rt.db.digests.claim_status(schedule.id, fire_time)
+        return "already posted" if status and status != "claimed" else state  # done once, however it ended
+
+    async def _run_job(self, job: Job) -> None:
+        schedule = await self.rt.db.digests.get(int(job.payload["schedule"]))
+        outcome = "removed"
+        if schedule is not None:
+            fire_time = datetime.fromisoformat(job.payload["fire_time"])
+            outcome = await self._run(schedule, fire_time, job, bool(job.payload.get("manual")))
+        if job.id in self._outcomes:
+            self._outcomes[job.id] = outcome
+
+    async def _run(self, schedule: DigestSchedule, fire_time: datetime, job: Job, manual: bool) -> str:
+        """Claim, summarize, post; retried once; the creator hears about repeated failure."""
         assert schedule.id is not None
         if schedule.last_status == PAUSED:
             return "paused"
@@ -186,29 +180,21 @@ class DigestScheduler:
         if why:
             await self._pause(schedule, why)
             return f"paused ({why})"
-        # The lease first, then the claim: a claim is never `claimed` without a live lease
-        # unless its holder died, so whoever sees that may take it over.
-        key, owner = lease_key(schedule.id, fire_time), f"{self.rt.db.leases.owner}/{uuid.uuid4().hex[:8]}"
-        if not await self.rt.db.leases.acquire(key, owner, self.lease_seconds):
-            return "already running"
-        async with self.rt.db.leases.kept(key, owner, self.lease_seconds) as keeper:
-            taking_over = False
-            if not await self.rt.db.digests.claim(schedule.id, fire_time):
-                if await self.rt.db.digests.claim_status(schedule.id, fire_time) != "claimed":
-                    return "already posted"
-                taking_over = True  # claimed, and the lease was free: its poster died
-            try:
-                return await self._attempts(schedule, fire_time, keeper, manual, taking_over)
-            except Exception:
-                # A bug: taking it over again would only repeat it (and the model's cost).
-                await self.rt.db.digests.set_claim_status(schedule.id, fire_time, "failed")
-                raise
+        if not await self.rt.db.digests.claim(schedule.id, fire_time):
+            if await self.rt.db.digests.claim_status(schedule.id, fire_time) != "claimed":
+                return "already posted"
+        try:
+            return await self._attempts(schedule, fire_time, job, manual, job.redo)
+        except Exception:
+            # A bug: taking it over again would only repeat it (and the model's cost).
+            await self.rt.db.digests.set_claim_status(schedule.id, fire_time, "failed")
+            raise
 
     async def _attempts(
         self,
         schedule: DigestSchedule,
         fire_time: datetime,
-        keeper: LeaseKeeper,
+        job: Job,
         manual: bool,
         taking_over: bool,
     ) -> str:
@@ -217,7 +203,7 @@ class DigestScheduler:
         for attempt in (1, 2):
             try:
                 # A first attempt of a fresh claim has nothing in Slack yet; any other may.
-                outcome = await self._post(schedule, fire_time, keeper, look_first=taking_over or attempt > 1)
+                outcome = await self._post(schedule, fire_time, job, look_first=taking_over or attempt > 1)
                 if outcome == TAKEN_OVER:
                     return outcome
                 await self.rt.db.digests.set_claim_status(schedule.id, fire_time, "posted")
@@ -237,7 +223,7 @@ class DigestScheduler:
         return outcome if not manual else f"failed: {error}"
 
     async def _post(
-        self, schedule: DigestSchedule, fire_time: datetime, keeper: LeaseKeeper, *, look_first: bool
+        self, schedule: DigestSchedule, fire_time: datetime, job: Job, *, look_first: bool
     ) -> str:
         assert schedule.id is not None
         since = await self.rt.db.digests.previous_posted(schedule.id, fire_time)
@@ -274,7 +260,7 @@ class DigestScheduler:
             else:
                 text = f"{header}\n\n{reply.text}"
             await run.flush()  # the trace behind the digest is durable before it is posted
-            if keeper.lost:
+            if job.lost:
                 run.finish("ok", error="lease lost: another process posts this digest")
                 return TAKEN_OVER
             unfurl = all(

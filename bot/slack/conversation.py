@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
@@ -12,7 +11,6 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot import budget
 from bot.db.engine import database_unavailable
 from bot.runs import RunFailed, failure_reason, traced_run
 from bot.runtime import Runtime
@@ -142,7 +140,7 @@ async def answer(rt: Runtime, turn: Turn, attempt: Attempt | None = None) -> Non
         )
     here = await rt.db.channel_settings.effective(turn.team, turn.channel)
     where = Where(turn.team, turn.channel, turn.reply_thread_ts, turn.user)
-    busy = await budget.run_slot(rt, team=turn.team, user=turn.user)
+    # A person's answers in flight are capped where turns start (bot/work): no slot to wait for here.
     try:
         async with traced_run(
             rt,
@@ -157,10 +155,10 @@ async def answer(rt: Runtime, turn: Turn, attempt: Attempt | None = None) -> Non
             approver=lambda run_id: SlackApprover(rt, where, run_id),
             approvals=lambda run_id: ParkedWrites(rt, where, run_id, conversation=turn.thread_ts),
             model=here.model,
-            caps=None if busy else here,
+            caps=here,
         ) as run:
             await surface.begin()
-            refusal = busy or run.allowance.refusal
+            refusal = run.allowance.refusal
             if refusal:  # a cap is reached (a daily one says when it resets): ask no model
                 await surface.finish(refusal)
                 run.finish("refused", error=refusal)
@@ -203,9 +201,6 @@ async def answer(rt: Runtime, turn: Turn, attempt: Attempt | None = None) -> Non
                 error=result.stop_reason,
                 answer_ts=stamps[-1] if stamps else None,
             )
-    except asyncio.CancelledError:
-        await surface.fail("Sorry, I was restarted before I could finish. Please ask again.")
-        raise
     except RunFailed as failed:
         await _apologise(surface, failed)
 

@@ -18,8 +18,9 @@ from bot.db.retention import retention_loop
 from bot.digests.scheduler import DigestScheduler
 from bot.health import start_health_server
 from bot.runtime import Runtime, create_runtime
+from bot.slack import command_jobs, turns, write_approvals
 from bot.slack.app import build_app, build_web_app, identify
-from bot.slack.recovery import start_recovery
+from bot.slack.listeners.commands import RUNNERS
 from bot.slack.write_approvals import sweep_forever
 
 log = logging.getLogger(__name__)
@@ -48,9 +49,11 @@ class Running:
             await self.runner.cleanup()
         if self.socket is not None:
             await self.socket.close_async()
-        left = await self.rt.tasks.drain(drain)
+        handed, left = await asyncio.gather(self.rt.work.stop(drain), self.rt.tasks.drain(drain))
+        if handed:
+            log.warning("%d jobs were still running at shutdown and were handed over", handed)
         if left:
-            log.warning("%d answers were still running at shutdown", left)
+            log.warning("%d background tasks were still running at shutdown", left)
         with contextlib.suppress(Exception):  # the database may be what failed
             await self.rt.db.runs.interrupt_running()
         if self.health is not None:
@@ -65,6 +68,16 @@ async def start_scheduler(rt: Runtime, **options: Any) -> DigestScheduler:
         await rt.digest_scheduler.start()
         log.info("digest scheduler running")
     return rt.digest_scheduler
+
+
+async def start_work(rt: Runtime, *, answers: bool = True) -> None:
+    """Register the job kinds this process runs, then start claiming. Web processes run every
+    kind; a clock process only digests (answers need the listeners' process)."""
+    if answers:
+        turns.register(rt)
+        command_jobs.register(rt, RUNNERS)
+        write_approvals.register(rt)
+    await rt.work.start()
 
 
 def start_sweeper(rt: Runtime) -> asyncio.Task[None]:
@@ -98,7 +111,8 @@ async def start_http(
     await site.start()
     bound = runner.addresses[0][1] if runner.addresses else port
     log.info("listening on http://%s:%s/slack/events", host, bound)
-    background = [*start_retention(rt), start_sweeper(rt), await start_recovery(rt)]
+    await start_work(rt)
+    background = [*start_retention(rt), start_sweeper(rt)]
     return Running(rt=rt, app=app, runner=runner, port=bound, background=background)
 
 
@@ -113,7 +127,8 @@ async def start_socket_mode(rt: Runtime, health_port: int | None = None, **sched
     app = build_app(rt)
     await identify(rt)
     await start_scheduler(rt, **scheduler_options)
-    background = [*start_retention(rt), start_sweeper(rt), await start_recovery(rt)]
+    await start_work(rt)
+    background = [*start_retention(rt), start_sweeper(rt)]
     running = Running(rt=rt, app=app, runner=None, port=None, background=background)
     await _start_health(running, health_port)
 
@@ -139,6 +154,7 @@ async def start_clock(rt: Runtime, health_port: int | None = None) -> Running:
     """Only the digest scheduler and retention, for hosts with several web processes."""
     await identify(rt)
     await start_scheduler(rt)
+    await start_work(rt, answers=False)
     running = Running(rt=rt, app=build_app(rt), runner=None, port=None, background=start_retention(rt))
     await _start_health(running, health_port)
     return running

@@ -3,10 +3,11 @@
 A write call (an MCP server in `write` mode, `call_api` with a body or a non-GET method) is not
 run when the model asks: it becomes an Approval of kind "write" holding the exact tool and
 arguments, the question goes to the requester (Approve / Deny, i10's buttons), and the run
-answers at once that it is waiting. Whichever process receives the click, also after a restart,
-settles it: Approve runs that exact call and continues the conversation with its result; Deny
-or expiry posts what was not done. Settling is claimed once in the database, so the call runs at
-most once, even with two processes and a crash in between.
+answers at once that it is waiting. A click (or the sweep, for expiries) records an `approval`
+job of the work engine (bot/work), which any process runs, also after a restart: Approve runs
+that exact call and continues the conversation with its result; Deny or expiry posts what was
+not done. Settling is also claimed once in the database, so the call runs at most once, even
+when a process dies between running it and recording that it did.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import json
 import logging
 import time
+from datetime import timedelta
 from typing import Any
 
 from bot.db.models import Approval
@@ -27,6 +29,7 @@ from bot.slack.approvals import SlackApprover, Where, approval_blocks
 from bot.slack.calls import call
 from bot.slack.render import post_answer
 from bot.slack.safe_text import neutralize, neutralize_blocks
+from bot.work import Job
 from tools.registry import ToolResult
 
 log = logging.getLogger(__name__)
@@ -94,6 +97,24 @@ class Preapproved:
         if (tool, arguments) == (self.tool, self.arguments):
             return None
         return f"{tool} was not part of what the user approved; it was not run."
+
+
+KIND = "approval"
+
+
+async def settle_later(rt: Runtime, approval: Approval) -> None:
+    """Record the settling as a job (once per approval): it survives this process."""
+    await rt.work.submit(KIND, f"approval:{approval.id}", {"approval": approval.id})
+
+
+async def run_settle(rt: Runtime, job: Job) -> None:
+    approval = await rt.db.approvals.get(int(job.payload["approval"]))
+    if approval is not None:
+        await settle(rt, approval)
+
+
+def register(rt: Runtime) -> None:
+    rt.work.kind(KIND, lambda job: run_settle(rt, job), max_age=timedelta(days=7))
 
 
 async def settle(rt: Runtime, approval: Approval) -> None:
@@ -190,16 +211,13 @@ async def _remember(
 
 
 async def sweep(rt: Runtime) -> int:
-    """Settle what no click settled: expiries, and decisions a crashed process left undone."""
+    """Settle what no click settled: expiries, and decisions a crashed process left unrecorded."""
     done = 0
     for approval in await rt.db.parked.unsettled():
         if approval.state == "pending" and approval.expires_at > time.time():
             continue
-        try:
-            await settle(rt, approval)
-            done += 1
-        except Exception:
-            log.exception("approval %s: could not settle", approval.id)
+        await settle_later(rt, approval)
+        done += 1
     return done
 
 

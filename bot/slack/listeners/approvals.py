@@ -10,7 +10,7 @@ from slack_bolt.async_app import AsyncApp
 from bot.db.parked import WRITE_KIND
 from bot.runtime import Runtime
 from bot.slack.approvals import APPROVE, DENY
-from bot.slack.write_approvals import settle
+from bot.slack.write_approvals import settle_later
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +33,10 @@ def register(app: AsyncApp, rt: Runtime) -> None:
             verb = "Approved" if outcome == "approved" else "Denied"
             await respond(replace_original=True, text=f"{verb} by <@{user}>.")
             if row is not None and row.kind == WRITE_KIND:
-                await settle(rt, row)  # a parked write call: this process runs it (or says it won't)
+                await settle_later(rt, row)  # a parked write call: a job runs it (or says it won't)
             return
         if outcome == "expired" and row is not None and row.kind == WRITE_KIND:
-            await settle(rt, row)
+            await settle_later(rt, row)
         if outcome.startswith("already_"):
             text = f"This request was already {outcome.removeprefix('already_')}."
         else:

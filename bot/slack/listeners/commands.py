@@ -156,7 +156,7 @@ def register(app: AsyncApp, rt: Runtime) -> None:
     async def recorded(kind: str, body: dict[str, Any], ack: Any) -> bool:
         """The job is in the database; if the database is down, the ack apologises instead."""
         try:
-            await accept_command(rt, kind, body, RUNNERS)
+            await accept_command(rt, kind, body)
             return True
         except Exception as exc:
             if not database_unavailable(exc):

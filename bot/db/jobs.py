@@ -1,0 +1,235 @@
+"""The job table's queries: add many at once, claim under one lock, renew, finish, hand back.
+
+Core statements on one connection each, not ORM sessions: these run for every delivery and
+every answer, so each is one short transaction with as few round trips as the rule allows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, or_, select, update
+
+from bot.db.locks import serialized
+from bot.db.models import Job, utcnow
+
+if TYPE_CHECKING:
+    from bot.db.engine import Database
+
+FINISHED = ("done", "failed", "interrupted")
+CLAIM_LOCK = "work:claim"
+CANDIDATES = 1000  # pending jobs looked at per claim, oldest first
+T = Job.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class NewJob:
+    kind: str
+    key: str
+    payload: dict[str, Any]
+    queue: str | None = None
+    person: str | None = None
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A job this process now holds: its fields as the handler needs them."""
+
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+    progress: dict[str, Any]
+    created_at: datetime
+    queue: str | None
+    person: str | None
+
+
+class Jobs:
+    table = T
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def add(self, jobs: list[NewJob]) -> list[tuple[int, bool]]:
+        """Insert jobs in one transaction; a key already there keeps its first job: (id, False)."""
+        insert = self.db.insert_statement(T)
+        rows = [
+            {
+                "kind": j.kind,
+                "key": j.key,
+                "queue": j.queue,
+                "person": j.person,
+                "payload": json.dumps(j.payload),
+                "state": "pending",
+                "attempts": 0,
+                "lease_expires": 0.0,
+                "created_at": utcnow(),
+            }
+            for j in jobs
+        ]
+        async with self.db.engine.begin() as conn:
+            made = await conn.execute(
+                insert.values(rows).on_conflict_do_nothing(index_elements=["key"]).returning(T.c.id, T.c.key)
+            )
+            ids = {key: job_id for job_id, key in made}
+            new = set(ids)
+            missing = [j.key for j in jobs if j.key not in ids]
+            if missing:
+                found = await conn.execute(select(T.c.id, T.c.key).where(T.c.key.in_(missing)))
+                ids.update({key: job_id for job_id, key in found})
+        return [(ids[j.key], j.key in new) for j in jobs]
+
+    async def claim(
+        self,
+        owner: str,
+        ttl: float,
+        limit: int,
+        slots: int,
+        kinds: Iterable[str],
+    ) -> list[Claimed]:
+        """Take up to `limit` runnable jobs: pending ones, and running ones whose lease lapsed
+        (their owner died), oldest first, at most one running per queue, at most `slots` running
+        per person (0: no limit). One lock serializes claims across processes, so two claims
+        never read the same "free" queue or slot.
+        """
+        now = time.time()
+        async with serialized(self.db, CLAIM_LOCK) as conn:
+            running = (
+                await conn.execute(
+                    select(T.c.queue, T.c.person).where(T.c.state == "running", T.c.lease_expires >= now)
+                )
+            ).all()
+            busy_queues = {q for q, _ in running if q}
+            per_person = Counter(p for _, p in running if p)
+            runnable = or_(T.c.state == "pending", and_(T.c.state == "running", T.c.lease_expires < now))
+            candidates = (
+                await conn.execute(
+                    select(T.c.id, T.c.queue, T.c.person)
+                    .where(runnable, T.c.kind.in_(list(kinds)))
+                    .order_by(T.c.id)
+                    .limit(CANDIDATES)
+                )
+            ).all()
+            chosen: list[int] = []
+            for job_id, queue, person in candidates:
+                if queue:
+                    if queue in busy_queues:
+                        continue
+                    busy_queues.add(queue)  # later jobs of this queue wait for this one
+                if person and slots and per_person[person] >= slots:
+                    continue
+                per_person[person] += 1
+                chosen.append(job_id)
+                if len(chosen) >= limit:
+                    break
+            if not chosen:
+                return []
+            taken = await conn.execute(
+                update(T)
+                .where(T.c.id.in_(chosen))
+                .values(state="running", owner=owner, lease_expires=now + ttl, attempts=T.c.attempts + 1)
+                .returning(
+                    T.c.id,
+                    T.c.kind,
+                    T.c.payload,
+                    T.c.attempts,
+                    T.c.progress,
+                    T.c.created_at,
+                    T.c.queue,
+                    T.c.person,
+                )
+            )
+            out = [
+                Claimed(
+                    id=r.id,
+                    kind=r.kind,
+                    payload=json.loads(r.payload),
+                    attempts=r.attempts,
+                    progress=json.loads(r.progress) if r.progress else {},
+                    created_at=r.created_at,
+                    queue=r.queue,
+                    person=r.person,
+                )
+                for r in taken
+            ]
+        return sorted(out, key=lambda c: c.id)
+
+    async def renew(self, owner: str, ttl: float) -> set[int]:
+        """Extend every lease this owner holds, in one statement; returns the ids still ours."""
+        async with self.db.engine.begin() as conn:
+            kept = await conn.execute(
+                update(T)
+                .where(T.c.owner == owner, T.c.state == "running")
+                .values(lease_expires=time.time() + ttl)
+                .returning(T.c.id)
+            )
+            return {i for (i,) in kept}
+
+    async def finish(self, job_id: int, owner: str, state: str) -> bool:
+        """Record the outcome; False when the job is no longer ours (its lease was taken over)."""
+        async with self.db.engine.begin() as conn:
+            done = await conn.execute(
+                update(T)
+                .where(T.c.id == job_id, T.c.owner == owner, T.c.state == "running")
+                .values(state=state, owner=None, finished_at=utcnow())
+            )
+            return (done.rowcount or 0) == 1
+
+    async def note(self, job_id: int, owner: str, progress: Mapping[str, Any]) -> bool:
+        """Keep what this attempt showed (a stream's ts), so a redo can adopt it."""
+        async with self.db.engine.begin() as conn:
+            done = await conn.execute(
+                update(T)
+                .where(T.c.id == job_id, T.c.owner == owner)
+                .values(progress=json.dumps(dict(progress)))
+            )
+            return (done.rowcount or 0) == 1
+
+    async def release(self, owner: str, ids: Iterable[int]) -> int:
+        """Hand jobs back (a graceful stop): pending again, at once claimable by another process."""
+        wanted = list(ids)
+        if not wanted:
+            return 0
+        async with self.db.engine.begin() as conn:
+            done = await conn.execute(
+                update(T)
+                .where(T.c.id.in_(wanted), T.c.owner == owner, T.c.state == "running")
+                .values(state="pending", owner=None, lease_expires=0.0)
+            )
+            return done.rowcount or 0
+
+    async def states(self, ids: Iterable[int]) -> dict[int, str]:
+        wanted = list(ids)
+        if not wanted:
+            return {}
+        async with self.db.engine.connect() as conn:
+            rows = await conn.execute(select(T.c.id, T.c.state).where(T.c.id.in_(wanted)))
+            return {i: s for i, s in rows}
+
+    async def get(self, job_id: int) -> Job | None:
+        async with self.db.session() as s:
+            return await s.get(Job, job_id)
+
+    async def give_up_stale(self, kind: str, max_age: timedelta) -> int:
+        """Jobs of `kind` never started and older than `max_age` are interrupted unanswered (by the
+        time a process is back, the question is stale); started ones are left to the handler's
+        give-up, which can replace what they showed."""
+        async with self.db.engine.begin() as conn:
+            done = await conn.execute(
+                update(T)
+                .where(
+                    T.c.kind == kind,
+                    T.c.state == "pending",
+                    T.c.attempts == 0,
+                    T.c.created_at < utcnow() - max_age,
+                )
+                .values(state="interrupted", finished_at=utcnow())
+            )
+            return done.rowcount or 0

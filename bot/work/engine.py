@@ -1,0 +1,370 @@
+"""The one engine for durable work: turns, slash commands, digest fire times and approvals.
+
+A job is recorded before Slack's ack (`submit`, group-committed: concurrent deliveries share one
+transaction) and then run once by whichever process claims it:
+
+- **Leases.** A claim sets owner + expiry; one statement per process renews every lease it holds
+  (not one per job), so renewal stays cheap however many answers are in flight. A process that
+  dies stops renewing; after the lease lapses any process's next claim takes the job over and the
+  handler sees `job.redo` (and what the dead attempt noted in `job.progress`, e.g. the ts of its
+  streamed answer), so it adopts or checks what was already shown instead of showing it twice.
+- **Order and slots.** Jobs of one queue (a conversation) run one at a time in arrival order;
+  jobs of one person hold at most `person_slots` running at once. Both are decided inside the
+  claim, under one lock, so no waiting job polls for its turn.
+- **Waking.** A submit or a finish wakes this process's claimer at once (an asyncio event);
+  other processes see new work at their next claim, at most `poll_seconds` later. On Postgres a
+  finishing process claims its queue's next job itself, so cross-process wakes matter only for
+  spreading load.
+- **Attempts.** A job started more than `max_attempts` times (its process died each time) is
+  given up through the kind's `give_up`, which can replace what was shown with an apology.
+- **Hand-over.** A graceful stop waits for running jobs, then hands the rest back (pending,
+  lease cleared) so another process, or this one restarted, finishes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from bot import metrics
+from bot.db.jobs import FINISHED, Claimed, NewJob
+
+if TYPE_CHECKING:
+    from bot.db.engine import Database
+
+log = logging.getLogger(__name__)
+
+# Starts of one job before it is given up with an apology: enough to ride out a run of crashes
+# (bench/crash_recovery.py kills a process every few seconds; at 3, 7 of 40 turns were given
+# up), few enough that a job that itself kills the process stops.
+MAX_ATTEMPTS = 5
+CLAIM_BATCH = 20
+STALE_SWEEP_SECONDS = 30.0
+FINISH_TRIES = 4
+
+
+def process_owner() -> str:
+    """A name for this process that no other process (here or on another host) shares."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class JobLost(Exception):
+    """The job's lease was taken over by another process: stop before doing its work twice."""
+
+
+@dataclass
+class Job:
+    """What a handler gets: the payload, which attempt this is, and a way to note progress."""
+
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    attempt: int
+    progress: dict[str, Any]
+    created_at: datetime
+    engine: WorkEngine = field(repr=False)
+    lost: bool = False  # set when a renewal finds the lease taken over
+
+    @property
+    def redo(self) -> bool:
+        """A process died (or stopped) during an earlier attempt: something may be shown already."""
+        return self.attempt > 1
+
+    async def note(self, **progress: Any) -> None:
+        """Record what this attempt has shown, durably, before relying on it."""
+        self.progress = {**self.progress, **progress}
+        if not await self.engine.db.jobs.note(self.id, self.engine.owner, self.progress):
+            self.lost = True
+
+
+Handler = Callable[[Job], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Kind:
+    run: Handler
+    give_up: Handler | None = None  # a job out of attempts, or stale after being started
+    max_age: timedelta = timedelta(minutes=15)  # older than this, the job is not started any more
+
+
+class WorkEngine:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        lease_seconds: float = 30.0,
+        concurrency: int = 100,
+        person_slots: int = 3,
+        poll_seconds: float = 0.5,
+        max_attempts: int = MAX_ATTEMPTS,
+    ) -> None:
+        self.db = db
+        self.owner = process_owner()
+        self.lease_seconds = lease_seconds
+        self.concurrency = concurrency
+        self.person_slots = person_slots
+        self.poll_seconds = poll_seconds
+        self.max_attempts = max_attempts
+        self.kinds: dict[str, Kind] = {}
+        self._running: dict[int, tuple[Job, asyncio.Task[None]]] = {}
+        self._waiters: dict[int, list[asyncio.Future[str]]] = {}
+        self._batch: list[tuple[NewJob, asyncio.Future[tuple[int, bool]]]] = []
+        self._flushing: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._last_stale_sweep = 0.0
+
+    def kind(
+        self,
+        name: str,
+        run: Handler,
+        *,
+        give_up: Handler | None = None,
+        max_age: timedelta = timedelta(minutes=15),
+    ) -> None:
+        """Register how jobs of `name` run; a process claims only kinds it knows."""
+        self.kinds[name] = Kind(run, give_up, max_age)
+
+    # -- recording ---------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        kind: str,
+        key: str,
+        payload: dict[str, Any],
+        *,
+        queue: str | None = None,
+        person: str | None = None,
+    ) -> tuple[int, bool]:
+        """Record a job (durable when this returns) and wake the claimer: (its id, True), or the
+        first job's id and False when `key` was recorded before (a repeated delivery).
+
+        Submits made while a write is in flight share the next transaction (group commit), so a
+        burst of deliveries costs a few transactions, not one each.
+        """
+        future: asyncio.Future[tuple[int, bool]] = asyncio.get_running_loop().create_future()
+        self._batch.append((NewJob(kind, key, payload, queue, person), future))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush(), name="work: record")
+        result = await future
+        if result[1]:
+            self._wake.set()
+        else:
+            metrics.EVENTS_DEDUPLICATED.inc()
+        return result
+
+    async def _flush(self) -> None:
+        while self._batch:
+            await asyncio.sleep(0)  # let the submits of this moment join the batch
+            batch, self._batch = self._batch, []
+            try:
+                results = await self.db.jobs.add([job for job, _ in batch])
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    async def wait(self, job_id: int) -> str:
+        """Until the job is finished (here or in another process); returns its final state."""
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(job_id, []).append(future)
+        self._wake.set()  # the claimer's next round also looks at waited-for jobs
+        return await future
+
+    # -- running -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start claiming and renewing; call once the kinds are registered."""
+        self._stopping = False
+        self._tasks = [
+            asyncio.create_task(self._claim_forever(), name="work: claim"),
+            asyncio.create_task(self._renew_forever(), name="work: renew"),
+        ]
+
+    async def stop(self, drain: float) -> int:
+        """Stop claiming, let running jobs finish for `drain` seconds, hand the rest back.
+
+        Returns how many were handed back.
+        """
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        running = [task for _, task in self._running.values()]
+        if running:
+            _, still = await asyncio.wait(running, timeout=drain)
+        else:
+            still = set()
+        left = [job.id for job, task in list(self._running.values()) if task in still]
+        for task in still:
+            task.cancel()
+        if still:
+            await asyncio.wait(still, timeout=5)
+        if left:
+            try:
+                await self.db.jobs.release(self.owner, left)
+                log.info("handed %d unfinished job(s) over to the next process", len(left))
+            except Exception:
+                log.warning("could not hand %d job(s) over; their leases lapse instead", len(left))
+        return len(left)
+
+    @property
+    def busy(self) -> int:
+        return len(self._running)
+
+    async def settled(self) -> bool:
+        """Nothing runs here, nothing is being recorded, and no job this process could claim
+        waits (tests and the health page ask)."""
+        if self._running or self._batch:
+            return False
+        from sqlalchemy import select
+
+        t = self.db.jobs.table
+        async with self.db.engine.connect() as conn:
+            found = await conn.execute(
+                select(t.c.id).where(t.c.state == "pending", t.c.kind.in_(list(self.kinds))).limit(1)
+            )
+            return found.first() is None
+
+    async def _claim_forever(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                more = await self.claim_once()
+                await self._answer_waiters()
+                await self._sweep_stale()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("claiming work failed (%s); trying again", type(exc).__name__)
+                more = False
+            if more:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+
+    async def claim_once(self) -> bool:
+        """Claim what this process has room for and start it; True when there may be more."""
+        room = self.concurrency - len(self._running)
+        if room <= 0 or self._stopping or not self.kinds:
+            return False
+        limit = min(room, CLAIM_BATCH)
+        claimed = await self.db.jobs.claim(
+            self.owner, self.lease_seconds, limit, self.person_slots, list(self.kinds)
+        )
+        for row in claimed:
+            self._start(row)
+        return len(claimed) == limit
+
+    def _start(self, row: Claimed) -> None:
+        job = Job(row.id, row.kind, row.payload, row.attempts, row.progress, row.created_at, self)
+        task = asyncio.create_task(self._run(job), name=f"{row.kind} job {row.id}")
+        self._running[row.id] = (job, task)
+
+    async def _run(self, job: Job) -> None:
+        kind = self.kinds[job.kind]
+        state = "done"
+        try:
+            if job.attempt > self.max_attempts or self._stale(job, kind):
+                log.warning("%s job %s: given up after %d attempt(s)", job.kind, job.id, job.attempt - 1)
+                state = "interrupted"
+                if kind.give_up is not None and job.redo:  # something may be shown: replace it
+                    await kind.give_up(job)
+            else:
+                if job.redo:
+                    log.warning("%s job %s: redoing it after its process stopped", job.kind, job.id)
+                await kind.run(job)
+        except asyncio.CancelledError:
+            if self._stopping:
+                self._running.pop(job.id, None)
+                raise  # `stop` hands it over
+            state = "interrupted"
+            raise
+        except JobLost:
+            log.warning("%s job %s: taken over by another process; stopped here", job.kind, job.id)
+            state = ""
+        except Exception:
+            log.exception("%s job %s failed", job.kind, job.id)
+            state = "failed"
+        finally:
+            if not (self._stopping and job.id not in self._running):
+                await asyncio.shield(self._finish(job, state))
+
+    def _stale(self, job: Job, kind: Kind) -> bool:
+        return datetime.now(UTC) - _aware(job.created_at) > kind.max_age
+
+    async def _finish(self, job: Job, state: str) -> None:
+        self._running.pop(job.id, None)
+        if state:
+            for attempt in range(FINISH_TRIES):
+                try:
+                    if not await self.db.jobs.finish(job.id, self.owner, state):
+                        log.warning("%s job %s: finished, but another process holds it now", job.kind, job.id)
+                    break
+                except Exception as exc:
+                    if attempt == FINISH_TRIES - 1:
+                        log.error(
+                            "%s job %s: could not record its end (%s)", job.kind, job.id, type(exc).__name__
+                        )
+                        break
+                    await asyncio.sleep(0.5 * 2**attempt)
+        for future in self._waiters.pop(job.id, []):
+            if not future.done():
+                future.set_result(state or "taken over")
+        self._wake.set()  # its queue and its person's slot are free now
+
+    async def _answer_waiters(self) -> None:
+        """Jobs waited for that another process runs: one query for all of them."""
+        elsewhere = [i for i in self._waiters if i not in self._running]
+        if not elsewhere:
+            return
+        for job_id, state in (await self.db.jobs.states(elsewhere)).items():
+            if state in FINISHED:
+                for future in self._waiters.pop(job_id, []):
+                    if not future.done():
+                        future.set_result(state)
+
+    async def _sweep_stale(self) -> None:
+        if time.monotonic() - self._last_stale_sweep < STALE_SWEEP_SECONDS:
+            return
+        self._last_stale_sweep = time.monotonic()
+        for name, kind in self.kinds.items():
+            if given_up := await self.db.jobs.give_up_stale(name, kind.max_age):
+                log.info("%d %s job(s) were too old to start any more", given_up, name)
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            if not self._running:
+                continue
+            try:
+                ours = await self.db.jobs.renew(self.owner, self.lease_seconds)
+            except Exception as exc:  # retried next round; a lease only lapses after its ttl
+                log.warning("could not renew leases (%s)", type(exc).__name__)
+                continue
+            for job_id, (job, _) in list(self._running.items()):
+                if job_id not in ours and not job.lost:
+                    log.warning("%s job %s: its lease was taken over", job.kind, job_id)
+                    job.lost = True
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite returns naive datetimes (stored as UTC)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
