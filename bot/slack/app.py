@@ -9,6 +9,7 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.runtime import Runtime
 from bot.slack import install
+from bot.slack.deliveries import Deliveries
 from bot.slack.front_door import FrontDoor, last_word, validate_payload
 from bot.slack.listeners import (
     approvals,
@@ -62,7 +63,7 @@ def build_web_app(app: AsyncApp, rt: Runtime) -> web.Application:
 
     limit = rt.settings.slack_max_body_bytes
     web_app = web.Application(client_max_size=limit)
-    door = FrontDoor(app, rt.settings.slack_signing_secret or "", limit)
+    door = FrontDoor(app, rt.settings.slack_signing_secret or "", limit, Deliveries(rt))
     web_app.router.add_post("/slack/events", door.handle)
     web_app.on_cleanup.append(door.close)
     add_routes(web_app, rt)

@@ -25,6 +25,7 @@ from slack_bolt.request.internals import parse_body
 from slack_bolt.response import BoltResponse
 
 from bot.metrics import REQUESTS_REJECTED
+from bot.slack.deliveries import Deliveries
 from bot.slack.payloads import INTERACTIVE_TYPES, payload_problem
 
 log = logging.getLogger(__name__)
@@ -88,8 +89,11 @@ class Rejections:
 class FrontDoor:
     """The aiohttp handler of POST /slack/events; `close` (at server cleanup) logs the last counts."""
 
-    def __init__(self, app: AsyncApp, signing_secret: str, max_body: int) -> None:
+    def __init__(
+        self, app: AsyncApp, signing_secret: str, max_body: int, deliveries: Deliveries | None = None
+    ) -> None:
         self.app, self.secret, self.max_body = app, signing_secret.encode(), max_body
+        self.deliveries = deliveries  # events are recorded and acked here, dispatched from their job
         self.too_large = Rejections(f"body over {max_body} bytes", "too_large")
         self.unsigned = Rejections("bad or missing signature", "signature")
 
@@ -113,6 +117,9 @@ class FrontDoor:
             return web.Response(status=200)
         if problem := payload_problem(body):
             log.info("ignored a malformed Slack payload: %s", problem)
+            return web.Response(status=200)
+        if self.deliveries is not None and body.get("type") == "event_callback":
+            await self.deliveries.record(body, raw)  # no Bolt dispatch on the ack path
             return web.Response(status=200)
         bolt_request = AsyncBoltRequest(body=text, query=request.query_string, headers=request.headers)  # type: ignore[arg-type]
         return await to_aiohttp_response(await self.app.async_dispatch(bolt_request))

@@ -18,7 +18,7 @@ from bot.db.retention import retention_loop
 from bot.digests.scheduler import DigestScheduler
 from bot.health import start_health_server
 from bot.runtime import Runtime, create_runtime
-from bot.slack import command_jobs, turns, write_approvals
+from bot.slack import command_jobs, deliveries, turns, write_approvals
 from bot.slack.app import build_app, build_web_app, identify
 from bot.slack.listeners.commands import RUNNERS
 from bot.slack.write_approvals import sweep_forever
@@ -70,10 +70,11 @@ async def start_scheduler(rt: Runtime, **options: Any) -> DigestScheduler:
     return rt.digest_scheduler
 
 
-async def start_work(rt: Runtime, *, answers: bool = True) -> None:
-    """Register the job kinds this process runs, then start claiming. Web processes run every
-    kind; a clock process only digests (answers need the listeners' process)."""
-    if answers:
+async def start_work(rt: Runtime, app: AsyncApp | None = None) -> None:
+    """Register the job kinds this process runs, then start claiming. Web processes (`app`, the
+    listeners) run every kind; a clock process only digests."""
+    if app is not None:
+        deliveries.register(rt, app)
         turns.register(rt)
         command_jobs.register(rt, RUNNERS)
         write_approvals.register(rt)
@@ -111,7 +112,7 @@ async def start_http(
     await site.start()
     bound = runner.addresses[0][1] if runner.addresses else port
     log.info("listening on http://%s:%s/slack/events", host, bound)
-    await start_work(rt)
+    await start_work(rt, app)
     background = [*start_retention(rt), start_sweeper(rt)]
     return Running(rt=rt, app=app, runner=runner, port=bound, background=background)
 
@@ -127,7 +128,7 @@ async def start_socket_mode(rt: Runtime, health_port: int | None = None, **sched
     app = build_app(rt)
     await identify(rt)
     await start_scheduler(rt, **scheduler_options)
-    await start_work(rt)
+    await start_work(rt, app)
     background = [*start_retention(rt), start_sweeper(rt)]
     running = Running(rt=rt, app=app, runner=None, port=None, background=background)
     await _start_health(running, health_port)
@@ -154,7 +155,7 @@ async def start_clock(rt: Runtime, health_port: int | None = None) -> Running:
     """Only the digest scheduler and retention, for hosts with several web processes."""
     await identify(rt)
     await start_scheduler(rt)
-    await start_work(rt, answers=False)
+    await start_work(rt)
     running = Running(rt=rt, app=build_app(rt), runner=None, port=None, background=start_retention(rt))
     await _start_health(running, health_port)
     return running

@@ -19,7 +19,7 @@ from typing import Any
 from bot.runtime import Runtime
 from bot.slack import install
 from bot.slack.conversation import Attempt, Turn, answer, give_up
-from bot.work import Job
+from bot.work import Job, current_job
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +44,22 @@ def conversation_queue(team: str, channel: str, thread_ts: str) -> str:
 
 async def accept(rt: Runtime, turn: Turn) -> int:
     """Record `turn` (call it before the ack: once recorded, no crash can lose it); the engine
-    starts it when its conversation and its asker have room. Returns the job's id."""
+    starts it when its conversation and its asker have room. Returns the job's id.
+
+    Inside the job of the recorded delivery that carries this message (bot/slack/deliveries.py),
+    that job already holds the conversation's place and the asker's slot: the turn is answered
+    there and then, as that job.
+    """
+    delivery = current_job.get()
+    queue = conversation_queue(turn.team, turn.channel, turn.thread_ts)
+    if delivery is not None and delivery.kind == "event" and delivery.queue == queue:
+        await _answer_in(rt, turn, delivery)
+        return delivery.id
     job_id, new = await rt.work.submit(
         KIND,
         f"turn:{turn.team}:{turn.channel}:{turn.ts}",
         dataclasses.asdict(turn),
-        queue=conversation_queue(turn.team, turn.channel, turn.thread_ts),
+        queue=queue,
         person=f"{turn.team}:{turn.user}",
     )
     if not new:
@@ -65,25 +75,29 @@ async def take_turn(rt: Runtime, turn: Turn) -> None:
 async def run_turn(rt: Runtime, job: Job) -> None:
     turn = turn_from_json(job.payload)
     install.serve(turn.team)  # resumed turns too: Slack calls use this workspace's token
+    await _answer_in(rt, turn, job)
+
+
+async def _answer_in(rt: Runtime, turn: Turn, job: Job) -> None:
     if job.redo:
         convo = await rt.db.conversations.find(turn.team, turn.channel, turn.thread_ts)
         if convo is not None and convo.id is not None:
             await rt.db.runs.interrupt_conversation(convo.id, "its process stopped; the turn was redone")
-    await answer(rt, turn, _attempt(job))
+    await answer(rt, turn, attempt_of(job))
 
 
 async def give_up_turn(rt: Runtime, job: Job) -> None:
     """Out of attempts: what the dead attempts showed becomes an apology."""
     turn = turn_from_json(job.payload)
     install.serve(turn.team)
-    await give_up(rt, turn, _attempt(job))
+    await give_up(rt, turn, attempt_of(job))
 
 
 def register(rt: Runtime) -> None:
     rt.work.kind(KIND, lambda job: run_turn(rt, job), give_up=lambda job: give_up_turn(rt, job))
 
 
-def _attempt(job: Job) -> Attempt:
+def attempt_of(job: Job) -> Attempt:
     """This try at a turn; a stream it starts is noted with the job at once."""
 
     async def record(ts: str) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import socket
@@ -72,6 +73,8 @@ class Job:
     progress: dict[str, Any]
     created_at: datetime
     engine: WorkEngine = field(repr=False)
+    queue: str | None = None
+    person: str | None = None
     lost: bool = False  # set when a renewal finds the lease taken over
 
     @property
@@ -87,6 +90,10 @@ class Job:
 
 
 Handler = Callable[[Job], Awaitable[None]]
+
+# The job the current task runs (None outside jobs): a recorded delivery's listener answers its
+# message inside that delivery's own job instead of recording a second one.
+current_job: contextvars.ContextVar[Job | None] = contextvars.ContextVar("current_job", default=None)
 
 
 @dataclass(frozen=True)
@@ -274,13 +281,24 @@ class WorkEngine:
         return len(claimed) == limit
 
     def _start(self, row: Claimed) -> None:
-        job = Job(row.id, row.kind, row.payload, row.attempts, row.progress, row.created_at, self)
+        job = Job(
+            row.id,
+            row.kind,
+            row.payload,
+            row.attempts,
+            row.progress,
+            row.created_at,
+            self,
+            row.queue,
+            row.person,
+        )
         task = asyncio.create_task(self._run(job), name=f"{row.kind} job {row.id}")
         self._running[row.id] = (job, task)
 
     async def _run(self, job: Job) -> None:
         kind = self.kinds[job.kind]
         state = "done"
+        current_job.set(job)  # this task's own context: it ends with the task
         try:
             if job.attempt > self.max_attempts or self._stale(job, kind):
                 log.warning("%s job %s: given up after %d attempt(s)", job.kind, job.id, job.attempt - 1)
