@@ -83,6 +83,7 @@ class WorkspaceTokens:
     def __init__(self, store: Installations) -> None:
         self.store = store
         self._cache: dict[Workspace, tuple[str, float]] = {}
+        _bot_users.clear()  # one per process: what a former runtime learned is not this one's
 
     async def token(self, where: Workspace) -> str:
         cached = self._cache.get(where)
