@@ -135,7 +135,8 @@ async def check_slack_oauth(settings: Settings) -> list[tuple[bool | None, str]]
             results.append((True, f"{where}: its token works, as {auth.get('user')}"))
         except SlackApiError as exc:
             error = exc.response.get("error")
-            results.append((False, f"{where}: Slack rejected its token: {error} (reinstall at /slack/install)"))
+            reinstall = "reinstall at /slack/install"
+            results.append((False, f"{where}: Slack rejected its token: {error} ({reinstall})"))
         except Exception as exc:
             results.append((False, f"{where}: cannot reach Slack at {settings.slack_api_url}: {exc}"))
     return results

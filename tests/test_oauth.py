@@ -240,7 +240,8 @@ def test_install_asks_for_the_manifests_scopes_and_hears_uninstalls() -> None:
 def org_wide_body(event: dict[str, Any], team: str = GRID_TEAM) -> bytes:
     """bolt-python's published org-wide-install envelope (`authorizations[0].team_id` null), its ids
     rewritten to the test world; the workspace comes from the envelope's `team_id`."""
-    body = json.loads((FIXTURES / "events" / "bolt-python.test_events_org_apps.event_payload.json").read_text())
+    published = FIXTURES / "events" / "bolt-python.test_events_org_apps.event_payload.json"
+    body = json.loads(published.read_text())
     body |= {"team_id": team, "enterprise_id": ORG, "api_app_id": "A1", "event": event}
     body["event_id"] = f"EvOrg{next(_ids):06d}"
     body["authorizations"][0] |= {"enterprise_id": ORG, "user_id": "UBOT"}
@@ -266,9 +267,8 @@ async def test_an_org_wide_install_serves_each_workspace_of_its_org(obot: Bot, s
     rows = {(r.enterprise_id, r.team_id, r.is_enterprise_install) for r in await installations(obot)}
     assert rows == {("", "T1", False), (ORG, "", True)}
     llm.script(Reply(content="org answer"), Reply(content="from the command"))
-    assert (await obot.post(org_wide_body(mention("<@UBOT> hi from the org", ts="700.1")), "application/json"))[
-        0
-    ] == 200
+    asked = org_wide_body(mention("<@UBOT> hi from the org", ts="700.1"))
+    assert (await obot.post(asked, "application/json"))[0] == 200
     await obot.idle()
     [post] = slack.calls_to("chat.postMessage")
     assert post.token == token_of(slack, ORG) and post.params["thread_ts"] == "700.1"
