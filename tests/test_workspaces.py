@@ -267,3 +267,23 @@ async def test_migration_0013_keys_assistant_contexts_by_workspace_and_back(db_u
         assert await db.assistant_contexts.viewed("D3", "3.3", "T1") == "C3"
     finally:
         await db.close()
+
+
+async def test_the_same_assistant_thread_in_two_workspaces_keeps_two_contexts(obot: Bot, slack) -> None:
+    """bolt-python's published assistant_thread_started, delivered once per workspace with the same
+    DM id and thread ts: each workspace keeps the channel its user was viewing."""
+    from tests.fakes.slack_captures import load, to_test_world
+
+    await install(obot, slack, HOME)
+    await install(obot, slack, "T2")
+    started = load("events/bolt-python.test_events_assistant.thread_started_event_body.json")
+    for team, viewing in ((HOME, "C1"), ("T2", "C2")):
+        ids = {"W222": "U1", "W111": "UBOT", "T111": team, "C222": viewing}
+        status, _ = await obot.post(json.dumps(to_test_world(started, ids)).encode(), "application/json")
+        assert status == 200
+        await obot.idle()
+    thread = "1726133698.626339"
+    assert await obot.rt.db.assistant_contexts.viewed("D1", thread, HOME) == "C1"
+    assert await obot.rt.db.assistant_contexts.viewed("D1", thread, "T2") == "C2"
+    prompts = slack.calls_to("assistant.threads.setSuggestedPrompts")
+    assert [c.token for c in prompts] == [token_of(slack, HOME), token_of(slack, "T2")]

@@ -161,8 +161,8 @@ class Installations(AsyncInstallationStore):
         async with self.db.session() as s:
             if not org_wide and team_id:
                 q = select(SlackInstallation).where(SlackInstallation.team_id == team_id)
-                if enterprise_id:
-                    q = q.where(SlackInstallation.enterprise_id == enterprise_id)
+                if enterprise_id:  # "" too: a workspace that joined its Grid org after installing
+                    q = q.where(col(SlackInstallation.enterprise_id).in_((enterprise_id, "")))
                 row = (await s.exec(q)).first()
                 if row is not None:
                     return row
