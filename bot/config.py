@@ -255,7 +255,11 @@ def load_settings(
         )
     if need_slack:
         if not bot_token and not client_id:
-            raise ConfigError(f"SLACK_BOT_TOKEN is not set. Get it from {WHERE['SLACK_BOT_TOKEN']}.")
+            raise ConfigError(
+                f"SLACK_BOT_TOKEN is not set. Get it from {WHERE['SLACK_BOT_TOKEN']} (one workspace), "
+                "or set SLACK_CLIENT_ID, SLACK_CLIENT_SECRET and SLACK_TOKEN_KEY instead to install "
+                "the app in many workspaces through /slack/install (OAuth mode, HTTP only)."
+            )
         if need_slack_signing and not app_token and not signing_secret:
             raise ConfigError(
                 "Set SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode). "

@@ -84,6 +84,64 @@ async def check_slack(settings: Settings) -> list[tuple[bool, str]]:
     return results
 
 
+async def check_slack_oauth(settings: Settings) -> list[tuple[bool | None, str]]:
+    """OAuth mode: the app's credentials, SLACK_TOKEN_KEY against the stored tokens, and each
+    installation's token with auth.test, one line per workspace (a revoked one names itself)."""
+    from cryptography.fernet import Fernet, InvalidToken
+    from slack_sdk.errors import SlackApiError
+    from slack_sdk.web.async_client import AsyncWebClient
+    from sqlmodel import select
+
+    from bot.db.models import SlackInstallation
+    from bot.runtime import open_database
+
+    client = AsyncWebClient(base_url=settings.slack_api_url, timeout=10)
+    results: list[tuple[bool | None, str]] = []
+    try:  # a made-up code: Slack checks the client id and secret before the code
+        await client.oauth_v2_access(
+            client_id=settings.slack_client_id or "",
+            client_secret=settings.slack_client_secret or "",
+            code="switchboard-doctor",
+        )
+        results.append((False, "Slack accepted a made-up OAuth code (is SLACK_API_URL Slack's?)"))
+    except SlackApiError as exc:
+        error = exc.response.get("error")
+        if error in ("invalid_code", "invalid_grant", "code_already_used"):
+            results.append((True, "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET are accepted by Slack"))
+        else:
+            results.append((False, f"Slack rejected SLACK_CLIENT_ID/SLACK_CLIENT_SECRET: {error}"))
+    except Exception as exc:
+        return [(False, f"cannot reach Slack at {settings.slack_api_url} (SLACK_API_URL): {exc}")]
+    db = open_database(settings)
+    try:
+        async with db.session() as s:
+            rows = list((await s.exec(select(SlackInstallation))).all())
+    except Exception as exc:
+        return [*results, (False, f"cannot read the installations: {type(exc).__name__}")]
+    finally:
+        await db.close()
+    if not rows:
+        return [*results, (None, "no workspace has installed the app yet: open /slack/install")]
+    fernet = Fernet(settings.slack_token_key or "")
+    for row in rows:
+        where = f"org {row.enterprise_id} (org-wide)" if not row.team_id else f"workspace {row.team_id}"
+        try:
+            token = fernet.decrypt(row.bot_token.encode()).decode()
+        except InvalidToken:
+            results.append((False, f"{where}: SLACK_TOKEN_KEY cannot decrypt its token (another key?)"))
+            continue
+        try:
+            auth = await client.auth_test(token=token)
+            results.append((True, f"{where}: its token works, as {auth.get('user')}"))
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            reinstall = "reinstall at /slack/install"
+            results.append((False, f"{where}: Slack rejected its token: {error} ({reinstall})"))
+        except Exception as exc:
+            results.append((False, f"{where}: cannot reach Slack at {settings.slack_api_url}: {exc}"))
+    return results
+
+
 async def check_model(settings: Settings) -> tuple[bool | None, str]:
     from bot.runtime import llm_client
 
@@ -126,6 +184,9 @@ async def doctor(env: Mapping[str, str] | None = None) -> int:
     if settings.slack_bot_token:
         for ok, text in await check_slack(settings):
             report(ok, "slack", text)
+    elif settings.oauth:
+        for ok_oauth, text in await check_slack_oauth(settings):
+            report(ok_oauth, "slack", text)
     ok_model, text = await check_model(settings)
     report(ok_model, "model", text)
     print("All checks passed." if not failed else f"{failed} check(s) failed.", file=sys.stderr)

@@ -9,8 +9,11 @@ Slack's event reference examples (see tests/fixtures/slack/SOURCES.md).
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,27 +23,33 @@ from cryptography.fernet import Fernet
 from sqlmodel import select
 
 from bot.config import ConfigError
-from bot.db.models import SlackInstallation
+from bot.db.models import GridWorkspace, SlackInstallation
+from bot.doctor import doctor
+from bot.slack import install as installs
 from bot.slack.install import SCOPES
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply
-from tests.fakes.slack_requests import event_body, mention, thread_message
+from tests.fakes.slack_requests import command_body, event_body, mention, thread_message
 from tests.fakes.slack_rules import manifest_scopes
 
 KEY = Fernet.generate_key().decode()
+FIXTURES = Path(__file__).parent / "fixtures" / "slack"
+ORG, GRID_TEAM = "E1", "T7"  # a Grid org that installed the app org-wide, and one of its workspaces
+_ids = itertools.count(1)
+
+
+def oauth_env(slack) -> dict[str, str]:
+    return {
+        "SLACK_BOT_TOKEN": "",
+        "SLACK_CLIENT_ID": slack.client_id,
+        "SLACK_CLIENT_SECRET": slack.client_secret,
+        "SLACK_TOKEN_KEY": KEY,
+    }
 
 
 @pytest.fixture
 async def obot(slack, llm, db_url) -> AsyncIterator[Bot]:
-    settings = make_settings(
-        slack,
-        llm,
-        db_url,
-        SLACK_BOT_TOKEN="",
-        SLACK_CLIENT_ID=slack.client_id,
-        SLACK_CLIENT_SECRET=slack.client_secret,
-        SLACK_TOKEN_KEY=KEY,
-    )
+    settings = make_settings(slack, llm, db_url, **oauth_env(slack))
     harness = Bot(settings)
     await harness.start()
     yield harness
@@ -226,3 +235,149 @@ def test_install_asks_for_the_manifests_scopes_and_hears_uninstalls() -> None:
     assert {"app_uninstalled", "tokens_revoked"} <= set(
         manifest["settings"]["event_subscriptions"]["bot_events"]
     )
+
+
+def org_wide_body(event: dict[str, Any], team: str = GRID_TEAM) -> bytes:
+    """bolt-python's published org-wide-install envelope (`authorizations[0].team_id` null), its ids
+    rewritten to the test world; the workspace comes from the envelope's `team_id`."""
+    published = FIXTURES / "events" / "bolt-python.test_events_org_apps.event_payload.json"
+    body = json.loads(published.read_text())
+    body |= {"team_id": team, "enterprise_id": ORG, "api_app_id": "A1", "event": event}
+    body["event_id"] = f"EvOrg{next(_ids):06d}"
+    body["authorizations"][0] |= {"enterprise_id": ORG, "user_id": "UBOT"}
+    assert body["authorizations"][0]["team_id"] is None and body["authorizations"][0]["is_enterprise_install"]
+    return json.dumps(body).encode()
+
+
+def org_command_body(command: str, text: str, team: str = GRID_TEAM) -> bytes:
+    """A slash command from a workspace of an org-wide install: Slack adds `enterprise_id` and
+    `is_enterprise_install=true` (bolt-js's SlashCommand reference, docs.slack.dev)."""
+    return command_body(command, text, team=team).replace(
+        b"is_enterprise_install=false", f"is_enterprise_install=true&enterprise_id={ORG}".encode()
+    )
+
+
+def token_of(slack, team: str) -> str:
+    return next(t for t, installed in slack.token_teams.items() if installed == team)
+
+
+async def test_an_org_wide_install_serves_each_workspace_of_its_org(obot: Bot, slack, llm) -> None:
+    await install(obot, slack, "T1")
+    assert await install(obot, slack, ORG) == 200
+    rows = {(r.enterprise_id, r.team_id, r.is_enterprise_install) for r in await installations(obot)}
+    assert rows == {("", "T1", False), (ORG, "", True)}
+    llm.script(Reply(content="org answer"), Reply(content="from the command"))
+    asked = org_wide_body(mention("<@UBOT> hi from the org", ts="700.1"))
+    assert (await obot.post(asked, "application/json"))[0] == 200
+    await obot.idle()
+    [post] = slack.calls_to("chat.postMessage")
+    assert post.token == token_of(slack, ORG) and post.params["thread_ts"] == "700.1"
+    async with obot.rt.db.session() as s:  # remembered for work that will know only the team id
+        assert [(g.team_id, g.enterprise_id) for g in (await s.exec(select(GridWorkspace))).all()] == [
+            (GRID_TEAM, ORG)
+        ]
+    # The Home tab of that workspace lists the run: the request is served as T7, not as team "".
+    [run] = await obot.rt.db.runs.recent("U1")
+    home = {"type": "app_home_opened", "user": "U1", "channel": "D1", "tab": "home", "event_ts": "1.1"}
+    assert (await obot.post(org_wide_body(home), "application/json"))[0] == 200
+    await obot.idle()
+    assert f"run {run.id}" in str(slack.home_views["U1"]["blocks"])
+    # A slash command becomes a command job, run later by team id alone (bot/slack/command_jobs.py).
+    status, _ = await obot.post(org_command_body("/ask", "what now?"), "application/x-www-form-urlencoded")
+    assert status == 200
+    await obot.idle()
+    answers = slack.calls_to("chat.postMessage")[1:]
+    assert [c.token for c in answers] == [token_of(slack, ORG)]
+    assert "from the command" in json.dumps(answers[0].params)
+
+
+async def test_work_resumed_by_team_id_finds_the_org_wide_token_and_bot_user(obot: Bot, slack, llm) -> None:
+    await install(obot, slack, ORG)
+    llm.script(Reply(content="hello"))
+    await obot.post(org_wide_body(mention("<@UBOT> hi", ts="710.1")), "application/json")
+    await obot.idle()
+    await obot.restart()  # a new process: no token, org or bot user known in memory
+
+    async def resumed() -> tuple[str | None, str]:
+        installs.serve(GRID_TEAM)  # as bot/slack/turns.py resumes a queued turn: team id only
+        return obot.rt.bot_user_id, await obot.rt.slack_token()
+
+    assert obot.rt.own_user_id is None  # OAuth mode: no process-wide bot user
+    assert await asyncio.create_task(resumed()) == ("UBOT", token_of(slack, ORG))
+    with pytest.raises(installs.NotInstalled):  # a workspace of no known org stays refused
+        installs.serve("T404")
+        await obot.rt.slack_token()
+    # A digest of that workspace fires from the database, in the new process, with the org's token.
+    slack.add_message("C1", "U1", "Ship it on Friday.", "720.1")
+    llm.script(Reply(content="They agreed to ship on Friday."))
+    schedule = await obot.rt.db.digests.add(
+        team_id=GRID_TEAM,
+        channel_id="C1",
+        source_channel_id="C1",
+        cron="0 9 * * *",
+        timezone="UTC",
+        creator_id="U1",
+    )
+    calls = len(slack.calls)
+    await obot.rt.digest_scheduler.run(schedule, datetime(2026, 12, 3, 9, tzinfo=UTC))
+    posts = [c for c in slack.calls[calls:] if c.method == "chat.postMessage"]
+    assert posts and {c.token for c in slack.calls[calls:]} == {token_of(slack, ORG)}
+
+
+async def test_doctor_checks_each_installation_in_oauth_mode(obot: Bot, slack, llm, db_url, capsys) -> None:
+    await install(obot, slack, "T1")
+    await install(obot, slack, "T2")
+    await install(obot, slack, ORG)
+    slack.revoked.add(token_of(slack, "T2"))
+    async with obot.rt.db.session() as s:  # a row written under another SLACK_TOKEN_KEY
+        other = Fernet(Fernet.generate_key()).encrypt(b"xoxb-other").decode()
+        s.add(SlackInstallation(team_id="T3", bot_token=other, bot_scopes=""))
+        await s.commit()
+    env = {
+        "SLACK_SIGNING_SECRET": "s",
+        "SLACK_API_URL": slack.api_url,
+        "DATABASE_URL": db_url,
+        "OPENAI_API_KEY": "sk-test-key-0123456789",
+        "OPENAI_BASE_URL": llm.base_url,
+        "LLM_MAX_RETRIES": "0",
+        **oauth_env(slack),
+    }
+    llm.script(Reply(content="ok"), Reply(content="ok"))
+    capsys.readouterr()
+    assert await doctor(env) == 1
+    slack_lines = [line for line in capsys.readouterr().out.splitlines() if " slack: " in line]
+    assert slack_lines == [
+        "ok    slack: SLACK_CLIENT_ID and SLACK_CLIENT_SECRET are accepted by Slack",
+        "ok    slack: workspace T1: its token works, as switchboard",
+        "FAIL  slack: workspace T2: Slack rejected its token: token_revoked (reinstall at /slack/install)",
+        f"ok    slack: org {ORG} (org-wide): its token works, as switchboard",
+        "FAIL  slack: workspace T3: SLACK_TOKEN_KEY cannot decrypt its token (another key?)",
+    ]
+    assert not any(token in line for line in slack_lines for token in slack.token_teams)
+    wrong = env | {"SLACK_CLIENT_SECRET": "not-the-secret"}
+    slack.revoked.clear()
+    assert await doctor(wrong) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  slack: Slack rejected SLACK_CLIENT_ID/SLACK_CLIENT_SECRET: invalid_client_id" in out
+
+
+async def test_doctor_in_oauth_mode_before_any_install(slack, llm, db_url, capsys) -> None:
+    settings = make_settings(slack, llm, db_url, **oauth_env(slack))
+    harness = await Bot(settings).start()  # migrates the database
+    await harness.close()
+    env = {
+        "SLACK_SIGNING_SECRET": "s",
+        "SLACK_API_URL": slack.api_url,
+        "DATABASE_URL": db_url,
+        **oauth_env(slack),
+    }
+    await doctor(env)
+    out = capsys.readouterr().out
+    assert "warn  slack: no workspace has installed the app yet: open /slack/install" in out
+
+
+def test_the_missing_token_message_names_oauth_mode(slack, llm) -> None:
+    with pytest.raises(ConfigError) as raised:
+        make_settings(slack, llm, "sqlite+aiosqlite://", SLACK_BOT_TOKEN="")
+    for name in ("SLACK_BOT_TOKEN", "SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET", "SLACK_TOKEN_KEY"):
+        assert name in str(raised.value)

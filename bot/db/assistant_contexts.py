@@ -1,11 +1,15 @@
-"""Which channel the user is viewing beside each assistant thread (Slack tells us on change)."""
+"""Which channel the user is viewing beside each assistant thread (Slack tells us on change).
+
+Rows are keyed by workspace: in OAuth mode two workspaces can hold the same DM id and thread ts,
+and one must never read or overwrite the other's context (issue 24).
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, or_, select
+from sqlmodel import col, select
 
 from bot.db.models import AssistantContext, utcnow
 
@@ -18,17 +22,20 @@ class AssistantContexts:
         self.db = db
 
     async def save(self, channel_id: str, thread_ts: str, viewed: str, team_id: str | None = None) -> None:
+        team = team_id or ""
         for _ in range(2):  # a concurrent first save wins the insert; the second pass updates it
             async with self.db.session() as s:
                 q = select(AssistantContext).where(
-                    AssistantContext.channel_id == channel_id, AssistantContext.thread_ts == thread_ts
+                    AssistantContext.team_id == team,
+                    AssistantContext.channel_id == channel_id,
+                    AssistantContext.thread_ts == thread_ts,
                 )
                 row = (await s.exec(q)).first()
                 if row is None:
                     row = AssistantContext(
-                        channel_id=channel_id, thread_ts=thread_ts, viewed_channel_id=viewed
+                        team_id=team, channel_id=channel_id, thread_ts=thread_ts, viewed_channel_id=viewed
                     )
-                row.viewed_channel_id, row.team_id, row.updated_at = viewed, team_id, utcnow()
+                row.viewed_channel_id, row.updated_at = viewed, utcnow()
                 s.add(row)
                 try:
                     await s.commit()
@@ -40,9 +47,13 @@ class AssistantContexts:
         """The channel last seen beside this thread in workspace `team_id`, or None if Slack never
         said (a row saved without a workspace, before they were recorded, still counts)."""
         async with self.db.session() as s:
-            q = select(AssistantContext.viewed_channel_id).where(
-                AssistantContext.channel_id == channel_id,
-                AssistantContext.thread_ts == thread_ts,
-                or_(col(AssistantContext.team_id) == team_id, col(AssistantContext.team_id).is_(None)),
+            q = (
+                select(AssistantContext.viewed_channel_id)
+                .where(
+                    AssistantContext.channel_id == channel_id,
+                    AssistantContext.thread_ts == thread_ts,
+                    col(AssistantContext.team_id).in_((team_id, "")),
+                )
+                .order_by(col(AssistantContext.team_id).desc())  # this workspace's row first
             )
             return (await s.exec(q)).first()

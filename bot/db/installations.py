@@ -16,9 +16,10 @@ from cryptography.fernet import Fernet
 from slack_sdk.oauth.installation_store import Bot, Installation
 from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
 from slack_sdk.oauth.state_store.async_state_store import AsyncOAuthStateStore
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, select
 
-from bot.db.models import OAuthState, SlackInstallation
+from bot.db.models import GridWorkspace, OAuthState, SlackInstallation, utcnow
 
 if TYPE_CHECKING:
     from bot.db.engine import Database
@@ -27,11 +28,51 @@ log = logging.getLogger(__name__)
 
 
 class Installations(AsyncInstallationStore):
-    """One row per installed workspace; an org-wide install is stored with team_id ""."""
+    """One row per installed workspace; an org-wide install is stored with team_id "".
+
+    Work resumed from the database knows only its team id, so the org of each Grid workspace
+    seen in a request is kept (`remember_org`) and a lookup by team alone falls back to that
+    org's org-wide installation.
+    """
 
     def __init__(self, db: Database, key: str) -> None:
         self.db = db
         self.fernet = Fernet(key)
+        self._orgs: dict[str, str] = {}  # team -> enterprise already stored by this process
+
+    async def remember_org(self, team_id: str, enterprise_id: str) -> None:
+        """Workspace `team_id` belongs to Grid org `enterprise_id` (written when it changes)."""
+        if not team_id or not enterprise_id or self._orgs.get(team_id) == enterprise_id:
+            return
+        for _ in range(2):  # a concurrent first insert wins; the second pass updates it
+            async with self.db.session() as s:
+                row = await s.get(GridWorkspace, team_id)
+                row = row or GridWorkspace(team_id=team_id, enterprise_id=enterprise_id)
+                row.enterprise_id, row.seen_at = enterprise_id, utcnow()
+                s.add(row)
+                try:
+                    await s.commit()
+                    break
+                except IntegrityError:
+                    await s.rollback()
+        self._orgs[team_id] = enterprise_id
+
+    async def enterprise_of(self, team_id: str) -> str | None:
+        """The Grid org a workspace was last seen in, if any."""
+        if team_id in self._orgs:
+            return self._orgs[team_id]
+        async with self.db.session() as s:
+            row = await s.get(GridWorkspace, team_id)
+        return row.enterprise_id if row else None
+
+    async def bot_users(self) -> dict[str, str]:
+        """Each known workspace's bot user id (org-wide installs: each workspace seen of the org)."""
+        async with self.db.session() as s:
+            rows = (await s.exec(select(SlackInstallation))).all()
+            orgs = (await s.exec(select(GridWorkspace))).all()
+        by_org = {r.enterprise_id: r.bot_user_id for r in rows if not r.team_id and r.bot_user_id}
+        found = {o.team_id: by_org[o.enterprise_id] for o in orgs if o.enterprise_id in by_org}
+        return found | {r.team_id: r.bot_user_id for r in rows if r.team_id and r.bot_user_id}
 
     @property
     def logger(self) -> logging.Logger:
@@ -120,16 +161,20 @@ class Installations(AsyncInstallationStore):
         async with self.db.session() as s:
             if not org_wide and team_id:
                 q = select(SlackInstallation).where(SlackInstallation.team_id == team_id)
-                if enterprise_id:
-                    q = q.where(SlackInstallation.enterprise_id == enterprise_id)
+                if enterprise_id:  # "" too: a workspace that joined its Grid org after installing
+                    q = q.where(col(SlackInstallation.enterprise_id).in_((enterprise_id, "")))
                 row = (await s.exec(q)).first()
-                if row is not None or not enterprise_id:
+                if row is not None:
                     return row
+            if not enterprise_id and team_id:  # resumed work knows only its team id
+                enterprise_id = await self.enterprise_of(team_id)
+            if not enterprise_id:
+                return None
             # a workspace of a Grid org whose app was installed org-wide
             q = select(SlackInstallation).where(
-                SlackInstallation.enterprise_id == (enterprise_id or ""), SlackInstallation.team_id == ""
+                SlackInstallation.enterprise_id == enterprise_id, SlackInstallation.team_id == ""
             )
-            return (await s.exec(q)).first() if enterprise_id else None
+            return (await s.exec(q)).first()
 
 
 class OAuthStates(AsyncOAuthStateStore):

@@ -32,12 +32,13 @@ class Conversation(SQLModel, table=True):
 class AssistantContext(SQLModel, table=True):
     """The channel a user is viewing beside an assistant thread ("this channel" in the panel)."""
 
-    __table_args__ = (UniqueConstraint("channel_id", "thread_ts"),)
+    # Keyed by workspace: two workspaces may hold the same DM id and thread ts (issue 24).
+    __table_args__ = (UniqueConstraint("team_id", "channel_id", "thread_ts"),)
     id: int | None = Field(default=None, primary_key=True)
+    team_id: str = Field(default="", max_length=32)  # "" for rows saved before workspaces were kept
     channel_id: str = Field(max_length=32)  # the assistant thread's DM
     thread_ts: str = Field(max_length=32)
     viewed_channel_id: str = Field(max_length=32)
-    team_id: str | None = Field(default=None, max_length=32)
     updated_at: datetime = Field(default_factory=utcnow)
 
 
@@ -260,3 +261,12 @@ class OAuthState(SQLModel, table=True):
 
     state: str = Field(primary_key=True, max_length=64)
     expires_at: float = Field(index=True)  # epoch seconds
+
+
+class GridWorkspace(SQLModel, table=True):
+    """A workspace of an Enterprise Grid org, learned from Slack's requests: work resumed from the
+    database knows only its team id, and an org-wide installation is stored by enterprise."""
+
+    team_id: str = Field(primary_key=True, max_length=32)
+    enterprise_id: str = Field(max_length=32, index=True)
+    seen_at: datetime = Field(default_factory=utcnow)

@@ -38,6 +38,8 @@ def build_app(rt: Runtime) -> AsyncApp:
         process_before_response=True,
         raise_error_for_unhandled_request=True,  # to last_word: every delivery gets its 200
         oauth_settings=install.settings_for(rt),
+        # OAuth mode: the workspace of every request by our rule, before Bolt authorizes it
+        before_authorize=install.before_authorize(rt.tokens.store) if rt.tokens is not None else None,
     )
     app.error(last_word)
     app.middleware(validate_payload)  # Socket Mode payloads; HTTP ones are checked at the front door
@@ -76,6 +78,7 @@ async def identify(rt: Runtime) -> None:
     """Learn the bot's own user id, so its messages are never answered (in OAuth mode each
     request brings its installation's, bot/slack/install.py)."""
     if rt.tokens is not None:
+        await rt.tokens.load_bot_users()  # resumed work is served by team id alone
         log.info("OAuth mode: install at /slack/install; each workspace uses its own token")
         return
     auth = await rt.slack.auth_test()

@@ -24,6 +24,7 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.db.installations import Installations, OAuthStates
 from bot.slack.safe_text import CleanWebClient
+from bot.slack.workspace import request_enterprise, request_workspace
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -59,9 +60,15 @@ class NotInstalled(Exception):
     """Slack work for a workspace that has no installation (never installed, or uninstalled)."""
 
 
+# Each workspace's bot user id, for `serve`: filled at start (`WorkspaceTokens.load_bot_users`),
+# by every token lookup and by every request, so a turn resumed after a crash knows it too.
+_bot_users: dict[str, str] = {}
+
+
 def serve(team: str, enterprise: str | None = None) -> None:
-    """Slack calls in this task (and tasks it starts) act for this workspace."""
+    """Slack calls in this task (and tasks it starts) act for this workspace, as its bot user."""
     current.set((enterprise, team))
+    bot_user.set(_bot_users.get(team))
 
 
 def served_team() -> str | None:
@@ -76,6 +83,7 @@ class WorkspaceTokens:
     def __init__(self, store: Installations) -> None:
         self.store = store
         self._cache: dict[Workspace, tuple[str, float]] = {}
+        _bot_users.clear()  # one per process: what a former runtime learned is not this one's
 
     async def token(self, where: Workspace) -> str:
         cached = self._cache.get(where)
@@ -86,7 +94,16 @@ class WorkspaceTokens:
         if bot is None:
             raise NotInstalled(f"the app is not installed in workspace {team}")
         self._cache[where] = (bot.bot_token, time.monotonic() + TOKEN_SECONDS)
+        if bot.bot_user_id:
+            _bot_users[team] = bot.bot_user_id
+            if current.get() == where and bot_user.get() is None:
+                bot_user.set(bot.bot_user_id)  # this task's (a caller awaiting us shares it)
         return bot.bot_token
+
+    async def load_bot_users(self) -> None:
+        """Learn every installation's bot user id at start: work resumed from the database is
+        served by team id alone and must still recognise its own bot's messages."""
+        _bot_users.update(await self.store.bot_users())
 
     async def current(self) -> str:
         """The token of the workspace this task serves (see `serve`)."""
@@ -98,6 +115,7 @@ class WorkspaceTokens:
     def forget(self, team: str) -> None:
         for key in [k for k in self._cache if k[1] == team]:
             del self._cache[key]
+        _bot_users.pop(team, None)
 
 
 class InstalledWebClient(CleanWebClient):
@@ -148,10 +166,31 @@ def add_routes(web_app: web.Application, app: AsyncApp) -> None:
     web_app.router.add_get(REDIRECT_PATH, callback)
 
 
+def before_authorize(store: Installations) -> Callable[..., Awaitable[Any]]:
+    """Bolt's `before_authorize`: decide the workspace of a request by our rule
+    (bot/slack/workspace.py), for events, interactivity and slash commands alike, before Bolt
+    looks its installation up; Bolt's own rule prefers the payload's `team`, which in a Slack
+    Connect channel is the clicking person's organisation. The org of a Grid workspace is kept,
+    so work resumed later by team id finds an org-wide installation."""
+
+    async def decide(body: dict[str, Any], context: Any, next: Callable[[], Awaitable[Any]]) -> Any:
+        team = request_workspace(body)
+        if team is not None:
+            enterprise, org_wide = request_enterprise(body)
+            context["team_id"], context["enterprise_id"] = team, enterprise
+            context["is_enterprise_install"] = org_wide
+            if enterprise:
+                await store.remember_org(team, enterprise)
+        return await next()
+
+    return decide
+
+
 async def workspace_middleware(context: Any, next: Callable[[], Awaitable[Any]]) -> Any:
     """Every request is served for the workspace Bolt authorized it for."""
     if context.team_id or context.enterprise_id:
-        enterprise = context.enterprise_id if context.is_enterprise_install else None
-        serve(context.team_id or "", enterprise)
-        bot_user.set(context.bot_user_id)
+        serve(context.team_id or "", context.enterprise_id)
+        if context.bot_user_id:
+            _bot_users[context.team_id or ""] = context.bot_user_id
+            bot_user.set(context.bot_user_id)
     return await next()

@@ -91,8 +91,9 @@ class FakeSlack(FakeServer, SocketMode, FileMethods, ChatMethods, ViewMethods):
         # OAuth: the app's credentials, codes Slack's consent page would hand out, and the
         # workspace each issued bot token belongs to (auth.test answers with it).
         self.client_id, self.client_secret = "1234.5678", "fake-client-secret"
-        self.oauth_codes: dict[str, str] = {}  # code -> team id
+        self.oauth_codes: dict[str, str] = {}  # code -> team id, or enterprise id ("E...": org-wide)
         self.token_teams: dict[str, str] = {}
+        self.revoked: set[str] = set()  # tokens Slack answers `token_revoked` for
         self.token = ""  # the token of the call being answered
 
     def routes(self, app: web.Application) -> None:
@@ -184,6 +185,8 @@ class FakeSlack(FakeServer, SocketMode, FileMethods, ChatMethods, ViewMethods):
         if not token.startswith(("xox", "xapp")):
             return web.json_response({"ok": False, "error": "invalid_auth"})
         self.token = token
+        if token in self.revoked:
+            return web.json_response({"ok": False, "error": "token_revoked"})
         if failure := self._take_failure(method, params):
             if failure.applied:
                 self._answer(method, params)  # whatever it did stays done; its answer is lost
@@ -262,6 +265,7 @@ class FakeSlack(FakeServer, SocketMode, FileMethods, ChatMethods, ViewMethods):
             return {"ok": False, "error": "invalid_code"}
         token = f"xoxb-{team}-{len(self.token_teams) + 1}"
         self.token_teams[token] = team
+        org_wide = team.startswith("E")  # a Grid org installed at once: no team, the org instead
         return {
             "ok": True,
             "app_id": "A1",
@@ -270,8 +274,9 @@ class FakeSlack(FakeServer, SocketMode, FileMethods, ChatMethods, ViewMethods):
             "token_type": "bot",
             "access_token": token,
             "bot_user_id": BOT_USER,
-            "team": {"id": team, "name": f"Workspace {team}"},
-            "enterprise": None,
+            "team": None if org_wide else {"id": team, "name": f"Workspace {team}"},
+            "enterprise": {"id": team, "name": f"Org {team}"} if org_wide else None,
+            "is_enterprise_install": org_wide,  # Slack's oauth.v2.access reference example
         }
 
     def m_conversations_history(self, p: Params) -> Params:

@@ -34,11 +34,22 @@ class ChatMethods(Workspace):
 
     # --- chat.* -------------------------------------------------------------------------------
     def m_auth_test(self, p: Params) -> Params:
+        installed = self.token_teams.get(self.token, self.team)
+        if installed.startswith("E"):  # an org-wide installation's token names the org
+            return {
+                "url": "https://fake.enterprise.slack.com/",
+                "team": "Fake org",
+                "user": "switchboard",
+                "enterprise_id": installed,
+                "user_id": BOT_USER,
+                "bot_id": BOT_ID,
+                "is_enterprise_install": True,
+            }
         return {
             "url": "https://fake.slack.com/",
             "team": "Fake",
             "user": "switchboard",
-            "team_id": self.token_teams.get(self.token, self.team),
+            "team_id": installed,
             "user_id": BOT_USER,
             "bot_id": BOT_ID,
             "is_enterprise_install": False,
