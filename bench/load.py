@@ -1,0 +1,410 @@
+"""Load: sustained mention rates and a burst against real bot processes, beside the ack floor.
+
+Run by hand:  .venv/bin/python bench/load.py [--rates 5,10,20,50] [--duration 10] [--burst 60]
+              [--database-url postgresql://...] [--processes 1|2] [--json out.json]
+(--database-url names a PostgreSQL server: a fresh database is made on it; default: SQLite.)
+
+Processes, as in production: the bot (`python -m bot serve`, HTTP mode; with --processes 2 behind
+crash_recovery.py's round-robin forwarder), the fake Slack and streaming model
+(bench/fakes_process.py: --ttft to the first token, then --tokens deltas --token-interval apart),
+the floor (bench/signature_floor.py: checks Slack's v0 signature, answers 200, nothing else),
+and this load generator. Each delivery, a signed app_mention from one of --users people in a
+thread of its own, goes to the floor and to the bot at the same moment, so both acks are read
+under the same load on the same machine.
+
+Per phase: ack p50/p99 of bot and floor and their ratio, acks over 3 s, answers on time (the
+final answer in the fake Slack within --allowance seconds of its delivery), CPU seconds per
+answer (utime+stime of the bot processes from /proc, from the phase's first delivery until its
+last answer), peak RSS, TCP connections the fake Slack accepted, database transactions and
+statements per answer (the bots' /metrics). A warm-up of a few mentions runs first, unreported.
+Goals: at 20/s ack p99 within 3x the floor's p99 or at most 50 ms above it; for the burst
+within 3x or 100 ms above; the highest sustained rate with every answer on time and p99 < 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+import types
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.ack_latency import percentile
+from bench.crash_recovery import Fleet
+from tests.bot_process import bot_env
+from tests.conftest import SIGNING_SECRET
+from tests.fakes.slack_requests import event_body, mention, post_signed
+from tests.postgres import fresh_database
+
+ROOT = Path(__file__).resolve().parents[1]
+SLOW_ACK_MS = 3000  # Slack gives up on a delivery after 3 s and retries it
+TICK = os.sysconf("SC_CLK_TCK")
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+WARMUP = 3
+GRACE = 30.0  # after the last delivery's allowance: how long late answers are waited for
+
+
+@dataclass
+class Phase:
+    name: str
+    count: int
+    interval: float  # seconds between deliveries (0: a burst)
+    rate: float | None = None
+
+
+@dataclass
+class Rig:
+    """What every phase drives and reads: the processes, their URLs, the HTTP client."""
+
+    fleet: Fleet
+    floor: str
+    urls: dict[str, str]
+    http: aiohttp.ClientSession
+    users: int
+    allowance: float
+    next_question: int = 0
+
+
+async def child(script: str, *args: str, env: dict[str, str] | None = None) -> tuple[Any, dict[str, Any]]:
+    """A helper process that prints its URLs as one JSON line and stops when its stdin closes."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "bench" / script),
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None
+    return proc, json.loads(await proc.stdout.readline())
+
+
+async def close_child(proc: Any) -> None:
+    proc.stdin.close()
+    await asyncio.wait_for(proc.wait(), 30)
+
+
+def descendants(pid: int) -> list[int]:
+    """pid and every process below it (the bot may start worker processes)."""
+    found, queue = [], [pid]
+    while queue:
+        p = queue.pop()
+        found.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    queue += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in (d for p in pids for d in descendants(p)):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+        except OSError:
+            pass
+    return total / TICK
+
+
+def rss_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in (d for p in pids for d in descendants(p)):
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                total += int(f.read().split()[1])
+        except OSError:
+            pass
+    return total * PAGE_KB / 1024
+
+
+async def db_counts(rig: Rig) -> dict[str, float]:
+    """The database counters (bot/db/counting.py) summed over the bot processes."""
+    out: dict[str, float] = {}
+    for proc in rig.fleet.procs:
+        assert proc is not None
+        async with rig.http.get(f"{proc.url}/metrics") as r:
+            text = await r.text()
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name in ("switchboard_db_statements_total", "switchboard_db_transactions_total"):
+                    key = s.labels.get("kind") or s.labels["event"]
+                    out[key] = out.get(key, 0.0) + s.value
+    return out
+
+
+async def fake_stats(rig: Rig) -> dict[str, Any]:
+    async with rig.http.get(rig.urls["stats"]) as r:
+        stats: dict[str, Any] = await r.json()
+        return stats
+
+
+async def timed_ms(post: Any) -> float | None:
+    """Milliseconds until the status came back; None for anything but a 200."""
+    t0 = time.perf_counter()
+    try:
+        status = await post
+    except (aiohttp.ClientError, TimeoutError):
+        return None
+    return (time.perf_counter() - t0) * 1000 if status == 200 else None
+
+
+async def deliver(rig: Rig, body: bytes) -> tuple[float, float | None, float | None]:
+    """The same delivery to the bot and to the floor at once: (sent at, bot ms, floor ms)."""
+    proc = rig.fleet.pick()
+    assert proc is not None
+    sent = time.monotonic()
+    floor = post_signed(
+        rig.http, f"{rig.floor}/slack/events", body, SIGNING_SECRET, content_type="application/json"
+    )
+    bot_ms, floor_ms = await asyncio.gather(timed_ms(proc.event(rig.http, body)), timed_ms(_status(floor)))
+    return sent, bot_ms, floor_ms
+
+
+async def _status(answer: Any) -> int:
+    return int((await answer).status)
+
+
+def ack_summary(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p99": None, "max": None}
+    return {"p50": statistics.median(values), "p99": percentile(values, 99), "max": max(values)}
+
+
+async def run_phase(rig: Rig, phase: Phase) -> dict[str, Any]:
+    people = [f"U{(rig.next_question + i) % rig.users + 1}" for i in range(phase.count)]
+    texts = [f"<@UBOT> question {rig.next_question + i}" for i in range(phase.count)]
+    rig.next_question += phase.count
+    async with rig.http.post(rig.urls["messages"], json=list(zip(people, texts, strict=True))) as r:
+        threads: list[str] = await r.json()  # Slack keeps the mentions: the bot may read them
+    bodies = [
+        event_body(mention(text, user=user, ts=ts))
+        for user, text, ts in zip(people, texts, threads, strict=True)
+    ]
+    pids = [p.proc.pid for p in rig.fleet.procs if p is not None and p.proc is not None]
+    before_db, before_stats, before_cpu = await db_counts(rig), await fake_stats(rig), cpu_seconds(pids)
+    peak_rss = rss_mb(pids)
+    start = time.monotonic()
+    sends = []
+    for i, body in enumerate(bodies):
+        await asyncio.sleep(max(0.0, start + i * phase.interval - time.monotonic()))
+        sends.append(asyncio.create_task(deliver(rig, body)))
+    results = await asyncio.gather(*sends)
+    deadline = max(sent for sent, _, _ in results) + rig.allowance + GRACE
+    stats = before_stats
+    while time.monotonic() < deadline:
+        stats = await fake_stats(rig)
+        peak_rss = max(peak_rss, rss_mb(pids))
+        if all(ts in stats["answered"] for ts in threads):
+            break
+        await asyncio.sleep(0.1)
+    cpu = cpu_seconds(pids) - before_cpu
+    elapsed = time.monotonic() - start
+    after_db = await db_counts(rig)
+    db = {key: after_db.get(key, 0.0) - before_db.get(key, 0.0) for key in after_db}
+    bot_acks = [b for _, b, _ in results if b is not None]
+    floor_acks = [f for _, _, f in results if f is not None]
+    waits = [
+        stats["answered"][ts] - sent
+        for ts, (sent, _, _) in zip(threads, results, strict=True)
+        if ts in stats["answered"]
+    ]
+    answers = len(waits)
+    bot, floor = ack_summary(bot_acks), ack_summary(floor_acks)
+    statements = sum(db.get(k, 0.0) for k in ("select", "insert", "update", "delete", "other"))
+    transactions = db.get("begin", 0.0) + db.get("autocommit", 0.0)
+
+    def per_answer(value: float) -> float | None:
+        return round(value / answers, 3) if answers else None
+
+    def ratio(key: str) -> float | None:
+        b, f = bot[key], floor[key]
+        return round(b / f, 2) if b is not None and f else None
+
+    return {
+        "phase": phase.name,
+        "rate": phase.rate,
+        "deliveries": phase.count,
+        "seconds": round(elapsed, 2),
+        "ack_ms": {"bot": _rounded(bot), "floor": _rounded(floor)},
+        "ack_ratio": {"p50": ratio("p50"), "p99": ratio("p99")},
+        "acks_over_3s": sum(b is None or b > SLOW_ACK_MS for _, b, _ in results),
+        "failed_deliveries": {
+            "bot": sum(b is None for _, b, _ in results),
+            "floor": sum(f is None for _, _, f in results),
+        },
+        "answers": answers,
+        "answers_on_time": sum(w <= rig.allowance for w in waits),
+        "answer_s": {"p50": _r(statistics.median(waits)), "p99": _r(percentile(waits, 99))}
+        if waits
+        else None,
+        "cpu_seconds": round(cpu, 2),
+        "cpu_seconds_per_answer": per_answer(cpu),
+        "peak_rss_mb": round(peak_rss, 1),
+        "slack_connections": stats["slack_connections"] - before_stats["slack_connections"],
+        "model_connections": stats["model_connections"] - before_stats["model_connections"],
+        "db": {key: int(value) for key, value in sorted(db.items())},
+        "db_transactions_per_answer": per_answer(transactions),
+        "db_statements_per_answer": per_answer(statements),
+    }
+
+
+def _r(value: float) -> float:
+    return round(value, 3)
+
+
+def _rounded(summary: dict[str, float | None]) -> dict[str, float | None]:
+    return {k: None if v is None else round(v, 1) for k, v in summary.items()}
+
+
+def within(phase: dict[str, Any], above_ms: float) -> bool | None:
+    """Bot ack p99 at most 3x the floor's, or at most `above_ms` above it."""
+    bot, floor = phase["ack_ms"]["bot"]["p99"], phase["ack_ms"]["floor"]["p99"]
+    if bot is None or floor is None:
+        return None
+    return bool(bot <= max(3 * floor, floor + above_ms))
+
+
+def goals(phases: list[dict[str, Any]]) -> dict[str, Any]:
+    at20 = next((p for p in phases if p["rate"] == 20), None)
+    burst = next((p for p in phases if p["rate"] is None), None)
+    fine = [
+        p["rate"]
+        for p in phases
+        if p["rate"] is not None
+        and p["answers_on_time"] == p["deliveries"]
+        and p["ack_ms"]["bot"]["p99"] is not None
+        and p["ack_ms"]["bot"]["p99"] < 1000
+    ]
+    return {
+        "ack_p99_at_20_per_s_within_3x_or_50ms": within(at20, 50) if at20 else None,
+        "ack_p99_burst_within_3x_or_100ms": within(burst, 100) if burst else None,
+        "highest_sustained_rate_on_time_and_p99_under_1s": max(fine, default=None),
+    }
+
+
+def show(phase: dict[str, Any]) -> None:
+    bot, floor, ratio = phase["ack_ms"]["bot"], phase["ack_ms"]["floor"], phase["ack_ratio"]
+    print(
+        f"{phase['phase']:>8}: {phase['deliveries']} mentions, answered in {phase['seconds']} s | ack ms bot "
+        f"p50 {bot['p50']} p99 {bot['p99']} max {bot['max']}, floor p50 {floor['p50']} p99 {floor['p99']}, "
+        f"ratio p50 {ratio['p50']} p99 {ratio['p99']}, over 3 s {phase['acks_over_3s']}"
+    )
+    print(
+        f"{'':>10}answers {phase['answers']}, on time {phase['answers_on_time']} (s p50/p99 "
+        f"{(phase['answer_s'] or {}).get('p50')}/{(phase['answer_s'] or {}).get('p99')}) | CPU "
+        f"{phase['cpu_seconds_per_answer']} s/answer | peak RSS {phase['peak_rss_mb']} MB | Slack "
+        f"connections {phase['slack_connections']} | DB per answer: {phase['db_transactions_per_answer']} "
+        f"transactions, {phase['db_statements_per_answer']} statements {phase['db']}"
+    )
+
+
+def phases_of(rates: list[float], duration: float, burst: int) -> list[Phase]:
+    out = [Phase(f"{r:g}/s", max(1, round(r * duration)), 1 / r, r) for r in rates]
+    if burst:
+        out.append(Phase(f"burst {burst}", burst, 0.0))
+    return out
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    logging.getLogger("aiohttp").setLevel(logging.CRITICAL)
+    fakes, urls = await child(
+        "fakes_process.py",
+        *("--delay", str(args.ttft), "--tokens", str(args.tokens)),
+        *("--token-interval", str(args.token_interval), "--users", str(args.users)),
+    )
+    floor_proc, floor = await child(
+        "signature_floor.py", env=os.environ | {"SLACK_SIGNING_SECRET": SIGNING_SECRET}
+    )
+    report: dict[str, Any] = {}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            db_url = f"sqlite+aiosqlite:///{tmp}/bench.db"
+            if args.database_url:
+                db_url = await fresh_database(args.database_url)
+            # bot_env reads the fakes' URLs from these attributes; the fakes live in their own process
+            slack = types.SimpleNamespace(api_url=urls["slack"])
+            llm = types.SimpleNamespace(base_url=urls["llm"])
+            env = bot_env(slack, llm, db_url, LOG_LEVEL="WARNING")  # type: ignore[arg-type]
+            fleet = Fleet(env, Path(tmp), args.processes)
+            await fleet.start()
+            timeout = aiohttp.ClientTimeout(total=60)
+            async with aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0), timeout=timeout
+            ) as http:
+                rig = Rig(fleet, floor["url"], urls, http, args.users, args.allowance)
+                try:
+                    await run_phase(rig, Phase("warm-up", WARMUP, 0.2))
+                    phases = []
+                    for phase in phases_of(args.rates, args.duration, args.burst):
+                        phases.append(await run_phase(rig, phase))
+                        show(phases[-1])
+                finally:
+                    await fleet.stop()
+            logs = "".join(p.log for p in fleet.started)
+    finally:
+        await close_child(fakes)
+        await close_child(floor_proc)
+    report = {
+        "config": {
+            "database": db_url.split(":", 1)[0],
+            "processes": args.processes,
+            "ttft_s": args.ttft,
+            "tokens": args.tokens,
+            "token_interval_s": args.token_interval,
+            "answer_allowance_s": args.allowance,
+            "users": args.users,
+            "cpus": os.cpu_count(),
+            "load_average": os.getloadavg(),
+        },
+        "phases": phases,
+        "goals": goals(phases),
+        "bot_log_lines": len(logs.splitlines()),  # WARNING and up; their text is not copied here
+    }
+    print("goals:", json.dumps(report["goals"]))
+    if args.json:
+        await asyncio.to_thread(Path(args.json).write_text, json.dumps(report, indent=2))
+    return report
+
+
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--rates", default="5,10,20,50", help="sustained mentions per second, comma-separated"
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds each rate is held")
+    parser.add_argument("--burst", type=int, default=60, help="mentions sent at once (0: none)")
+    parser.add_argument("--database-url", default=None, help="a PostgreSQL server (default: SQLite)")
+    parser.add_argument("--processes", type=int, default=1, choices=(1, 2))
+    parser.add_argument("--json", default=None, help="write the report here")
+    parser.add_argument("--ttft", type=float, default=0.3, help="model: seconds to the first token")
+    parser.add_argument("--tokens", type=int, default=50, help="model: tokens (deltas) per answer")
+    parser.add_argument("--token-interval", type=float, default=0.02, help="model: seconds between tokens")
+    parser.add_argument(
+        "--allowance", type=float, default=5.0, help="seconds an answer may take to be on time"
+    )
+    parser.add_argument("--users", type=int, default=100, help="people taking turns to mention the bot")
+    args = parser.parse_args(argv)
+    args.rates = [float(r) for r in args.rates.split(",") if r.strip()]
+    return args
+
+
+if __name__ == "__main__":
+    asyncio.run(main(arguments()))
