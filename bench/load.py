@@ -136,6 +136,13 @@ def rss_mb(pids: list[int]) -> float:
     return total * PAGE_KB / 1024
 
 
+async def sample_rss(pids: list[int], peak: list[float]) -> None:
+    """Keeps peak[0] the highest resident memory seen, ten times a second, until cancelled."""
+    while True:
+        peak[0] = max(peak[0], rss_mb(pids))
+        await asyncio.sleep(0.1)
+
+
 async def db_counts(rig: Rig) -> dict[str, float]:
     """The database counters (bot/db/counting.py) summed over the bot processes."""
     out: dict[str, float] = {}
@@ -215,7 +222,8 @@ async def run_phase(rig: Rig, phase: Phase) -> dict[str, Any]:
     ]
     pids = [p.proc.pid for p in rig.fleet.procs if p is not None and p.proc is not None]
     before_db, before_stats, before_cpu = await db_counts(rig), await fake_stats(rig), cpu_seconds(pids)
-    peak_rss = rss_mb(pids)
+    peak = [rss_mb(pids)]
+    sampler = asyncio.create_task(sample_rss(pids, peak))
     start = time.monotonic()
     sends = []
     for i, body in enumerate(bodies):
@@ -226,13 +234,13 @@ async def run_phase(rig: Rig, phase: Phase) -> dict[str, Any]:
     stats = before_stats
     while time.monotonic() < deadline:
         stats = await fake_stats(rig)
-        peak_rss = max(peak_rss, rss_mb(pids))
         if all(ts in stats["answered"] for ts in threads):
             break
         await asyncio.sleep(0.1)
     elapsed = time.monotonic() - start
     after_db = await settled(rig)
     cpu = cpu_seconds(pids) - before_cpu
+    sampler.cancel()
     db = {key: after_db.get(key, 0.0) - before_db.get(key, 0.0) for key in after_db}
     bot_acks = [b for _, b, _ in results if b is not None]
     floor_acks = [f for _, _, f in results if f is not None]
@@ -272,7 +280,7 @@ async def run_phase(rig: Rig, phase: Phase) -> dict[str, Any]:
         else None,
         "cpu_seconds": round(cpu, 2),
         "cpu_seconds_per_answer": per_answer(cpu),
-        "peak_rss_mb": round(peak_rss, 1),
+        "peak_rss_mb": round(peak[0], 1),  # summed over the bot processes
         "slack_connections": stats["slack_connections"] - before_stats["slack_connections"],
         "model_connections": stats["model_connections"] - before_stats["model_connections"],
         "db": {key: int(value) for key, value in sorted(db.items())},
@@ -340,6 +348,7 @@ def phases_of(rates: list[float], duration: float, burst: int) -> list[Phase]:
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     logging.getLogger("aiohttp").setLevel(logging.CRITICAL)
+    load_before = os.getloadavg()  # the machine is shared: say how busy it was
     fakes, urls = await child(
         "fakes_process.py",
         *("--delay", str(args.ttft), "--tokens", str(args.tokens)),
@@ -387,7 +396,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "answer_allowance_s": args.allowance,
             "users": args.users,
             "cpus": os.cpu_count(),
-            "load_average": os.getloadavg(),
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
         },
         "phases": phases,
         "goals": goals(phases),

@@ -1,4 +1,5 @@
-"""Issue 22: the database statements and transactions /metrics counts, on SQLite.
+"""Issue 22: the database statements and transactions /metrics counts (SQLite, and PostgreSQL on
+the suite's second pass).
 
 The counters are the process's, so each test compares the exposition before and after.
 """
@@ -33,8 +34,8 @@ def delta(before: dict[tuple[str, str], float]) -> dict[str, float]:
 
 
 @pytest.fixture
-async def db(tmp_path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path}/counting.db")
+async def db(db_url: str) -> AsyncIterator[Database]:
+    database = Database(db_url)
     await database.create_schema()
     yield database
     await database.close()
@@ -67,8 +68,8 @@ async def test_reads_in_a_session_are_one_transaction(db: Database) -> None:
 
 
 async def test_writes_below_sqlalchemy_are_counted_as_transactions_of_their_own(db: Database) -> None:
-    """The run writer talks to aiosqlite directly on an autocommit connection: SQLAlchemy's events
-    never see those writes, SQLite's trace does, and each one is a transaction."""
+    """The run writer commits each write on its own (autocommit). On SQLite it talks to aiosqlite
+    below SQLAlchemy, where only SQLite's trace sees the writes."""
     await db.runs.start("warmup")  # opens the writer connection (its own statements)
     before = counts()
     run = await db.runs.start("mention")
