@@ -45,15 +45,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.ack_latency import percentile
 from bench.crash_recovery import Fleet
+from bench.load_report import SLOW_ACK_MS, ack_summary, goals, rounded, show
+from bench.proc_stats import cpu_seconds, rss_mb, sample_rss
 from tests.bot_process import bot_env
 from tests.conftest import SIGNING_SECRET
 from tests.fakes.slack_requests import event_body, mention, post_signed
 from tests.postgres import fresh_database
 
 ROOT = Path(__file__).resolve().parents[1]
-SLOW_ACK_MS = 3000  # Slack gives up on a delivery after 3 s and retries it
-TICK = os.sysconf("SC_CLK_TCK")
-PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 WARMUP = 3
 GRACE = 30.0  # after the last delivery's allowance: how long late answers are waited for
 
@@ -96,51 +95,6 @@ async def child(script: str, *args: str, env: dict[str, str] | None = None) -> t
 async def close_child(proc: Any) -> None:
     proc.stdin.close()
     await asyncio.wait_for(proc.wait(), 30)
-
-
-def descendants(pid: int) -> list[int]:
-    """pid and every process below it (the bot may start worker processes)."""
-    found, queue = [], [pid]
-    while queue:
-        p = queue.pop()
-        found.append(p)
-        try:
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as f:
-                    queue += [int(c) for c in f.read().split()]
-        except OSError:
-            pass
-    return found
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in (d for p in pids for d in descendants(p)):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
-        except OSError:
-            pass
-    return total / TICK
-
-
-def rss_mb(pids: list[int]) -> float:
-    total = 0
-    for pid in (d for p in pids for d in descendants(p)):
-        try:
-            with open(f"/proc/{pid}/statm") as f:
-                total += int(f.read().split()[1])
-        except OSError:
-            pass
-    return total * PAGE_KB / 1024
-
-
-async def sample_rss(pids: list[int], peak: list[float]) -> None:
-    """Keeps peak[0] the highest resident memory seen, ten times a second, until cancelled."""
-    while True:
-        peak[0] = max(peak[0], rss_mb(pids))
-        await asyncio.sleep(0.1)
 
 
 async def db_counts(rig: Rig) -> dict[str, float]:
@@ -204,12 +158,6 @@ async def _status(answer: Any) -> int:
     return int((await answer).status)
 
 
-def ack_summary(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "p99": None, "max": None}
-    return {"p50": statistics.median(values), "p99": percentile(values, 99), "max": max(values)}
-
-
 async def run_phase(rig: Rig, phase: Phase) -> dict[str, Any]:
     people = [f"U{(rig.next_question + i) % rig.users + 1}" for i in range(phase.count)]
     texts = [f"<@UBOT> question {rig.next_question + i}" for i in range(phase.count)]
@@ -266,7 +214,7 @@ async def run_phase(rig: Rig, phase: Phase) -> dict[str, Any]:
         "rate": phase.rate,
         "deliveries": phase.count,
         "seconds": round(elapsed, 2),
-        "ack_ms": {"bot": _rounded(bot), "floor": _rounded(floor)},
+        "ack_ms": {"bot": rounded(bot), "floor": rounded(floor)},
         "ack_ratio": {"p50": ratio("p50"), "p99": ratio("p99")},
         "acks_over_3s": sum(b is None or b > SLOW_ACK_MS for _, b, _ in results),
         "failed_deliveries": {
@@ -275,7 +223,7 @@ async def run_phase(rig: Rig, phase: Phase) -> dict[str, Any]:
         },
         "answers": answers,
         "answers_on_time": sum(w <= rig.allowance for w in waits),
-        "answer_s": {"p50": _r(statistics.median(waits)), "p99": _r(percentile(waits, 99))}
+        "answer_s": {"p50": round(statistics.median(waits), 3), "p99": round(percentile(waits, 99), 3)}
         if waits
         else None,
         "cpu_seconds": round(cpu, 2),
@@ -287,56 +235,6 @@ async def run_phase(rig: Rig, phase: Phase) -> dict[str, Any]:
         "db_transactions_per_answer": per_answer(transactions),
         "db_statements_per_answer": per_answer(statements),
     }
-
-
-def _r(value: float) -> float:
-    return round(value, 3)
-
-
-def _rounded(summary: dict[str, float | None]) -> dict[str, float | None]:
-    return {k: None if v is None else round(v, 1) for k, v in summary.items()}
-
-
-def within(phase: dict[str, Any], above_ms: float) -> bool | None:
-    """Bot ack p99 at most 3x the floor's, or at most `above_ms` above it."""
-    bot, floor = phase["ack_ms"]["bot"]["p99"], phase["ack_ms"]["floor"]["p99"]
-    if bot is None or floor is None:
-        return None
-    return bool(bot <= max(3 * floor, floor + above_ms))
-
-
-def goals(phases: list[dict[str, Any]]) -> dict[str, Any]:
-    at20 = next((p for p in phases if p["rate"] == 20), None)
-    burst = next((p for p in phases if p["rate"] is None), None)
-    fine = [
-        p["rate"]
-        for p in phases
-        if p["rate"] is not None
-        and p["answers_on_time"] == p["deliveries"]
-        and p["ack_ms"]["bot"]["p99"] is not None
-        and p["ack_ms"]["bot"]["p99"] < 1000
-    ]
-    return {
-        "ack_p99_at_20_per_s_within_3x_or_50ms": within(at20, 50) if at20 else None,
-        "ack_p99_burst_within_3x_or_100ms": within(burst, 100) if burst else None,
-        "highest_sustained_rate_on_time_and_p99_under_1s": max(fine, default=None),
-    }
-
-
-def show(phase: dict[str, Any]) -> None:
-    bot, floor, ratio = phase["ack_ms"]["bot"], phase["ack_ms"]["floor"], phase["ack_ratio"]
-    print(
-        f"{phase['phase']:>8}: {phase['deliveries']} mentions, answered in {phase['seconds']} s | ack ms bot "
-        f"p50 {bot['p50']} p99 {bot['p99']} max {bot['max']}, floor p50 {floor['p50']} p99 {floor['p99']}, "
-        f"ratio p50 {ratio['p50']} p99 {ratio['p99']}, over 3 s {phase['acks_over_3s']}"
-    )
-    print(
-        f"{'':>10}answers {phase['answers']}, on time {phase['answers_on_time']} (s p50/p99 "
-        f"{(phase['answer_s'] or {}).get('p50')}/{(phase['answer_s'] or {}).get('p99')}) | CPU "
-        f"{phase['cpu_seconds_per_answer']} s/answer | peak RSS {phase['peak_rss_mb']} MB | Slack "
-        f"connections {phase['slack_connections']} | DB per answer: {phase['db_transactions_per_answer']} "
-        f"transactions, {phase['db_statements_per_answer']} statements {phase['db']}"
-    )
 
 
 def phases_of(rates: list[float], duration: float, burst: int) -> list[Phase]:
