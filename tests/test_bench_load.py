@@ -49,6 +49,7 @@ def test_a_tiny_load_run_reports_every_figure(tmp_path: Path) -> None:
         assert 0 <= phase["answers_on_time"] <= n
         assert 0 < phase["answer_s"]["p50"] <= phase["answer_s"]["p99"]
         assert phase["cpu_seconds"] > 0
+        assert phase["counted_seconds"] >= phase["seconds"] > 0
         assert phase["cpu_seconds_per_answer"] == pytest.approx(phase["cpu_seconds"] / n, abs=0.01)
         assert phase["peak_rss_mb"] > 10  # a Python process with the bot loaded
         assert isinstance(phase["slack_connections"], int) and phase["slack_connections"] >= 0
