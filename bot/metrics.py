@@ -1,7 +1,8 @@
 """Prometheus metrics, served at /metrics: what operators graph and alert on.
 
 Counted where the fact is recorded (runs and steps in bot/db/runs.py, dedupe in bot/db/events.py,
-digests in bot/db/digests.py, Slack errors in the Web API client), so every front door is counted.
+digests in bot/db/digests.py, Slack errors in the Web API client, database statements and
+transactions in bot/db/counting.py), so every front door is counted.
 """
 
 from __future__ import annotations
@@ -29,6 +30,13 @@ EVENTS_DEDUPLICATED = Counter("switchboard_events_deduplicated", "Slack deliveri
 DIGESTS_POSTED = Counter("switchboard_digests_posted", "Scheduled digests posted")
 REQUESTS_REJECTED = Counter(
     "switchboard_requests_rejected", "Requests to /slack/events refused before Bolt", ["reason"]
+)
+# Counted by bot/db/counting.py for every engine: what an answer costs the database.
+DB_STATEMENTS = Counter("switchboard_db_statements", "SQL statements the database ran", ["kind"])
+DB_TRANSACTIONS = Counter(
+    "switchboard_db_transactions",
+    "Database transactions: begun, committed, rolled back, and writes committed on their own",
+    ["event"],
 )
 
 

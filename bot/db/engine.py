@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+import bot.db.counting  # counts every engine's statements and transactions, for /metrics
 import bot.db.models  # noqa: F401  (registers every table on SQLModel.metadata)
 import bot.db.schema as schema
 from bot.config import ConfigError
