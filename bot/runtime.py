@@ -16,13 +16,14 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
 )
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.config import Settings
 from bot.db import Database
 from bot.db.installations import Installations
 from bot.slack.calls import WriteSafeServerErrorRetryHandler
 from bot.slack.install import InstalledWebClient, WorkspaceTokens, bot_user
-from bot.slack.safe_text import CleanWebClient
+from bot.slack.safe_text import CleanWebClient, reply_session
 from orchestrators.llm import Agent, Limits
 from orchestrators.workflows import workflow_tools
 from tools import ToolRegistry, default_tools
@@ -32,6 +33,8 @@ from tools.extract import Extractor
 from tools.mcp import McpHub
 
 log = logging.getLogger(__name__)
+
+HTTP_TIMEOUT = 30  # seconds per request on the shared session (slack_sdk's own default)
 
 
 class TaskSet:
@@ -67,7 +70,20 @@ class TaskSet:
         return len(still)
 
 
-def slack_client(settings: Settings, tokens: WorkspaceTokens | None = None) -> AsyncWebClient:
+def http_session() -> aiohttp.ClientSession:
+    """The process's one HTTP session: the Slack Web API, response_url replies, file downloads
+    and the tools share its connection pool, so calls reuse connections instead of paying a TCP
+    (and, against Slack, a TLS) handshake each. slack_sdk only applies its own timeout to sessions
+    it builds itself, so this one carries the timeout. No cookie jar: nothing a server sets for
+    one workspace or person's call is sent along with another's."""
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT), cookie_jar=aiohttp.DummyCookieJar()
+    )
+
+
+def slack_client(
+    settings: Settings, session: aiohttp.ClientSession, tokens: WorkspaceTokens | None = None
+) -> AsyncWebClient:
     """A Web API client that waits out 429s and retries transient failures (never a write that a
     500 may have applied: bot/slack/calls.py decides those), and cleans every text it shows
     (bot/slack/safe_text.py). With `tokens` (OAuth mode) each call uses its workspace's token."""
@@ -76,11 +92,15 @@ def slack_client(settings: Settings, tokens: WorkspaceTokens | None = None) -> A
         AsyncRateLimitErrorRetryHandler(max_retry_count=3),
         WriteSafeServerErrorRetryHandler(max_retry_count=2),
     ]
+    common: dict[str, Any] = {
+        "base_url": settings.slack_api_url,
+        "retry_handlers": retry_handlers,
+        "session": session,
+        "timeout": HTTP_TIMEOUT,
+    }
     if tokens is not None:
-        return InstalledWebClient(tokens, base_url=settings.slack_api_url, retry_handlers=retry_handlers)
-    return CleanWebClient(
-        token=settings.slack_bot_token, base_url=settings.slack_api_url, retry_handlers=retry_handlers
-    )
+        return InstalledWebClient(tokens, **common)
+    return CleanWebClient(token=settings.slack_bot_token, **common)
 
 
 def open_database(settings: Settings) -> Database:
@@ -133,11 +153,22 @@ class Runtime:
     socket_down: str | None = None  # why Socket Mode stopped for good (link_disabled): /readyz says it
     tool_layer: ToolLayer | None = None  # `switchboard eval --record/--replay`: at every tool's execute step
     tokens: WorkspaceTokens | None = None  # OAuth mode: installed workspaces' tokens
+    _identity: AsyncSlackResponse | None = field(default=None, init=False, repr=False)
+    _identity_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     @property
     def bot_user_id(self) -> str | None:
         """The bot's own user id in the workspace being served (each installation has its own)."""
         return bot_user.get() or self.own_user_id
+
+    async def bot_identity(self) -> AsyncSlackResponse:
+        """auth.test for the bot token, asked once per process (single-workspace mode): Bolt's own
+        authorization asks lazily, so each request of a cold burst asked again. A failed call is
+        not kept: the next request asks anew."""
+        async with self._identity_lock:
+            if self._identity is None:
+                self._identity = await self.slack.auth_test()
+            return self._identity
 
     async def slack_token(self) -> str:
         """The bot token of the workspace being served, for calls outside the Web API client
@@ -227,14 +258,16 @@ async def create_runtime(settings: Settings, registry: ToolRegistry | None = Non
     tokens = None
     if settings.oauth:
         tokens = WorkspaceTokens(Installations(db, settings.slack_token_key or ""))
+    http = http_session()
+    reply_session.set(http)  # response_url replies of the work this task starts (safe_text.py)
     return Runtime(
         settings=settings,
         mcp=mcp,
         db=db,
-        slack=slack_client(settings, tokens),
+        slack=slack_client(settings, http, tokens),
         tokens=tokens,
         llm=llm,
-        http=aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)),
+        http=http,
         registry=registry,
         agent=Agent(llm, settings.openai_model, registry, limits),
         extractor=Extractor(

@@ -1,0 +1,90 @@
+"""Issue 22: one HTTP session per process. Slack, the model and response_url replies reuse their
+connections, and the bot token is verified once per process, not once per event.
+
+The fakes count the TCP connections they accept (tests/fakes/server.py) and the auth.test calls
+they answer; everything goes through the running app, with signed requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.conftest import Bot, weather_bot
+from tests.fakes.slack_requests import mention
+
+MENTIONS = 50
+WAVE = 5  # mentions in flight at once: a few people asking together
+BURST = 60
+MOST_CONNECTIONS = 10
+
+
+@pytest.fixture
+async def wbot(slack, llm, db_url, weather) -> AsyncIterator[Bot]:
+    harness = await weather_bot(slack, llm, db_url, weather)
+    yield harness
+    await harness.close()
+
+
+async def answered(slack, count: int) -> None:
+    """Wait until `count` answers are final (each mention's placeholder becomes its answer)."""
+    await slack.wait_for(
+        lambda: len([m for m in slack.posted(channel="C1") if "OK from the fake model" in str(m)]) >= count,
+        timeout=120,
+        what=f"{count} answers",
+    )
+
+
+async def test_fifty_answered_mentions_reuse_a_few_connections(wbot: Bot, slack, llm) -> None:
+    slack_before, model_before = slack.connections, llm.connections
+    for wave in range(MENTIONS // WAVE):
+        statuses = await asyncio.gather(
+            *(wbot.event(mention("<@UBOT> hello?", ts=f"{wave}.{i + 1}")) for i in range(WAVE))
+        )
+        assert [s for s, _ in statuses] == [200] * WAVE
+        await wbot.idle(timeout=60)
+    await answered(slack, MENTIONS)
+    assert len(llm.requests) == MENTIONS
+    calls = len(slack.calls)
+    opened_slack, opened_model = slack.connections - slack_before, llm.connections - model_before
+    assert calls >= 2 * MENTIONS  # every answer is a post and an update at least
+    assert opened_slack <= MOST_CONNECTIONS, f"{opened_slack} connections for {calls} Slack calls"
+    assert opened_model <= MOST_CONNECTIONS, f"{opened_model} connections for {MENTIONS} model calls"
+
+
+async def test_a_cold_burst_of_mentions_verifies_the_token_once(wbot: Bot, slack) -> None:
+    assert slack.auth_tests == 1  # at start: who am I (identify)
+    statuses = await asyncio.gather(
+        *(wbot.event(mention(f"<@UBOT> question {i}", ts=f"70.{i + 1}")) for i in range(BURST))
+    )
+    assert [s for s, _ in statuses] == [200] * BURST
+    await wbot.idle(timeout=120)
+    await answered(slack, BURST)
+    assert slack.auth_tests == 1
+
+
+async def test_a_restarted_process_verifies_its_token_once_more(wbot: Bot, slack) -> None:
+    await wbot.restart()  # a new process: nothing it learnt survives
+    await asyncio.gather(*(wbot.event(mention(f"<@UBOT> q{i}", ts=f"80.{i + 1}")) for i in range(10)))
+    await wbot.idle(timeout=60)
+    await answered(slack, 10)
+    assert slack.auth_tests == 2
+
+
+async def test_slash_command_replies_reuse_the_session(wbot: Bot, slack) -> None:
+    await wbot.event(mention("<@UBOT> warm up", ts="90.1"))  # the process has talked to Slack
+    await wbot.idle(timeout=30)
+    before = slack.connections
+    replies = 10
+    for i in range(replies):
+        status, _ = await wbot.command(
+            "/switchboard", "usage", user="UADMIN", response_url=slack.response_url(f"r{i}")
+        )
+        assert status == 200
+        await wbot.idle(timeout=30)
+    assert [r["_name"] for r in slack.responses] == [f"r{i}" for i in range(replies)]
+    assert all(r["response_type"] == "ephemeral" and r["text"] for r in slack.responses)
+    opened = slack.connections - before
+    assert opened <= 2, f"{opened} new connections for {replies} response_url replies"
