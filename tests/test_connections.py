@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.conftest import Bot, weather_bot
-from tests.fakes.slack_requests import mention
+from tests.conftest import Bot, make_settings, weather_bot
+from tests.fakes.slack_requests import event_body, mention
 
 MENTIONS = 50
 WAVE = 5  # mentions in flight at once: a few people asking together
@@ -88,3 +88,51 @@ async def test_slash_command_replies_reuse_the_session(wbot: Bot, slack) -> None
     assert all(r["response_type"] == "ephemeral" and r["text"] for r in slack.responses)
     opened = slack.connections - before
     assert opened <= 2, f"{opened} new connections for {replies} response_url replies"
+
+
+async def test_listener_replies_reuse_the_session(wbot: Bot, slack) -> None:
+    """`/digest` answers through Bolt's own `respond` (not a command job): the same session."""
+    await wbot.event(mention("<@UBOT> warm up", ts="95.1"))
+    await wbot.idle(timeout=30)
+    before = slack.connections
+    replies = 10
+    for i in range(replies):
+        status, _ = await wbot.command("/digest", "list", response_url=slack.response_url(f"d{i}"))
+        assert status == 200
+        await slack.wait_for(lambda n=i: len(slack.responses) > n, timeout=30, what=f"reply {i}")
+    assert [r["_name"] for r in slack.responses] == [f"d{i}" for i in range(replies)]
+    assert all(r["response_type"] == "ephemeral" and r["text"] for r in slack.responses)
+    opened = slack.connections - before
+    assert opened <= 2, f"{opened} new connections for {replies} response_url replies"
+
+
+async def test_each_installation_is_verified_once_in_a_cold_burst(slack, llm, db_url) -> None:
+    from tests.test_oauth import KEY, install
+
+    settings = make_settings(
+        slack,
+        llm,
+        db_url,
+        SLACK_BOT_TOKEN="",
+        SLACK_CLIENT_ID=slack.client_id,
+        SLACK_CLIENT_SECRET=slack.client_secret,
+        SLACK_TOKEN_KEY=KEY,
+    )
+    obot = await Bot(settings).start()
+    try:
+        for team in ("T1", "T2"):
+            assert await install(obot, slack, team) == 200
+        before = slack.auth_tests
+        bodies = [
+            event_body(mention(f"<@UBOT> question {i}", ts=f"75.{i + 1}"), team=team)
+            for i in range(BURST // 2)
+            for team in ("T1", "T2")
+        ]
+        statuses = await asyncio.gather(*(obot.post(b, "application/json") for b in bodies))
+        assert [s for s, _ in statuses] == [200] * len(bodies)
+        await obot.idle(timeout=120)
+        await answered(slack, len(bodies))
+        verified = [slack.token_teams.get(c.token) for c in slack.calls_to("auth.test")[before:]]
+        assert sorted(verified) == ["T1", "T2"]  # one auth.test per installation, not per event
+    finally:
+        await obot.close()
