@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from openai import AsyncAzureOpenAI, AsyncOpenAI
+from openai import DEFAULT_CONNECTION_LIMITS, AsyncAzureOpenAI, AsyncOpenAI, DefaultAsyncHttpxClient
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -35,6 +35,7 @@ from tools.mcp import McpHub
 log = logging.getLogger(__name__)
 
 HTTP_TIMEOUT = 30  # seconds per request on the shared session (slack_sdk's own default)
+MODEL_KEEPALIVE = 60.0  # seconds an idle connection to the model server is kept
 
 
 class TaskSet:
@@ -114,8 +115,9 @@ def open_database(settings: Settings) -> Database:
 
 
 def llm_client(settings: Settings) -> AsyncOpenAI | None:
-    """The model client: Azure's classic deployment URLs need AsyncAzureOpenAI (its own URL
-    layout and `api-key` header); everything else, Azure's v1 endpoint included, is plain."""
+    """The model client, one per process, its connections kept between questions (`model_http`).
+    Azure's classic deployment URLs need AsyncAzureOpenAI (its own URL layout and `api-key`
+    header); everything else, Azure's v1 endpoint included, is plain."""
     if not settings.llm_configured:
         return None
     if settings.azure_endpoint:
@@ -125,12 +127,29 @@ def llm_client(settings: Settings) -> AsyncOpenAI | None:
             api_key=settings.openai_api_key or "not-needed",
             max_retries=settings.llm_max_retries,
             timeout=settings.llm_timeout,
+            http_client=model_http(settings),
         )
     return AsyncOpenAI(
         api_key=settings.openai_api_key or "not-needed",
         base_url=settings.openai_base_url,
         max_retries=settings.llm_max_retries,
         timeout=settings.llm_timeout,
+        http_client=model_http(settings),
+    )
+
+
+def model_http(settings: Settings) -> DefaultAsyncHttpxClient:
+    """The openai SDK's own HTTP client with its limits, but idle connections kept a minute, not
+    httpx's 5 seconds: questions a few seconds apart then skip a new TCP and TLS handshake. A
+    connection the server closed meanwhile is noticed when it is taken and replaced."""
+    limits = DEFAULT_CONNECTION_LIMITS
+    return DefaultAsyncHttpxClient(
+        timeout=settings.llm_timeout,
+        limits=type(limits)(
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=MODEL_KEEPALIVE,
+        ),
     )
 
 

@@ -136,3 +136,15 @@ async def test_each_installation_is_verified_once_in_a_cold_burst(slack, llm, db
         assert sorted(verified) == ["T1", "T2"]  # one auth.test per installation, not per event
     finally:
         await obot.close()
+
+
+async def test_questions_seconds_apart_keep_the_model_connection(wbot: Bot, slack, llm) -> None:
+    """httpx forgets an idle connection after 5 s by default: questions that far apart each paid
+    a new connection (a TLS handshake against a real server)."""
+    await wbot.event(mention("<@UBOT> first", ts="60.1"))
+    await answered(slack, 1)
+    before = llm.connections
+    await asyncio.sleep(6)  # idle longer than httpx's default keep-alive
+    await wbot.event(mention("<@UBOT> second", ts="60.2"))
+    await answered(slack, 2)
+    assert llm.connections == before
