@@ -148,3 +148,13 @@ async def test_questions_seconds_apart_keep_the_model_connection(wbot: Bot, slac
     await wbot.event(mention("<@UBOT> second", ts="60.2"))
     await answered(slack, 2)
     assert llm.connections == before
+
+
+async def test_one_session_is_shared_and_closed_at_shutdown(wbot: Bot) -> None:
+    """Bolt copies its client's session into each request's client; nothing else owns one."""
+    assert wbot.running is not None
+    rt, app = wbot.rt, wbot.running.app
+    assert rt.slack.session is rt.http and app.client.session is rt.http
+    assert rt.llm is not None
+    await wbot.stop()
+    assert rt.http.closed and rt.llm.is_closed()
