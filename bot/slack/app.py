@@ -89,8 +89,11 @@ def shared_session(rt: Runtime) -> Callable[..., Awaitable[Any]]:
 
     async def middleware(context: AsyncBoltContext, next: Callable[[], Awaitable[Any]]) -> Any:
         reply_session.set(rt.http)
-        if context.response_url:
-            context["respond"] = SessionRespond(response_url=context.response_url, session=rt.http)
+        if context.response_url:  # what Bolt's context.respond would be, on the shared session
+            client = context.client
+            context["respond"] = SessionRespond(
+                response_url=context.response_url, session=rt.http, proxy=client.proxy, ssl=client.ssl
+            )
         return await next()
 
     return middleware
