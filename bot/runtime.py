@@ -10,19 +10,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from openai import AsyncAzureOpenAI, AsyncOpenAI
+from openai import DEFAULT_CONNECTION_LIMITS, AsyncAzureOpenAI, AsyncOpenAI, DefaultAsyncHttpxClient
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
 )
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.config import Settings
 from bot.db import Database
 from bot.db.installations import Installations
 from bot.slack.calls import WriteSafeServerErrorRetryHandler
 from bot.slack.install import InstalledWebClient, WorkspaceTokens, bot_user
-from bot.slack.safe_text import CleanWebClient
+from bot.slack.safe_text import CleanWebClient, reply_session
 from bot.work import WorkEngine
 from orchestrators.llm import Agent, Limits
 from orchestrators.workflows import workflow_tools
@@ -33,6 +34,9 @@ from tools.extract import Extractor
 from tools.mcp import McpHub
 
 log = logging.getLogger(__name__)
+
+HTTP_TIMEOUT = 30  # seconds per request on the shared session (slack_sdk's own default)
+MODEL_KEEPALIVE = 60.0  # seconds an idle connection to the model server is kept
 
 
 class TaskSet:
@@ -68,7 +72,20 @@ class TaskSet:
         return len(still)
 
 
-def slack_client(settings: Settings, tokens: WorkspaceTokens | None = None) -> AsyncWebClient:
+def http_session() -> aiohttp.ClientSession:
+    """The process's one HTTP session: the Slack Web API, response_url replies, file downloads
+    and the tools share its connection pool, so calls reuse connections instead of paying a TCP
+    (and, against Slack, a TLS) handshake each. slack_sdk only applies its own timeout to sessions
+    it builds itself, so this one carries the timeout. No cookie jar: nothing a server sets for
+    one workspace or person's call is sent along with another's."""
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT), cookie_jar=aiohttp.DummyCookieJar()
+    )
+
+
+def slack_client(
+    settings: Settings, session: aiohttp.ClientSession, tokens: WorkspaceTokens | None = None
+) -> AsyncWebClient:
     """A Web API client that waits out 429s and retries transient failures (never a write that a
     500 may have applied: bot/slack/calls.py decides those), and cleans every text it shows
     (bot/slack/safe_text.py). With `tokens` (OAuth mode) each call uses its workspace's token."""
@@ -77,11 +94,15 @@ def slack_client(settings: Settings, tokens: WorkspaceTokens | None = None) -> A
         AsyncRateLimitErrorRetryHandler(max_retry_count=3),
         WriteSafeServerErrorRetryHandler(max_retry_count=2),
     ]
+    common: dict[str, Any] = {
+        "base_url": settings.slack_api_url,
+        "retry_handlers": retry_handlers,
+        "session": session,
+        "timeout": HTTP_TIMEOUT,
+    }
     if tokens is not None:
-        return InstalledWebClient(tokens, base_url=settings.slack_api_url, retry_handlers=retry_handlers)
-    return CleanWebClient(
-        token=settings.slack_bot_token, base_url=settings.slack_api_url, retry_handlers=retry_handlers
-    )
+        return InstalledWebClient(tokens, **common)
+    return CleanWebClient(token=settings.slack_bot_token, **common)
 
 
 def open_database(settings: Settings) -> Database:
@@ -95,8 +116,9 @@ def open_database(settings: Settings) -> Database:
 
 
 def llm_client(settings: Settings) -> AsyncOpenAI | None:
-    """The model client: Azure's classic deployment URLs need AsyncAzureOpenAI (its own URL
-    layout and `api-key` header); everything else, Azure's v1 endpoint included, is plain."""
+    """The model client, one per process, its connections kept between questions (`model_http`).
+    Azure's classic deployment URLs need AsyncAzureOpenAI (its own URL layout and `api-key`
+    header); everything else, Azure's v1 endpoint included, is plain."""
     if not settings.llm_configured:
         return None
     if settings.azure_endpoint:
@@ -106,12 +128,29 @@ def llm_client(settings: Settings) -> AsyncOpenAI | None:
             api_key=settings.openai_api_key or "not-needed",
             max_retries=settings.llm_max_retries,
             timeout=settings.llm_timeout,
+            http_client=model_http(settings),
         )
     return AsyncOpenAI(
         api_key=settings.openai_api_key or "not-needed",
         base_url=settings.openai_base_url,
         max_retries=settings.llm_max_retries,
         timeout=settings.llm_timeout,
+        http_client=model_http(settings),
+    )
+
+
+def model_http(settings: Settings) -> DefaultAsyncHttpxClient:
+    """The openai SDK's own HTTP client with its limits, but idle connections kept a minute, not
+    httpx's 5 seconds: questions a few seconds apart then skip a new TCP and TLS handshake. A
+    connection the server closed meanwhile is noticed when it is taken and replaced."""
+    limits = DEFAULT_CONNECTION_LIMITS
+    return DefaultAsyncHttpxClient(
+        timeout=settings.llm_timeout,
+        limits=type(limits)(
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=MODEL_KEEPALIVE,
+        ),
     )
 
 
@@ -135,11 +174,22 @@ class Runtime:
     socket_down: str | None = None  # why Socket Mode stopped for good (link_disabled): /readyz says it
     tool_layer: ToolLayer | None = None  # `switchboard eval --record/--replay`: at every tool's execute step
     tokens: WorkspaceTokens | None = None  # OAuth mode: installed workspaces' tokens
+    _identity: AsyncSlackResponse | None = field(default=None, init=False, repr=False)
+    _identity_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     @property
     def bot_user_id(self) -> str | None:
         """The bot's own user id in the workspace being served (each installation has its own)."""
         return bot_user.get() or self.own_user_id
+
+    async def bot_identity(self) -> AsyncSlackResponse:
+        """auth.test for the bot token, asked once per process (single-workspace mode): Bolt's own
+        authorization asks lazily, so each request of a cold burst asked again. A failed call is
+        not kept: the next request asks anew."""
+        async with self._identity_lock:
+            if self._identity is None:
+                self._identity = await self.slack.auth_test()
+            return self._identity
 
     async def slack_token(self) -> str:
         """The bot token of the workspace being served, for calls outside the Web API client
@@ -229,14 +279,16 @@ async def create_runtime(settings: Settings, registry: ToolRegistry | None = Non
     tokens = None
     if settings.oauth:
         tokens = WorkspaceTokens(Installations(db, settings.slack_token_key or ""))
+    http = http_session()
+    reply_session.set(http)  # response_url replies of the work this task starts (safe_text.py)
     return Runtime(
         settings=settings,
         mcp=mcp,
         db=db,
-        slack=slack_client(settings, tokens),
+        slack=slack_client(settings, http, tokens),
         tokens=tokens,
         llm=llm,
-        http=aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)),
+        http=http,
         registry=registry,
         agent=Agent(llm, settings.openai_model, registry, limits),
         work=WorkEngine(

@@ -16,14 +16,22 @@ is stored and shown to the model as they wrote it: only the bot's outgoing text 
 
 from __future__ import annotations
 
+import contextvars
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from ssl import SSLContext
 from typing import Any
 
+import aiohttp
+from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_bolt.context.respond.internals import _build_message
+from slack_sdk.models.attachments import Attachment
+from slack_sdk.models.blocks import Block
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
+from slack_sdk.webhook.async_client import AsyncWebhookClient, WebhookResponse
 
 from bot.metrics import CountingWebClient
 
@@ -158,9 +166,80 @@ def cleaned(method: str, body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# The process's HTTP session, for response_url replies built outside a Bolt request (command
+# jobs build their own AsyncRespond from the stored body): create_runtime sets it in the task that
+# builds the runtime, so every listener, job and recovery started from there inherits it.
+reply_session: contextvars.ContextVar[aiohttp.ClientSession | None] = contextvars.ContextVar(
+    "reply_session", default=None
+)
+
+
+class SessionRespond(AsyncRespond):
+    """Bolt's `respond` over a shared aiohttp session: Bolt's own builds a webhook client, and so a
+    new session and connection, for every reply."""
+
+    def __init__(
+        self,
+        *,
+        response_url: str | None,
+        session: aiohttp.ClientSession,
+        proxy: str | None = None,
+        ssl: SSLContext | None = None,
+    ) -> None:
+        super().__init__(response_url=response_url, proxy=proxy, ssl=ssl)
+        self.session = session
+
+    async def __call__(  # the same arguments and message as Bolt's AsyncRespond
+        self,
+        text: str | dict[str, Any] = "",
+        blocks: Sequence[dict[str, Any] | Block] | None = None,
+        attachments: Sequence[dict[str, Any] | Attachment] | None = None,
+        response_type: str | None = None,
+        replace_original: bool | None = None,
+        delete_original: bool | None = None,
+        unfurl_links: bool | None = None,
+        unfurl_media: bool | None = None,
+        thread_ts: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> WebhookResponse:
+        if self.response_url is None:
+            raise ValueError("respond is unsupported here as there is no response_url")
+        if isinstance(text, dict):
+            message = _build_message(**text)
+        else:
+            message = _build_message(
+                text=text,
+                blocks=blocks,
+                attachments=attachments,
+                response_type=response_type,
+                replace_original=replace_original,
+                delete_original=delete_original,
+                unfurl_links=unfurl_links,
+                unfurl_media=unfurl_media,
+                thread_ts=thread_ts,
+                metadata=metadata,
+            )
+        client = AsyncWebhookClient(
+            url=self.response_url, session=self.session, proxy=self.proxy, ssl=self.ssl
+        )
+        return await client.send_dict(message)
+
+
+def shared(respond: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """`respond` on the process's session when it is Bolt's own (which would open a new one)."""
+    session = reply_session.get()
+    if type(respond) is AsyncRespond and session is not None and not session.closed:
+        return SessionRespond(
+            response_url=respond.response_url, session=session, proxy=respond.proxy, ssl=respond.ssl
+        )
+    return respond
+
+
 def quiet_respond(respond: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     """A response_url reply (Bolt's `respond`, which no Web API client carries) cleaned like a
-    post: ephemeral replies keep user mentions, any other pings nobody; links never unfurl."""
+    post: ephemeral replies keep user mentions, any other pings nobody; links never unfurl. It
+    goes over the process's HTTP session (`shared`)."""
+    respond = shared(respond)
 
     async def send(**kwargs: Any) -> Any:
         names: dict[str, str] | None = None if kwargs.get("response_type") == "ephemeral" else {}

@@ -113,6 +113,11 @@ class FakeSlack(FakeServer, SocketMode, FileMethods, ChatMethods, ViewMethods):
     def calls_to(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method == method]
 
+    @property
+    def auth_tests(self) -> int:
+        """auth.test calls so far: a process verifies its token once, not once per event."""
+        return len(self.calls_to("auth.test"))
+
     async def wait_for(self, predicate: Callable[[], T], timeout: float = 5.0, what: str = "condition") -> T:
         """Poll until predicate() is truthy; on timeout, fail listing the calls so far."""
         try:
