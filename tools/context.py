@@ -170,6 +170,14 @@ class ToolContext:
     sources: list[str] = field(default_factory=list)  # what the current tool call read
     token_budget: int | None = None  # tokens the run may spend; the gate starts no call past it
     layer: ToolLayer | None = None  # evals only: records or replays results at the execute step
+    deadline: float | None = None  # time.monotonic() when the run's time is up: parsing stops there
+
+    @property
+    def requester(self) -> str:
+        """Who asks, for sharing the parser workers fairly: the person, else this run."""
+        if self.user_id:
+            return f"{self.team_id or ''}:{self.user_id}"
+        return f"run:{id(self.trace)}"
 
     def note_source(self, source: str, *, public: bool) -> None:
         """A tool read `source` ("slack:C123", "web:host"): its result carries it from now on."""
