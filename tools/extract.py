@@ -180,7 +180,9 @@ class Extractor:
     """A small pool of parser processes shared fairly between the people who ask (tools/fair_slots.py).
 
     Each job has a deadline, after which its worker dies and a new one is started in its place;
-    a job also ends when the asking run's time is up (`until`), queued or running.
+    a job also ends when the asking run's time is up (`until`), queued or running. At most
+    `workers` jobs run at once, on `workers + spares` processes: the next job after a kill takes
+    a spare instead of waiting for a new process to import its parsers (seconds on a busy host).
     `worker_module` is what each worker runs (`python -m ...`): tests swap in a parser they control.
     """
 
@@ -190,10 +192,11 @@ class Extractor:
         deadline: float = DEADLINE,
         max_bytes: int = MAX_INPUT_BYTES,
         *,
+        spares: int = 1,
         worker_module: str = "tools.extract",
     ) -> None:
         self.workers, self.deadline, self.max_bytes = workers, deadline, max_bytes
-        self.worker_module = worker_module
+        self.spares, self.worker_module = spares, worker_module
         self.slots = FairSlots(workers)
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
@@ -208,6 +211,10 @@ class Extractor:
     def size(self) -> int:
         """Live workers: idle or parsing (not those still starting)."""
         return len(self._idle) + len(self._busy)
+
+    @property
+    def full_size(self) -> int:
+        return self.workers + self.spares
 
     async def run(self, kind: str, data: bytes, *, owner: str = "", until: float | None = None) -> str:
         """Text of `data` parsed as `kind` ("html" or "pdf"); ExtractError when it cannot be.
@@ -263,7 +270,7 @@ class Extractor:
     async def _take(self) -> _Worker:
         """An idle worker; else a new one while the pool is short; else the next to come free."""
         while not self._idle:
-            if self.size + self._launching < self.workers:
+            if self.size + self._launching < self.full_size:
                 return await self._start()
             await self._changed.wait()
         return self._idle.pop()
@@ -305,7 +312,7 @@ class Extractor:
     async def warm(self) -> None:
         """Start the idle workers now, so the first jobs do not wait for start-up."""
         await self.settle()
-        missing = self.workers - self.size - self._launching
+        missing = self.full_size - self.size - self._launching
         self._idle += await asyncio.gather(*(self._start() for _ in range(missing)))
 
     async def _start(self) -> _Worker:
