@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 from openai import AsyncOpenAI
 
+from bot.slack.files import uploader
 from orchestrators.llm import Agent, Limits
 from tests.conftest import Bot, make_settings
 from tests.fakes.files import make_pdf
@@ -32,7 +33,7 @@ from tools.extract import TIME_UP, ExtractError, Extractor
 from tools.fair_slots import FairSlots
 
 ON_CUE = "tests.fakes.parser_worker"
-A, B, C = "T1:UA", "T1:UB", "T1:UC"
+A, B, C = "user:UA", "user:UB", "user:UC"
 
 
 async def eventually(condition: Callable[[], bool], timeout: float = 60.0) -> None:
@@ -182,6 +183,13 @@ async def test_call_api_queues_as_its_person(pool: Extractor, control, http) -> 
     assert control.started[2] == "B1"
     control.release("A2")
     await asyncio.wait_for(asyncio.gather(*held), 60)
+
+
+async def test_files_and_pages_of_one_person_share_one_place_in_the_queue(slack, http) -> None:
+    pdf = slack.add_file("r.pdf", make_pdf(["x"]), "application/pdf", user="U7")
+    assert uploader([pdf]) == ToolContext(http=http, team_id="T1", user_id="U7").requester
+    one, other = ToolContext(http=http), ToolContext(http=http)
+    assert one.requester != other.requester  # no person (a digest, a console): each run on its own
 
 
 async def test_call_api_past_the_runs_time_says_so(pool: Extractor, http) -> None:

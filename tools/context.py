@@ -174,10 +174,9 @@ class ToolContext:
 
     @property
     def requester(self) -> str:
-        """Who asks, for sharing the parser workers fairly: the person, else this run."""
-        if self.user_id:
-            return f"{self.team_id or ''}:{self.user_id}"
-        return f"run:{id(self.trace)}"
+        """Who asks, for sharing the parser workers fairly: the person, else this run. Slack user
+        ids are unique across workspaces, and a shared file names only its uploader's id."""
+        return f"user:{self.user_id}" if self.user_id else f"run:{id(self.trace)}"
 
     def note_source(self, source: str, *, public: bool) -> None:
         """A tool read `source` ("slack:C123", "web:host"): its result carries it from now on."""

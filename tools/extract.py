@@ -244,11 +244,14 @@ class Extractor:
     async def _parse(self, kind: str, data: bytes, until: float | None) -> dict[str, Any]:
         """One job on one worker, within the page's deadline and the run's time."""
         worker = await self._take()
+        left = _left(until)
+        if left is not None and left <= 0:  # the time ran out while a worker was starting
+            self._give_back(worker)
+            raise ExtractError(TIME_UP)
         self._busy.add(worker)
         limit, run_ends = self.deadline, False
-        left = _left(until)
         if left is not None and left < limit:
-            limit, run_ends = max(left, 0.0), True
+            limit, run_ends = left, True
         try:
             answer = await asyncio.wait_for(worker.ask(kind, data), limit)
         except BaseException as exc:  # deadline, a dead worker or a cancelled run: kill it

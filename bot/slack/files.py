@@ -350,7 +350,7 @@ def uploader(files: list[dict[str, Any]]) -> str:
     """Who shared the files (each names its uploader), as ToolContext.requester names people."""
     for f in files:
         if isinstance(f, dict) and f.get("user"):
-            return f"{f.get('user_team') or ''}:{f['user']}"
+            return f"user:{f['user']}"
     return ""
 
 
