@@ -243,9 +243,13 @@ class Extractor:
 
     async def _parse(self, kind: str, data: bytes, until: float | None) -> dict[str, Any]:
         """One job on one worker, within the page's deadline and the run's time."""
-        worker = await self._take()
+        try:  # a worker is at hand unless kills outran the spares: then one is starting
+            async with asyncio.timeout(_left(until)):
+                worker = await self._take()
+        except TimeoutError:
+            raise ExtractError(TIME_UP) from None
         left = _left(until)
-        if left is not None and left <= 0:  # the time ran out while a worker was starting
+        if left is not None and left <= 0:
             self._give_back(worker)
             raise ExtractError(TIME_UP)
         self._busy.add(worker)
