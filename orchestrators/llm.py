@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from orchestrators.agent_state import AgentResult, Limits, RunState
@@ -137,6 +138,11 @@ class Agent:
         if ctx.token_budget is None or ctx.token_budget > self.limits.token_budget:
             ctx.token_budget = self.limits.token_budget  # the gate starts no tool call past it
         window = self.limits.context_tokens
+        # One clock for the model and the tools (a parse stops at ctx.deadline); time this run
+        # already spent before the loop (reading the message's files) counts against it.
+        ends = time.monotonic() + self.limits.deadline
+        if ctx.deadline is None or ctx.deadline > ends:
+            ctx.deadline = ends
         state = RunState(
             ctx,
             model or self.model,
@@ -146,6 +152,7 @@ class Agent:
             output,
             window,
             max(len(fitted), 1),
+            started=ctx.deadline - self.limits.deadline,
         )
         if shortened:
             state.notes.append(SHORTENED_NOTE)

@@ -99,7 +99,14 @@ async def call_api(
             page.text = raw[:TEXT_LIMIT]
     elif "html" in kind or raw.lstrip()[:15].lower().startswith(("<!doctype", "<html")):
         try:  # in a worker process that dies on the deadline: a hostile page cannot pin a core
-            page.text = await extract(ctx.extractor, "html", fetched.body, ctx.settings.extract_deadline)
+            page.text = await extract(
+                ctx.extractor,
+                "html",
+                fetched.body,
+                ctx.settings.extract_deadline,
+                owner=ctx.requester,
+                until=ctx.deadline,
+            )
         except ExtractError as exc:
             raise ToolError(f"{url}: the page could not be read: {exc}") from None
     elif kind.startswith("text/") or not kind:

@@ -170,6 +170,13 @@ class ToolContext:
     sources: list[str] = field(default_factory=list)  # what the current tool call read
     token_budget: int | None = None  # tokens the run may spend; the gate starts no call past it
     layer: ToolLayer | None = None  # evals only: records or replays results at the execute step
+    deadline: float | None = None  # time.monotonic() when the run's time is up: parsing stops there
+
+    @property
+    def requester(self) -> str:
+        """Who asks, for sharing the parser workers fairly: the person, else this run. Slack user
+        ids are unique across workspaces, and a shared file names only its uploader's id."""
+        return f"user:{self.user_id}" if self.user_id else f"run:{id(self.trace)}"
 
     def note_source(self, source: str, *, public: bool) -> None:
         """A tool read `source` ("slack:C123", "web:host"): its result carries it from now on."""

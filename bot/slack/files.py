@@ -108,6 +108,7 @@ class FileReading:
     problems: list[str] = field(default_factory=list)
     readable: int = 0  # files whose content reached the model
     steps: list[dict[str, Any]] = field(default_factory=list)  # one trace step per file
+    time_left: float | None = None  # of the answer's time limit, once reading ended
 
     def notice(self) -> str:
         return "\n".join(f"• {p}" for p in self.problems)
@@ -193,8 +194,14 @@ async def read_files(
     limits: FileLimits,
     extractor: Extractor | None,
     file_info: FileInfo | None = None,
+    owner: str = "",
+    until: float | None = None,
 ) -> FileReading:
-    """Read every file of one message within the budget; never raises for a bad file."""
+    """Read every file of one message within the budget; never raises for a bad file.
+
+    `owner` (who shared them) is their place in the parser queue; `until` (time.monotonic())
+    is when the answer's time is up: a PDF not read by then gets a sentence, not a wait.
+    """
     out = FileReading()
     parts: list[str] = []
     budget = limits.token_budget * CHARS_PER_TOKEN  # characters left for file text
@@ -242,7 +249,7 @@ async def read_files(
                 continue
             try:
                 body = (
-                    await extract(extractor, "pdf", data, limits.deadline)
+                    await extract(extractor, "pdf", data, limits.deadline, owner=owner, until=until)
                     if f.kind == "pdf"
                     else _as_text(data)
                 )
@@ -316,11 +323,15 @@ def content_parts(text: str, images: list[dict[str, Any]]) -> str | list[dict[st
     return [{"type": "text", "text": text}, *images]
 
 
-async def read_message_files(rt: Runtime, files: list[dict[str, Any]]) -> FileReading:
-    """read_files() with the process's clients and settings."""
+async def read_message_files(
+    rt: Runtime, files: list[dict[str, Any]], *, owner: str | None = None
+) -> FileReading:
+    """read_files() with the process's clients and settings, within the answer's time limit
+    (AGENT_DEADLINE_SECONDS): reading counts against it, see trace_files()."""
     s = rt.settings
     limits = FileLimits(s.file_max_bytes, s.file_token_budget, s.openai_vision, s.tools.extract_deadline)
-    return await read_files(
+    until = time.monotonic() + rt.agent.limits.deadline
+    reading = await read_files(
         files,
         http=rt.http,
         token=await rt.slack_token(),
@@ -328,7 +339,19 @@ async def read_message_files(rt: Runtime, files: list[dict[str, Any]]) -> FileRe
         limits=limits,
         extractor=rt.extractor,
         file_info=lambda file_id: _file_info(rt, file_id),
+        owner=uploader(files) if owner is None else owner,
+        until=until,
     )
+    reading.time_left = until - time.monotonic()
+    return reading
+
+
+def uploader(files: list[dict[str, Any]]) -> str:
+    """Who shared the files (each names its uploader), as ToolContext.requester names people."""
+    for f in files:
+        if isinstance(f, dict) and f.get("user"):
+            return f"user:{f['user']}"
+    return ""
 
 
 async def _file_info(rt: Runtime, file_id: str) -> dict[str, Any]:
@@ -338,9 +361,15 @@ async def _file_info(rt: Runtime, file_id: str) -> dict[str, Any]:
 
 
 async def trace_files(ctx: ToolContext, reading: FileReading | None) -> None:
-    """Each shared file becomes a step of the run that answers it (kind "file")."""
-    for step in reading.steps if reading is not None else []:
+    """Each shared file becomes a step of the run that answers it (kind "file"), and the time
+    reading them took counts against that run's time limit (the agent keeps an earlier deadline)."""
+    if reading is None:
+        return
+    for step in reading.steps:
         await ctx.trace.step("file", **step)
+    if reading.time_left is not None:
+        ends = time.monotonic() + reading.time_left
+        ctx.deadline = ends if ctx.deadline is None else min(ctx.deadline, ends)
 
 
 async def tell_problems(rt: Runtime, channel: str, thread_ts: str | None, reading: FileReading) -> None:
