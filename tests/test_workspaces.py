@@ -232,7 +232,7 @@ async def test_migration_0013_keys_assistant_contexts_by_workspace_and_back(db_u
 
     db = Database(db_url)
     try:
-        await upgrade_to(db, "0011")
+        await upgrade_to(db, "0012")
         insert = (
             "INSERT INTO assistantcontext (channel_id, thread_ts, viewed_channel_id, team_id, updated_at) "
             "VALUES (:c, :t, :v, :team, CURRENT_TIMESTAMP)"
@@ -249,7 +249,7 @@ async def test_migration_0013_keys_assistant_contexts_by_workspace_and_back(db_u
         assert await db.assistant_contexts.viewed("D1", "1.1", "T1") == "C5"  # its own row first
         async with db.engine.begin() as conn:
             await conn.execute(text("INSERT INTO gridworkspace VALUES ('T7', 'E1', CURRENT_TIMESTAMP)"))
-            await conn.run_sync(lambda c: command.downgrade(schema.alembic_config(c), "0011"))
+            await conn.run_sync(lambda c: command.downgrade(schema.alembic_config(c), "0012"))
         async with db.engine.connect() as conn:
             rows = (
                 await conn.execute(
