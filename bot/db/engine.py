@@ -163,7 +163,7 @@ def make_engine(
         connect_args["statement_cache_size"] = 0
         connect_args["prepared_statement_name_func"] = lambda: f"__asyncpg_{uuid.uuid4()}__"
         parsed = parsed.update_query_dict({"prepared_statement_cache_size": "0"})
-    return create_async_engine(
+    engine = create_async_engine(
         parsed,
         pool_pre_ping=True,
         pool_size=pool_size,
@@ -171,6 +171,36 @@ def make_engine(
         pool_timeout=pool_timeout,  # a busy pool makes callers wait this long, not fail
         connect_args=connect_args,
     )
+    event.listen(engine.sync_engine, "do_connect", _connect_patiently)
+    return engine
+
+
+def _connect_patiently(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+    """Every new connection (a session's, a pre-ping's reconnect) waits, for up to RETRY_SECONDS,
+    while the server refuses it for now: restarting, in recovery, or out of connection slots.
+    Waiting is always safe here, nothing has run yet; failing would lose the caller's work."""
+    from sqlalchemy.util import await_
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + RETRY_SECONDS
+    delay, tries = 0.05, 0
+    while True:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except Exception as exc:
+            tries += 1
+            if not database_unavailable(exc) or loop.time() + delay > deadline:
+                raise
+            log.log(
+                logging.WARNING if tries == 1 else logging.INFO,
+                "connect: database unavailable (%s, SQLSTATE %s); retry %d in %.2f s",
+                type(exc).__name__,
+                sqlstate(exc) or "-",
+                tries,
+                delay,
+            )
+        await_(asyncio.sleep(delay * random.uniform(0.5, 1.0)))
+        delay = min(delay * 2, 1.0)
 
 
 class Database:
