@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import asyncpg
 import pytest
@@ -254,9 +254,31 @@ async def test_a_terminated_session_is_recognised_and_the_transaction_redone(
     assert len(_retries(caplog)) == 1
 
 
-@pytest.fixture
-async def small_db(small_server: PostgresServer) -> AsyncIterator[Database]:
+@needs_postgres
+async def test_lost_insert_races_are_no_errors_in_the_server_log(
+    small_server: PostgresServer, caplog
+) -> None:
+    """Duplicate deliveries and double clicks race to insert the same row: the losers insert
+    nothing (ON CONFLICT DO NOTHING), so Postgres logs no "duplicate key" ERROR for them."""
     db = Database(await fresh_database(small_server.url))
     await db.create_schema()
-    yield db
-    await db.close()
+    before = len(small_server.log_text())
+    n = 10
+    try:
+        claims, convos, settled, *_ = await asyncio.gather(
+            asyncio.gather(*(db.events.claim("event:Ev1") for _ in range(n))),
+            asyncio.gather(*(db.conversations.get_or_create("T1", "C1", "1.0") for _ in range(n))),
+            asyncio.gather(*(db.parked.claim(7, "approved") for _ in range(n))),
+            asyncio.gather(
+                *(db.channel_settings.write("T1", "C1", "model", f"m{i}", "U1") for i in range(n))
+            ),
+            asyncio.gather(*(db.assistant_contexts.save("D1", "2.0", f"C{i}", "T1") for i in range(n))),
+        )
+        assert sum(claims) == 1 and sum(settled) == 1
+        assert len({c.id for c in convos}) == 1
+        assert (await db.channel_settings.rows("T1", "C1"))["model"] in {f"m{i}" for i in range(n)}
+        assert await db.assistant_contexts.viewed("D1", "2.0", "T1") in {f"C{i}" for i in range(n)}
+    finally:
+        await db.close()
+    assert "duplicate key" not in small_server.log_text()[before:]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, or_, select
 
 from bot.db.models import AssistantContext, utcnow
@@ -24,17 +23,16 @@ class AssistantContexts:
                     AssistantContext.channel_id == channel_id, AssistantContext.thread_ts == thread_ts
                 )
                 row = (await s.exec(q)).first()
-                if row is None:
-                    row = AssistantContext(
-                        channel_id=channel_id, thread_ts=thread_ts, viewed_channel_id=viewed
-                    )
-                row.viewed_channel_id, row.team_id, row.updated_at = viewed, team_id, utcnow()
-                s.add(row)
-                try:
+                if row is not None:
+                    row.viewed_channel_id, row.team_id, row.updated_at = viewed, team_id, utcnow()
+                    s.add(row)
                     await s.commit()
                     return
-                except IntegrityError:
-                    await s.rollback()
+            new = AssistantContext(
+                channel_id=channel_id, thread_ts=thread_ts, viewed_channel_id=viewed, team_id=team_id
+            )
+            if await self.db.insert_new([new]):  # ON CONFLICT DO NOTHING: a lost race is no ERROR
+                return
 
     async def viewed(self, channel_id: str, thread_ts: str, team_id: str) -> str | None:
         """The channel last seen beside this thread in workspace `team_id`, or None if Slack never
