@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import asyncpg
 import pytest
+from sqlalchemy import event, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from bot.config import load_settings
@@ -282,3 +282,26 @@ async def test_lost_insert_races_are_no_errors_in_the_server_log(
         await db.close()
     assert "duplicate key" not in small_server.log_text()[before:]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_simple_answers_trace_costs_two_transactions_after_its_run_row(slack, db_url) -> None:
+    """The run's row when it starts; then its steps, batched in memory, once at the flush before
+    the answer is shown and once with the finish (on either database)."""
+    rt = await _runtime(slack, db_url)
+    commits: list[int] = []
+    event.listen(rt.db.engine.sync_engine, "commit", lambda _conn: commits.append(1))
+    try:
+        async with traced_run(rt, "mention", team="T1", channel="C1", user="U1") as run:
+            await run.ready()
+            started = len(commits)
+            for n in range(5):
+                await run.ctx.trace.step("tool", f"step {n}")
+            await run.flush()  # as before an answer is shown
+            flushed = len(commits)
+            await run.ctx.trace.step("llm", "after the answer")
+            run.finish("ok")
+        assert (started, flushed - started, len(commits) - flushed) == (1, 1, 1)
+        names = [s.name for s in await queries.steps(rt.db, run.id)]
+        assert names == [*(f"step {n}" for n in range(5)), "after the answer"]
+    finally:
+        await rt.close()
