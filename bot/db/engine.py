@@ -146,8 +146,11 @@ def make_engine(
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_pre_ping=False)
+        engine = create_async_engine(
+            url, connect_args={"timeout": 30}, pool_pre_ping=False, pool_reset_on_return=None
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "reset", _sqlite_reset)
         return engine
     try:
         import asyncpg  # type: ignore[import-untyped]  # noqa: F401
@@ -380,6 +383,14 @@ def insert_ignoring(dialect: str, rows: list[SQLModel]) -> Any:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     values = [fit_lengths(table, r.model_dump(exclude_none=True)) for r in rows]
     return insert(table).values(values).on_conflict_do_nothing()
+
+
+def _sqlite_reset(dbapi_conn: Any, _record: Any, _state: Any) -> None:
+    """A connection back in the pool is rolled back only if a transaction is open (SQLite itself
+    says, no trip to its thread): the rollback after every committed write cost as much as the
+    trace's own write."""
+    if dbapi_conn.driver_connection.in_transaction:
+        dbapi_conn.rollback()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
