@@ -305,3 +305,30 @@ async def test_a_simple_answers_trace_costs_two_transactions_after_its_run_row(s
         assert names == [*(f"step {n}" for n in range(5)), "after the answer"]
     finally:
         await rt.close()
+
+
+@needs_postgres
+async def test_work_waits_for_a_server_still_starting_while_a_health_check_is_told_at_once(caplog) -> None:
+    """A connect made while the server is away waits for it (what a restart looks like from
+    here); `ping` (health checks, doctor) reports the refusal without waiting."""
+    caplog.set_level(logging.INFO, logger="bot.db.engine")
+    server = PostgresServer()  # initialised, not started
+    db = Database(server.url)
+    try:
+        with pytest.raises(OSError):
+            await db.ping(timeout=PATIENCE)
+        assert not _retries(caplog), "the health check waited"
+
+        async def answer() -> int:
+            async with db.engine.connect() as conn:
+                return int((await conn.execute(text("SELECT 42"))).scalar_one())
+
+        waiting = asyncio.create_task(answer())
+        async with asyncio.timeout(PATIENCE):
+            while not _retries(caplog):  # refused once, and waiting
+                await asyncio.sleep(0.01)
+        await asyncio.to_thread(server.start)
+        assert await waiting == 42
+    finally:
+        await db.close()
+        server.remove()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import random
 import ssl
@@ -15,6 +16,7 @@ from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import AsyncAdaptedQueuePool, PoolProxiedConnection
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -32,6 +34,8 @@ UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "57P05", "53300"})
 # A transaction the server rolled back so that another could go on: redo it as well.
 RETRY_SQLSTATES = frozenset({"40001", "40P01"})
 RETRY_SECONDS = 15.0  # how long a transient fault is retried before the work fails
+# Set while a health check or `doctor` asks: they report a refused connection at once.
+IMPATIENT: contextvars.ContextVar[bool] = contextvars.ContextVar("IMPATIENT", default=False)
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
@@ -168,42 +172,49 @@ def make_engine(
         parsed = parsed.update_query_dict({"prepared_statement_cache_size": "0"})
     engine = create_async_engine(
         parsed,
+        poolclass=PatientPool,
         pool_pre_ping=True,
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_timeout=pool_timeout,  # a busy pool makes callers wait this long, not fail
         connect_args=connect_args,
     )
-    event.listen(engine.sync_engine, "do_connect", _connect_patiently)
     return engine
 
 
-def _connect_patiently(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
-    """Every new connection (a session's, a pre-ping's reconnect) waits, for up to RETRY_SECONDS,
-    while the server refuses it for now: restarting, in recovery, or out of connection slots.
-    Waiting is always safe here, nothing has run yet; failing would lose the caller's work."""
-    from sqlalchemy.util import await_
+class PatientPool(AsyncAdaptedQueuePool):
+    """A pool whose checkouts wait, for up to RETRY_SECONDS, while the server refuses connections
+    for now: restarting, in recovery, or out of connection slots ("too many clients").
 
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + RETRY_SECONDS
-    delay, tries = 0.05, 0
-    while True:
-        try:
-            return dialect.connect(*cargs, **cparams)
-        except Exception as exc:
-            tries += 1
-            if not database_unavailable(exc) or loop.time() + delay > deadline:
-                raise
-            log.log(
-                logging.WARNING if tries == 1 else logging.INFO,
-                "connect: database unavailable (%s, SQLSTATE %s); retry %d in %.2f s",
-                type(exc).__name__,
-                sqlstate(exc) or "-",
-                tries,
-                delay,
-            )
-        await_(asyncio.sleep(delay * random.uniform(0.5, 1.0)))
-        delay = min(delay * 2, 1.0)
+    Waiting is always safe here, nothing has run yet; failing would lose the caller's work. Each
+    try goes back through the pool, so a connection another caller returns meanwhile is taken
+    (the server being full is exactly when our own idle connections are the ones to use), and a
+    pre-ping that finds a connection dead after a restart waits for the server like a new one.
+    """
+
+    def connect(self) -> PoolProxiedConnection:
+        from sqlalchemy.util import await_
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RETRY_SECONDS
+        delay, tries = 0.05, 0
+        while True:
+            try:
+                return super().connect()
+            except Exception as exc:
+                tries += 1
+                if IMPATIENT.get() or not database_unavailable(exc) or loop.time() + delay > deadline:
+                    raise
+                log.log(
+                    logging.WARNING if tries == 1 else logging.INFO,
+                    "connect: database unavailable (%s, SQLSTATE %s); retry %d in %.2f s",
+                    type(exc).__name__,
+                    sqlstate(exc) or "-",
+                    tries,
+                    delay,
+                )
+            await_(asyncio.sleep(delay * random.uniform(0.5, 1.0)))
+            delay = min(delay * 2, 1.0)
 
 
 class Database:
@@ -365,10 +376,12 @@ class Database:
 
     async def ping(self, timeout: float = 2.0) -> None:
         """Raises when the database does not answer within `timeout` seconds."""
-        import asyncio
-
-        async with asyncio.timeout(timeout), self.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        token = IMPATIENT.set(True)  # the answer is whether it answers now
+        try:
+            async with asyncio.timeout(timeout), self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        finally:
+            IMPATIENT.reset(token)
 
     async def close(self) -> None:
         await self.engine.dispose()
