@@ -173,13 +173,28 @@ def make_engine(
     engine = create_async_engine(
         parsed,
         poolclass=PatientPool,
-        pool_pre_ping=True,
+        pool_pre_ping=False,  # _ping_on_checkout: one round trip, not three
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_timeout=pool_timeout,  # a busy pool makes callers wait this long, not fail
         connect_args=connect_args,
     )
+    event.listen(engine.sync_engine, "checkout", _ping_on_checkout)
     return engine
+
+
+def _ping_on_checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+    """A pooled connection is tried before it is handed out; a dead one (the server restarted)
+    is replaced by a new one. SQLAlchemy's own pre-ping wraps its query in BEGIN/ROLLBACK for
+    PgBouncer's sake (three round trips on every checkout); a simple-protocol query is
+    one, prepares nothing, and is as safe behind PgBouncer."""
+    from sqlalchemy import exc as sa_exc
+    from sqlalchemy.util import await_
+
+    try:
+        await_(dbapi_conn.driver_connection.execute("SELECT 1"))
+    except Exception as exc:
+        raise sa_exc.DisconnectionError(f"ping failed: {type(exc).__name__}") from exc
 
 
 class PatientPool(AsyncAdaptedQueuePool):
