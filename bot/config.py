@@ -85,6 +85,7 @@ class Settings:
     db_pool_size: int = 5
     db_max_overflow: int = 10
     db_pgbouncer: bool = False
+    db_processes: int = 2  # processes sharing the server's connections (doctor's pool check)
     retention_days: int = 90
     llm_timeout: float = 60.0
     llm_max_retries: int = 2
@@ -329,6 +330,7 @@ def load_settings(
         db_pool_size=_int(env, "DB_POOL_SIZE", 5, 1, 1000),
         db_max_overflow=_int(env, "DB_MAX_OVERFLOW", 10, 0, 1000),
         db_pgbouncer=_bool(env, "DB_PGBOUNCER", False),
+        db_processes=_int(env, "DB_PROCESSES", 2, 1, 10_000),
         retention_days=_int(env, "RETENTION_DAYS", 90, 0, 36500),
         llm_timeout=_float(env, "LLM_TIMEOUT", 60.0),
         llm_max_retries=_int(env, "LLM_MAX_RETRIES", 2, 0, 10),

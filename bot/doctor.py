@@ -60,6 +60,49 @@ async def check_database(settings: Settings) -> tuple[bool, str]:
         await db.close()
 
 
+async def check_pool(settings: Settings) -> tuple[bool | None, str] | None:
+    """Whether every process's pool fits the Postgres server: DB_PROCESSES x (DB_POOL_SIZE +
+    DB_MAX_OVERFLOW) connections against max_connections - superuser_reserved_connections (and,
+    from PostgreSQL 16, reserved_connections). A pool bigger than the server fails only under load,
+    when "too many clients" turns questions away. None on SQLite (one file, no server)."""
+    from sqlalchemy import text
+
+    from bot.runtime import open_database
+
+    if settings.database_url.startswith("sqlite"):
+        return None
+    db = open_database(settings)
+    query = text(
+        "SELECT name, setting FROM pg_settings WHERE name IN "
+        "('max_connections', 'superuser_reserved_connections', 'reserved_connections')"
+    )
+    try:
+        async with db.engine.connect() as conn:
+            found: dict[str, str] = {name: value for name, value in (await conn.execute(query)).all()}
+    except Exception as exc:
+        return False, f"cannot read max_connections: {type(exc).__name__}"
+    finally:
+        await db.close()
+    most = int(found["max_connections"])
+    reserved = int(found.get("superuser_reserved_connections", 0)) + int(found.get("reserved_connections", 0))
+    per_process = settings.db_pool_size + settings.db_max_overflow
+    need = settings.db_processes * per_process
+    sizing = (
+        f"DB_PROCESSES={settings.db_processes} x (DB_POOL_SIZE={settings.db_pool_size} + "
+        f"DB_MAX_OVERFLOW={settings.db_max_overflow}) = {need} connections"
+    )
+    if settings.db_pgbouncer:
+        return None, f"{sizing} to PgBouncer (DB_PGBOUNCER=true): its max_client_conn must allow them"
+    usable = most - reserved
+    if need > usable:
+        fits = max(usable // settings.db_processes, 1)
+        return False, (
+            f"{sizing}, but the server allows {usable} (max_connections {most} - {reserved} reserved): "
+            f"lower DB_POOL_SIZE + DB_MAX_OVERFLOW to at most {fits} per process, or raise max_connections"
+        )
+    return True, f"{sizing} fit the server's {usable} (max_connections {most} - {reserved} reserved)"
+
+
 async def check_slack(settings: Settings) -> list[tuple[bool, str]]:
     from slack_sdk.errors import SlackApiError
     from slack_sdk.web.async_client import AsyncWebClient
@@ -181,6 +224,8 @@ async def doctor(env: Mapping[str, str] | None = None) -> int:
             return 1
     ok, text = await check_database(settings)
     report(ok, "database", text)
+    if ok and (pool := await check_pool(settings)) is not None:
+        report(pool[0], "database pool", pool[1])
     if settings.slack_bot_token:
         for ok, text in await check_slack(settings):
             report(ok, "slack", text)

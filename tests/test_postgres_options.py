@@ -4,13 +4,7 @@ pooling (a real PgBouncer in front of the test server, where one is installed)."
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import shutil
-import socket
-import tempfile
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -19,12 +13,10 @@ from sqlalchemy.engine import make_url
 from bot.config import ConfigError
 from bot.db import Database
 from bot.db.engine import asyncpg_options
+from tests.postgres import PGBOUNCER, pgbouncer
 
 SERVER = os.environ.get("TEST_DATABASE_URL", "").strip()
 needs_postgres = pytest.mark.skipif(not SERVER, reason="TEST_DATABASE_URL names no PostgreSQL server")
-PGBOUNCER = shutil.which("pgbouncer") or (
-    "/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None
-)
 
 
 def test_libpq_options_become_asyncpg_arguments() -> None:
@@ -64,57 +56,6 @@ async def test_a_hosted_style_url_connects(db_url) -> None:
             assert (await conn.execute(text("SHOW application_name"))).scalar() == "switchboard-test"
     finally:
         await db.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _pgbouncer_command(server_url: str, root: Path, port: int) -> list[str]:
-    server = make_url(server_url)
-    (root / "users.txt").write_text('"postgres" ""\n')
-    (root / "pgbouncer.ini").write_text(
-        f"[databases]\n* = host={server.host} port={server.port}\n"
-        f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nauth_type = trust\n"
-        f"auth_file = {root}/users.txt\npool_mode = transaction\ndefault_pool_size = 3\n"
-        f"max_client_conn = 500\nunix_socket_dir =\nlogfile = {root}/pgbouncer.log\n"
-        "ignore_startup_parameters = extra_float_digits\n"
-    )
-    as_user = ["-u", "postgres"] if os.geteuid() == 0 else []  # it refuses to run as root
-    if as_user:
-        for path in (root, *root.iterdir()):
-            shutil.chown(path, "postgres")
-    return [str(PGBOUNCER), *as_user, str(root / "pgbouncer.ini")]
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), 0.2):
-            return True
-    except OSError:
-        return False
-
-
-@contextlib.asynccontextmanager
-async def pgbouncer(server_url: str) -> AsyncIterator[int]:
-    """PgBouncer in transaction pooling mode with few server connections, as hosts run it."""
-    root = Path(tempfile.mkdtemp(prefix="switchboard-pgbouncer-"))
-    port = _free_port()
-    proc = await asyncio.create_subprocess_exec(
-        *_pgbouncer_command(server_url, root, port), stdout=-3, stderr=-3
-    )
-    try:
-        async with asyncio.timeout(10):
-            while not _accepts(port):
-                assert proc.returncode is None, "pgbouncer exited at start"
-                await asyncio.sleep(0.05)
-        yield port
-    finally:
-        proc.terminate()
-        await proc.wait()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 async def _claims(db: Database, n: int) -> list[BaseException | bool]:

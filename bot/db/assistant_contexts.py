@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from bot.db.models import AssistantContext, utcnow
@@ -31,6 +30,31 @@ class AssistantContexts:
                     AssistantContext.thread_ts == thread_ts,
                 )
                 row = (await s.exec(q)).first()
+                if row is not None:
+                    row.viewed_channel_id, row.updated_at = viewed, utcnow()
+                    s.add(row)
+
+from bot.db.models import AssistantContext, utcnow
+
+if TYPE_CHECKING:
+    from bot.db.engine import Database
+
+
+class AssistantContexts:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def save(self, channel_id: str, thread_ts: str, viewed: str, team_id: str | None = None) -> None:
+        team = team_id or ""
+        for _ in range(2):  # a concurrent first save wins the insert; the second pass updates it
+            async with self.db.session() as s:
+                q = select(AssistantContext).where(
+                    AssistantContext.team_id == team,
+                    AssistantContext.channel_id == channel_id,
+                    AssistantContext.thread_ts == thread_ts,
+                )
+                row = (await s.exec(q)).first()
+<<<<<<< HEAD
                 if row is None:
                     row = AssistantContext(
                         team_id=team, channel_id=channel_id, thread_ts=thread_ts, viewed_channel_id=viewed
@@ -38,10 +62,18 @@ class AssistantContexts:
                 row.viewed_channel_id, row.updated_at = viewed, utcnow()
                 s.add(row)
                 try:
+=======
+                if row is not None:
+                    row.viewed_channel_id, row.team_id, row.updated_at = viewed, team_id, utcnow()
+                    s.add(row)
+>>>>>>> pg22
                     await s.commit()
                     return
-                except IntegrityError:
-                    await s.rollback()
+            new = AssistantContext(
+                team_id=team, channel_id=channel_id, thread_ts=thread_ts, viewed_channel_id=viewed
+            )
+            if await self.db.insert_new([new]):  # ON CONFLICT DO NOTHING: a lost race is no ERROR
+                return
 
     async def viewed(self, channel_id: str, thread_ts: str, team_id: str) -> str | None:
         """The channel last seen beside this thread in workspace `team_id`, or None if Slack never

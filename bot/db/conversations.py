@@ -7,7 +7,6 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select, update
 
 from bot.db.models import Conversation, Message, utcnow
@@ -56,14 +55,8 @@ class Conversations:
         found = await self.find(team, channel, thread_ts)
         if found:
             return found
-        async with self.db.session() as s:
-            convo = Conversation(team_id=team, channel_id=channel, thread_ts=thread_ts)
-            s.add(convo)
-            try:
-                await s.commit()
-                return convo
-            except IntegrityError:  # created concurrently by another delivery
-                await s.rollback()
+        # ON CONFLICT DO NOTHING: another delivery creating it at once is normal, not an ERROR.
+        await self.db.insert_new([Conversation(team_id=team, channel_id=channel, thread_ts=thread_ts)])
         found = await self.find(team, channel, thread_ts)
         assert found is not None
         return found

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
+import random
 import ssl
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import AsyncAdaptedQueuePool, PoolProxiedConnection
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -23,6 +27,16 @@ from bot.config import ConfigError
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+# "The server is not there for us right now": shutting down (57P01 admin, 57P02 crash), starting
+# up or in recovery (57P03), idle session timeout (57P05), too many connections (53300), and
+# every connection exception (class 08). Redoing the work on a new connection is right for these.
+UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "57P05", "53300"})
+# A transaction the server rolled back so that another could go on: redo it as well.
+RETRY_SQLSTATES = frozenset({"40001", "40P01"})
+RETRY_SECONDS = 15.0  # how long a transient fault is retried before the work fails
+# Set while a health check or `doctor` asks: they report a refused connection at once.
+IMPATIENT: contextvars.ContextVar[bool] = contextvars.ContextVar("IMPATIENT", default=False)
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
@@ -78,11 +92,27 @@ def asyncpg_options(url: URL) -> tuple[URL, dict[str, Any]]:
     return url.set(query={k: v for k, v in query.items() if k in passthrough}), args
 
 
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of the first error in `exc`'s chain that has one (asyncpg: `sqlstate`,
+    SQLAlchemy's asyncpg adapter and psycopg: `pgcode`)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        code = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
+        if isinstance(code, str) and code:
+            return code
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def database_unavailable(exc: BaseException) -> bool:
-    """True for "the database did not answer" (down, unreachable, refusing connections), as opposed
-    to a query that failed: those deserve a different message."""
+    """True for "the database did not answer" (down, unreachable, refusing connections, shutting
+    down, starting up, out of connection slots), as opposed to a query that failed: those deserve
+    a different message."""
     from sqlalchemy import exc as sa_exc
 
+    code = sqlstate(exc)
+    if code is not None and (code in UNAVAILABLE_SQLSTATES or code.startswith("08")):
+        return True
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError):
@@ -97,15 +127,35 @@ def database_unavailable(exc: BaseException) -> bool:
     return False
 
 
+class CommitUnknown(Exception):
+    """The connection died while committing, and the work cannot tell whether its commit landed:
+    redoing it might do it twice, so it is not redone."""
+
+
+def transient(exc: BaseException) -> bool:
+    """A fault that redoing the work on a new connection may get past."""
+    if isinstance(exc, CommitUnknown):
+        return False
+    return database_unavailable(exc) or sqlstate(exc) in RETRY_SQLSTATES
+
+
 def make_engine(
-    url: str, *, pool_size: int = 5, max_overflow: int = 10, pgbouncer: bool = False
+    url: str,
+    *,
+    pool_size: int = 5,
+    max_overflow: int = 10,
+    pgbouncer: bool = False,
+    pool_timeout: float = 30.0,
 ) -> AsyncEngine:
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_pre_ping=False)
+        engine = create_async_engine(
+            url, connect_args={"timeout": 30}, pool_pre_ping=False, pool_reset_on_return=None
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "reset", _sqlite_reset)
         return engine
     try:
         import asyncpg  # type: ignore[import-untyped]  # noqa: F401
@@ -121,13 +171,66 @@ def make_engine(
         connect_args["statement_cache_size"] = 0
         connect_args["prepared_statement_name_func"] = lambda: f"__asyncpg_{uuid.uuid4()}__"
         parsed = parsed.update_query_dict({"prepared_statement_cache_size": "0"})
-    return create_async_engine(
+    engine = create_async_engine(
         parsed,
-        pool_pre_ping=True,
+        poolclass=PatientPool,
+        pool_pre_ping=False,  # _ping_on_checkout: one round trip, not three
         pool_size=pool_size,
         max_overflow=max_overflow,
+        pool_timeout=pool_timeout,  # a busy pool makes callers wait this long, not fail
         connect_args=connect_args,
     )
+    event.listen(engine.sync_engine, "checkout", _ping_on_checkout)
+    return engine
+
+
+def _ping_on_checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+    """A pooled connection is tried before it is handed out; a dead one (the server restarted)
+    is replaced by a new one. SQLAlchemy's own pre-ping wraps its query in BEGIN/ROLLBACK for
+    PgBouncer's sake (three round trips on every checkout); a simple-protocol query is
+    one, prepares nothing, and is as safe behind PgBouncer."""
+    from sqlalchemy import exc as sa_exc
+    from sqlalchemy.util import await_
+
+    try:
+        await_(dbapi_conn.driver_connection.execute("SELECT 1"))
+    except Exception as exc:
+        raise sa_exc.DisconnectionError(f"ping failed: {type(exc).__name__}") from exc
+
+
+class PatientPool(AsyncAdaptedQueuePool):
+    """A pool whose checkouts wait, for up to RETRY_SECONDS, while the server refuses connections
+    for now: restarting, in recovery, or out of connection slots ("too many clients").
+
+    Waiting is always safe here, nothing has run yet; failing would lose the caller's work. Each
+    try goes back through the pool, so a connection another caller returns meanwhile is taken
+    (the server being full is exactly when our own idle connections are the ones to use), and a
+    pre-ping that finds a connection dead after a restart waits for the server like a new one.
+    """
+
+    def connect(self) -> PoolProxiedConnection:
+        from sqlalchemy.util import await_
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RETRY_SECONDS
+        delay, tries = 0.05, 0
+        while True:
+            try:
+                return super().connect()
+            except Exception as exc:
+                tries += 1
+                if IMPATIENT.get() or not database_unavailable(exc) or loop.time() + delay > deadline:
+                    raise
+                log.log(
+                    logging.WARNING if tries == 1 else logging.INFO,
+                    "connect: database unavailable (%s, SQLSTATE %s); retry %d in %.2f s",
+                    type(exc).__name__,
+                    sqlstate(exc) or "-",
+                    tries,
+                    delay,
+                )
+            await_(asyncio.sleep(delay * random.uniform(0.5, 1.0)))
+            delay = min(delay * 2, 1.0)
 
 
 class Database:
@@ -154,6 +257,7 @@ class Database:
         from bot.db.usage import UsageQueries
 
         self.url = url
+        self.retry_seconds = RETRY_SECONDS
         self.prices: Mapping[str, tuple[float, float]] = prices or {}  # MODEL_PRICES: a run's cost
         self.engine = make_engine(url, **engine_options)
         self.events = Events(self)
@@ -179,25 +283,104 @@ class Database:
     def session(self) -> AsyncSession:
         return AsyncSession(self.engine, expire_on_commit=False)
 
+    async def retrying(self, work: Callable[[], Awaitable[T]], *, what: str = "database work") -> T:
+        """`work()`, redone on a transient fault (a restart, a dropped connection, no free slot on
+        the server) with growing pauses for up to `retry_seconds`; then its error is raised.
+
+        The one retry policy: a restart mid-traffic redoes the work on a new connection instead
+        of failing it. `work` must be safe to redo: a read, or one transaction whose failed
+        commit rolls everything back (use `transaction()` for writes, which knows the difference).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.retry_seconds
+        delay, tries = 0.05, 0
+        while True:
+            try:
+                return await work()
+            except Exception as exc:
+                tries += 1
+                if not transient(exc) or loop.time() + delay > deadline:
+                    raise
+                # The class and SQLSTATE only: a DBAPIError's text carries the statement's values.
+                log.log(
+                    logging.WARNING if tries == 1 else logging.INFO,
+                    "%s: database unavailable (%s, SQLSTATE %s); retry %d in %.2f s",
+                    what,
+                    type(exc).__name__,
+                    sqlstate(exc) or "-",
+                    tries,
+                    delay,
+                )
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, 1.0)
+
+    async def transaction(
+        self,
+        work: Callable[[AsyncConnection], Awaitable[T]],
+        *,
+        landed: Callable[[AsyncConnection], Awaitable[T | None]] | None = None,
+        what: str = "database write",
+    ) -> T:
+        """`work(conn)` in one transaction on a pooled connection, committed, redone on a
+        transient fault (see `retrying`).
+
+        A connection that dies while committing leaves the outcome unknown: the next attempt
+        first asks `landed(conn)` whether the earlier commit is in the database (a value: it is,
+        and that value is the result). Without `landed` such a failure raises CommitUnknown.
+        """
+        in_doubt = False
+
+        async def attempt() -> T:
+            nonlocal in_doubt
+            async with self.engine.connect() as conn:
+                trans = await conn.begin()
+                if in_doubt and landed is not None:
+                    found = await landed(conn)
+                    if found is not None:
+                        await trans.rollback()
+                        return found
+                result = await work(conn)
+                try:
+                    await trans.commit()
+                except Exception as exc:
+                    if not transient(exc):
+                        raise
+                    if landed is None:
+                        raise CommitUnknown(f"{what}: the connection died while committing") from exc
+                    in_doubt = True
+                    raise
+                return result
+
+        return await self.retrying(attempt, what=what)
+
     async def insert_new(self, rows: list[SQLModel]) -> bool:
         """Insert rows of one table unless any key exists; True when all were new.
 
         ON CONFLICT DO NOTHING rather than catching IntegrityError: losing a dedupe race is
-        normal, and Postgres logs every failed INSERT as an ERROR.
+        normal, and Postgres logs every failed INSERT as an ERROR. Redone on a transient fault,
+        except when its commit's outcome is unknown (CommitUnknown): a redo would find its own
+        rows and call them a duplicate.
         """
-        table = type(rows[0]).__table__  # type: ignore[attr-defined]
-        stmt = (
-            _insert(self.dialect, table)
-            .values([r.model_dump(exclude_none=True) for r in rows])
-            .on_conflict_do_nothing()
-        )
-        async with self.engine.connect() as conn:
-            result = await conn.execute(stmt)
-            if result.rowcount != len(rows):
-                await conn.rollback()
-                return False
-            await conn.commit()
-        return True
+        stmt = insert_ignoring(self.dialect, rows)
+
+        async def work(conn: AsyncConnection) -> bool:
+            return (await conn.execute(stmt)).rowcount == len(rows)
+
+        async def attempt() -> bool:
+            async with self.engine.connect() as conn:
+                trans = await conn.begin()
+                if not await work(conn):
+                    await trans.rollback()
+                    return False
+                try:
+                    await trans.commit()
+                except Exception as exc:
+                    if transient(exc):
+                        raise CommitUnknown("insert: the connection died while committing") from exc
+                    raise
+            return True
+
+        return await self.retrying(attempt, what=f"insert into {type(rows[0]).__name__}")
 
     async def prepare(self, auto_migrate: bool) -> None:
         """Make sure the schema is current before serving: migrate, or refuse in one line."""
@@ -209,20 +392,34 @@ class Database:
 
     async def ping(self, timeout: float = 2.0) -> None:
         """Raises when the database does not answer within `timeout` seconds."""
-        import asyncio
-
-        async with asyncio.timeout(timeout), self.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        token = IMPATIENT.set(True)  # the answer is whether it answers now
+        try:
+            async with asyncio.timeout(timeout), self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        finally:
+            IMPATIENT.reset(token)
 
     async def close(self) -> None:
-        await self.runs.close()  # its writer connection is held, not pooled
         await self.engine.dispose()
 
 
-def _insert(dialect: str, table: Any) -> Any:
+def insert_ignoring(dialect: str, rows: list[SQLModel]) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING of table-model rows of one table: a lost race inserts
+    nothing (rowcount says how many went in) instead of raising, and the server logs no ERROR."""
     from sqlalchemy.dialects import postgresql, sqlite
 
-    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    table = type(rows[0]).__table__  # type: ignore[attr-defined]
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    values = [fit_lengths(table, r.model_dump(exclude_none=True)) for r in rows]
+    return insert(table).values(values).on_conflict_do_nothing()
+
+
+def _sqlite_reset(dbapi_conn: Any, _record: Any, _state: Any) -> None:
+    """A connection back in the pool is rolled back only if a transaction is open (SQLite itself
+    says, no trip to its thread): the rollback after every committed write cost as much as the
+    trace's own write."""
+    if dbapi_conn.driver_connection.in_transaction:
+        dbapi_conn.rollback()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

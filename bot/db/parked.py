@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, or_, select
 
 from bot.db.models import Approval, ParkedSettlement
@@ -22,13 +21,7 @@ class ParkedCalls:
 
     async def claim(self, approval_id: int, outcome: str) -> bool:
         """True for the one caller that may act on this outcome; False if it was acted on already."""
-        async with self.db.session() as s:
-            s.add(ParkedSettlement(approval_id=approval_id, outcome=outcome))
-            try:
-                await s.commit()
-            except IntegrityError:
-                return False
-            return True
+        return await self.db.insert_new([ParkedSettlement(approval_id=approval_id, outcome=outcome)])
 
     async def unsettled(self, limit: int = 50) -> list[Approval]:
         """Write approvals decided or past their time whose outcome nobody has acted on yet."""

@@ -1,21 +1,22 @@
 """Runs and their steps: what was asked, what ran, how it ended, what it cost.
 
-A run's trace is on the path of every answer, and an ORM session per write (checkout, load,
-flush, commit, reset: five to eight round trips to SQLite's thread) cost more than the agent loop
-itself. So run and step writes are single SQLAlchemy Core statements on one long-lived
-autocommit connection: three round trips each, no pool checkout, no transaction to end.
+A run's trace is on the path of every answer, so its writes are few and cheap: the run's row when
+it starts, then its steps batched in memory (bot/db/trace.py) and written in one transaction at
+each flush and, with the finish, at its end. Each write is SQLAlchemy Core statements in one
+transaction on a pooled connection (pre-pinged, and pinned for the whole transaction behind
+PgBouncer), redone on a new connection when the old one died (`Database.transaction`). A write
+whose commit may have landed checks first, by the values only it wrote, so nothing is written twice.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Executable, Update, bindparam, func, insert, select, update
+from sqlalchemy import ColumnElement, Update, bindparam, func, insert, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
@@ -97,68 +98,53 @@ def cost_usd(
     return round((prompt * rate[0] + completion * rate[1]) / 1_000_000, 6)
 
 
+def same_run(values: dict[str, Any]) -> list[ColumnElement[bool]]:
+    """The run row `values` made: its start to the microsecond and who and where (for a redo)."""
+    keys = ("trigger", "started_at", "team_id", "channel_id", "thread_ts", "user_id", "conversation_id")
+    return [RUNS.c[key].is_not_distinct_from(values.get(key)) for key in keys]
+
+
+async def sqlite_execute(conn: AsyncConnection, sql: str, rows: Sequence[Sequence[Any]]) -> int | None:
+    """Raw SQL on the pooled connection's aiosqlite driver, inside its transaction: one trip to
+    SQLite's thread per statement instead of several (the trace is on every answer's path).
+    Returns the last row id."""
+    raw: Any = (await conn.get_raw_connection()).driver_connection
+    converted = [[sqlite_value(v) for v in row] for row in rows]
+    try:
+        if len(converted) == 1:
+            cursor = await raw.execute(sql, converted[0])
+        else:
+            cursor = await raw.executemany(sql, converted)
+    except sqlite3.Error as exc:  # as SQLAlchemy would raise it: callers catch those
+        raise DBAPIError.instance(sql, converted, exc, sqlite3.Error) from exc
+    last: int | None = cursor.lastrowid
+    return last
+
+
 class Runs:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.started: set[int] = set()  # runs this process started (to interrupt at shutdown)
-        self._conn: AsyncConnection | None = None
-        self._raw: tuple[AsyncConnection, Any] | None = None
-        self._lock = asyncio.Lock()
-
-    async def _write(
-        self, statement: Executable, rows: Sequence[dict[str, Any]] | dict[str, Any] | None = None
-    ) -> Any:
-        """One statement on the writer connection, committed on its own (autocommit)."""
-        async with self._lock:
-            if self._conn is None or self._conn.closed or self._conn.invalidated:
-                conn = await self.db.engine.connect()
-                self._conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            try:
-                return await self._conn.execute(statement, rows)
-            except DBAPIError as exc:
-                if exc.connection_invalidated:
-                    self._conn = None  # a fresh connection next time
-                raise
-
-    async def _sqlite(self, sql: str, rows: Sequence[Sequence[Any]]) -> int | None:
-        """The same writer connection, below SQLAlchemy: one trip to SQLite's thread per write
-        instead of several (the trace is on every answer's path). Returns the last row id."""
-        async with self._lock:
-            if self._conn is None or self._conn.closed or self._conn.invalidated:
-                conn = await self.db.engine.connect()
-                self._conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            if self._raw is None or self._raw[0] is not self._conn:
-                self._raw = (self._conn, (await self._conn.get_raw_connection()).driver_connection)
-            raw: Any = self._raw[1]  # aiosqlite's connection under SQLAlchemy's
-            converted = [[sqlite_value(v) for v in row] for row in rows]
-            try:
-                if len(converted) == 1:
-                    cursor = await raw.execute(sql, converted[0])
-                else:
-                    cursor = await raw.executemany(sql, converted)
-            except sqlite3.Error as exc:  # as SQLAlchemy would raise it: callers catch those
-                raise DBAPIError.instance(sql, converted, exc, sqlite3.Error) from exc
-            last: int | None = cursor.lastrowid
-            return last
 
     @property
     def _fast(self) -> bool:
         return self.db.dialect == "sqlite"
 
-    async def close(self) -> None:
-        async with self._lock:
-            if self._conn is not None:
-                await self._conn.close()
-                self._conn = None
-
     async def insert(self, values: dict[str, Any]) -> int:
         """Write a run made by `run_values`; returns its id."""
-        if self._fast:
-            sql = sqlite_insert("run", tuple(values))
-            run_id = await self._sqlite(sql, [list(values.values())])
-            assert run_id is not None
-        else:
-            run_id = (await self._write(INSERT_RUN, values)).scalar_one()
+
+        async def write(conn: AsyncConnection) -> int:
+            if self._fast:
+                sql = sqlite_insert("run", tuple(values))
+                run_id = await sqlite_execute(conn, sql, [list(values.values())])
+                assert run_id is not None
+                return run_id
+            return int((await conn.execute(INSERT_RUN, values)).scalar_one())
+
+        async def landed(conn: AsyncConnection) -> int | None:
+            return (await conn.execute(select(RUNS.c.id).where(*same_run(values)))).scalar()
+
+        run_id = await self.db.transaction(write, landed=landed, what="run start")
         self.started.add(run_id)
         return run_id
 
@@ -177,50 +163,55 @@ class Runs:
         trigger: str | None = None,
         **fields: Any,
     ) -> None:
-        """End the run, writing its last `steps` first; `started_at`, `model` (the run's, for its
-        cost at MODEL_PRICES) and `trigger` (for the metrics) save a read."""
+        """End the run and write its last `steps`, in one transaction; `started_at`, `model` (the
+        run's, for its cost at MODEL_PRICES) and `trigger` (for the metrics) save a read."""
         self.started.discard(run_id)
         finished_at = utcnow()
-        await self.add_steps(run_id, steps)
-        if started_at is None or model is None:
-            found = (
-                await self._write(select(RUNS.c.started_at, RUNS.c.model).where(RUNS.c.id == run_id))
-            ).first()
-            if found is None:
-                return
-            started_at, model = found.started_at, found.model
-        assert started_at is not None
-        if started_at.tzinfo is None:  # SQLite hands datetimes back without their zone
-            started_at = started_at.replace(tzinfo=UTC)
-        duration_ms = (finished_at - started_at).total_seconds() * 1000
-        cost = cost_usd(
-            self.db.prices, model, fields.get("prompt_tokens", 0), fields.get("completion_tokens", 0)
-        )
-        values = fit_lengths(
-            RUNS,
-            {"status": status, "finished_at": finished_at, "duration_ms": duration_ms, "cost_usd": cost}
-            | fields,
-        )
-        if self._fast and trigger is not None:
-            await self._sqlite(sqlite_update("run", tuple(values)), [[*values.values(), run_id]])
-        else:
+        rows = step_rows(run_id, steps) if steps else []
+
+        async def write(conn: AsyncConnection) -> tuple[str | None] | None:
+            await self._insert_steps(conn, rows)
+            begun, used = started_at, model
+            if begun is None or used is None:
+                found = (
+                    await conn.execute(select(RUNS.c.started_at, RUNS.c.model).where(RUNS.c.id == run_id))
+                ).first()
+                if found is None:
+                    return None
+                begun, used = found.started_at, found.model
+            assert begun is not None
+            if begun.tzinfo is None:  # SQLite hands datetimes back without their zone
+                begun = begun.replace(tzinfo=UTC)
+            duration_ms = (finished_at - begun).total_seconds() * 1000
+            cost = cost_usd(
+                self.db.prices, used, fields.get("prompt_tokens", 0), fields.get("completion_tokens", 0)
+            )
+            values = fit_lengths(
+                RUNS,
+                {"status": status, "finished_at": finished_at, "duration_ms": duration_ms, "cost_usd": cost}
+                | fields,
+            )
+            if self._fast and trigger is not None:
+                await sqlite_execute(conn, sqlite_update("run", tuple(values)), [[*values.values(), run_id]])
+                return (trigger,)
             params = {"run": run_id} | {f"v_{key}": value for key, value in values.items()}
-            trigger = (await self._write(finish_statement(tuple(values)), params)).scalar()
-        if trigger is not None:
-            metrics.run_finished(trigger, status)
+            return ((await conn.execute(finish_statement(tuple(values)), params)).scalar(),)
+
+        async def landed(conn: AsyncConnection) -> tuple[str | None] | None:
+            """The earlier commit landed if the row has this finish's own time."""
+            q = select(RUNS.c.trigger).where(RUNS.c.id == run_id, RUNS.c.finished_at == finished_at)
+            found = (await conn.execute(q)).first()
+            return None if found is None else (found.trigger,)
+
+        done = await self.db.transaction(write, landed=landed, what="run finish")
+        if done is not None and done[0] is not None:
+            metrics.run_finished(done[0], status)
 
     async def interrupt_running(self, error: str = "interrupted by shutdown") -> int:
         """Mark this process's runs still in flight as interrupted (other processes share the db)."""
         if not self.started:
             return 0
-        async with self.db.session() as s:
-            result = await s.exec(
-                update(Run)
-                .where(col(Run.status) == "running", col(Run.id).in_(self.started))
-                .values(status="interrupted", error=error, finished_at=utcnow())
-            )
-            await s.commit()
-            return result.rowcount or 0
+        return await self._interrupt(error, col(Run.id).in_(self.started))
 
     async def interrupt_conversation(self, conversation_id: int, error: str) -> int:
         """Runs of one conversation still `running`: their process died (the caller holds the
@@ -243,43 +234,73 @@ class Runs:
         )
 
     async def _interrupt(self, error: str, *where: Any) -> int:
-        async with self.db.session() as s:
-            result = await s.exec(
-                update(Run)
-                .where(col(Run.status) == "running", *where)
-                .values(status="interrupted", error=error, finished_at=utcnow())
-            )
-            await s.commit()
-            return result.rowcount or 0
+        """Safe to redo: a second pass finds the runs no longer `running`."""
+        stmt = (
+            update(RUNS)
+            .where(RUNS.c.status == "running", *where)
+            .values(status="interrupted", error=error, finished_at=utcnow())
+        )
+
+        async def write(conn: AsyncConnection) -> int:
+            return (await conn.execute(stmt)).rowcount or 0
+
+        async def redo(_conn: AsyncConnection) -> int | None:
+            return None  # whether or not it landed, doing it again is harmless
+
+        return await self.db.transaction(write, landed=redo, what="interrupt runs")
 
     async def add_steps(self, run_id: int, steps: Sequence[dict[str, Any]]) -> None:
-        """Several steps of one run in one insert (the trace batches what queued up)."""
+        """Several steps of one run in one transaction (the trace batches what queued up)."""
         if not steps:
             return
         rows = step_rows(run_id, steps)
+        first = rows[0]
+
+        async def write(conn: AsyncConnection) -> bool:
+            await self._insert_steps(conn, rows)
+            return True
+
+        async def landed(conn: AsyncConnection) -> bool | None:
+            """The earlier commit landed if the batch's first step is there (all or none are)."""
+            q = select(STEPS.c.id).where(
+                STEPS.c.run_id == run_id,
+                STEPS.c.created_at == first["created_at"],
+                STEPS.c.kind == first["kind"],
+                STEPS.c.name == first["name"],
+            )
+            return True if (await conn.execute(q.limit(1))).first() is not None else None
+
+        await self.db.transaction(write, landed=landed, what="run steps")
+
+    async def _insert_steps(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
         keys = tuple(rows[0])
         if self._fast and all(tuple(row) == keys for row in rows):
-            await self._sqlite(sqlite_insert("step", keys), [list(row.values()) for row in rows])
+            await sqlite_execute(conn, sqlite_insert("step", keys), [list(row.values()) for row in rows])
         else:
-            await self._write(INSERT_STEPS, rows)
+            await conn.execute(INSERT_STEPS, rows)
 
     async def add_step(self, run_id: int, **fields: Any) -> None:
         await self.add_steps(run_id, [fields])
 
     async def running_for(self, team: str, user: str, since: datetime) -> int:
         """How many of `user`'s runs started after `since` are still in flight."""
-        async with self.db.session() as s:
-            q = (
-                select_models(func.count())
-                .select_from(Run)
-                .where(
-                    col(Run.team_id) == team,
-                    col(Run.user_id) == user,
-                    col(Run.status) == "running",
-                    col(Run.started_at) >= since,
-                )
+        q = (
+            select(func.count())
+            .select_from(RUNS)
+            .where(
+                RUNS.c.team_id == team,
+                RUNS.c.user_id == user,
+                RUNS.c.status == "running",
+                RUNS.c.started_at >= since,
             )
-            return int((await s.exec(q)).one())
+        )
+
+        async def read(conn: AsyncConnection) -> int:
+            return int((await conn.execute(q)).scalar_one())
+
+        return await self.db.transaction(read, what="running runs")
 
     async def recent(self, user_id: str, limit: int = 5, team: str | None = None) -> list[Run]:
         """A user's newest runs, newest first (the Home tab lists them); with `team`, only that

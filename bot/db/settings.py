@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from bot.channel_config import WORKSPACE, Effective, combine
+from bot.db.engine import insert_ignoring
 from bot.db.models import ChannelSetting, SettingChange, utcnow
 
 if TYPE_CHECKING:
@@ -46,12 +46,16 @@ class ChannelSettings:
         Two saves at once (a double-clicked Save) may both find no row and both insert it: the
         one that loses the race is written again, over the winner's row.
         """
-        try:
-            return await self._write(team, channel, key, value, user)
-        except IntegrityError:
-            return await self._write(team, channel, key, value, user)
+        for _ in range(2):
+            written, old = await self._write(team, channel, key, value, user)
+            if written:
+                break
+        return old
 
-    async def _write(self, team: str, channel: str, key: str, value: str | None, user: str) -> str | None:
+    async def _write(
+        self, team: str, channel: str, key: str, value: str | None, user: str
+    ) -> tuple[bool, str | None]:
+        """(False, _) when a concurrent save inserted the row first (nothing written then)."""
         async with self.db.session() as s:
             q = select(ChannelSetting).where(
                 ChannelSetting.team_id == team,
@@ -63,7 +67,10 @@ class ChannelSettings:
             if value is None and row is not None:  # by statement: a concurrent unset may have won
                 await s.exec(delete(ChannelSetting).where(col(ChannelSetting.id) == row.id))
             elif value is not None and row is None:
-                s.add(ChannelSetting(team_id=team, channel_id=channel, key=key, value=value, updated_by=user))
+                # ON CONFLICT DO NOTHING: losing the race is normal, and Postgres would log an ERROR.
+                new = ChannelSetting(team_id=team, channel_id=channel, key=key, value=value, updated_by=user)
+                if (await s.exec(insert_ignoring(self.db.dialect, [new]))).rowcount != 1:
+                    return False, old
             elif value is not None and row is not None:
                 row.value, row.updated_by, row.updated_at = value, user, utcnow()
                 s.add(row)
@@ -73,7 +80,7 @@ class ChannelSettings:
                 )
             )
             await s.commit()
-            return old
+            return True, old
 
     async def changes(self, team: str, limit: int = 20) -> list[SettingChange]:
         async with self.db.session() as s:
