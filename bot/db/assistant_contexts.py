@@ -32,41 +32,6 @@ class AssistantContexts:
                 row = (await s.exec(q)).first()
                 if row is not None:
                     row.viewed_channel_id, row.updated_at = viewed, utcnow()
-                    s.add(row)
-
-from bot.db.models import AssistantContext, utcnow
-
-if TYPE_CHECKING:
-    from bot.db.engine import Database
-
-
-class AssistantContexts:
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    async def save(self, channel_id: str, thread_ts: str, viewed: str, team_id: str | None = None) -> None:
-        team = team_id or ""
-        for _ in range(2):  # a concurrent first save wins the insert; the second pass updates it
-            async with self.db.session() as s:
-                q = select(AssistantContext).where(
-                    AssistantContext.team_id == team,
-                    AssistantContext.channel_id == channel_id,
-                    AssistantContext.thread_ts == thread_ts,
-                )
-                row = (await s.exec(q)).first()
-<<<<<<< HEAD
-                if row is None:
-                    row = AssistantContext(
-                        team_id=team, channel_id=channel_id, thread_ts=thread_ts, viewed_channel_id=viewed
-                    )
-                row.viewed_channel_id, row.updated_at = viewed, utcnow()
-                s.add(row)
-                try:
-=======
-                if row is not None:
-                    row.viewed_channel_id, row.team_id, row.updated_at = viewed, team_id, utcnow()
-                    s.add(row)
->>>>>>> pg22
                     await s.commit()
                     return
             new = AssistantContext(

@@ -278,7 +278,9 @@ class Database:
 
     def insert_statement(self, table: Any) -> Any:
         """This dialect's INSERT, which knows ON CONFLICT."""
-        return _insert(self.dialect, table)
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        return postgresql.insert(table) if self.dialect == "postgresql" else sqlite.insert(table)
 
     def session(self) -> AsyncSession:
         return AsyncSession(self.engine, expire_on_commit=False)

@@ -74,17 +74,23 @@ class Jobs:
             }
             for j in jobs
         ]
-        async with self.db.engine.begin() as conn:
-            made = await conn.execute(
-                insert.values(rows).on_conflict_do_nothing(index_elements=["key"]).returning(T.c.id, T.c.key)
-            )
-            ids = {key: job_id for job_id, key in made}
-            new = set(ids)
-            missing = [j.key for j in jobs if j.key not in ids]
-            if missing:
-                found = await conn.execute(select(T.c.id, T.c.key).where(T.c.key.in_(missing)))
-                ids.update({key: job_id for job_id, key in found})
-        return [(ids[j.key], j.key in new) for j in jobs]
+
+        async def work() -> list[tuple[int, bool]]:  # safe to redo: a key already there is kept
+            async with self.db.engine.begin() as conn:
+                made = await conn.execute(
+                    insert.values(rows)
+                    .on_conflict_do_nothing(index_elements=["key"])
+                    .returning(T.c.id, T.c.key)
+                )
+                ids = {key: job_id for job_id, key in made}
+                new = set(ids)
+                missing = [j.key for j in jobs if j.key not in ids]
+                if missing:
+                    found = await conn.execute(select(T.c.id, T.c.key).where(T.c.key.in_(missing)))
+                    ids.update({key: job_id for job_id, key in found})
+            return [(ids[j.key], j.key in new) for j in jobs]
+
+        return await self.db.retrying(work, what="recording work")
 
     async def claim(
         self,
@@ -99,6 +105,12 @@ class Jobs:
         per person (0: no limit). One lock serializes claims across processes, so two claims
         never read the same "free" queue or slot.
         """
+        wanted = list(kinds)
+        return await self.db.retrying(
+            lambda: self._claim(owner, ttl, limit, slots, wanted), what="claiming work"
+        )
+
+    async def _claim(self, owner: str, ttl: float, limit: int, slots: int, kinds: list[str]) -> list[Claimed]:
         now = time.time()
         async with serialized(self.db, CLAIM_LOCK) as conn:
             running = (
@@ -112,7 +124,7 @@ class Jobs:
             candidates = (
                 await conn.execute(
                     select(T.c.id, T.c.queue, T.c.person)
-                    .where(runnable, T.c.kind.in_(list(kinds)))
+                    .where(runnable, T.c.kind.in_(kinds))
                     .order_by(T.c.id)
                     .limit(CANDIDATES)
                 )
@@ -163,24 +175,32 @@ class Jobs:
 
     async def renew(self, owner: str, ttl: float) -> set[int]:
         """Extend every lease this owner holds, in one statement; returns the ids still ours."""
-        async with self.db.engine.begin() as conn:
-            kept = await conn.execute(
-                update(T)
-                .where(T.c.owner == owner, T.c.state == "running")
-                .values(lease_expires=time.time() + ttl)
-                .returning(T.c.id)
-            )
-            return {i for (i,) in kept}
+
+        async def work() -> set[int]:
+            async with self.db.engine.begin() as conn:
+                kept = await conn.execute(
+                    update(T)
+                    .where(T.c.owner == owner, T.c.state == "running")
+                    .values(lease_expires=time.time() + ttl)
+                    .returning(T.c.id)
+                )
+                return {i for (i,) in kept}
+
+        return await self.db.retrying(work, what="renewing leases")
 
     async def finish(self, job_id: int, owner: str, state: str) -> bool:
         """Record the outcome; False when the job is no longer ours (its lease was taken over)."""
-        async with self.db.engine.begin() as conn:
-            done = await conn.execute(
-                update(T)
-                .where(T.c.id == job_id, T.c.owner == owner, T.c.state == "running")
-                .values(state=state, owner=None, finished_at=utcnow())
-            )
-            return (done.rowcount or 0) == 1
+
+        async def work() -> bool:
+            async with self.db.engine.begin() as conn:
+                done = await conn.execute(
+                    update(T)
+                    .where(T.c.id == job_id, T.c.owner == owner, T.c.state == "running")
+                    .values(state=state, owner=None, finished_at=utcnow())
+                )
+                return (done.rowcount or 0) == 1
+
+        return await self.db.retrying(work, what="finishing work")
 
     async def note(self, job_id: int, owner: str, progress: Mapping[str, Any]) -> bool:
         """Keep what this attempt showed (a stream's ts), so a redo can adopt it."""
