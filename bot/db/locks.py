@@ -14,6 +14,8 @@ transaction that holds a lock for the cap's keys until it commits:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -45,7 +47,16 @@ async def serialized(db: Database, *keys: str) -> AsyncIterator[AsyncConnection]
     # autocommit mode it leaves that to us, and BEGIN IMMEDIATE takes the write lock up front.
     async with db.engine.connect() as plain:
         conn = await plain.execution_options(isolation_level="AUTOCOMMIT")
-        await conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # BEGIN IMMEDIATE may wait for the lock; a cancellation cutting that wait short would
+        # leave the transaction begun later, unseen, holding the database's one write lock.
+        begin = asyncio.ensure_future(conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        try:
+            await asyncio.shield(begin)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await begin
+                await conn.exec_driver_sql("ROLLBACK")
+            raise
         try:
             yield conn
         except BaseException:

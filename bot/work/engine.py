@@ -129,6 +129,7 @@ class WorkEngine:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._stop = asyncio.Event()
         self._last_stale_sweep = 0.0
 
     def kind(
@@ -197,6 +198,7 @@ class WorkEngine:
     async def start(self) -> None:
         """Start claiming and renewing; call once the kinds are registered."""
         self._stopping = False
+        self._stop = asyncio.Event()
         self._tasks = [
             asyncio.create_task(self._claim_forever(), name="work: claim"),
             asyncio.create_task(self._renew_forever(), name="work: renew"),
@@ -208,11 +210,16 @@ class WorkEngine:
         Returns how many were handed back.
         """
         self._stopping = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        self._stop.set()
+        self._wake.set()
+        # The loops finish their round and leave: cancelling one mid-claim could leave SQLite's
+        # write lock taken by a BEGIN IMMEDIATE whose await was cut off.
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=10)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=5)
         self._tasks = []
         running = [task for _, task in self._running.values()]
         if running:
@@ -251,7 +258,7 @@ class WorkEngine:
             return found.first() is None
 
     async def _claim_forever(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 more = await self.claim_once()
@@ -368,9 +375,10 @@ class WorkEngine:
                 log.info("%d %s job(s) were too old to start any more", given_up, name)
 
     async def _renew_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.lease_seconds / 3)
-            if not self._running:
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):  # a stop ends the wait at once
+                await asyncio.wait_for(self._stop.wait(), self.lease_seconds / 3)
+            if self._stopping or not self._running:
                 continue
             try:
                 ours = await self.db.jobs.renew(self.owner, self.lease_seconds)
