@@ -46,7 +46,7 @@ async def states(db_url: str) -> tuple[list[str], list[str], list[str]]:
     try:
         async with db.session() as s:
             every = (await s.exec(select(Job).order_by(Job.id))).all()
-            turns = [j.state for j in every if j.kind == "turn"]
+            turns = [j.state for j in every if j.kind in ("turn", "event")]  # a delivery answers in its job
             runs = [r.status for r in (await s.exec(select(Run).order_by(Run.id))).all()]
             jobs = [j.state for j in every if j.kind == "command"]
         return turns, runs, jobs
