@@ -92,7 +92,9 @@ async def test_unsigned_megabyte_bodies_get_short_counted_lines(bot: Bot, slack,
         ) as r:
             assert r.status == 401
     await bot.stop()  # the server's cleanup logs the count of the current interval
-    logged = "\n".join(r.getMessage() for r in caplog.records)
+    # The database driver's own DEBUG lines (the work engine polls) carry no request text.
+    ours = [r for r in caplog.records if not r.name.startswith(("aiosqlite", "sqlalchemy"))]
+    logged = "\n".join(r.getMessage() for r in ours)
     assert "AAAA" not in logged and len(logged) < 2_000
     assert [line.split(" request")[0] for line in edge_lines(caplog)] == ["rejected 1", "rejected 4"]
 

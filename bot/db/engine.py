@@ -285,7 +285,9 @@ class Database:
     def session(self) -> AsyncSession:
         return AsyncSession(self.engine, expire_on_commit=False)
 
-    async def retrying(self, work: Callable[[], Awaitable[T]], *, what: str = "database work") -> T:
+    async def retrying(
+        self, work: Callable[[], Awaitable[T]], *, what: str = "database work", seconds: float | None = None
+    ) -> T:
         """`work()`, redone on a transient fault (a restart, a dropped connection, no free slot on
         the server) with growing pauses for up to `retry_seconds`; then its error is raised.
 
@@ -294,7 +296,7 @@ class Database:
         commit rolls everything back (use `transaction()` for writes, which knows the difference).
         """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.retry_seconds
+        deadline = loop.time() + (self.retry_seconds if seconds is None else seconds)
         delay, tries = 0.05, 0
         while True:
             try:

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 FINISHED = ("done", "failed", "interrupted")
 CLAIM_LOCK = "work:claim"
-CANDIDATES = 1000  # pending jobs looked at per claim, oldest first
+CANDIDATES = 1000
+RECORD_RETRY_SECONDS = 1.5  # pending jobs looked at per claim, oldest first
 T = Job.__table__  # type: ignore[attr-defined]
 
 
@@ -90,7 +91,8 @@ class Jobs:
                     ids.update({key: job_id for job_id, key in found})
             return [(ids[j.key], j.key in new) for j in jobs]
 
-        return await self.db.retrying(work, what="recording work")
+        # On the ack path: a short wait rides out a blip, a restart is told (Slack's limit is 3 s).
+        return await self.db.retrying(work, what="recording work", seconds=RECORD_RETRY_SECONDS)
 
     async def claim(
         self,

@@ -248,14 +248,19 @@ class WorkEngine:
         waits (tests and the health page ask)."""
         if self._running or self._batch:
             return False
-        from sqlalchemy import select
+        from sqlalchemy import and_, or_, select
 
         t = self.db.jobs.table
-        async with self.db.engine.connect() as conn:
-            found = await conn.execute(
-                select(t.c.id).where(t.c.state == "pending", t.c.kind.in_(list(self.kinds))).limit(1)
-            )
-            return found.first() is None
+        try:
+            async with self.db.engine.connect() as conn:
+                lapsed = and_(t.c.state == "running", t.c.lease_expires < time.time())
+                claimable = or_(t.c.state == "pending", lapsed)
+                found = await conn.execute(
+                    select(t.c.id).where(claimable, t.c.kind.in_(list(self.kinds))).limit(1)
+                )
+                return found.first() is None
+        except Exception:  # the database is down: nothing can be claimed, so nothing more will run
+            return True
 
     async def _claim_forever(self) -> None:
         while not self._stopping:
