@@ -37,6 +37,8 @@ RETRY_SQLSTATES = frozenset({"40001", "40P01"})
 RETRY_SECONDS = 15.0  # how long a transient fault is retried before the work fails
 # Set while a health check or `doctor` asks: they report a refused connection at once.
 IMPATIENT: contextvars.ContextVar[bool] = contextvars.ContextVar("IMPATIENT", default=False)
+# SQLAlchemy names a pool's logger after its class: ours would log "Pool disposed" at INFO.
+logging.getLogger(f"{__name__}.PatientPool").setLevel(logging.WARNING)
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, or_, select, update
 
+from bot.db.engine import IMPATIENT
 from bot.db.locks import serialized
 from bot.db.models import Job, utcnow
 
@@ -91,8 +92,13 @@ class Jobs:
                     ids.update({key: job_id for job_id, key in found})
             return [(ids[j.key], j.key in new) for j in jobs]
 
-        # On the ack path: a short wait rides out a blip, a restart is told (Slack's limit is 3 s).
-        return await self.db.retrying(work, what="recording work", seconds=RECORD_RETRY_SECONDS)
+        # On the ack path: a short wait rides out a blip, a restart is told (Slack's limit is 3 s);
+        # the pool's own patience (15 s for a connection) would outlast the ack.
+        token = IMPATIENT.set(True)
+        try:
+            return await self.db.retrying(work, what="recording work", seconds=RECORD_RETRY_SECONDS)
+        finally:
+            IMPATIENT.reset(token)
 
     async def claim(
         self,

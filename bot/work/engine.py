@@ -37,6 +37,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot import metrics
+from bot.db.engine import IMPATIENT
 from bot.db.jobs import FINISHED, Claimed, NewJob
 
 if TYPE_CHECKING:
@@ -251,6 +252,7 @@ class WorkEngine:
         from sqlalchemy import and_, or_, select
 
         t = self.db.jobs.table
+        token = IMPATIENT.set(True)  # a question about now: a down database answers at once
         try:
             async with self.db.engine.connect() as conn:
                 lapsed = and_(t.c.state == "running", t.c.lease_expires < time.time())
@@ -261,6 +263,8 @@ class WorkEngine:
                 return found.first() is None
         except Exception:  # the database is down: nothing can be claimed, so nothing more will run
             return True
+        finally:
+            IMPATIENT.reset(token)
 
     async def _claim_forever(self) -> None:
         while not self._stopping:
