@@ -60,12 +60,7 @@ class Recorder:
             await asyncio.sleep(0)  # let the submits of this moment join the batch
             batch, self._batch = self._batch, []
             try:
-                import time as _t
-
-                _t0 = _t.perf_counter()
                 results = await self.add([job for job, _ in batch])
-                with open("/tmp/rec_times.txt", "a") as _f:
-                    _f.write(f"{len(batch)} {(_t.perf_counter() - _t0) * 1000:.1f}\n")
             except Exception as exc:
                 for _, future in batch:
                     if not future.done():
