@@ -100,11 +100,7 @@ class Deliveries:
         except Exception as exc:
             if not database_unavailable(exc):
                 raise
-            log.error(
-                "database unavailable: a delivery could not be recorded (%s)",
-                type(exc).__name__,
-                exc_info=exc,
-            )
+            log.error("database unavailable: a delivery could not be recorded (%s)", type(exc).__name__)
             if queue is not None and (
                 event.get("type") == "app_mention" or event.get("channel_type") == "im"
             ):
