@@ -66,6 +66,8 @@ class Recorder:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
+            seen: set[str] = set()
+            for (job, future), (job_id, new) in zip(batch, results, strict=True):
+                if not future.done():  # a key twice in one batch (a quick retry) is new once
+                    future.set_result((job_id, new and job.key not in seen))
+                seen.add(job.key)
