@@ -105,11 +105,15 @@ def slack_client(
     return CleanWebClient(token=settings.slack_bot_token, **common)
 
 
-def open_database(settings: Settings) -> Database:
+def open_database(
+    settings: Settings, pool_size: int | None = None, max_overflow: int | None = None
+) -> Database:
+    """The process's database (DB_POOL_SIZE + DB_MAX_OVERFLOW), or a smaller pool of its own
+    for a loop of its own (the front door's)."""
     return Database(
         settings.database_url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
+        pool_size=settings.db_pool_size if pool_size is None else pool_size,
+        max_overflow=settings.db_max_overflow if max_overflow is None else max_overflow,
         pgbouncer=settings.db_pgbouncer,
         prices=settings.model_prices,
     )
@@ -248,6 +252,7 @@ class Runtime:
         await self.http.close()
         if self.llm is not None:
             await self.llm.close()
+        await self.work.close()
         await self.db.close()
 
 

@@ -44,10 +44,16 @@ def _replace_with_directory(path: Path) -> None:
     path.mkdir()  # a directory where the file was: "unable to open database file"
 
 
-async def take_database_down(db_url: str, rt) -> None:
-    """An outage as the process sees it: new connections fail, pooled ones are gone."""
+async def take_database_down(db_url: str, rt, door=None) -> None:
+    """An outage as the process sees it: new connections fail, pooled ones are gone (on SQLite
+    also the front door's inbox beside the file, bot/db/inbox.py)."""
     if db_url.startswith("sqlite"):
-        _replace_with_directory(Path(db_url.split(":///", 1)[1]))
+        path = Path(db_url.split(":///", 1)[1])
+        _replace_with_directory(path)
+        path.with_name(path.name + "-inbox").mkdir()
+        await rt.work.close()
+        if door is not None:
+            await door.on_loop(door.store.close)
     else:
         import asyncpg
 
@@ -107,7 +113,7 @@ async def test_a_schema_behind_makes_readyz_fail_but_not_healthz(bot: Bot) -> No
 async def test_database_down_is_named_by_healthz_and_the_user_gets_an_apology(
     bot: Bot, slack, db_url
 ) -> None:
-    await take_database_down(db_url, bot.rt)
+    await take_database_down(db_url, bot.rt, bot.running.door)
     try:
         status, body = await get(f"{bot.url}/healthz")
         assert status == 503

@@ -34,6 +34,9 @@ T = TypeVar("T")
 UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "57P05", "53300"})
 # A transaction the server rolled back so that another could go on: redo it as well.
 RETRY_SQLSTATES = frozenset({"40001", "40P01"})
+# The front door's own pool (its thread records with one transaction at a time, group-committed;
+# the second connection covers a restart's reconnect): on top of DB_POOL_SIZE + DB_MAX_OVERFLOW.
+RECORDING_CONNECTIONS = 2
 RETRY_SECONDS = 15.0  # how long a transient fault is retried before the work fails
 # Set while a health check or `doctor` asks: they report a refused connection at once.
 IMPATIENT: contextvars.ContextVar[bool] = contextvars.ContextVar("IMPATIENT", default=False)
@@ -139,6 +142,14 @@ def transient(exc: BaseException) -> bool:
     if isinstance(exc, CommitUnknown):
         return False
     return database_unavailable(exc) or sqlstate(exc) in RETRY_SQLSTATES
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of a SQLite URL (None for other databases, or one in memory)."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split(":///", 1)[-1]
+    return None if not path or path == ":memory:" else path
 
 
 def make_engine(

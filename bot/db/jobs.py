@@ -37,6 +37,7 @@ class NewJob:
     payload: dict[str, Any]
     queue: str | None = None
     person: str | None = None
+    created_at: datetime | None = None  # when it was recorded elsewhere first (the inbox)
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class Jobs:
                 "state": "pending",
                 "attempts": 0,
                 "lease_expires": 0.0,
-                "created_at": utcnow(),
+                "created_at": j.created_at or utcnow(),
             }
             for j in jobs
         ]

@@ -16,7 +16,7 @@ from bot.runtime import Runtime
 from bot.slack import install
 from bot.slack.authorize import VerifiedBotToken, VerifiedInstallations
 from bot.slack.deliveries import Deliveries
-from bot.slack.front_door import FrontDoor, last_word, validate_payload
+from bot.slack.front_door import FrontDoor, bolt_dispatch, last_word, validate_payload
 from bot.slack.listeners import (
     approvals,
     assistant,
@@ -108,7 +108,7 @@ def build_web_app(app: AsyncApp, rt: Runtime) -> web.Application:
 
     limit = rt.settings.slack_max_body_bytes
     web_app = web.Application(client_max_size=limit)
-    door = FrontDoor(app, rt.settings.slack_signing_secret or "", limit, Deliveries(rt))
+    door = FrontDoor(rt.settings.slack_signing_secret or "", limit, bolt_dispatch(app), Deliveries(rt))
     web_app.router.add_post("/slack/events", door.handle)
     web_app.on_cleanup.append(door.close)
     add_routes(web_app, rt)

@@ -13,6 +13,7 @@ listener would answer (the bot's own, edits, other bots) are acked without being
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from typing import Any
@@ -29,6 +30,7 @@ from bot.slack.surface import AnswerSurface
 from bot.slack.turns import attempt_of, conversation_queue
 from bot.slack.workspace import event_workspace
 from bot.work import Job
+from bot.work.recorder import Recorder
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +72,21 @@ def conversation_of(body: dict[str, Any]) -> tuple[str | None, str | None]:
 
 
 class Deliveries:
-    """What the front door calls for each signed `event_callback`."""
+    """What the front door calls for each signed `event_callback`.
 
-    def __init__(self, rt: Runtime) -> None:
+    On the door's thread (`recorder` and `main_loop` given) it records through the door's own
+    recorder and pool; an apology is posted from the main loop, whose Slack session it needs.
+    """
+
+    def __init__(
+        self,
+        rt: Runtime,
+        recorder: Recorder | None = None,
+        main_loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         self.rt = rt
+        self.recorder = recorder or rt.work.recorder
+        self.main_loop = main_loop
 
     async def record(self, body: dict[str, Any], raw: bytes) -> None:
         """Record the delivery (durable when this returns); the database being down is told in
@@ -83,7 +96,7 @@ class Deliveries:
             return
         queue, person = conversation_of(body)
         try:
-            await self.rt.work.submit(KIND, delivery_key(body, raw), body, queue=queue, person=person)
+            await self.recorder.submit(KIND, delivery_key(body, raw), body, queue=queue, person=person)
         except Exception as exc:
             if not database_unavailable(exc):
                 raise
@@ -91,7 +104,13 @@ class Deliveries:
             if queue is not None and (
                 event.get("type") == "app_mention" or event.get("channel_type") == "im"
             ):
-                self.rt.tasks.spawn(self._apologise(event), name="database apology")
+                if self.main_loop is None:
+                    self._spawn_apology(event)
+                else:
+                    self.main_loop.call_soon_threadsafe(self._spawn_apology, event)
+
+    def _spawn_apology(self, event: dict[str, Any]) -> None:
+        self.rt.tasks.spawn(self._apologise(event), name="database apology")
 
     async def _apologise(self, event: dict[str, Any]) -> None:
         channel = str(event.get("channel", ""))

@@ -1,22 +1,33 @@
-"""POST /slack/events before Bolt: body size cap, signature, parse and shape check, quiet logs.
+"""POST /slack/events before Bolt: body size cap, signature, parse and shape check, quiet logs;
+and the thread the ack path runs on.
 
 Bolt parses the body before it checks the signature, raises (HTTP 500) on a body that is not
 JSON or not an object, and logs a rejected request's whole body. Here each of those is decided
 first, cheaply; only a signed, well-formed payload reaches Bolt. Refused requests are counted
 and logged at most once a minute (a flood of them is one line, not one line each); a malformed
 signed payload is one INFO line naming the field, never its text.
+
+`DoorThread` serves the public port on a thread and event loop of its own: a signed
+`event_callback` is verified, deduped, recorded and acked there, so no answer work on the main
+loop (model streams, tool calls, commits) can delay an ack. Every other request (slash commands,
+interactivity, OAuth, probes) is passed unchanged to the main loop's server on a loopback port.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import hmac
 import logging
+import threading
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.error import BoltUnhandledRequestError
@@ -24,9 +35,20 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.request.internals import parse_body
 from slack_bolt.response import BoltResponse
 
+from bot.db.engine import RECORDING_CONNECTIONS
+from bot.db.inbox import Inbox, inbox_url
+from bot.db.jobs import NewJob
 from bot.metrics import REQUESTS_REJECTED
+from bot.runtime import open_database
 from bot.slack.deliveries import Deliveries
 from bot.slack.payloads import INTERACTIVE_TYPES, payload_problem
+from bot.work.recorder import Add, Recorder
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
+
+T = TypeVar("T")
+Forward = Callable[[web.Request, bytes], Awaitable[web.StreamResponse]]
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +112,10 @@ class FrontDoor:
     """The aiohttp handler of POST /slack/events; `close` (at server cleanup) logs the last counts."""
 
     def __init__(
-        self, app: AsyncApp, signing_secret: str, max_body: int, deliveries: Deliveries | None = None
+        self, signing_secret: str, max_body: int, otherwise: Forward, deliveries: Deliveries | None = None
     ) -> None:
-        self.app, self.secret, self.max_body = app, signing_secret.encode(), max_body
+        self.secret, self.max_body = signing_secret.encode(), max_body
+        self.otherwise = otherwise  # what is not an event: Bolt's dispatch, or the main loop's server
         self.deliveries = deliveries  # events are recorded and acked here, dispatched from their job
         self.too_large = Rejections(f"body over {max_body} bytes", "too_large")
         self.unsigned = Rejections("bad or missing signature", "signature")
@@ -121,8 +144,7 @@ class FrontDoor:
         if self.deliveries is not None and body.get("type") == "event_callback":
             await self.deliveries.record(body, raw)  # no Bolt dispatch on the ack path
             return web.Response(status=200)
-        bolt_request = AsyncBoltRequest(body=text, query=request.query_string, headers=request.headers)  # type: ignore[arg-type]
-        return await to_aiohttp_response(await self.app.async_dispatch(bolt_request))
+        return await self.otherwise(request, raw)
 
     def _too_large(self) -> web.Response:
         self.too_large.add()
@@ -131,6 +153,59 @@ class FrontDoor:
     async def close(self, _app: web.Application | None = None) -> None:
         self.too_large.close()
         self.unsigned.close()
+
+
+def bolt_dispatch(app: AsyncApp) -> Forward:
+    """The main loop's handling of a checked request: Bolt's dispatch (commands, interactivity)."""
+
+    async def dispatch(request: web.Request, raw: bytes) -> web.StreamResponse:
+        headers: Any = request.headers
+        bolt_request = AsyncBoltRequest(body=raw.decode("utf-8"), query=request.query_string, headers=headers)
+        return await to_aiohttp_response(await app.async_dispatch(bolt_request))
+
+    return dispatch
+
+
+# Hop-by-hop headers (RFC 9110 7.6.1) and the length, which aiohttp sets for the body it sends.
+HOP_BY_HOP = frozenset(
+    (
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+    )
+)
+
+
+class Passage:
+    """Requests the door does not answer itself, passed to the main loop's server as they came
+    (method, path, query, headers, body) and its response passed back, redirects included."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.session: aiohttp.ClientSession | None = None
+
+    async def forward(self, request: web.Request, raw: bytes | None = None) -> web.StreamResponse:
+        if self.session is None:  # made on the door's loop, kept for its life (keep-alive)
+            self.session = aiohttp.ClientSession(
+                auto_decompress=False, timeout=aiohttp.ClientTimeout(total=None, sock_read=120)
+            )
+        body = await request.read() if raw is None else raw
+        headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP)
+        async with self.session.request(
+            request.method, self.base_url + request.path_qs, headers=headers, data=body, allow_redirects=False
+        ) as answer:
+            content = await answer.read()
+            back = CIMultiDict((k, v) for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP)
+            return web.Response(status=answer.status, body=content, headers=back)
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
 
 
 async def validate_payload(body: dict[str, Any], next: Any) -> BoltResponse | None:
@@ -173,3 +248,108 @@ async def last_word(error: Exception, body: dict[str, Any]) -> BoltResponse | No
         return BoltResponse(status=200, body="")
     log.error("a listener failed on a %s payload (%s)", kind, type(error).__name__, exc_info=error)
     return BoltResponse(status=200, body="") if kind in INTERACTIVE_TYPES else None
+
+
+class DoorThread:
+    """The public port, on a thread and event loop of its own (see the module's docstring).
+
+    The door records with a pool of its own (`RECORDING_CONNECTIONS`, a database engine is bound
+    to its loop) and wakes the main loop's claimer across threads; requests it does not answer
+    go to `inner_url`, the main loop's server.
+    """
+
+    def __init__(self, rt: Runtime, host: str, port: int, inner_url: str) -> None:
+        self.rt, self.host, self.port, self.inner_url = rt, host, port, inner_url
+        self.main_loop = asyncio.get_running_loop()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._started: concurrent.futures.Future[int] = concurrent.futures.Future()
+        self._stop: asyncio.Event | None = None
+        self.store: _Store | None = None  # where it records, once serving
+
+    async def start(self) -> int:
+        """Serve; returns the bound port once the door takes requests (a failure to bind raises)."""
+        self._thread = threading.Thread(target=self._main, name="front door", daemon=True)
+        self._thread.start()
+        self.port = await asyncio.wrap_future(self._started)
+        return self.port
+
+    async def stop(self) -> None:
+        """Stop taking requests; the door's last recordings are committed before it returns."""
+        if self.loop is not None and self._stop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 30)
+
+    async def on_loop(self, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """`work()` run on the door's loop (its pool and sessions live there)."""
+        if self.loop is None:
+            raise RuntimeError("the front door is not serving")
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work(), self.loop))
+
+    def _main(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        try:
+            self.loop.run_until_complete(self._serve())
+        except BaseException as exc:
+            if not self._started.done():
+                self._started.set_exception(exc)
+            else:
+                log.exception("the front door stopped")
+        finally:
+            self.loop.close()
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        rt = self.rt
+        self.store = store = await _recording_store(rt, self.main_loop)
+        recorder = Recorder(store.add, rt.work.wake_threadsafe)
+        passage = Passage(self.inner_url)
+        limit = rt.settings.slack_max_body_bytes
+        deliveries = Deliveries(rt, recorder, self.main_loop)
+        door = FrontDoor(rt.settings.slack_signing_secret or "", limit, passage.forward, deliveries)
+        web_app = web.Application(client_max_size=limit)
+        web_app.router.add_post("/slack/events", door.handle)
+        web_app.router.add_route("*", "/{tail:.*}", passage.forward)
+        runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=5)
+        rt.work.recorders.append(recorder)
+        try:
+            await runner.setup()
+            site = web.TCPSite(runner, self.host, self.port)
+            await site.start()
+            bound = runner.addresses[0][1] if runner.addresses else self.port
+            self._started.set_result(bound)
+            await self._stop.wait()
+        finally:
+            await runner.cleanup()  # waits for requests in flight: their recordings commit
+            await door.close()
+            await passage.close()
+            rt.work.recorders.remove(recorder)
+            await store.close()
+
+
+class _Store:
+    """Where the door's recorder writes, on the door's loop."""
+
+    def __init__(self, add: Add, close: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self.add, self.close = add, close
+
+
+async def _recording_store(rt: Runtime, main_loop: asyncio.AbstractEventLoop) -> _Store:
+    """SQLite: the inbox beside the file (no wait for the main file's write lock). Postgres: the
+    job table, through a pool of the door's own. A database in memory exists only in the main
+    loop's connections: the door records there."""
+    if url := inbox_url(rt.db.url):
+        inbox = Inbox(url)
+        return _Store(inbox.add, inbox.close)
+    if rt.db.dialect == "postgresql":
+        db = open_database(rt.settings, pool_size=RECORDING_CONNECTIONS, max_overflow=0)
+        return _Store(db.jobs.add, db.close)
+
+    async def on_main_loop(jobs: list[NewJob]) -> list[tuple[int, bool]]:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(rt.db.jobs.add(jobs), main_loop))
+
+    async def nothing() -> None:
+        return None
+
+    return _Store(on_main_loop, nothing)

@@ -20,6 +20,7 @@ from bot.health import start_health_server
 from bot.runtime import Runtime, create_runtime
 from bot.slack import command_jobs, deliveries, turns, write_approvals
 from bot.slack.app import build_app, build_web_app, identify
+from bot.slack.front_door import DoorThread
 from bot.slack.listeners.commands import RUNNERS
 from bot.slack.write_approvals import sweep_forever
 
@@ -34,6 +35,7 @@ class Running:
     app: AsyncApp
     runner: web.AppRunner | None
     port: int | None
+    door: DoorThread | None = None  # HTTP mode: the public port, on its own thread
     socket: Any = None  # the Socket Mode handler, when connected that way
     health: web.AppRunner | None = None  # the probes' own server (Socket Mode, clock)
     health_port: int | None = None
@@ -45,6 +47,8 @@ class Running:
             task.cancel()
         if self.rt.digest_scheduler is not None:
             await self.rt.digest_scheduler.stop()
+        if self.door is not None:
+            await self.door.stop()
         if self.runner is not None:
             await self.runner.cleanup()
         if self.socket is not None:
@@ -100,7 +104,11 @@ async def start_http(
     port: int | None = None,
     **scheduler_options: Any,
 ) -> Running:
-    """Serve Slack's requests at POST /slack/events; port 0 picks a free one (tests)."""
+    """Serve Slack's requests at POST /slack/events; port 0 picks a free one (tests).
+
+    The public port is the front door's thread (events recorded and acked there); this loop's
+    server, on a loopback port, takes the rest (commands, interactivity, OAuth, probes).
+    """
     host = rt.settings.host if host is None else host
     port = rt.settings.port if port is None else port
     app = build_app(rt)
@@ -108,13 +116,18 @@ async def start_http(
     await start_scheduler(rt, **scheduler_options)
     runner = web.AppRunner(build_web_app(app, rt), access_log=None, shutdown_timeout=5)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    bound = runner.addresses[0][1] if runner.addresses else port
+    door = DoorThread(rt, host, port, f"http://127.0.0.1:{runner.addresses[0][1]}")
+    try:
+        bound = await door.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
     log.info("listening on http://%s:%s/slack/events", host, bound)
     await start_work(rt, app)
     background = [*start_retention(rt), start_sweeper(rt)]
-    return Running(rt=rt, app=app, runner=runner, port=bound, background=background)
+    return Running(rt=rt, app=app, runner=runner, port=bound, door=door, background=background)
 
 
 async def start_socket_mode(rt: Runtime, health_port: int | None = None, **scheduler_options: Any) -> Running:

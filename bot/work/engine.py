@@ -1,7 +1,7 @@
 """The one engine for durable work: turns, slash commands, digest fire times and approvals.
 
-A job is recorded before Slack's ack (`submit`, group-committed: concurrent deliveries share one
-transaction) and then run once by whichever process claims it:
+A job is recorded before Slack's ack (`submit`, group-committed by a `Recorder`: concurrent
+deliveries share one transaction) and then run once by whichever process claims it:
 
 - **Leases.** A claim sets owner + expiry; one statement per process renews every lease it holds
   (not one per job), so renewal stays cheap however many answers are in flight. A process that
@@ -36,9 +36,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from bot import metrics
 from bot.db.engine import IMPATIENT
-from bot.db.jobs import FINISHED, Claimed, NewJob
+from bot.db.inbox import Inbox, inbox_url
+from bot.db.jobs import FINISHED, Claimed
+from bot.work.recorder import Recorder
 
 if TYPE_CHECKING:
     from bot.db.engine import Database
@@ -125,8 +126,11 @@ class WorkEngine:
         self.kinds: dict[str, Kind] = {}
         self._running: dict[int, tuple[Job, asyncio.Task[None]]] = {}
         self._waiters: dict[int, list[asyncio.Future[str]]] = {}
-        self._batch: list[tuple[NewJob, asyncio.Future[tuple[int, bool]]]] = []
-        self._flushing: asyncio.Task[None] | None = None
+        self.recorder = Recorder(db.jobs.add, self.wake)
+        url = inbox_url(db.url)
+        self.inbox = Inbox(url) if url else None  # SQLite: the front door's deliveries wait there
+        self.recorders: list[Recorder] = [self.recorder]  # the front door adds its own
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -155,37 +159,17 @@ class WorkEngine:
         queue: str | None = None,
         person: str | None = None,
     ) -> tuple[int, bool]:
-        """Record a job (durable when this returns) and wake the claimer: (its id, True), or the
-        first job's id and False when `key` was recorded before (a repeated delivery).
+        """Record a job on this loop (see `Recorder.submit`) and wake the claimer."""
+        return await self.recorder.submit(kind, key, payload, queue=queue, person=person)
 
-        Submits made while a write is in flight share the next transaction (group commit), so a
-        burst of deliveries costs a few transactions, not one each.
-        """
-        future: asyncio.Future[tuple[int, bool]] = asyncio.get_running_loop().create_future()
-        self._batch.append((NewJob(kind, key, payload, queue, person), future))
-        if self._flushing is None or self._flushing.done():
-            self._flushing = asyncio.create_task(self._flush(), name="work: record")
-        result = await future
-        if result[1]:
-            self._wake.set()
-        else:
-            metrics.EVENTS_DEDUPLICATED.inc()
-        return result
+    def wake(self) -> None:
+        """New work or a free slot: the claimer looks now (call on the engine's loop)."""
+        self._wake.set()
 
-    async def _flush(self) -> None:
-        while self._batch:
-            await asyncio.sleep(0)  # let the submits of this moment join the batch
-            batch, self._batch = self._batch, []
-            try:
-                results = await self.db.jobs.add([job for job, _ in batch])
-            except Exception as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
+    def wake_threadsafe(self) -> None:
+        """`wake`, from another thread (the front door's)."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake.set)
 
     async def wait(self, job_id: int) -> str:
         """Until the job is finished (here or in another process); returns its final state."""
@@ -200,6 +184,7 @@ class WorkEngine:
         """Start claiming and renewing; call once the kinds are registered."""
         self._stopping = False
         self._stop = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
         self._tasks = [
             asyncio.create_task(self._claim_forever(), name="work: claim"),
             asyncio.create_task(self._renew_forever(), name="work: renew"),
@@ -240,6 +225,10 @@ class WorkEngine:
                 log.warning("could not hand %d job(s) over; their leases lapse instead", len(left))
         return len(left)
 
+    async def close(self) -> None:
+        if self.inbox is not None:
+            await self.inbox.close()
+
     @property
     def busy(self) -> int:
         return len(self._running)
@@ -247,8 +236,12 @@ class WorkEngine:
     async def settled(self) -> bool:
         """Nothing runs here, nothing is being recorded, and no job this process could claim
         waits (tests and the health page ask)."""
-        if self._running or self._batch:
+        if self._running or any(r.busy for r in self.recorders):
             return False
+        if self.inbox is not None:
+            with contextlib.suppress(Exception):
+                if await self.inbox.waiting():
+                    return False
         from sqlalchemy import and_, or_, select
 
         t = self.db.jobs.table
@@ -289,6 +282,8 @@ class WorkEngine:
         if room <= 0 or self._stopping or not self.kinds:
             return False
         limit = min(room, CLAIM_BATCH)
+        if self.inbox is not None:
+            await self.inbox.move_into(self.db)
         claimed = await self.db.jobs.claim(
             self.owner, self.lease_seconds, limit, self.person_slots, list(self.kinds)
         )
