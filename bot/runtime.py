@@ -129,18 +129,18 @@ def llm_client(settings: Settings) -> AsyncOpenAI | None:
             api_key=settings.openai_api_key or "not-needed",
             max_retries=settings.llm_max_retries,
             timeout=settings.llm_timeout,
-            http_client=model_http(settings),
+            http_client=model_http(settings.llm_timeout),
         )
     return AsyncOpenAI(
         api_key=settings.openai_api_key or "not-needed",
         base_url=settings.openai_base_url,
         max_retries=settings.llm_max_retries,
         timeout=settings.llm_timeout,
-        http_client=model_http(settings),
+        http_client=model_http(settings.llm_timeout),
     )
 
 
-def model_http(settings: Settings) -> DefaultAsyncHttpxClient:
+def model_http(timeout: float) -> DefaultAsyncHttpxClient:
     """The openai SDK's own HTTP client with its limits, its bytes carried by aiohttp
     (bot/model_transport.py: half the CPU per streamed chunk), and idle connections kept a
     minute, not httpx's 5 seconds: questions a few seconds apart then skip a new TCP and TLS
@@ -152,7 +152,7 @@ def model_http(settings: Settings) -> DefaultAsyncHttpxClient:
         keepalive_expiry=MODEL_KEEPALIVE,
     )
     return DefaultAsyncHttpxClient(
-        timeout=settings.llm_timeout,
+        timeout=timeout,
         limits=kept,  # what a proxied request (HTTPS_PROXY) still sent by httpx2 itself uses
         transport=AiohttpTransport(max_connections=kept.max_connections, keepalive=MODEL_KEEPALIVE),
     )

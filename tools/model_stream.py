@@ -33,12 +33,14 @@ class EventDecoder:
         self._after_cr = False  # the last chunk ended with CR: a leading LF belongs to it
 
     def feed(self, chunk: bytes) -> list[bytes]:
+        if not chunk:
+            return []
         if self._after_cr and chunk[:1] == b"\n":
             chunk = chunk[1:]
         self._after_cr = False
         buffer = self._rest + chunk if self._rest else chunk
         if not buffer:
-            return []
+            return []  # the chunk was the LF of a CRLF
         lines = buffer.splitlines()  # bytes split at CR, LF and CRLF only
         if buffer[-1] in LINE_ENDS:
             self._rest, self._after_cr = b"", buffer[-1] == 13
@@ -59,8 +61,9 @@ class EventDecoder:
 async def chunks(response: httpx2.Response) -> AsyncGenerator[dict[str, Any], None]:
     """The JSON chunks of a streamed chat completion, until [DONE] or the body's end.
 
-    An `error` object in the stream raises openai's APIError (as openai-python does); a read
-    that times out or breaks raises APITimeoutError / APIConnectionError.
+    An error reported in the stream raises openai's APIError (as openai-python does for
+    `{"error": ...}`); a read that times out or breaks raises APITimeoutError /
+    APIConnectionError, as openai-python's own stream does.
     """
     decoder = EventDecoder()
     try:
@@ -71,13 +74,21 @@ async def chunks(response: httpx2.Response) -> AsyncGenerator[dict[str, Any], No
                         await _drain(body)
                         return
                     chunk = json.loads(data)
-                    if isinstance(chunk, dict) and chunk.get("error"):
-                        raise _stream_error(chunk["error"], response.request)
+                    if error := _error_in(chunk):
+                        raise _stream_error(error, response.request)
                     yield chunk
     except httpx2.TimeoutException as exc:
         raise APITimeoutError(request=response.request) from exc
     except httpx2.TransportError as exc:
         raise APIConnectionError(request=response.request) from exc
+
+
+def _error_in(chunk: Any) -> Any:
+    """A failure the server reports inside the stream: OpenAI and vLLM send {"error": {...}};
+    older vLLM and FastChat-derived servers send the error object itself ("object": "error")."""
+    if not isinstance(chunk, dict):
+        return None
+    return chunk.get("error") or (chunk if chunk.get("object") == "error" else None)
 
 
 def _stream_error(error: Any, request: httpx2.Request) -> APIError:
