@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import httpx2
+
 from tools.completion import Completion, StreamAssembler, completion_from_message, estimate_tokens
 from tools.model_stream import chunks
 
@@ -178,22 +180,22 @@ def _tokens(request: ModelRequest, completion: Completion | None) -> tuple[int, 
 async def _stream(llm: AsyncOpenAI, request: ModelRequest, on_text: TextSink, separator: str) -> Completion:
     """Forward text deltas as they come; assemble content, refusal and tool calls.
 
-    The openai client sends the request (auth, retries, HTTP errors); the body is read as plain
-    JSON (tools/model_stream.py), not as a typed object per chunk.
+    The openai client sends the request (auth, retries, HTTP errors as its exceptions) as the
+    JSON we built, without re-checking it against its types; the body is read as plain JSON
+    (tools/model_stream.py), not as a typed object per chunk.
     """
     assembler = StreamAssembler(separator)
     most = request.max_output_tokens * STREAM_CHARS_PER_TOKEN
-    create = llm.chat.completions.with_streaming_response.create
-    body = request.body()
-    # closed on every way out, a cancelled run included
-    async with (
-        create(**body, stream=True, stream_options={"include_usage": True}) as response,
-        contextlib.aclosing(chunks(response.http_response)) as stream,
-    ):
-        async for chunk in stream:
-            if text := assembler.add(chunk):
-                await on_text(text)
-            if assembler.received > most:  # the server ignores our cap: stop reading
-                assembler.finish_reason = "length"
-                break
+    body = {**request.body(), "stream": True, "stream_options": {"include_usage": True}}
+    response = await llm.post("/chat/completions", cast_to=httpx2.Response, body=body, stream=True)
+    try:
+        async with contextlib.aclosing(chunks(response)) as stream:
+            async for chunk in stream:
+                if text := assembler.add(chunk):
+                    await on_text(text)
+                if assembler.received > most:  # the server ignores our cap: stop reading
+                    assembler.finish_reason = "length"
+                    break
+    finally:  # closed on every way out, a cancelled run included
+        await response.aclose()
     return assembler.result()
