@@ -103,6 +103,14 @@ def test_refusal_is_the_text_and_finish_reason_is_kept() -> None:
     assert result.text == "I can't help with that." and result.refusal and result.finish_reason == "stop"
 
 
+def test_a_usage_that_is_not_an_object_is_left_to_the_estimate() -> None:
+    """A broken server's `usage: "lots"` must not fail the accounting after a good answer."""
+    assembler = StreamAssembler()
+    assembler.add(chunk({"content": "hi"}, "stop"))
+    assembler.add({"choices": [], "usage": "lots"})
+    assert assembler.result().usage is None and assembler.result().text == "hi"
+
+
 def test_request_body_every_server_accepts() -> None:
     body = ModelRequest("m", [{"role": "user", "content": "hi"}], tools=[{"type": "function"}]).body()
     assert body["tool_choice"] == "auto" and body["max_completion_tokens"] == 8192

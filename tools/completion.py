@@ -140,7 +140,7 @@ class StreamAssembler:
         self.received = 0  # characters of text, arguments and provider fields so far
 
     def add(self, chunk: dict[str, Any]) -> str:
-        if (usage := chunk.get("usage")) is not None:
+        if isinstance(usage := chunk.get("usage"), dict):
             self.usage = usage
         choices = chunk.get("choices")
         if not choices:
