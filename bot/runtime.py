@@ -21,6 +21,7 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from bot.config import Settings
 from bot.db import Database
 from bot.db.installations import Installations
+from bot.model_transport import AiohttpTransport
 from bot.slack.calls import WriteSafeServerErrorRetryHandler
 from bot.slack.install import InstalledWebClient, WorkspaceTokens, bot_user
 from bot.slack.safe_text import CleanWebClient, reply_session
@@ -132,29 +133,32 @@ def llm_client(settings: Settings) -> AsyncOpenAI | None:
             api_key=settings.openai_api_key or "not-needed",
             max_retries=settings.llm_max_retries,
             timeout=settings.llm_timeout,
-            http_client=model_http(settings),
+            http_client=model_http(settings.llm_timeout),
         )
     return AsyncOpenAI(
         api_key=settings.openai_api_key or "not-needed",
         base_url=settings.openai_base_url,
         max_retries=settings.llm_max_retries,
         timeout=settings.llm_timeout,
-        http_client=model_http(settings),
+        http_client=model_http(settings.llm_timeout),
     )
 
 
-def model_http(settings: Settings) -> DefaultAsyncHttpxClient:
-    """The openai SDK's own HTTP client with its limits, but idle connections kept a minute, not
-    httpx's 5 seconds: questions a few seconds apart then skip a new TCP and TLS handshake. A
-    connection the server closed meanwhile is noticed when it is taken and replaced."""
+def model_http(timeout: float) -> DefaultAsyncHttpxClient:
+    """The openai SDK's own HTTP client with its limits, its bytes carried by aiohttp
+    (bot/model_transport.py: half the CPU per streamed chunk), and idle connections kept a
+    minute, not httpx's 5 seconds: questions a few seconds apart then skip a new TCP and TLS
+    handshake. A connection the server closed meanwhile is noticed when it is taken and replaced."""
     limits = DEFAULT_CONNECTION_LIMITS
+    kept = type(limits)(
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=MODEL_KEEPALIVE,
+    )
     return DefaultAsyncHttpxClient(
-        timeout=settings.llm_timeout,
-        limits=type(limits)(
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=MODEL_KEEPALIVE,
-        ),
+        timeout=timeout,
+        limits=kept,  # what a proxied request (HTTPS_PROXY) still sent by httpx2 itself uses
+        transport=AiohttpTransport(max_connections=kept.max_connections, keepalive=MODEL_KEEPALIVE),
     )
 
 

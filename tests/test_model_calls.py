@@ -1,7 +1,7 @@
 """Issue 12 and 11: what one model call sends and how an answer is read, streamed or not.
 
-Chunks are parsed by openai-python's own types from the JSON each server sends, so the
-assembler sees exactly what the client library gives it.
+The assembler reads the JSON objects of the stream's events as they arrive (tools/model_stream.py);
+tests/test_stream_shapes.py feeds it recorded streams of real servers through the fake server.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Any
 import aiohttp
 import pytest
 from openai import AsyncOpenAI
-from openai.types.chat import ChatCompletionChunk
 
 from orchestrators.history import sanitize, trim_history
 from orchestrators.llm import Agent, Limits
@@ -39,17 +38,14 @@ async def gauge(ctx: ToolContext, n: int = 0) -> dict:
     return {"n": n}
 
 
-def chunk(delta: dict[str, Any], finish: str | None = None) -> ChatCompletionChunk:
-    # construct(), as openai-python itself builds response objects: no validation, extras kept
-    return ChatCompletionChunk.construct(
-        **{
-            "id": "c1",
-            "object": "chat.completion.chunk",
-            "created": 0,
-            "model": "m",
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }
-    )
+def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "m",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
 
 
 def assemble(*deltas: dict[str, Any]) -> Any:
@@ -105,6 +101,14 @@ def test_refusal_is_the_text_and_finish_reason_is_kept() -> None:
     result = assembler.result()
     assert shown == "\n\nI can't help with that."
     assert result.text == "I can't help with that." and result.refusal and result.finish_reason == "stop"
+
+
+def test_a_usage_that_is_not_an_object_is_left_to_the_estimate() -> None:
+    """A broken server's `usage: "lots"` must not fail the accounting after a good answer."""
+    assembler = StreamAssembler()
+    assembler.add(chunk({"content": "hi"}, "stop"))
+    assembler.add({"choices": [], "usage": "lots"})
+    assert assembler.result().usage is None and assembler.result().text == "hi"
 
 
 def test_request_body_every_server_accepts() -> None:

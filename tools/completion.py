@@ -56,7 +56,7 @@ class Completion:
     message: dict[str, Any]  # request shape: content never None, provider fields kept
     finish_reason: str | None = None
     refusal: str | None = None
-    usage: Any = None
+    usage: dict[str, Any] | None = None  # the server's `usage` object, when it sent one
 
     @property
     def text(self) -> str:
@@ -82,7 +82,8 @@ def completion_from_message(response: Any) -> Completion:
     message.update({k: v for k, v in _extras(msg).items() if k not in RESPONSE_ONLY})
     if msg.tool_calls:
         message["tool_calls"] = [_call_dict(c) for c in msg.tool_calls]
-    return Completion(message, choice.finish_reason, refusal, response.usage)
+    usage = response.usage.to_dict() if response.usage is not None else None
+    return Completion(message, choice.finish_reason, refusal, usage)
 
 
 def _call_dict(call: Any) -> dict[str, Any]:
@@ -112,8 +113,18 @@ class _Call:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+# Fields of a streamed tool call that the assembler reads itself; any other is a provider's.
+CALL_FIELDS = frozenset({"index", "id", "type", "function"})
+
+
+def _fields(node: dict[str, Any], known: frozenset[str]) -> dict[str, Any]:
+    """A chunk object's provider fields: those beyond OpenAI's schema, null ones left out."""
+    return {k: v for k, v in node.items() if k not in known and v is not None}
+
+
 class StreamAssembler:
-    """Joins stream chunks into one Completion; `add` returns the text to show at once."""
+    """Joins stream chunks (the JSON objects of the events) into one Completion; `add` returns
+    the text to show at once."""
 
     def __init__(self, separator: str = "") -> None:
         self.separator = separator  # put before the first visible text (a new paragraph)
@@ -122,44 +133,47 @@ class StreamAssembler:
         self.calls: list[_Call] = []
         self.extras: dict[str, Any] = {}
         self.finish_reason: str | None = None
-        self.usage: Any = None
+        self.usage: dict[str, Any] | None = None
         self._by_id: dict[str, _Call] = {}
         self._by_index: dict[int, _Call] = {}
         self._ids = itertools.count(1)
         self.received = 0  # characters of text, arguments and provider fields so far
 
-    def add(self, chunk: Any) -> str:
-        if getattr(chunk, "usage", None) is not None:
-            self.usage = chunk.usage
-        if not chunk.choices:
+    def add(self, chunk: dict[str, Any]) -> str:
+        if isinstance(usage := chunk.get("usage"), dict):
+            self.usage = usage
+        choices = chunk.get("choices")
+        if not choices:
             return ""
-        choice = chunk.choices[0]
-        if choice.finish_reason:
-            self.finish_reason = choice.finish_reason
-        delta = choice.delta
-        if delta is None:
+        choice = choices[0]
+        if finish := choice.get("finish_reason"):
+            self.finish_reason = finish
+        delta = choice.get("delta")
+        if not delta:
             return ""
-        for tc in delta.tool_calls or []:
+        for tc in delta.get("tool_calls") or ():
             self._add_call(tc)
-        for key, value in _extras(delta).items():
-            if key in RESPONSE_ONLY:
-                continue
-            self.received += len(value) if isinstance(value, str) else 0
-            if isinstance(value, str):  # reasoning_content arrives in pieces, like content
-                self.extras[key] = self.extras.get(key, "") + value
-            elif isinstance(value, dict):
-                _merge(self.extras.setdefault(key, {}), value)
-        piece = (delta.content or "") + (getattr(delta, "refusal", None) or "")
+        self._add_extras(delta)
+        content, refusal = delta.get("content"), delta.get("refusal")
+        piece = (content or "") + (refusal or "")
         if not piece:
             return ""
         self.received += len(piece)
         shown = (self.separator if not (self.content or self.refusal) else "") + piece
-        (self.refusal if getattr(delta, "refusal", None) else self.content).append(piece)
+        (self.refusal if refusal else self.content).append(piece)
         return shown
 
-    def _add_call(self, tc: Any) -> None:
-        index = getattr(tc, "index", None)
-        call_id = getattr(tc, "id", None) or None
+    def _add_extras(self, delta: dict[str, Any]) -> None:
+        for key, value in _fields(delta, RESPONSE_ONLY).items():
+            if isinstance(value, str):  # reasoning_content arrives in pieces, like content
+                self.received += len(value)
+                self.extras[key] = self.extras.get(key, "") + value
+            elif isinstance(value, dict):
+                _merge(self.extras.setdefault(key, {}), value)
+
+    def _add_call(self, tc: dict[str, Any]) -> None:
+        index = tc.get("index")
+        call_id = tc.get("id") or None
         call: _Call | None
         if call_id is not None:
             call = self._by_id.get(call_id)  # a new id is a new call, whatever the index says
@@ -174,14 +188,14 @@ class StreamAssembler:
                 self._by_id[call_id] = call
         if index is not None:
             self._by_index[index] = call
-        fn = getattr(tc, "function", None)
-        name = getattr(fn, "name", None) or ""
+        fn = tc.get("function") or {}
+        name = fn.get("name") or ""
         if name and name != call.name:  # some servers repeat the whole name in every chunk
             call.name += name
-        if arguments := getattr(fn, "arguments", None):
+        if arguments := fn.get("arguments"):
             self.received += len(arguments)
             call.arguments.append(arguments)  # joined once at the end: a 1 MB argument stays linear
-        _merge(call.extras, {k: v for k, v in _extras(tc).items() if k not in ("index", "function")})
+        _merge(call.extras, _fields(tc, CALL_FIELDS))
 
     def result(self) -> Completion:
         refusal = "".join(self.refusal) or None

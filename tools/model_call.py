@@ -8,6 +8,7 @@ duration, its error, and its tokens, estimated when the server sent no `usage`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import time
@@ -15,7 +16,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import httpx2
+
 from tools.completion import Completion, StreamAssembler, completion_from_message, estimate_tokens
+from tools.model_stream import chunks
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -163,9 +167,9 @@ async def call_model(
 
 def _tokens(request: ModelRequest, completion: Completion | None) -> tuple[int, int, bool]:
     """(prompt, completion, estimated): the server's usage, else our estimate of both."""
-    usage = completion.usage if completion else None
-    prompt = int(getattr(usage, "prompt_tokens", None) or 0)
-    output = int(getattr(usage, "completion_tokens", None) or 0)
+    usage = (completion.usage if completion else None) or {}
+    prompt = int(usage.get("prompt_tokens") or 0)
+    output = int(usage.get("completion_tokens") or 0)
     if prompt or output:
         return (prompt, output, False)
     if completion is None:  # a failed call: the server may still have read the prompt
@@ -174,17 +178,24 @@ def _tokens(request: ModelRequest, completion: Completion | None) -> tuple[int, 
 
 
 async def _stream(llm: AsyncOpenAI, request: ModelRequest, on_text: TextSink, separator: str) -> Completion:
-    """Forward text deltas as they come; assemble content, refusal and tool calls."""
-    stream = await llm.chat.completions.create(
-        **request.body(), stream=True, stream_options={"include_usage": True}
-    )
+    """Forward text deltas as they come; assemble content, refusal and tool calls.
+
+    The openai client sends the request (auth, retries, HTTP errors as its exceptions) as the
+    JSON we built, without re-checking it against its types; the body is read as plain JSON
+    (tools/model_stream.py), not as a typed object per chunk.
+    """
     assembler = StreamAssembler(separator)
     most = request.max_output_tokens * STREAM_CHARS_PER_TOKEN
-    async with stream:  # closed on every way out, a cancelled run included
-        async for chunk in stream:
-            if text := assembler.add(chunk):
-                await on_text(text)
-            if assembler.received > most:  # the server ignores our cap: stop reading
-                assembler.finish_reason = "length"
-                break
+    body = {**request.body(), "stream": True, "stream_options": {"include_usage": True}}
+    response = await llm.post("/chat/completions", cast_to=httpx2.Response, body=body, stream=True)
+    try:
+        async with contextlib.aclosing(chunks(response)) as stream:
+            async for chunk in stream:
+                if text := assembler.add(chunk):
+                    await on_text(text)
+                if assembler.received > most:  # the server ignores our cap: stop reading
+                    assembler.finish_reason = "length"
+                    break
+    finally:  # closed on every way out, a cancelled run included
+        await response.aclose()
     return assembler.result()

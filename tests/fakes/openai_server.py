@@ -57,6 +57,10 @@ class Reply:
     stream_delay: float = 0.0  # pause after each streamed content delta
     finish_reason: str | None = None  # default: "tool_calls" or "stop"
     refusal: str | None = None  # OpenAI's refusal: set instead of content
+    sse: bytes | None = None  # a streamed body sent as it is (a real server's recorded shape)
+    sse_piece: int = 0  # write `sse` in pieces of this many bytes (lines cut across reads)
+    sse_hold: bool = False  # keep the body open after `sse` until the client goes away
+    sse_abort: bool = False  # drop the connection after `sse`, the body unfinished
 
 
 Responder = Callable[[dict[str, Any]], "Reply | str | Awaitable[Reply | str]"]
@@ -196,6 +200,8 @@ class FakeOpenAI(FakeServer):
                 await asyncio.sleep(reply.delay)
             if reply.status != 200:
                 return _error(reply.status, reply.error_message, _error_type(reply.status))
+            if reply.sse is not None:
+                return await self._verbatim(request, reply)
             if reply.tool_calls and model_quirks.tools_dropped(self.quirks, body):
                 reply = Reply(content=model_quirks.TOOLS_IGNORED)
             calls = [
@@ -307,6 +313,26 @@ class FakeOpenAI(FakeServer):
             await send("[DONE]")
             await response.write_eof()
         except ConnectionError:  # the client went away mid-stream (a cancelled run): nothing to do
+            pass
+        return response
+
+    async def _verbatim(self, request: web.Request, reply: Reply) -> web.StreamResponse:
+        """`reply.sse` byte for byte, in pieces when asked; then the body's end, or it is held
+        open (`sse_hold`) or broken off (`sse_abort`)."""
+        assert reply.sse is not None
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        step = reply.sse_piece or len(reply.sse) or 1
+        try:
+            for i in range(0, len(reply.sse), step):
+                await response.write(reply.sse[i : i + step])
+            while reply.sse_hold and request.transport is not None and not request.transport.is_closing():
+                await asyncio.sleep(0.05)  # the body stays open until the client closes it
+            if reply.sse_abort and request.transport is not None:
+                request.transport.abort()  # no last chunk: the client sees a broken body
+                return response
+            await response.write_eof()
+        except ConnectionError:
             pass
         return response
 
