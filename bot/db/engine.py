@@ -8,7 +8,8 @@ import logging
 import random
 import ssl
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -148,17 +149,21 @@ def make_engine(
     max_overflow: int = 10,
     pgbouncer: bool = False,
     pool_timeout: float = 30.0,
+    autocommit: bool = False,
 ) -> AsyncEngine:
+    """`autocommit` (SQLite): connections that stay in autocommit, for reads (`Database.reading`)."""
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
         engine = create_async_engine(
-            url, connect_args={"timeout": 30}, pool_pre_ping=False, pool_reset_on_return=None
+            url, connect_args={"timeout": 30}, pool_pre_ping=False, pool_reset_on_return=None, **options
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "reset", _sqlite_reset)
-        return engine
+        # Tells bot/db/counting.py that this engine's connections begin nothing.
+        return engine.execution_options(autocommit_pool=True) if autocommit else engine
     try:
         import asyncpg  # type: ignore[import-untyped]  # noqa: F401
     except ImportError:
@@ -262,6 +267,13 @@ class Database:
         self.retry_seconds = RETRY_SECONDS
         self.prices: Mapping[str, tuple[float, float]] = prices or {}  # MODEL_PRICES: a run's cost
         self.engine = make_engine(url, **engine_options)
+        # Reads in autocommit. SQLite: a pool of its own whose connections stay so (switching one
+        # of the writers' costs a PRAGMA each way); Postgres: the same pool, switched for free.
+        self._reader = (
+            make_engine(url, autocommit=True)
+            if self.dialect == "sqlite"
+            else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         self.events = Events(self)
         self.conversations = Conversations(self)
         self.runs = Runs(self)
@@ -286,6 +298,15 @@ class Database:
 
     def session(self) -> AsyncSession:
         return AsyncSession(self.engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection for reads, in autocommit: each statement is its own snapshot, with
+        no BEGIN and ROLLBACK around them (two round trips on Postgres for every read, and a
+        transaction each in the counts). Nothing outlives a statement, so PgBouncer's
+        transaction pooling may hand each one to another server connection."""
+        async with self._reader.connect() as conn:
+            yield conn
 
     async def retrying(
         self, work: Callable[[], Awaitable[T]], *, what: str = "database work", seconds: float | None = None
@@ -407,6 +428,8 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self._reader.sync_engine.pool is not self.engine.sync_engine.pool:
+            await self._reader.dispose()
 
 
 def insert_ignoring(dialect: str, rows: list[SQLModel]) -> Any:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.db.engine import IMPATIENT
 from bot.db.locks import serialized
@@ -51,6 +52,15 @@ class Claimed:
     created_at: datetime
     queue: str | None
     person: str | None
+
+
+class NotOurs(Exception):
+    """The job's lease was taken over: its finish is rolled back."""
+
+
+# One of a job's own writes, done in the transaction that finishes it; it may return the job's
+# progress to keep (all of it, not a change).
+Write = Callable[[AsyncConnection], Awaitable[Mapping[str, Any] | None]]
 
 
 class Jobs:
@@ -196,19 +206,42 @@ class Jobs:
 
         return await self.db.retrying(work, what="renewing leases")
 
-    async def finish(self, job_id: int, owner: str, state: str) -> bool:
-        """Record the outcome; False when the job is no longer ours (its lease was taken over)."""
+    async def finish(self, job_id: int, owner: str, state: str, writes: Sequence[Write] = ()) -> bool:
+        """Record the outcome, and the job's own `writes` (an answer's run, steps and messages) in
+        the same transaction; False when the job is no longer ours (its lease was taken over):
+        then nothing is written, so the attempt that holds it now is the only one recorded."""
 
-        async def work() -> bool:
-            async with self.db.engine.begin() as conn:
-                done = await conn.execute(
-                    update(T)
-                    .where(T.c.id == job_id, T.c.owner == owner, T.c.state == "running")
-                    .values(state=state, owner=None, finished_at=utcnow())
-                )
-                return (done.rowcount or 0) == 1
+        async def work(conn: AsyncConnection) -> bool:
+            progress: dict[str, Any] = {}
+            for write in writes:
+                progress |= await write(conn) or {}
+            ended: dict[str, Any] = {"state": state, "owner": None, "finished_at": utcnow()}
+            if progress:
+                ended["progress"] = json.dumps(progress)
+            done = await conn.execute(
+                update(T).where(T.c.id == job_id, T.c.owner == owner, T.c.state == "running").values(ended)
+            )
+            if (done.rowcount or 0) != 1:
+                raise NotOurs  # rolls the writes back
+            return True
 
-        return await self.db.retrying(work, what="finishing work")
+        async def landed(conn: AsyncConnection) -> bool | None:
+            """A commit lost with its connection landed if the job is finished now."""
+            found = (await conn.execute(select(T.c.state).where(T.c.id == job_id))).scalar()
+            return True if found in FINISHED else None
+
+        try:
+            return await self.db.transaction(work, landed=landed, what="finishing work")
+        except NotOurs:
+            return False
+
+    async def claimable(self, kinds: Iterable[str]) -> bool:
+        """Whether any job of `kinds` is pending or has a lapsed lease: one read, no transaction,
+        so a claim round that would find nothing costs no write lock or advisory lock."""
+        runnable = or_(T.c.state == "pending", and_(T.c.state == "running", T.c.lease_expires < time.time()))
+        async with self.db.reading() as conn:
+            found = await conn.execute(select(T.c.id).where(runnable, T.c.kind.in_(list(kinds))).limit(1))
+            return found.first() is not None
 
     async def note(self, job_id: int, owner: str, progress: Mapping[str, Any]) -> bool:
         """Keep what this attempt showed (a stream's ts), so a redo can adopt it."""
@@ -219,6 +252,14 @@ class Jobs:
                 .values(progress=json.dumps(dict(progress)))
             )
             return (done.rowcount or 0) == 1
+
+    async def run_of(self, job_id: int) -> int | None:
+        """The run a finished job noted (an answer's buttons name its job: its run is written
+        only when the job ends)."""
+        async with self.db.reading() as conn:
+            found = (await conn.execute(select(T.c.progress).where(T.c.id == job_id))).scalar()
+        run = json.loads(found).get("run") if found else None
+        return run if isinstance(run, int) else None
 
     async def release(self, owner: str, ids: Iterable[int]) -> int:
         """Hand jobs back (a graceful stop): pending again, at once claimable by another process."""
@@ -248,16 +289,19 @@ class Jobs:
     async def give_up_stale(self, kind: str, max_age: timedelta) -> int:
         """Jobs of `kind` never started and older than `max_age` are interrupted unanswered (by the
         time a process is back, the question is stale); started ones are left to the handler's
-        give-up, which can replace what they showed."""
+        give-up, which can replace what they showed. Looked for first: usually there are none,
+        and then nothing is written."""
+        stale = and_(
+            T.c.kind == kind,
+            T.c.state == "pending",
+            T.c.attempts == 0,
+            T.c.created_at < utcnow() - max_age,
+        )
+        async with self.db.reading() as conn:
+            if (await conn.execute(select(T.c.id).where(stale).limit(1))).first() is None:
+                return 0
         async with self.db.engine.begin() as conn:
             done = await conn.execute(
-                update(T)
-                .where(
-                    T.c.kind == kind,
-                    T.c.state == "pending",
-                    T.c.attempts == 0,
-                    T.c.created_at < utcnow() - max_age,
-                )
-                .values(state="interrupted", finished_at=utcnow())
+                update(T).where(stale).values(state="interrupted", finished_at=utcnow())
             )
             return done.rowcount or 0

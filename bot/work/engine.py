@@ -37,8 +37,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot import metrics
-from bot.db.engine import IMPATIENT
-from bot.db.jobs import FINISHED, Claimed, NewJob
+from bot.db.engine import IMPATIENT, transient
+from bot.db.jobs import FINISHED, Claimed, NewJob, Write
 
 if TYPE_CHECKING:
     from bot.db.engine import Database
@@ -77,6 +77,9 @@ class Job:
     queue: str | None = None
     person: str | None = None
     lost: bool = False  # set when a renewal finds the lease taken over
+    writes: list[Write] = field(default_factory=list, repr=False)
+    afters: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    ended: bool = False  # its finish has begun: a write added now would not be in it
 
     @property
     def redo(self) -> bool:
@@ -88,6 +91,17 @@ class Job:
         self.progress = {**self.progress, **progress}
         if not await self.engine.db.jobs.note(self.id, self.engine.owner, self.progress):
             self.lost = True
+
+    def at_end(self, write: Write, after: Callable[[], None] | None = None) -> bool:
+        """Do `write` in the transaction that finishes this job (an answer's run, steps and
+        messages: one transaction, not one each), then call `after` once it committed. False
+        when the finish has begun: the caller writes it itself."""
+        if self.ended:
+            return False
+        self.writes.append(write)
+        if after is not None:
+            self.afters.append(after)
+        return True
 
 
 Handler = Callable[[Job], Awaitable[None]]
@@ -249,18 +263,9 @@ class WorkEngine:
         waits (tests and the health page ask)."""
         if self._running or self._batch:
             return False
-        from sqlalchemy import and_, or_, select
-
-        t = self.db.jobs.table
         token = IMPATIENT.set(True)  # a question about now: a down database answers at once
         try:
-            async with self.db.engine.connect() as conn:
-                lapsed = and_(t.c.state == "running", t.c.lease_expires < time.time())
-                claimable = or_(t.c.state == "pending", lapsed)
-                found = await conn.execute(
-                    select(t.c.id).where(claimable, t.c.kind.in_(list(self.kinds))).limit(1)
-                )
-                return found.first() is None
+            return not await self.db.jobs.claimable(self.kinds)
         except Exception:  # the database is down: nothing can be claimed, so nothing more will run
             return True
         finally:
@@ -289,6 +294,8 @@ class WorkEngine:
         if room <= 0 or self._stopping or not self.kinds:
             return False
         limit = min(room, CLAIM_BATCH)
+        if not await self.db.jobs.claimable(self.kinds):  # a round that finds nothing writes nothing
+            return False
         claimed = await self.db.jobs.claim(
             self.owner, self.lease_seconds, limit, self.person_slots, list(self.kinds)
         )
@@ -346,13 +353,22 @@ class WorkEngine:
 
     async def _finish(self, job: Job, state: str) -> None:
         self._running.pop(job.id, None)
+        job.ended = True
         if state:
+            writes = job.writes
             for attempt in range(FINISH_TRIES):
                 try:
-                    if not await self.db.jobs.finish(job.id, self.owner, state):
+                    if not await self.db.jobs.finish(job.id, self.owner, state, writes):
                         log.warning("%s job %s: finished, but another process holds it now", job.kind, job.id)
+                    elif writes:
+                        for after in job.afters:
+                            after()
                     break
                 except Exception as exc:
+                    if writes and not transient(exc):  # its own writes failed: end the job without them
+                        log.exception("%s job %s: its results could not be recorded", job.kind, job.id)
+                        writes = []
+                        continue
                     if attempt == FINISH_TRIES - 1:
                         log.error(
                             "%s job %s: could not record its end (%s)", job.kind, job.id, type(exc).__name__
