@@ -66,9 +66,7 @@ async def test_a_failed_write_raises_at_the_flush_and_keeps_the_steps(db: Databa
     assert [row["name"] for row in trace.take()] == ["get_weather"]
 
 
-async def test_an_answers_trace_is_written_with_its_end(
-    slack, llm, db_url, weather
-) -> None:
+async def test_an_answers_trace_is_written_with_its_end(slack, llm, db_url, weather) -> None:
     """A quick answer's run, steps and messages are written once, together with its job's
     finish, after the answer is shown: whoever reads the database sees all of them or none."""
     if not db_url.startswith("sqlite"):
