@@ -51,9 +51,7 @@ def count_statement(sql: str, autocommit: bool) -> None:
 
 
 def _autocommit(conn: Connection) -> bool:
-    """Set on the connection, or by its engine on every connection (SQLite's pool for reads)."""
-    options = conn.get_execution_options()
-    return options.get("isolation_level") == "AUTOCOMMIT" or bool(options.get("autocommit_pool"))
+    return conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
 
 
 @event.listens_for(Engine, "before_cursor_execute")

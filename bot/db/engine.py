@@ -149,21 +149,17 @@ def make_engine(
     max_overflow: int = 10,
     pgbouncer: bool = False,
     pool_timeout: float = 30.0,
-    autocommit: bool = False,
 ) -> AsyncEngine:
-    """`autocommit` (SQLite): connections that stay in autocommit, for reads (`Database.reading`)."""
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
         engine = create_async_engine(
-            url, connect_args={"timeout": 30}, pool_pre_ping=False, pool_reset_on_return=None, **options
+            url, connect_args={"timeout": 30}, pool_pre_ping=False, pool_reset_on_return=None
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "reset", _sqlite_reset)
-        # Tells bot/db/counting.py that this engine's connections begin nothing.
-        return engine.execution_options(autocommit_pool=True) if autocommit else engine
+        return engine
     try:
         import asyncpg  # type: ignore[import-untyped]  # noqa: F401
     except ImportError:
@@ -267,13 +263,9 @@ class Database:
         self.retry_seconds = RETRY_SECONDS
         self.prices: Mapping[str, tuple[float, float]] = prices or {}  # MODEL_PRICES: a run's cost
         self.engine = make_engine(url, **engine_options)
-        # Reads in autocommit. SQLite: a pool of its own whose connections stay so (switching one
-        # of the writers' costs a PRAGMA each way); Postgres: the same pool, switched for free.
-        self._reader = (
-            make_engine(url, autocommit=True)
-            if self.dialect == "sqlite"
-            else self.engine.execution_options(isolation_level="AUTOCOMMIT")
-        )
+        # Reads in autocommit, on the same pool. (SQLite: switching costs a PRAGMA each way, but a
+        # pool of readers of its own opened and closed connections under load, slowing writers.)
+        self._reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.events = Events(self)
         self.conversations = Conversations(self)
         self.runs = Runs(self)
@@ -428,8 +420,6 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
-        if self._reader.sync_engine.pool is not self.engine.sync_engine.pool:
-            await self._reader.dispose()
 
 
 def insert_ignoring(dialect: str, rows: list[SQLModel]) -> Any:
