@@ -178,6 +178,7 @@ async def test_a_slash_command_whose_process_is_killed_is_finished_once(slack, l
     async with aiohttp.ClientSession() as http:
         assert await first.command(http, body) == 200
         await llm.wait_for_requests(1, timeout=20)
+        await _wait_for_states(db_url, ["running"], which=1)  # its run is written beside the model call
         await first.kill()
         await restarted(
             env,

@@ -265,7 +265,13 @@ class Database:
         self.engine = make_engine(url, **engine_options)
         # Reads in autocommit, on the same pool. (SQLite: switching costs a PRAGMA each way, but a
         # pool of readers of its own opened and closed connections under load, slowing writers.)
-        self._reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Not behind PgBouncer: asyncpg prepares a statement, then runs it, and outside a
+        # transaction transaction pooling may send the two to different server connections.
+        self._reader = (
+            self.engine
+            if engine_options.get("pgbouncer")
+            else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         self.events = Events(self)
         self.conversations = Conversations(self)
         self.runs = Runs(self)
@@ -295,8 +301,8 @@ class Database:
     async def reading(self) -> AsyncIterator[AsyncConnection]:
         """A pooled connection for reads, in autocommit: each statement is its own snapshot, with
         no BEGIN and ROLLBACK around them (two round trips on Postgres for every read, and a
-        transaction each in the counts). Nothing outlives a statement, so PgBouncer's
-        transaction pooling may hand each one to another server connection."""
+        transaction each in the counts). Behind PgBouncer (DB_PGBOUNCER) the reads are one
+        transaction, which pins them to one server connection."""
         async with self._reader.connect() as conn:
             yield conn
 

@@ -352,8 +352,7 @@ class WorkEngine:
         return datetime.now(UTC) - _aware(job.created_at) > kind.max_age
 
     async def _finish(self, job: Job, state: str) -> None:
-        self._running.pop(job.id, None)
-        job.ended = True
+        job.ended = True  # still running here until its end is written: `settled` waits for it
         if state:
             writes = job.writes
             for attempt in range(FINISH_TRIES):
@@ -375,6 +374,7 @@ class WorkEngine:
                         )
                         break
                     await asyncio.sleep(0.5 * 2**attempt)
+        self._running.pop(job.id, None)
         for future in self._waiters.pop(job.id, []):
             if not future.done():
                 future.set_result(state or "taken over")
@@ -411,7 +411,7 @@ class WorkEngine:
                 log.warning("could not renew leases (%s)", type(exc).__name__)
                 continue
             for job_id, (job, _) in list(self._running.items()):
-                if job_id not in ours and not job.lost:
+                if job_id not in ours and not job.lost and not job.ended:
                     log.warning("%s job %s: its lease was taken over", job.kind, job_id)
                     job.lost = True
 
