@@ -109,6 +109,8 @@ async def test_a_mention_whose_process_is_killed_is_answered_once_after_restart(
             await first.event(http, event_body(said(slack, mention("<@UBOT> hello there", ts="1.1")))) == 200
         )
         await llm.wait_for_requests(1, timeout=20)
+        # An answer's run is written at its end, or once it has run RUN_ON_FILE_AFTER seconds.
+        await _wait_for_states(db_url, ["running"], which=1)
         await first.kill()
         second = await restarted(
             env,
@@ -176,6 +178,7 @@ async def test_a_slash_command_whose_process_is_killed_is_finished_once(slack, l
     async with aiohttp.ClientSession() as http:
         assert await first.command(http, body) == 200
         await llm.wait_for_requests(1, timeout=20)
+        await _wait_for_states(db_url, ["running"], which=1)  # its run is written beside the model call
         await first.kill()
         await restarted(
             env,

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import closing
-from typing import Any
 
 import pytest
 from sqlalchemy.exc import IntegrityError
@@ -68,8 +66,9 @@ async def test_a_failed_write_raises_at_the_flush_and_keeps_the_steps(db: Databa
     assert [row["name"] for row in trace.take()] == ["get_weather"]
 
 
-async def test_an_answer_reaches_slack_only_after_its_steps_are_written(slack, llm, db_url, weather) -> None:
-    """The write-behind trace is flushed before the answer is posted: what the user sees is on file."""
+async def test_an_answers_trace_is_written_with_its_end(slack, llm, db_url, weather) -> None:
+    """A quick answer's run, steps and messages are written once, together with its job's
+    finish, after the answer is shown: whoever reads the database sees all of them or none."""
     if not db_url.startswith("sqlite"):
         pytest.skip("reads the SQLite file directly, as a second reader (the Postgres pass runs the rest)")
     harness = Bot(
@@ -77,21 +76,23 @@ async def test_an_answer_reaches_slack_only_after_its_steps_are_written(slack, l
     )
     await harness.start()
     path = db_url.split(":///", 1)[1]
-    seen: list[tuple[str, str, int]] = []
+    seen: list[tuple[int, int, int, str]] = []
+    stop = asyncio.Event()
 
-    def counting(name: str) -> None:
-        original = getattr(slack, name)
+    def look() -> None:
+        with closing(sqlite3.connect(path)) as conn:  # another reader, as an operator would be
+            (steps,) = conn.execute("SELECT count(*) FROM step").fetchone()
+            (runs,) = conn.execute("SELECT count(*) FROM run").fetchone()
+            (messages,) = conn.execute("SELECT count(*) FROM message").fetchone()
+            found = conn.execute("SELECT state FROM job WHERE kind = 'event'").fetchone()
+        seen.append((steps, runs, messages, found[0] if found else ""))
 
-        def handler(params: dict[str, Any]) -> dict[str, Any]:
-            with closing(sqlite3.connect(path)) as conn:  # another reader, as an operator would be
-                (steps,) = conn.execute("SELECT count(*) FROM step").fetchone()
-            seen.append((name, json.dumps(params), steps))
-            return original(params)
+    async def watch() -> None:
+        while not stop.is_set():
+            await asyncio.to_thread(look)
+            await asyncio.sleep(0.005)
 
-        setattr(slack, name, handler)  # the fake looks its handlers up per request
-
-    for name in ("m_chat_postMessage", "m_chat_update", "m_chat_stopStream", "m_chat_appendStream"):
-        counting(name)
+    watcher = asyncio.create_task(watch())
     try:
         llm.script(
             Reply(tool_calls=[ToolCall("get_weather", {"location": "Karachi"})]),
@@ -100,10 +101,16 @@ async def test_an_answer_reaches_slack_only_after_its_steps_are_written(slack, l
         await harness.event(mention("<@UBOT> weather in Karachi?", ts="50.1"))
         await harness.idle()
     finally:
+        stop.set()
+        await watcher
         await harness.close()
-    # model, get_weather with its geocode and get_forecast, model: all written by the final post
-    last = [steps for _, params, steps in seen if "Sunny in Karachi all day." in params][-1]
-    assert last == 5
+    look()
+    # model, get_weather with its geocode and get_forecast, model; the question and the reply's
+    # three messages (the call, its result, the answer)
+    assert seen[-1] == (5, 1, 4, "done")
+    finished = [s for s in seen if s[3] == "done"]
+    assert all(s == (5, 1, 4, "done") for s in finished)  # never the job's end without the rest
+    assert all(s[2] == 0 for s in seen if s[3] != "done")  # nor the messages before it
 
 
 async def test_a_run_written_below_sqlalchemy_reads_back_the_same(db: Database) -> None:

@@ -76,12 +76,21 @@ for _name in ("begin", "commit", "rollback"):
     event.listen(Engine, _name, _transaction_listener(_name))
 
 
+# What our own BEGIN IMMEDIATE, COMMIT and ROLLBACK (bot/db/locks.py) count as.
+EXPLICIT = {"begin": "begin", "commit": "commit", "end": "commit", "rollback": "rollback"}
+
+
 def _tracer(conn: aiosqlite.Connection) -> Callable[[str], None]:
     """SQLite calls this (on the connection's own thread) before each statement it runs."""
     ref = weakref.ref(conn)
 
     def trace(sql: str) -> None:
         live = ref()
+        if live is not None and live.isolation_level is None and (event := EXPLICIT.get(kind_of(sql))):
+            # In autocommit mode pysqlite begins nothing itself: a BEGIN here is our code's own
+            # transaction (a claim, a cap's count-then-write), which no SQLAlchemy event sees.
+            _transactions[event].inc()
+            return
         count_statement(sql, live is not None and not live.in_transaction)
 
     return trace

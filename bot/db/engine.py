@@ -8,7 +8,8 @@ import logging
 import random
 import ssl
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -273,6 +274,15 @@ class Database:
         self.retry_seconds = RETRY_SECONDS
         self.prices: Mapping[str, tuple[float, float]] = prices or {}  # MODEL_PRICES: a run's cost
         self.engine = make_engine(url, **engine_options)
+        # Reads in autocommit, on the same pool. (SQLite: switching costs a PRAGMA each way, but a
+        # pool of readers of its own opened and closed connections under load, slowing writers.)
+        # Not behind PgBouncer: asyncpg prepares a statement, then runs it, and outside a
+        # transaction transaction pooling may send the two to different server connections.
+        self._reader = (
+            self.engine
+            if engine_options.get("pgbouncer")
+            else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         self.events = Events(self)
         self.conversations = Conversations(self)
         self.runs = Runs(self)
@@ -297,6 +307,15 @@ class Database:
 
     def session(self) -> AsyncSession:
         return AsyncSession(self.engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection for reads, in autocommit: each statement is its own snapshot, with
+        no BEGIN and ROLLBACK around them (two round trips on Postgres for every read, and a
+        transaction each in the counts). Behind PgBouncer (DB_PGBOUNCER) the reads are one
+        transaction, which pins them to one server connection."""
+        async with self._reader.connect() as conn:
+            yield conn
 
     async def retrying(
         self, work: Callable[[], Awaitable[T]], *, what: str = "database work", seconds: float | None = None

@@ -4,17 +4,17 @@ SQLite has one write lock per file. Answer work on the main loop holds the main 
 as long as its transactions take, awaits included, and on a busy loop that is tens of
 milliseconds; a delivery recorded in the same file waited behind them (recording p99 0.8 s at
 20 mentions/s). Here the door's group commits touch only this file, whose other writers are
-other processes' doors and the engine's moves. The engine moves recorded jobs into the job table
-(`move_into`) before each claim: insert by key (ON CONFLICT: a job moved twice, after a crash
-between the insert and the delete, is kept once), then delete what it moved. On Postgres there
-is no such lock and the door records straight into the job table.
+other processes' doors and the engine's deletes. The engine reads the rows past the last one it
+moved (`arrivals`) and inserts them, by key, in its claim's transaction (ON CONFLICT: a row moved
+twice, by two processes or after a restart, is kept once); rows are deleted now and then
+(`forget`), only up to what that process has committed. On Postgres there is no such lock and
+the door records straight into the job table.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, delete, select
 from sqlalchemy.dialects import sqlite
@@ -22,9 +22,6 @@ from sqlalchemy.schema import CreateTable
 
 from bot.db.engine import IMPATIENT, make_engine, sqlite_path
 from bot.db.jobs import NewJob
-
-if TYPE_CHECKING:
-    from bot.db.engine import Database
 
 MOVE_BATCH = 500
 
@@ -38,6 +35,7 @@ INBOX = Table(
     Column("person", String(100)),
     Column("payload", Text, nullable=False),
     Column("created_at", DateTime, nullable=False),
+    sqlite_autoincrement=True,  # ids never reused: a process's mark (the last id it moved) holds
 )
 
 
@@ -52,6 +50,7 @@ class Inbox:
 
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
+        self._reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._made = False
 
     async def _make(self) -> None:
@@ -94,33 +93,31 @@ class Inbox:
             IMPATIENT.reset(token)
         return [(ids[j.key], j.key in new) for j in jobs]
 
-    async def waiting(self) -> bool:
+    async def arrivals(self, after: int) -> list[tuple[int, NewJob]]:
+        """What waits here past row `after` (the last this process moved), oldest first; a read
+        without a transaction. Rows are numbered in commit order (one writer at a time)."""
         await self._make()
-        async with self.engine.connect() as conn:
-            return (await conn.execute(select(INBOX.c.id).limit(1))).first() is not None
-
-    async def move_into(self, db: Database) -> int:
-        """Move what waits here into the job table; returns how many were new there."""
-        await self._make()
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(select(INBOX).order_by(INBOX.c.id).limit(MOVE_BATCH))).all()
-        if not rows:
-            return 0
-        jobs = [
-            NewJob(
-                r.kind,
-                r.key,
-                json.loads(r.payload),
-                r.queue,
-                r.person,
-                created_at=r.created_at.replace(tzinfo=UTC),
+        async with self._reader.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(INBOX).where(INBOX.c.id > after).order_by(INBOX.c.id).limit(MOVE_BATCH)
+                )
+            ).all()
+        return [
+            (
+                r.id,
+                NewJob(
+                    r.kind, r.key, json.loads(r.payload), r.queue, r.person, created_at=_utc(r.created_at)
+                ),
             )
             for r in rows
         ]
-        results = await db.jobs.add(jobs)
+
+    async def forget(self, upto: int) -> None:
+        """Delete rows up to `upto`, once their jobs are committed in the job table (now and
+        then, not per move: a row moved twice is kept once there, by its key)."""
         async with self.engine.begin() as conn:
-            await conn.execute(delete(INBOX).where(INBOX.c.id.in_([r.id for r in rows])))
-        return sum(1 for _, new in results if new)
+            await conn.execute(delete(INBOX).where(INBOX.c.id <= upto))
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.db.engine import IMPATIENT
 from bot.db.locks import serialized
@@ -54,15 +55,23 @@ class Claimed:
     person: str | None
 
 
+class NotOurs(Exception):
+    """The job's lease was taken over: its finish is rolled back."""
+
+
+# One of a job's own writes, done in the transaction that finishes it; it may return the job's
+# progress to keep (all of it, not a change).
+Write = Callable[[AsyncConnection], Awaitable[Mapping[str, Any] | None]]
+
+
 class Jobs:
     table = T
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def add(self, jobs: list[NewJob]) -> list[tuple[int, bool]]:
-        """Insert jobs in one transaction; a key already there keeps its first job: (id, False)."""
-        insert = self.db.insert_statement(T)
+    def _inserting(self, jobs: Iterable[NewJob]) -> Any:
+        """INSERT of new jobs; a key already there keeps its first job (ON CONFLICT DO NOTHING)."""
         rows = [
             {
                 "kind": j.kind,
@@ -77,14 +86,14 @@ class Jobs:
             }
             for j in jobs
         ]
+        return self.db.insert_statement(T).values(rows).on_conflict_do_nothing(index_elements=["key"])
+
+    async def add(self, jobs: list[NewJob]) -> list[tuple[int, bool]]:
+        """Insert jobs in one transaction; a key already there keeps its first job: (id, False)."""
 
         async def work() -> list[tuple[int, bool]]:  # safe to redo: a key already there is kept
             async with self.db.engine.begin() as conn:
-                made = await conn.execute(
-                    insert.values(rows)
-                    .on_conflict_do_nothing(index_elements=["key"])
-                    .returning(T.c.id, T.c.key)
-                )
+                made = await conn.execute(self._inserting(jobs).returning(T.c.id, T.c.key))
                 ids = {key: job_id for job_id, key in made}
                 new = set(ids)
                 missing = [j.key for j in jobs if j.key not in ids]
@@ -108,20 +117,28 @@ class Jobs:
         limit: int,
         slots: int,
         kinds: Iterable[str],
+        arrivals: Sequence[NewJob] = (),
     ) -> list[Claimed]:
         """Take up to `limit` runnable jobs: pending ones, and running ones whose lease lapsed
         (their owner died), oldest first, at most one running per queue, at most `slots` running
         per person (0: no limit). One lock serializes claims across processes, so two claims
         never read the same "free" queue or slot.
+
+        `arrivals` (jobs the front door recorded in SQLite's inbox) are inserted first, in the
+        same transaction: moving them costs no transaction of its own.
         """
         wanted = list(kinds)
         return await self.db.retrying(
-            lambda: self._claim(owner, ttl, limit, slots, wanted), what="claiming work"
+            lambda: self._claim(owner, ttl, limit, slots, wanted, arrivals), what="claiming work"
         )
 
-    async def _claim(self, owner: str, ttl: float, limit: int, slots: int, kinds: list[str]) -> list[Claimed]:
+    async def _claim(
+        self, owner: str, ttl: float, limit: int, slots: int, kinds: list[str], arrivals: Sequence[NewJob]
+    ) -> list[Claimed]:
         now = time.time()
         async with serialized(self.db, CLAIM_LOCK) as conn:
+            if arrivals:
+                await conn.execute(self._inserting(arrivals))
             running = (
                 await conn.execute(
                     select(T.c.queue, T.c.person).where(T.c.state == "running", T.c.lease_expires >= now)
@@ -197,19 +214,42 @@ class Jobs:
 
         return await self.db.retrying(work, what="renewing leases")
 
-    async def finish(self, job_id: int, owner: str, state: str) -> bool:
-        """Record the outcome; False when the job is no longer ours (its lease was taken over)."""
+    async def finish(self, job_id: int, owner: str, state: str, writes: Sequence[Write] = ()) -> bool:
+        """Record the outcome, and the job's own `writes` (an answer's run, steps and messages) in
+        the same transaction; False when the job is no longer ours (its lease was taken over):
+        then nothing is written, so the attempt that holds it now is the only one recorded."""
 
-        async def work() -> bool:
-            async with self.db.engine.begin() as conn:
-                done = await conn.execute(
-                    update(T)
-                    .where(T.c.id == job_id, T.c.owner == owner, T.c.state == "running")
-                    .values(state=state, owner=None, finished_at=utcnow())
-                )
-                return (done.rowcount or 0) == 1
+        async def work(conn: AsyncConnection) -> bool:
+            progress: dict[str, Any] = {}
+            for write in writes:
+                progress |= await write(conn) or {}
+            ended: dict[str, Any] = {"state": state, "owner": None, "finished_at": utcnow()}
+            if progress:
+                ended["progress"] = json.dumps(progress)
+            done = await conn.execute(
+                update(T).where(T.c.id == job_id, T.c.owner == owner, T.c.state == "running").values(ended)
+            )
+            if (done.rowcount or 0) != 1:
+                raise NotOurs  # rolls the writes back
+            return True
 
-        return await self.db.retrying(work, what="finishing work")
+        async def landed(conn: AsyncConnection) -> bool | None:
+            """A commit lost with its connection landed if the job is finished now."""
+            found = (await conn.execute(select(T.c.state).where(T.c.id == job_id))).scalar()
+            return True if found in FINISHED else None
+
+        try:
+            return await self.db.transaction(work, landed=landed, what="finishing work")
+        except NotOurs:
+            return False
+
+    async def claimable(self, kinds: Iterable[str]) -> bool:
+        """Whether any job of `kinds` is pending or has a lapsed lease: one read, no transaction,
+        so a claim round that would find nothing costs no write lock or advisory lock."""
+        runnable = or_(T.c.state == "pending", and_(T.c.state == "running", T.c.lease_expires < time.time()))
+        async with self.db.reading() as conn:
+            found = await conn.execute(select(T.c.id).where(runnable, T.c.kind.in_(list(kinds))).limit(1))
+            return found.first() is not None
 
     async def note(self, job_id: int, owner: str, progress: Mapping[str, Any]) -> bool:
         """Keep what this attempt showed (a stream's ts), so a redo can adopt it."""
@@ -220,6 +260,14 @@ class Jobs:
                 .values(progress=json.dumps(dict(progress)))
             )
             return (done.rowcount or 0) == 1
+
+    async def run_of(self, job_id: int) -> int | None:
+        """The run a finished job noted (an answer's buttons name its job: its run is written
+        only when the job ends)."""
+        async with self.db.reading() as conn:
+            found = (await conn.execute(select(T.c.progress).where(T.c.id == job_id))).scalar()
+        run = json.loads(found).get("run") if found else None
+        return run if isinstance(run, int) else None
 
     async def release(self, owner: str, ids: Iterable[int]) -> int:
         """Hand jobs back (a graceful stop): pending again, at once claimable by another process."""
@@ -249,16 +297,19 @@ class Jobs:
     async def give_up_stale(self, kind: str, max_age: timedelta) -> int:
         """Jobs of `kind` never started and older than `max_age` are interrupted unanswered (by the
         time a process is back, the question is stale); started ones are left to the handler's
-        give-up, which can replace what they showed."""
+        give-up, which can replace what they showed. Looked for first: usually there are none,
+        and then nothing is written."""
+        stale = and_(
+            T.c.kind == kind,
+            T.c.state == "pending",
+            T.c.attempts == 0,
+            T.c.created_at < utcnow() - max_age,
+        )
+        async with self.db.reading() as conn:
+            if (await conn.execute(select(T.c.id).where(stale).limit(1))).first() is None:
+                return 0
         async with self.db.engine.begin() as conn:
             done = await conn.execute(
-                update(T)
-                .where(
-                    T.c.kind == kind,
-                    T.c.state == "pending",
-                    T.c.attempts == 0,
-                    T.c.created_at < utcnow() - max_age,
-                )
-                .values(state="interrupted", finished_at=utcnow())
+                update(T).where(stale).values(state="interrupted", finished_at=utcnow())
             )
             return done.rowcount or 0

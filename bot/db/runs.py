@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +44,8 @@ def _defaults(model: Any, *computed: str) -> dict[str, Any]:
 
 
 RUN_DEFAULTS = _defaults(Run, "started_at")
+# Gives a run's conversation id inside the transaction writing the run (made then if new).
+Conversation = Callable[[AsyncConnection], Awaitable[int]]
 STEP_DEFAULTS = _defaults(Step, "created_at")
 
 
@@ -121,6 +123,15 @@ async def sqlite_execute(conn: AsyncConnection, sql: str, rows: Sequence[Sequenc
     return last
 
 
+def run_ref(value: str) -> tuple[str, int] | None:
+    """A button's name for a run: "42" (its id) -> ("run", 42), "j7" (the job that wrote it at its
+    end) -> ("job", 7); None for anything else."""
+    kind, digits = ("job", value[1:]) if value.startswith("j") else ("run", value)
+    if digits.isascii() and digits.isdigit() and 0 < int(digits) < 2**31:
+        return kind, int(digits)
+    return None
+
+
 class Runs:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -130,16 +141,23 @@ class Runs:
     def _fast(self) -> bool:
         return self.db.dialect == "sqlite"
 
-    async def insert(self, values: dict[str, Any]) -> int:
-        """Write a run made by `run_values`; returns its id."""
+    async def insert(
+        self,
+        values: dict[str, Any],
+        steps: Sequence[dict[str, Any]] = (),
+        *,
+        conversation: Conversation | None = None,
+    ) -> int:
+        """Write a run made by `run_values`, with its first `steps`, in one transaction; returns
+        its id. `conversation` gives its conversation's id in that transaction (made if new)."""
+        values = dict(values)
 
         async def write(conn: AsyncConnection) -> int:
-            if self._fast:
-                sql = sqlite_insert("run", tuple(values))
-                run_id = await sqlite_execute(conn, sql, [list(values.values())])
-                assert run_id is not None
-                return run_id
-            return int((await conn.execute(INSERT_RUN, values)).scalar_one())
+            if conversation is not None:
+                values["conversation_id"] = await conversation(conn)
+            run_id = await self._insert_row(conn, values)
+            await self._insert_steps(conn, step_rows(run_id, steps) if steps else [])
+            return run_id
 
         async def landed(conn: AsyncConnection) -> int | None:
             return (await conn.execute(select(RUNS.c.id).where(*same_run(values)))).scalar()
@@ -147,6 +165,66 @@ class Runs:
         run_id = await self.db.transaction(write, landed=landed, what="run start")
         self.started.add(run_id)
         return run_id
+
+    async def _insert_row(self, conn: AsyncConnection, values: dict[str, Any]) -> int:
+        if self._fast:
+            run_id = await sqlite_execute(conn, sqlite_insert("run", tuple(values)), [list(values.values())])
+            assert run_id is not None
+            return run_id
+        return int((await conn.execute(INSERT_RUN, values)).scalar_one())
+
+    async def end_in(
+        self,
+        conn: AsyncConnection,
+        run_id: int | None,
+        row: dict[str, Any],
+        status: str,
+        *,
+        finished_at: datetime,
+        steps: Sequence[dict[str, Any]] = (),
+        **fields: Any,
+    ) -> int:
+        """End a run inside the caller's transaction (an answer's end: with its messages and its
+        job's finish): the whole row inserted when it was never written (a quick run writes once),
+        else updated; then its last steps. Returns the run's id."""
+        begun = row["started_at"]
+        if begun.tzinfo is None:
+            begun = begun.replace(tzinfo=UTC)
+        prompt, completion = fields.get("prompt_tokens", 0), fields.get("completion_tokens", 0)
+        values = fit_lengths(
+            RUNS,
+            {
+                "status": status,
+                "finished_at": finished_at,
+                "duration_ms": (finished_at - begun).total_seconds() * 1000,
+                "cost_usd": cost_usd(self.db.prices, row.get("model"), prompt, completion),
+            }
+            | fields,
+        )
+        if run_id is None:
+            run_id = await self._insert_row(conn, {**row, **values})
+        elif self._fast:
+            await sqlite_execute(conn, sqlite_update("run", tuple(values)), [[*values.values(), run_id]])
+        else:
+            params = {"run": run_id} | {f"v_{key}": value for key, value in values.items()}
+            await conn.execute(finish_statement(tuple(values)), params)
+        await self._insert_steps(conn, step_rows(run_id, steps) if steps else [])
+        self.started.discard(run_id)
+        return run_id
+
+    async def ended(
+        self, conn: AsyncConnection, run_id: int | None, row: dict[str, Any], finished_at: datetime
+    ) -> int | None:
+        """The run's id if its end, at `finished_at`, is written (a commit whose connection died
+        may have landed); `row`, its start, finds it when its id was never known."""
+        keys = ("trigger", "started_at", "team_id", "channel_id", "thread_ts", "user_id")
+        where = (
+            [RUNS.c.id == run_id]
+            if run_id is not None
+            else [RUNS.c[key].is_not_distinct_from(row.get(key)) for key in keys]
+        )
+        q = select(RUNS.c.id).where(*where, RUNS.c.finished_at == finished_at)
+        return (await conn.execute(q)).scalar()
 
     async def start(self, trigger: str, **fields: Any) -> Run:
         values = run_values(trigger, **fields)
@@ -283,6 +361,14 @@ class Runs:
 
     async def add_step(self, run_id: int, **fields: Any) -> None:
         await self.add_steps(run_id, [fields])
+
+    async def of_ref(self, value: str) -> int | None:
+        """The id of the run a button names (`run_ref`); None when unknown."""
+        ref = run_ref(value)
+        if ref is None:
+            return None
+        kind, number = ref
+        return number if kind == "run" else await self.db.jobs.run_of(number)
 
     async def running_for(self, team: str, user: str, since: datetime) -> int:
         """How many of `user`'s runs started after `since` are still in flight."""

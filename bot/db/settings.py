@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete
+from sqlalchemy import select as sa_select
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
 from bot.channel_config import WORKSPACE, Effective, combine
@@ -13,6 +15,9 @@ from bot.db.models import ChannelSetting, SettingChange, utcnow
 
 if TYPE_CHECKING:
     from bot.db.engine import Database
+
+
+SETTINGS = ChannelSetting.__table__  # type: ignore[attr-defined]
 
 
 class ChannelSettings:
@@ -27,14 +32,19 @@ class ChannelSettings:
             )
             return {r.key: r.value for r in (await s.exec(q)).all()}
 
-    async def effective(self, team: str, channel: str) -> Effective:
-        """What a run in `channel` uses: the workspace's values overlaid by the channel's."""
+    async def effective(self, team: str, channel: str, conn: AsyncConnection | None = None) -> Effective:
+        """What a run in `channel` uses: the workspace's values overlaid by the channel's (read on
+        `conn`, a read unit, when given)."""
         scopes = [WORKSPACE] if channel == WORKSPACE else [WORKSPACE, channel]
-        async with self.db.session() as s:
-            q = select(ChannelSetting).where(
-                ChannelSetting.team_id == team, col(ChannelSetting.channel_id).in_(scopes)
-            )
-            found = list((await s.exec(q)).all())
+        t = SETTINGS
+        q = sa_select(t.c.channel_id, t.c.key, t.c.value).where(
+            t.c.team_id == team, t.c.channel_id.in_(scopes)
+        )
+        if conn is None:
+            async with self.db.reading() as own:
+                found = (await own.execute(q)).all()
+        else:
+            found = (await conn.execute(q)).all()
         rows: list[dict[str, str | None]] = [
             {r.key: r.value for r in found if r.channel_id == scope} for scope in scopes
         ]

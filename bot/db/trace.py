@@ -11,12 +11,14 @@ no write per step at all.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from bot.db.engine import Database
 from bot.db.models import utcnow
+from bot.db.runs import Conversation
 from bot.logging_setup import message_text
 
 log = logging.getLogger(__name__)
@@ -27,13 +29,58 @@ MAX_ARGUMENT_CHARS = 4_000
 WRITE_AFTER = 1.0  # seconds a step may wait in memory while the run goes on
 
 
+class RunRow:
+    """A run's row, written when first needed rather than when the run starts: a quick answer's
+    run is written once, whole, with its end (bot/runs.py); a longer one by the trace's
+    write-behind (with its steps), by an approval that names it, or after RUN_ON_FILE_AFTER."""
+
+    def __init__(
+        self, db: Database, values: dict[str, Any], conversation: Conversation | None = None
+    ) -> None:
+        self.db = db
+        self.values = values
+        self.conversation = conversation
+        self.task: asyncio.Task[int] | None = None
+        self.ended_id: int | None = None  # set when the run's end wrote the row whole
+
+    def start(self, steps: Sequence[dict[str, Any]] = ()) -> asyncio.Task[int]:
+        """Write the row (with `steps`) unless that is under way or done."""
+        if self.task is None:
+            insert = self.db.runs.insert(self.values, steps, conversation=self.conversation)
+            self.task = asyncio.get_running_loop().create_task(
+                insert, name=f"start run {self.values['trigger']}"
+            )
+        return self.task
+
+    async def ensure(self) -> int:
+        """The run's id, its row written now if it was not (raises what that write raised)."""
+        if self.ended_id is not None:
+            return self.ended_id
+        return await asyncio.shield(self.start())
+
+    @property
+    def id(self) -> int | None:
+        """The id, once a row is written; None before."""
+        if self.ended_id is not None:
+            return self.ended_id
+        task = self.task
+        if task is not None and task.done() and not task.cancelled() and task.exception() is None:
+            return task.result()
+        return None
+
+    async def written(self) -> int | None:
+        """The id once a write under way has ended; None when no row is written."""
+        if self.task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.task)
+        return self.id
+
+
 class DbTrace:
     """Records steps on one run; forwards status lines to Slack (or wherever `on_status` says)."""
 
-    def __init__(
-        self, db: Database, run: int | asyncio.Task[int], on_status: StatusSink | None = None
-    ) -> None:
-        """`run` is the run's id, or the task inserting its row (steps wait for it, not the run)."""
+    def __init__(self, db: Database, run: int | RunRow, on_status: StatusSink | None = None) -> None:
+        """`run` is the run's id, or its row, written with the first steps written (or before)."""
         self.db = db
         self._run = run
         self.on_status = on_status
@@ -84,23 +131,37 @@ class DbTrace:
             if not self._writer.cancelled() and self._writer.exception():
                 log.warning("run %s: writing steps failed; retrying", self.run_id)
             self._writer = None
-        if self._writer is None and self._queued:
+        if self._writer is None and (self._queued or self._unwritten()):
             self._writer = asyncio.get_running_loop().create_task(self._write(), name=f"trace {self.run_id}")
+
+    def on_file(self) -> None:
+        """A run going on this long is written now (with its steps so far), so it shows while it
+        runs and, should its process die, is marked interrupted by the attempt that takes over."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._write_behind()
+
+    def _unwritten(self) -> bool:
+        return isinstance(self._run, RunRow) and self._run.task is None and self._run.ended_id is None
 
     @property
     def run_id(self) -> int | str:
         """The id for log lines ("?" while the run's row is still being written)."""
         if isinstance(self._run, int):
             return self._run
-        done = self._run.done() and not self._run.cancelled() and self._run.exception() is None
-        return self._run.result() if done else "?"
+        found = self._run.id
+        return "?" if found is None else found
 
     async def _write(self) -> None:
-        while self._queued:
-            run_id = self._run if isinstance(self._run, int) else await asyncio.shield(self._run)
+        while self._queued or self._unwritten():
             rows, self._queued = self._queued, []
             try:
-                await self.db.runs.add_steps(run_id, rows)
+                if isinstance(self._run, int):
+                    await self.db.runs.add_steps(self._run, rows)
+                elif self._unwritten():  # the run's row and its steps so far: one transaction
+                    await asyncio.shield(self._run.start(rows))
+                else:
+                    await self.db.runs.add_steps(await self._run.ensure(), rows)
             except BaseException:
                 self._queued[:0] = rows  # kept, in order, for flush() to retry
                 raise

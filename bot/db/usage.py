@@ -111,7 +111,11 @@ class UsageQueries:
     async def settle(self, reservation: int) -> None:
         """The run ended and its row carries what it spent: its hold no longer counts."""
         async with self.db.engine.begin() as conn:
-            await conn.execute(delete(RESERVATIONS).where(RESERVATIONS.c.id == reservation))
+            await self.release(conn, reservation)
+
+    async def release(self, conn: AsyncConnection, reservation: int) -> None:
+        """`settle` inside the caller's transaction (the one writing the run's end)."""
+        await conn.execute(delete(RESERVATIONS).where(RESERVATIONS.c.id == reservation))
 
 
 async def _spent(

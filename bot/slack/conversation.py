@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bot.db.conversations import message_rows
 from bot.db.engine import database_unavailable
 from bot.runs import RunFailed, failure_reason, traced_run
 from bot.runtime import Runtime
@@ -32,6 +34,7 @@ from orchestrators.llm import AgentError
 log = logging.getLogger(__name__)
 
 MAX_USER_CHARS = 40_000
+HISTORY = 400  # the newest messages an answer reads
 GAVE_UP = "Sorry, I was restarted several times while answering this and gave up. Please ask again."
 DATABASE_DOWN = (
     "Sorry, I can't answer right now: my database is not responding. Please try again in a few minutes."
@@ -124,8 +127,6 @@ async def answer(rt: Runtime, turn: Turn, attempt: Attempt | None = None) -> Non
         log.info("%s/%s: the answer was shown before its process died", turn.channel, turn.ts)
         await _remember_shown(rt, turn, surface.shown)
         return
-    convo = await rt.db.conversations.get_or_create(turn.team, turn.channel, turn.thread_ts)
-    assert convo.id is not None
     question = clean_text(turn.text, rt.bot_user_id)
     reading = await read_message_files(rt, list(turn.files)) if turn.files else None
     if reading is not None:
@@ -133,12 +134,28 @@ async def answer(rt: Runtime, turn: Turn, attempt: Attempt | None = None) -> Non
         if not reading.readable and not question:
             return  # only unreadable files: the sentence above is the whole answer
         question = with_files(question or "(files only, no question)", reading)
-    question = f"{turn.context}\n\n{question}" if turn.context else question or "(an empty message)"
-    if not (attempt.redo and await rt.db.conversations.has_message(convo.id, turn.ts)):
-        await rt.db.conversations.add_messages(
-            convo.id, [{"role": "user", "content": question}], user_id=turn.user, slack_ts=turn.ts
+    question = _with_context(turn, question)
+    # What the answer needs, read in one unit outside any transaction; what it writes (the
+    # conversation if new, the question, the run, its steps, the reply) is written with its end.
+    conversations = rt.db.conversations
+    async with rt.db.reading() as conn:
+        convo = await conversations.find(turn.team, turn.channel, turn.thread_ts, conn)
+        asked = bool(
+            convo and convo.id and attempt.redo and await conversations.has_message(convo.id, turn.ts, conn)
         )
-    here = await rt.db.channel_settings.effective(turn.team, turn.channel)
+        stored = (
+            await conversations.history(convo.id, HISTORY - (not asked), conn) if convo and convo.id else []
+        )
+        here = await rt.db.channel_settings.effective(turn.team, turn.channel, conn)
+    asking = [] if asked else [{"role": "user", "content": question}]
+    replies: list[dict[str, Any]] = []  # the run's messages, once its answer is shown
+
+    async def keep_messages(conn: AsyncConnection, run_id: int, conversation_id: int | None) -> None:
+        assert conversation_id is not None
+        rows = message_rows(conversation_id, asking, user_id=turn.user, slack_ts=turn.ts)
+        rows += message_rows(conversation_id, replies, run.ctx.flow.private_sources, run_id=run_id)
+        await conversations.insert_rows(conn, conversation_id, rows)
+
     where = Where(turn.team, turn.channel, turn.reply_thread_ts, turn.user)
     # A person's answers in flight are capped where turns start (bot/work): no slot to wait for here.
     try:
@@ -150,20 +167,23 @@ async def answer(rt: Runtime, turn: Turn, attempt: Attempt | None = None) -> Non
             user=turn.user,
             thread_ts=turn.thread_ts,
             reply_thread_ts=turn.reply_thread_ts,
-            conversation_id=convo.id,
+            conversation_id=convo.id if convo else None,
+            conversation_key=(turn.team, turn.channel, turn.thread_ts),
             on_status=surface.status,
             approver=lambda run_id: SlackApprover(rt, where, run_id),
             approvals=lambda run_id: ParkedWrites(rt, where, run_id, conversation=turn.thread_ts),
             model=here.model,
             caps=here,
+            at_job_end=True,
         ) as run:
+            run.with_end(keep_messages)
             await surface.begin()
             refusal = run.allowance.refusal
             if refusal:  # a cap is reached (a daily one says when it resets): ask no model
                 await surface.finish(refusal)
                 run.finish("refused", error=refusal)
                 return
-            history = await rt.db.conversations.history(convo.id)
+            history = [*stored, *asking]
             await note_private_files(rt, run.ctx, turn.channel, history)
             await trace_files(run.ctx, reading)
             if reading is not None and reading.images and history and history[-1].get("role") == "user":
@@ -181,21 +201,21 @@ async def answer(rt: Runtime, turn: Turn, attempt: Attempt | None = None) -> Non
                 instructions=here.instructions,
                 token_budget=run.allowance.remaining,
             )
-            await run.flush()  # the trace behind the answer is durable before the answer is shown
+            # The run, its steps and these messages are written after the answer is shown, with
+            # the job's end: a process dying in between leaves the job to a redo, which finds
+            # the answer shown and keeps it (`_remember_shown`).
             try:
                 text = capped_answer(result.text, rt.settings.answer_max_chars)
                 stamps = await surface.finish(
                     text,
-                    feedback_blocks(run.id) if rt.llm else None,
+                    feedback_blocks(await run.reference()) if rt.llm else None,
                     private=bool(run.ctx.flow.private_sources),  # its links never unfurl
                 )
             except Exception as exc:  # the answer may be half shown: no apology on top of it
-                log.exception("run %s: could not post the answer", run.id)
+                log.exception("run %s: could not post the answer", run.row.id or "?")
                 run.finish("failed", error=f"posting the answer failed: {failure_reason(exc)}")
                 return
-            await rt.db.conversations.add_messages(
-                convo.id, result.messages, run_id=run.id, sources=run.ctx.flow.private_sources
-            )
+            replies.extend(result.messages)
             run.finish(
                 "ok" if result.status in ("ok", "unconfigured") else result.status,
                 error=result.stop_reason,
@@ -205,25 +225,39 @@ async def answer(rt: Runtime, turn: Turn, attempt: Attempt | None = None) -> Non
         await _apologise(surface, failed)
 
 
+def _with_context(turn: Turn, question: str) -> str:
+    return f"{turn.context}\n\n{question}" if turn.context else question or "(an empty message)"
+
+
 async def _remember_shown(rt: Runtime, turn: Turn, text: str) -> None:
-    """The dead attempt showed its answer but may have died before storing it: the history
-    keeps what the user saw, so the thread's next question has it.
+    """The dead attempt showed its answer but died before storing it (it is stored with the
+    job's end): the history keeps the question and what the user saw, so the thread's next
+    question has them.
 
     What that attempt had read died with it, so outside a public channel the answer counts as
     this conversation's own non-public content (later turns ask before sending data out).
     """
+    if not text:
+        return
     convo = await rt.db.conversations.get_or_create(turn.team, turn.channel, turn.thread_ts)
     assert convo.id is not None
+    asked = await rt.db.conversations.has_message(convo.id, turn.ts)
     history = await rt.db.conversations.history(convo.id, limit=1)
-    if text and history and history[-1].get("role") == "user":
-        try:
-            public = (await rt.memberships.channel(rt.slack, turn.channel)).is_public
-        except Exception:
-            public = False  # unknown counts as private
-        sources = () if public else (f"slack:{turn.channel}",)
+    if asked and not (history and history[-1].get("role") == "user"):
+        return  # stored already
+    try:
+        public = (await rt.memberships.channel(rt.slack, turn.channel)).is_public
+    except Exception:
+        public = False  # unknown counts as private
+    sources = () if public else (f"slack:{turn.channel}",)
+    if not asked:
+        question = _with_context(turn, clean_text(turn.text, rt.bot_user_id))
         await rt.db.conversations.add_messages(
-            convo.id, [{"role": "assistant", "content": text}], sources=sources
+            convo.id, [{"role": "user", "content": question}], user_id=turn.user, slack_ts=turn.ts
         )
+    await rt.db.conversations.add_messages(
+        convo.id, [{"role": "assistant", "content": text}], sources=sources
+    )
 
 
 async def _apologise(surface: AnswerSurface, failed: RunFailed) -> None:

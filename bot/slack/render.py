@@ -83,7 +83,7 @@ FEEDBACK_ACTION = "answer_feedback"
 STEPS_ACTION = "show_steps"
 
 
-def steps_blocks(run_id: int) -> list[dict[str, Any]]:
+def steps_blocks(run_id: int | str) -> list[dict[str, Any]]:
     """A "Show steps" button: the clicker alone sees the run's trace (bot.slack.steps_view)."""
     button = {
         "type": "button",
@@ -94,8 +94,9 @@ def steps_blocks(run_id: int) -> list[dict[str, Any]]:
     return [{"type": "actions", "block_id": f"steps-{run_id}", "elements": [button]}]
 
 
-def feedback_blocks(run_id: int) -> list[dict[str, Any]]:
-    """Thumbs up/down and "Show steps" under an LLM answer; the values carry the run."""
+def feedback_blocks(run_id: int | str) -> list[dict[str, Any]]:
+    """Thumbs up/down and "Show steps" under an LLM answer; the values carry the run: its id, or
+    "j<job>" for a run written with its job's end (bot/runs.py `reference`)."""
     from slack_sdk.models.blocks import ContextActionsBlock, FeedbackButtonObject, FeedbackButtonsElement
 
     element = FeedbackButtonsElement(

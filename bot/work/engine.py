@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from bot.db.engine import IMPATIENT
+from bot.db.engine import IMPATIENT, transient
 from bot.db.inbox import Inbox, inbox_url
-from bot.db.jobs import FINISHED, Claimed
+from bot.db.jobs import FINISHED, Claimed, Write
 from bot.work.recorder import Recorder
 
 if TYPE_CHECKING:
@@ -51,7 +51,8 @@ log = logging.getLogger(__name__)
 # up), few enough that a job that itself kills the process stops.
 MAX_ATTEMPTS = 5
 CLAIM_BATCH = 20
-STALE_SWEEP_SECONDS = 30.0
+STALE_SWEEP_SECONDS = 30.0  # also how often moved inbox rows are deleted, at the least
+FORGET_EVERY = 200  # ... or once this many were moved
 FINISH_TRIES = 4
 
 
@@ -78,6 +79,9 @@ class Job:
     queue: str | None = None
     person: str | None = None
     lost: bool = False  # set when a renewal finds the lease taken over
+    writes: list[Write] = field(default_factory=list, repr=False)
+    afters: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    ended: bool = False  # its finish has begun: a write added now would not be in it
 
     @property
     def redo(self) -> bool:
@@ -89,6 +93,17 @@ class Job:
         self.progress = {**self.progress, **progress}
         if not await self.engine.db.jobs.note(self.id, self.engine.owner, self.progress):
             self.lost = True
+
+    def at_end(self, write: Write, after: Callable[[], None] | None = None) -> bool:
+        """Do `write` in the transaction that finishes this job (an answer's run, steps and
+        messages: one transaction, not one each), then call `after` once it committed. False
+        when the finish has begun: the caller writes it itself."""
+        if self.ended:
+            return False
+        self.writes.append(write)
+        if after is not None:
+            self.afters.append(after)
+        return True
 
 
 Handler = Callable[[Job], Awaitable[None]]
@@ -129,6 +144,7 @@ class WorkEngine:
         self.recorder = Recorder(db.jobs.add, self.wake)
         url = inbox_url(db.url)
         self.inbox = Inbox(url) if url else None  # SQLite: the front door's deliveries wait there
+        self._moved = self._forgotten = 0  # inbox rows: the last this process moved, and deleted
         self.recorders: list[Recorder] = [self.recorder]  # the front door adds its own
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
@@ -240,20 +256,11 @@ class WorkEngine:
             return False
         if self.inbox is not None:
             with contextlib.suppress(Exception):
-                if await self.inbox.waiting():
+                if await self.inbox.arrivals(self._moved):
                     return False
-        from sqlalchemy import and_, or_, select
-
-        t = self.db.jobs.table
         token = IMPATIENT.set(True)  # a question about now: a down database answers at once
         try:
-            async with self.db.engine.connect() as conn:
-                lapsed = and_(t.c.state == "running", t.c.lease_expires < time.time())
-                claimable = or_(t.c.state == "pending", lapsed)
-                found = await conn.execute(
-                    select(t.c.id).where(claimable, t.c.kind.in_(list(self.kinds))).limit(1)
-                )
-                return found.first() is None
+            return not await self.db.jobs.claimable(self.kinds)
         except Exception:  # the database is down: nothing can be claimed, so nothing more will run
             return True
         finally:
@@ -282,11 +289,22 @@ class WorkEngine:
         if room <= 0 or self._stopping or not self.kinds:
             return False
         limit = min(room, CLAIM_BATCH)
-        if self.inbox is not None:
-            await self.inbox.move_into(self.db)
+        arrivals = await self.inbox.arrivals(self._moved) if self.inbox is not None else []
+        # A round that finds nothing writes nothing.
+        if not arrivals and not await self.db.jobs.claimable(self.kinds):
+            return False
         claimed = await self.db.jobs.claim(
-            self.owner, self.lease_seconds, limit, self.person_slots, list(self.kinds)
+            self.owner,
+            self.lease_seconds,
+            limit,
+            self.person_slots,
+            list(self.kinds),
+            [j for _, j in arrivals],
         )
+        if arrivals:
+            self._moved = arrivals[-1][0]
+            if self.inbox is not None and self._moved - self._forgotten >= FORGET_EVERY:
+                await self._forget()
         for row in claimed:
             self._start(row)
         return len(claimed) == limit
@@ -340,20 +358,29 @@ class WorkEngine:
         return datetime.now(UTC) - _aware(job.created_at) > kind.max_age
 
     async def _finish(self, job: Job, state: str) -> None:
-        self._running.pop(job.id, None)
+        job.ended = True  # still running here until its end is written: `settled` waits for it
         if state:
+            writes = job.writes
             for attempt in range(FINISH_TRIES):
                 try:
-                    if not await self.db.jobs.finish(job.id, self.owner, state):
+                    if not await self.db.jobs.finish(job.id, self.owner, state, writes):
                         log.warning("%s job %s: finished, but another process holds it now", job.kind, job.id)
+                    elif writes:
+                        for after in job.afters:
+                            after()
                     break
                 except Exception as exc:
+                    if writes and not transient(exc):  # its own writes failed: end the job without them
+                        log.exception("%s job %s: its results could not be recorded", job.kind, job.id)
+                        writes = []
+                        continue
                     if attempt == FINISH_TRIES - 1:
                         log.error(
                             "%s job %s: could not record its end (%s)", job.kind, job.id, type(exc).__name__
                         )
                         break
                     await asyncio.sleep(0.5 * 2**attempt)
+        self._running.pop(job.id, None)
         for future in self._waiters.pop(job.id, []):
             if not future.done():
                 future.set_result(state or "taken over")
@@ -370,10 +397,18 @@ class WorkEngine:
                     if not future.done():
                         future.set_result(state)
 
+    async def _forget(self) -> None:
+        """Delete the inbox rows this process moved (their jobs are committed)."""
+        if self.inbox is not None:
+            await self.inbox.forget(self._moved)
+            self._forgotten = self._moved
+
     async def _sweep_stale(self) -> None:
         if time.monotonic() - self._last_stale_sweep < STALE_SWEEP_SECONDS:
             return
         self._last_stale_sweep = time.monotonic()
+        if self._moved > self._forgotten:
+            await self._forget()
         for name, kind in self.kinds.items():
             if given_up := await self.db.jobs.give_up_stale(name, kind.max_age):
                 log.info("%d %s job(s) were too old to start any more", given_up, name)
@@ -390,7 +425,7 @@ class WorkEngine:
                 log.warning("could not renew leases (%s)", type(exc).__name__)
                 continue
             for job_id, (job, _) in list(self._running.items()):
-                if job_id not in ours and not job.lost:
+                if job_id not in ours and not job.lost and not job.ended:
                     log.warning("%s job %s: its lease was taken over", job.kind, job_id)
                     job.lost = True
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
+from bot.db.runs import run_ref
 from bot.runtime import Runtime
 from bot.slack.calls import call
 from bot.slack.render import FEEDBACK_ACTION
@@ -14,11 +15,11 @@ from bot.slack.render import FEEDBACK_ACTION
 log = logging.getLogger(__name__)
 
 
-def parse_value(value: str) -> tuple[str, int] | None:
-    """`good:42` -> ("good", 42); anything else is not ours."""
+def parse_value(value: str) -> tuple[str, str] | None:
+    """`good:42` -> ("good", "42"), `bad:j7` -> ("bad", "j7"); anything else is not ours."""
     verdict, _, run = value.partition(":")
-    if verdict in ("good", "bad") and run.isascii() and run.isdigit() and 0 < int(run) < 2**31:
-        return verdict, int(run)
+    if verdict in ("good", "bad") and run_ref(run) is not None:
+        return verdict, run
     return None
 
 
@@ -28,7 +29,8 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         user = body["user"]["id"]
         container = body.get("container") or {}
         channel = (body.get("channel") or {}).get("id") or container.get("channel_id")
-        if parsed is None or not await rt.db.feedback.save(parsed[1], user, parsed[0]):
+        run_id = await rt.db.runs.of_ref(parsed[1]) if parsed is not None else None
+        if parsed is None or run_id is None or not await rt.db.feedback.save(run_id, user, parsed[0]):
             log.warning("feedback with an unknown value (%d characters)", len(str(action.get("value", ""))))
             return
         thread = (body.get("message") or {}).get("thread_ts") or container.get("thread_ts")

@@ -8,6 +8,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.db.models import Run
+from bot.db.runs import run_ref
 from bot.runtime import Runtime
 from bot.slack.calls import call
 from bot.slack.render import STEPS_ACTION
@@ -37,11 +38,12 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         channel = (body.get("channel") or {}).get("id") or container.get("channel_id")
         thread = (body.get("message") or {}).get("thread_ts") or container.get("thread_ts")
         value = str(action.get("value", ""))
-        run = await rt.db.runs.get(int(value)) if value.isdigit() else None
+        run_id = await rt.db.runs.of_ref(value)
+        run = await rt.db.runs.get(run_id) if run_id is not None else None
         # The button only ever sits under its own run's answer; a forged value naming a run of
         # another channel gets nothing, so no trace leaves the channel it was made in.
         if run is None or run.id is None or not channel or run.channel_id != channel:
-            log.warning("show steps: no run %s in %s", value if value.isdigit() else "?", channel)
+            log.warning("show steps: no run %s in %s", value if run_ref(value) else "?", channel)
             text = NOT_FOUND
         else:
             # A signed click is no proof of membership: anyone can send one naming any channel.
