@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, select, text, update
 
 from bot.db.engine import IMPATIENT
 from bot.db.locks import serialized
@@ -28,6 +28,10 @@ CLAIM_LOCK = "work:claim"
 CANDIDATES = 1000
 RECORD_RETRY_SECONDS = 1.5  # pending jobs looked at per claim, oldest first
 T = Job.__table__  # type: ignore[attr-defined]
+WAKE_CHANNEL = "switchboard_work"  # bot/work/wake.py listens on it
+# Sent inside the transaction that records or finishes jobs: delivered at commit, never for a
+# rollback (Postgres only; SQLite's processes poll).
+NOTIFY = text(f"SELECT pg_notify('{WAKE_CHANNEL}', '')")
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,8 @@ class Jobs:
                 if missing:
                     found = await conn.execute(select(T.c.id, T.c.key).where(T.c.key.in_(missing)))
                     ids.update({key: job_id for job_id, key in found})
+                if new and self.db.dialect == "postgresql":
+                    await conn.execute(NOTIFY)
             return [(ids[j.key], j.key in new) for j in jobs]
 
         # On the ack path: a short wait rides out a blip, a restart is told (Slack's limit is 3 s);
@@ -206,6 +212,8 @@ class Jobs:
                     .where(T.c.id == job_id, T.c.owner == owner, T.c.state == "running")
                     .values(state=state, owner=None, finished_at=utcnow())
                 )
+                if self.db.dialect == "postgresql":  # its queue, its slot and its waiters are free
+                    await conn.execute(NOTIFY)
                 return (done.rowcount or 0) == 1
 
         return await self.db.retrying(work, what="finishing work")
