@@ -62,9 +62,10 @@ async def check_database(settings: Settings) -> tuple[bool, str]:
 
 async def check_pool(settings: Settings) -> tuple[bool | None, str] | None:
     """Whether every process's pool fits the Postgres server: DB_PROCESSES x (DB_POOL_SIZE +
-    DB_MAX_OVERFLOW) connections against max_connections - superuser_reserved_connections (and,
-    from PostgreSQL 16, reserved_connections). A pool bigger than the server fails only under load,
-    when "too many clients" turns questions away. None on SQLite (one file, no server)."""
+    DB_MAX_OVERFLOW + its one LISTEN connection, bot/work/wake.py) against max_connections -
+    superuser_reserved_connections (and, from PostgreSQL 16, reserved_connections). A pool bigger
+    than the server fails only under load, when "too many clients" turns questions away. None on
+    SQLite (one file, no server)."""
     from sqlalchemy import text
 
     from bot.runtime import open_database
@@ -85,17 +86,18 @@ async def check_pool(settings: Settings) -> tuple[bool | None, str] | None:
         await db.close()
     most = int(found["max_connections"])
     reserved = int(found.get("superuser_reserved_connections", 0)) + int(found.get("reserved_connections", 0))
+    listen = 1 if settings.database_listen_url or not settings.db_pgbouncer else 0
     per_process = settings.db_pool_size + settings.db_max_overflow
-    need = settings.db_processes * per_process
+    need = settings.db_processes * (per_process + listen)
     sizing = (
         f"DB_PROCESSES={settings.db_processes} x (DB_POOL_SIZE={settings.db_pool_size} + "
-        f"DB_MAX_OVERFLOW={settings.db_max_overflow}) = {need} connections"
+        f"DB_MAX_OVERFLOW={settings.db_max_overflow}{' + 1 LISTEN' if listen else ''}) = {need} connections"
     )
     if settings.db_pgbouncer:
         return None, f"{sizing} to PgBouncer (DB_PGBOUNCER=true): its max_client_conn must allow them"
     usable = most - reserved
     if need > usable:
-        fits = max(usable // settings.db_processes, 1)
+        fits = max(usable // settings.db_processes - listen, 1)
         return False, (
             f"{sizing}, but the server allows {usable} (max_connections {most} - {reserved} reserved): "
             f"lower DB_POOL_SIZE + DB_MAX_OVERFLOW to at most {fits} per process, or raise max_connections"

@@ -29,9 +29,10 @@ CANDIDATES = 1000
 RECORD_RETRY_SECONDS = 1.5  # pending jobs looked at per claim, oldest first
 T = Job.__table__  # type: ignore[attr-defined]
 WAKE_CHANNEL = "switchboard_work"  # bot/work/wake.py listens on it
-# Sent inside the transaction that records or finishes jobs: delivered at commit, never for a
-# rollback (Postgres only; SQLite's processes poll).
-NOTIFY = text(f"SELECT pg_notify('{WAKE_CHANNEL}', '')")
+# Sent inside the transaction that records ("new") or finishes ("done") jobs: delivered at
+# commit, never for a rollback (Postgres only; SQLite's processes poll).
+NOTIFY_NEW = text(f"SELECT pg_notify('{WAKE_CHANNEL}', 'new')")
+NOTIFY_DONE = text(f"SELECT pg_notify('{WAKE_CHANNEL}', 'done')")
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ class Jobs:
                     found = await conn.execute(select(T.c.id, T.c.key).where(T.c.key.in_(missing)))
                     ids.update({key: job_id for job_id, key in found})
                 if new and self.db.dialect == "postgresql":
-                    await conn.execute(NOTIFY)
+                    await conn.execute(NOTIFY_NEW)
             return [(ids[j.key], j.key in new) for j in jobs]
 
         # On the ack path: a short wait rides out a blip, a restart is told (Slack's limit is 3 s);
@@ -212,8 +213,8 @@ class Jobs:
                     .where(T.c.id == job_id, T.c.owner == owner, T.c.state == "running")
                     .values(state=state, owner=None, finished_at=utcnow())
                 )
-                if self.db.dialect == "postgresql":  # its queue, its slot and its waiters are free
-                    await conn.execute(NOTIFY)
+                if self.db.dialect == "postgresql":  # for a wait() in another process
+                    await conn.execute(NOTIFY_DONE)
                 return (done.rowcount or 0) == 1
 
         return await self.db.retrying(work, what="finishing work")

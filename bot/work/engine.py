@@ -118,7 +118,7 @@ class WorkEngine:
         waker: Waker | None = None,
     ) -> None:
         self.db = db
-        self.waker = waker  # other processes' NOTIFYs set self._wake
+        self.waker = waker  # other processes' NOTIFYs wake the claimer (`_notified`)
         self.owner = process_owner()
         self.lease_seconds = lease_seconds
         self.concurrency = concurrency
@@ -208,7 +208,13 @@ class WorkEngine:
             asyncio.create_task(self._renew_forever(), name="work: renew"),
         ]
         if self.waker is not None:
-            await self.waker.start(self._wake.set)
+            await self.waker.start(self._notified)
+
+    def _notified(self, what: str) -> None:
+        """Another process recorded work, or finished a job ("done"): a finishing process claims
+        its queue's next job itself, so a finish elsewhere matters here only to a `wait`."""
+        if what != "done" or self._waiters:
+            self._wake.set()
 
     async def stop(self, drain: float) -> int:
         """Stop claiming, let running jobs finish for `drain` seconds, hand the rest back.

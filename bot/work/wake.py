@@ -38,8 +38,8 @@ RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)  # between reconnects; the last repeat
 
 
 class Waker:
-    """One LISTEN connection per process; `start(wake)` calls `wake()` on every NOTIFY on
-    CHANNEL and once after each (re)connect."""
+    """One LISTEN connection per process; `start(wake)` calls `wake(payload)` on every NOTIFY on
+    CHANNEL ("new" or "done") and `wake("")` once after each (re)connect."""
 
     def __init__(self, url: str) -> None:
         parsed, self._connect_args = asyncpg_options(make_url(url))
@@ -48,7 +48,7 @@ class Waker:
         self.listening = False  # True while the LISTEN connection is up (health, tests)
         self.connects = 0  # successful (re)connects so far
 
-    async def start(self, wake: Callable[[], None]) -> None:
+    async def start(self, wake: Callable[[str], None]) -> None:
         """Listen in the background: the database may be down now, the claimer polls meanwhile."""
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._listen_forever(wake), name="work: listen")
@@ -60,7 +60,7 @@ class Waker:
                 await self._task
             self._task = None
 
-    async def _listen_forever(self, wake: Callable[[], None]) -> None:
+    async def _listen_forever(self, wake: Callable[[str], None]) -> None:
         import asyncpg  # type: ignore[import-untyped]
 
         failures = 0
@@ -70,12 +70,12 @@ class Waker:
             try:
                 conn = await asyncpg.connect(self._dsn, **self._connect_args)
                 conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
-                await conn.add_listener(CHANNEL, lambda *_: wake())
+                await conn.add_listener(CHANNEL, lambda _conn, _pid, _channel, payload: wake(payload))
                 self.listening, failures = True, 0
                 self.connects += 1
                 if self.connects > 1:
                     log.info("listening for new work again")
-                wake()  # what was recorded while nobody listened
+                wake("")  # what was recorded or finished while nobody listened
                 while not lost.is_set():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(lost.wait(), CHECK_SECONDS)
