@@ -7,12 +7,15 @@ poll is 10 minutes, so a job started within the test's patience was started by a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import aiohttp
 import pytest
 
 from bot.config import ConfigError
+from bot.db import Database
+from bot.work import Job, WorkEngine
 from bot.work.wake import Waker, waker_for
 from tests.bot_process import BotProcess, bot_env
 from tests.conftest import make_settings
@@ -54,6 +57,40 @@ async def test_a_job_recorded_by_one_process_is_started_by_an_idle_other_one_als
             await a.kill()
             if b is not None:
                 await b.kill()
+
+
+async def test_a_wait_for_a_job_another_engine_runs_is_answered_by_its_finish() -> None:
+    """Two engines (as two processes would): the one that records and waits does not run the kind,
+    so only the other's finish, NOTIFYed "done", can end the wait long before a poll."""
+    with postgres_server() as server:
+        url = await fresh_database(server.url)
+        db = Database(url)
+        await db.create_schema()
+        recorder = WorkEngine(db, poll_seconds=float(POLL), waker=Waker(url))
+        runner = WorkEngine(db, poll_seconds=float(POLL), waker=Waker(url))
+        ran: list[int] = []
+
+        async def run(job: Job) -> None:
+            ran.append(job.id)
+
+        recorder.kind("other", run)  # claims nothing of kind "x"
+        runner.kind("x", run)
+        await recorder.start()
+        await runner.start()
+        try:
+            async with asyncio.timeout(PATIENCE):
+                while not (
+                    recorder.waker and recorder.waker.listening and runner.waker and runner.waker.listening
+                ):
+                    await asyncio.sleep(0.02)
+                job_id, new = await recorder.submit("x", "wake:1", {})
+                assert new
+                assert await asyncio.wait_for(recorder.wait(job_id), PATIENCE) == "done"
+            assert ran == [job_id]
+        finally:
+            await recorder.stop(1)
+            await runner.stop(1)
+            await db.close()
 
 
 async def test_behind_a_transaction_pool_without_a_direct_url_processes_poll_and_say_so(
