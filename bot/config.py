@@ -73,6 +73,7 @@ class Settings:
     openai_api_version: str | None = None  # OPENAI_API_VERSION, for Azure
     context_tokens: int = DEFAULT_CONTEXT_TOKENS
     database_url: str = DEFAULT_DATABASE_URL
+    database_listen_url: str | None = field(default=None, repr=False)  # direct, for LISTEN
     port: int = 3000
     host: str = "0.0.0.0"
     health_port: int | None = None
@@ -115,6 +116,7 @@ class Settings:
     write_approval_seconds: float = 3_600.0  # how long a parked write call waits for Approve
     work_lease_seconds: float = 30.0  # a killed process's turns and commands are redone after this
     work_concurrency: int = 100  # jobs (answers, commands, digests) one process runs at once
+    work_poll_seconds: float = 0.5  # how often an idle process looks for work it was not woken for
 
     @property
     def oauth(self) -> bool:
@@ -204,6 +206,20 @@ def database_url(raw: str) -> str:
     if base in ("postgres", "postgresql"):
         return f"postgresql+asyncpg://{rest}"
     raise ConfigError(f"DATABASE_URL must be sqlite:/// or postgresql://, got scheme {scheme!r}.")
+
+
+def _listen_url(env: Mapping[str, str]) -> str | None:
+    """DATABASE_LISTEN_URL: a direct Postgres URL (not through a transaction pool) for LISTEN."""
+    raw = env.get("DATABASE_LISTEN_URL", "").strip()
+    if not raw:
+        return None
+    try:
+        url = database_url(raw)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("DATABASE_URL", "DATABASE_LISTEN_URL")) from None
+    if not url.startswith("postgresql"):
+        raise ConfigError("DATABASE_LISTEN_URL must be a postgresql:// URL (LISTEN is Postgres's).")
+    return url
 
 
 LOG_LEVELS = ("info", "debug", "warning", "error", "critical")  # the first is the default
@@ -316,6 +332,7 @@ def load_settings(
         openai_api_version=api_version,
         context_tokens=_int(env, "OPENAI_CONTEXT_TOKENS", context_window(model), 1_000, 10_000_000),
         database_url=db_url,
+        database_listen_url=_listen_url(env),
         port=_int(env, "PORT", 3000, 1, 65535),
         host=env.get("HOST", "").strip() or "0.0.0.0",
         health_port=_int(env, "HEALTH_PORT", 0, 0, 65535) or None,
@@ -359,6 +376,7 @@ def load_settings(
         mcp_ready_seconds=_float(env, "MCP_READY_SECONDS", 20.0),
         write_approval_seconds=_float(env, "WRITE_APPROVAL_SECONDS", 3_600.0),
         work_lease_seconds=_float(env, "WORK_LEASE_SECONDS", 30.0),
+        work_poll_seconds=_float(env, "WORK_POLL_SECONDS", 0.5),
         work_concurrency=_int(env, "WORK_CONCURRENCY", 100, 1, 10_000),
     )
 

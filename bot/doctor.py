@@ -62,8 +62,9 @@ async def check_database(settings: Settings) -> tuple[bool, str]:
 
 async def check_pool(settings: Settings) -> tuple[bool | None, str] | None:
     """Whether every process's pool fits the Postgres server: DB_PROCESSES x (DB_POOL_SIZE +
-    DB_MAX_OVERFLOW + the front door's RECORDING_CONNECTIONS) connections against max_connections
-    - superuser_reserved_connections (and, from PostgreSQL 16, reserved_connections). A pool bigger
+    DB_MAX_OVERFLOW + the front door's RECORDING_CONNECTIONS + its one LISTEN connection,
+    bot/work/wake.py) against max_connections - superuser_reserved_connections (and, from
+    PostgreSQL 16, reserved_connections). A pool bigger
     than the server fails only under load, when "too many clients" turns questions away. None on
     SQLite (one file, no server)."""
     from sqlalchemy import text
@@ -87,18 +88,20 @@ async def check_pool(settings: Settings) -> tuple[bool | None, str] | None:
         await db.close()
     most = int(found["max_connections"])
     reserved = int(found.get("superuser_reserved_connections", 0)) + int(found.get("reserved_connections", 0))
-    per_process = settings.db_pool_size + settings.db_max_overflow + RECORDING_CONNECTIONS
-    need = settings.db_processes * per_process
+    listen = 1 if settings.database_listen_url or not settings.db_pgbouncer else 0
+    extra = RECORDING_CONNECTIONS + listen  # the front door's pool, the LISTEN connection
+    per_process = settings.db_pool_size + settings.db_max_overflow
+    need = settings.db_processes * (per_process + extra)
     sizing = (
         f"DB_PROCESSES={settings.db_processes} x (DB_POOL_SIZE={settings.db_pool_size} + "
-        f"DB_MAX_OVERFLOW={settings.db_max_overflow} + {RECORDING_CONNECTIONS} for the front door) "
-        f"= {need} connections"
+        f"DB_MAX_OVERFLOW={settings.db_max_overflow} + {RECORDING_CONNECTIONS} front door"
+        f"{' + 1 LISTEN' if listen else ''}) = {need} connections"
     )
     if settings.db_pgbouncer:
         return None, f"{sizing} to PgBouncer (DB_PGBOUNCER=true): its max_client_conn must allow them"
     usable = most - reserved
     if need > usable:
-        fits = max(usable // settings.db_processes - RECORDING_CONNECTIONS, 1)
+        fits = max(usable // settings.db_processes - extra, 1)
         return False, (
             f"{sizing}, but the server allows {usable} (max_connections {most} - {reserved} reserved): "
             f"lower DB_POOL_SIZE + DB_MAX_OVERFLOW to at most {fits} per process, or raise max_connections"

@@ -26,6 +26,7 @@ from bot.slack.calls import WriteSafeServerErrorRetryHandler
 from bot.slack.install import InstalledWebClient, WorkspaceTokens, bot_user
 from bot.slack.safe_text import CleanWebClient, reply_session
 from bot.work import WorkEngine
+from bot.work.wake import waker_for
 from orchestrators.llm import Agent, Limits
 from orchestrators.workflows import workflow_tools
 from tools import ToolRegistry, default_tools
@@ -305,6 +306,8 @@ async def create_runtime(settings: Settings, registry: ToolRegistry | None = Non
             lease_seconds=settings.work_lease_seconds,
             concurrency=settings.work_concurrency,
             person_slots=settings.user_max_concurrent_runs,
+            poll_seconds=settings.work_poll_seconds,
+            waker=waker_for(settings),
         ),
         extractor=Extractor(
             workers=settings.extract_workers,

@@ -178,9 +178,10 @@ async def test_doctor_fails_a_pool_the_server_cannot_hold_and_passes_one_it_can(
     base = {"DATABASE_URL": small_server.url, "DB_PROCESSES": "2"}
     ok, line = await check_pool(load_settings(base, need_slack=False)) or (None, "")
     assert ok is False, line
-    assert "= 30 connections, but the server allows 17 (max_connections 20 - 3 reserved)" in line
-    assert "at most 8 per process" in line
-    fitting = {**base, "DB_POOL_SIZE": "3", "DB_MAX_OVERFLOW": "5"}
+    assert "+ 2 front door + 1 LISTEN) = 36 connections, but the server allows 17" in line
+    assert "(max_connections 20 - 3 reserved)" in line
+    assert "at most 5 per process" in line  # beside the front door's 2 and the LISTEN connection
+    fitting = {**base, "DB_POOL_SIZE": "2", "DB_MAX_OVERFLOW": "3"}
     ok, line = await check_pool(load_settings(fitting, need_slack=False)) or (None, "")
     assert ok is True and "= 16 connections fit the server's 17" in line, line
     assert await check_pool(load_settings({"DATABASE_URL": "sqlite:///x.db"}, need_slack=False)) is None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.db.engine import IMPATIENT
@@ -29,6 +29,11 @@ CLAIM_LOCK = "work:claim"
 CANDIDATES = 1000
 RECORD_RETRY_SECONDS = 1.5  # pending jobs looked at per claim, oldest first
 T = Job.__table__  # type: ignore[attr-defined]
+WAKE_CHANNEL = "switchboard_work"  # bot/work/wake.py listens on it
+# Sent inside the transaction that records ("new") or finishes ("done") jobs: delivered at
+# commit, never for a rollback (Postgres only; SQLite's processes poll).
+NOTIFY_NEW = text(f"SELECT pg_notify('{WAKE_CHANNEL}', 'new')")
+NOTIFY_DONE = text(f"SELECT pg_notify('{WAKE_CHANNEL}', 'done')")
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,8 @@ class Jobs:
                 if missing:
                     found = await conn.execute(select(T.c.id, T.c.key).where(T.c.key.in_(missing)))
                     ids.update({key: job_id for job_id, key in found})
+                if new and self.db.dialect == "postgresql":
+                    await conn.execute(NOTIFY_NEW)
             return [(ids[j.key], j.key in new) for j in jobs]
 
         # On the ack path: a short wait rides out a blip, a restart is told (Slack's limit is 3 s);
@@ -231,6 +238,8 @@ class Jobs:
             )
             if (done.rowcount or 0) != 1:
                 raise NotOurs  # rolls the writes back
+            if self.db.dialect == "postgresql":  # for a wait() in another process
+                await conn.execute(NOTIFY_DONE)
             return True
 
         async def landed(conn: AsyncConnection) -> bool | None:

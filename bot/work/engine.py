@@ -12,9 +12,9 @@ deliveries share one transaction) and then run once by whichever process claims 
   jobs of one person hold at most `person_slots` running at once. Both are decided inside the
   claim, under one lock, so no waiting job polls for its turn.
 - **Waking.** A submit or a finish wakes this process's claimer at once (an asyncio event);
-  other processes see new work at their next claim, at most `poll_seconds` later. On Postgres a
-  finishing process claims its queue's next job itself, so cross-process wakes matter only for
-  spreading load.
+  on Postgres other processes are woken by a NOTIFY (`bot/work/wake.py`), else they see new work
+  at their next claim, at most `poll_seconds` later. A finishing process claims its queue's next
+  job itself, so cross-process wakes matter for spreading load and for `wait` elsewhere.
 - **Attempts.** A job started more than `max_attempts` times (its process died each time) is
   given up through the kind's `give_up`, which can replace what was shown with an apology.
 - **Hand-over.** A graceful stop waits for running jobs, then hands the rest back (pending,
@@ -43,6 +43,7 @@ from bot.work.recorder import Recorder
 
 if TYPE_CHECKING:
     from bot.db.engine import Database
+    from bot.work.wake import Waker
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +131,10 @@ class WorkEngine:
         person_slots: int = 3,
         poll_seconds: float = 0.5,
         max_attempts: int = MAX_ATTEMPTS,
+        waker: Waker | None = None,
     ) -> None:
         self.db = db
+        self.waker = waker  # other processes' NOTIFYs wake the claimer (`_notified`)
         self.owner = process_owner()
         self.lease_seconds = lease_seconds
         self.concurrency = concurrency
@@ -205,6 +208,14 @@ class WorkEngine:
             asyncio.create_task(self._claim_forever(), name="work: claim"),
             asyncio.create_task(self._renew_forever(), name="work: renew"),
         ]
+        if self.waker is not None:
+            await self.waker.start(self._notified)
+
+    def _notified(self, what: str) -> None:
+        """Another process recorded work, or finished a job ("done"): a finishing process claims
+        its queue's next job itself, so a finish elsewhere matters here only to a `wait`."""
+        if what != "done" or self._waiters:
+            self._wake.set()
 
     async def stop(self, drain: float) -> int:
         """Stop claiming, let running jobs finish for `drain` seconds, hand the rest back.
@@ -214,6 +225,8 @@ class WorkEngine:
         self._stopping = True
         self._stop.set()
         self._wake.set()
+        if self.waker is not None:
+            await self.waker.stop()
         # The loops finish their round and leave: cancelling one mid-claim could leave SQLite's
         # write lock taken by a BEGIN IMMEDIATE whose await was cut off.
         if self._tasks:
