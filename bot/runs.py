@@ -18,6 +18,7 @@ from slack_sdk.errors import SlackApiError
 from bot import budget
 from bot.budget import Allowance
 from bot.channel_config import Effective
+from bot.db.engine import database_unavailable
 from bot.db.runs import run_values
 from bot.db.trace import DbTrace, StatusSink
 from bot.logging_setup import message_text
@@ -211,6 +212,8 @@ async def traced_run(
         await finish("failed", reason[:MAX_ERROR_CHARS])
         if expected:
             log.warning("run %s (%s) failed: %s", run.id, trigger, message_text(reason))
+        elif database_unavailable(exc):  # the database's fault, told as such; the job is redone
+            log.warning("run %s (%s): the database went away (%s)", run.id, trigger, type(exc).__name__)
         else:
             log.exception("run %s (%s) failed", run.id, trigger)
         raise RunFailed(run.id, reason, expected=expected) from exc

@@ -181,14 +181,16 @@ class Jobs:
             ]
         return sorted(out, key=lambda c: c.id)
 
-    async def renew(self, owner: str, ttl: float) -> set[int]:
-        """Extend every lease this owner holds, in one statement; returns the ids still ours."""
+    async def renew(self, owner: str, ttl: float, ids: Iterable[int]) -> set[int]:
+        """Extend the leases of the jobs this owner runs, in one statement; returns the ids still
+        ours. Only the running ones: a job whose end could not be recorded lapses, and is redone."""
+        wanted = list(ids)
 
         async def work() -> set[int]:
             async with self.db.engine.begin() as conn:
                 kept = await conn.execute(
                     update(T)
-                    .where(T.c.owner == owner, T.c.state == "running")
+                    .where(T.c.id.in_(wanted), T.c.owner == owner, T.c.state == "running")
                     .values(lease_expires=time.time() + ttl)
                     .returning(T.c.id)
                 )
@@ -221,17 +223,22 @@ class Jobs:
             return (done.rowcount or 0) == 1
 
     async def release(self, owner: str, ids: Iterable[int]) -> int:
-        """Hand jobs back (a graceful stop): pending again, at once claimable by another process."""
+        """Hand jobs back (a graceful stop, or the database went away under them): pending again,
+        at once claimable by another process."""
         wanted = list(ids)
         if not wanted:
             return 0
-        async with self.db.engine.begin() as conn:
-            done = await conn.execute(
-                update(T)
-                .where(T.c.id.in_(wanted), T.c.owner == owner, T.c.state == "running")
-                .values(state="pending", owner=None, lease_expires=0.0)
-            )
-            return done.rowcount or 0
+
+        async def work() -> int:  # safe to redo: a job already handed back is no longer ours
+            async with self.db.engine.begin() as conn:
+                done = await conn.execute(
+                    update(T)
+                    .where(T.c.id.in_(wanted), T.c.owner == owner, T.c.state == "running")
+                    .values(state="pending", owner=None, lease_expires=0.0)
+                )
+                return done.rowcount or 0
+
+        return await self.db.retrying(work, what="handing work back")
 
     async def states(self, ids: Iterable[int]) -> dict[int, str]:
         wanted = list(ids)

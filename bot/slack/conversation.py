@@ -27,6 +27,7 @@ from bot.slack.refusals import refusal_of
 from bot.slack.render import feedback_blocks
 from bot.slack.surface import AnswerSurface, capped_answer, unfurl_allowed
 from bot.slack.write_approvals import ParkedWrites
+from bot.work import current_job
 from orchestrators.llm import AgentError
 
 log = logging.getLogger(__name__)
@@ -63,12 +64,16 @@ def clean_text(text: str, bot_user_id: str | None) -> str:
 
 @contextlib.asynccontextmanager
 async def apology_if_database_down(rt: Runtime, channel: str, thread_ts: str | None) -> AsyncIterator[None]:
-    """When the database does not answer, say so in the thread: posting needs no database."""
+    """When the database does not answer, say so in the thread: posting needs no database.
+    Inside a recorded job (bot/work) nothing is said: the job is handed back and redone."""
     try:
         yield
     except Exception as exc:
         if not database_unavailable(exc):
             raise
+        if (job := current_job.get()) is not None:
+            job.again = True
+            return
         log.error("database unavailable, apologising in %s/%s: %s", channel, thread_ts, exc)
         try:  # through the answer surface: Slack's transient failures are retried there
             surface = AnswerSurface(rt.slack, channel, thread_ts, team="", user="", native=False)
@@ -202,6 +207,8 @@ async def answer(rt: Runtime, turn: Turn, attempt: Attempt | None = None) -> Non
                 answer_ts=stamps[-1] if stamps else None,
             )
     except RunFailed as failed:
+        if database_unavailable(failed) and current_job.get() is not None:
+            raise  # the job is handed back and redone: its redo adopts what this one showed
         await _apologise(surface, failed)
 
 
@@ -236,6 +243,8 @@ async def _apologise(surface: AnswerSurface, failed: RunFailed) -> None:
             return
         if isinstance(cause, AgentError):
             what = "I couldn't get an answer from the language model just now"
+        elif cause is not None and database_unavailable(cause):
+            what = "my database did not respond"
         else:
             what = "something went wrong on my side while answering"
         await surface.fail(f"Sorry, {what}. Please try again in a moment. (reference: run {failed.run_id})")

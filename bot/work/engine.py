@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot import metrics
-from bot.db.engine import IMPATIENT
+from bot.db.engine import IMPATIENT, database_unavailable
 from bot.db.jobs import FINISHED, Claimed, NewJob
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ MAX_ATTEMPTS = 5
 CLAIM_BATCH = 20
 STALE_SWEEP_SECONDS = 30.0
 FINISH_TRIES = 4
+AGAIN = "again"  # a job's end state when the database went away under it: handed back, redone
 
 
 def process_owner() -> str:
@@ -77,6 +78,7 @@ class Job:
     queue: str | None = None
     person: str | None = None
     lost: bool = False  # set when a renewal finds the lease taken over
+    again: bool = False  # the database went away under this attempt: redo the job, do not fail it
 
     @property
     def redo(self) -> bool:
@@ -211,17 +213,11 @@ class WorkEngine:
         Returns how many were handed back.
         """
         self._stopping = True
-        self._stop.set()
         self._wake.set()
-        # The loops finish their round and leave: cancelling one mid-claim could leave SQLite's
-        # write lock taken by a BEGIN IMMEDIATE whose await was cut off.
-        if self._tasks:
-            _, late = await asyncio.wait(self._tasks, timeout=10)
-            for task in late:
-                task.cancel()
-            if late:
-                await asyncio.wait(late, timeout=5)
-        self._tasks = []
+        # The claimer finishes its round and leaves: cancelling it mid-claim could leave SQLite's
+        # write lock taken by a BEGIN IMMEDIATE whose await was cut off. Leases are renewed
+        # through the drain: one lapsing then would have another process redo a running answer.
+        await self._end(self._tasks[:1])
         running = [task for _, task in self._running.values()]
         if running:
             _, still = await asyncio.wait(running, timeout=drain)
@@ -232,6 +228,9 @@ class WorkEngine:
             task.cancel()
         if still:
             await asyncio.wait(still, timeout=5)
+        self._stop.set()
+        await self._end(self._tasks[1:])
+        self._tasks = []
         if left:
             try:
                 await self.db.jobs.release(self.owner, left)
@@ -239,6 +238,16 @@ class WorkEngine:
             except Exception:
                 log.warning("could not hand %d job(s) over; their leases lapse instead", len(left))
         return len(left)
+
+    @staticmethod
+    async def _end(tasks: list[asyncio.Task[None]]) -> None:
+        """Let the loops see the stop and leave; cancel one that takes longer than 10 s."""
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=10)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=5)
 
     @property
     def busy(self) -> int:
@@ -325,6 +334,8 @@ class WorkEngine:
                 if job.redo:
                     log.warning("%s job %s: redoing it after its process stopped", job.kind, job.id)
                 await kind.run(job)
+                if job.again:
+                    state = AGAIN
         except asyncio.CancelledError:
             if self._stopping:
                 self._running.pop(job.id, None)
@@ -334,9 +345,12 @@ class WorkEngine:
         except JobLost:
             log.warning("%s job %s: taken over by another process; stopped here", job.kind, job.id)
             state = ""
-        except Exception:
-            log.exception("%s job %s failed", job.kind, job.id)
-            state = "failed"
+        except Exception as exc:
+            if database_unavailable(exc):  # a restart or a dropped connection: not the job's fault
+                state = AGAIN
+            else:
+                log.exception("%s job %s failed", job.kind, job.id)
+                state = "failed"
         finally:
             if not (self._stopping and job.id not in self._running):
                 await asyncio.shield(self._finish(job, state))
@@ -346,10 +360,17 @@ class WorkEngine:
 
     async def _finish(self, job: Job, state: str) -> None:
         self._running.pop(job.id, None)
+        if state == AGAIN:
+            log.warning("%s job %s: the database went away under it; handing it back", job.kind, job.id)
         if state:
             for attempt in range(FINISH_TRIES):
                 try:
-                    if not await self.db.jobs.finish(job.id, self.owner, state):
+                    if state == AGAIN:  # pending again: claimed (here or elsewhere) as a redo
+                        if await self.db.jobs.release(self.owner, [job.id]):
+                            self._wake.set()
+                            return  # its waiters wait on
+                        state = ""  # another process holds it now
+                    elif not await self.db.jobs.finish(job.id, self.owner, state):
                         log.warning("%s job %s: finished, but another process holds it now", job.kind, job.id)
                     break
                 except Exception as exc:
@@ -384,13 +405,13 @@ class WorkEngine:
                 log.info("%d %s job(s) were too old to start any more", given_up, name)
 
     async def _renew_forever(self) -> None:
-        while not self._stopping:
-            with contextlib.suppress(TimeoutError):  # a stop ends the wait at once
+        while not self._stop.is_set():  # set after a stop's drain
+            with contextlib.suppress(TimeoutError):  # the end of the drain ends the wait at once
                 await asyncio.wait_for(self._stop.wait(), self.lease_seconds / 3)
-            if self._stopping or not self._running:
+            if self._stop.is_set() or not self._running:
                 continue
             try:
-                ours = await self.db.jobs.renew(self.owner, self.lease_seconds)
+                ours = await self.db.jobs.renew(self.owner, self.lease_seconds, list(self._running))
             except Exception as exc:  # retried next round; a lease only lapses after its ttl
                 log.warning("could not renew leases (%s)", type(exc).__name__)
                 continue
