@@ -7,6 +7,7 @@ import contextvars
 import logging
 import random
 import ssl
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -35,6 +36,9 @@ UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "57P05", "53300"})
 # A transaction the server rolled back so that another could go on: redo it as well.
 RETRY_SQLSTATES = frozenset({"40001", "40P01"})
 RETRY_SECONDS = 15.0  # how long a transient fault is retried before the work fails
+# When this process last met a transient fault (time.monotonic()): the work engine takes over
+# no lapsed lease until a lease's time after it, since the holder could not renew meanwhile.
+LAST_FAULT = [float("-inf")]
 # Set while a health check or `doctor` asks: they report a refused connection at once.
 IMPATIENT: contextvars.ContextVar[bool] = contextvars.ContextVar("IMPATIENT", default=False)
 # SQLAlchemy names a pool's logger after its class: ours would log "Pool disposed" at INFO.
@@ -117,7 +121,10 @@ def database_unavailable(exc: BaseException) -> bool:
         return True
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError):
+        if isinstance(
+            seen,
+            sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError | sa_exc.DisconnectionError,
+        ):
             return True
         if isinstance(seen, sa_exc.DBAPIError) and seen.connection_invalidated:
             return True
@@ -211,6 +218,7 @@ class PatientPool(AsyncAdaptedQueuePool):
     """
 
     def connect(self) -> PoolProxiedConnection:
+        from sqlalchemy import exc as sa_exc
         from sqlalchemy.util import await_
 
         loop = asyncio.get_running_loop()
@@ -218,9 +226,18 @@ class PatientPool(AsyncAdaptedQueuePool):
         delay, tries = 0.05, 0
         while True:
             try:
-                return super().connect()
+                try:
+                    return super().connect()
+                except sa_exc.InvalidRequestError as exc:
+                    if "connection is closed" not in str(exc):
+                        raise
+                    # SQLAlchemy's words for "every connection it tried failed its ping": behind
+                    # PgBouncer the connect succeeds while the server behind it is restarting.
+                    raise sa_exc.DisconnectionError(f"no connection answers: {exc}") from exc
             except Exception as exc:
                 tries += 1
+                if database_unavailable(exc):
+                    LAST_FAULT[0] = time.monotonic()
                 if IMPATIENT.get() or not database_unavailable(exc) or loop.time() + delay > deadline:
                     raise
                 log.log(
@@ -305,6 +322,8 @@ class Database:
                 return await work()
             except Exception as exc:
                 tries += 1
+                if transient(exc):
+                    LAST_FAULT[0] = time.monotonic()
                 if not transient(exc) or loop.time() + delay > deadline:
                     raise
                 # The class and SQLSTATE only: a DBAPIError's text carries the statement's values.

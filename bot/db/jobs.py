@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, or_, select, update
 
-from bot.db.engine import IMPATIENT
+from bot.db.engine import IMPATIENT, LAST_FAULT
 from bot.db.locks import serialized
 from bot.db.models import Job, utcnow
 
@@ -107,18 +107,28 @@ class Jobs:
         limit: int,
         slots: int,
         kinds: Iterable[str],
+        quiet_for: float = 0.0,
     ) -> list[Claimed]:
         """Take up to `limit` runnable jobs: pending ones, and running ones whose lease lapsed
         (their owner died), oldest first, at most one running per queue, at most `slots` running
         per person (0: no limit). One lock serializes claims across processes, so two claims
         never read the same "free" queue or slot.
+
+        A lease that lapsed while the database was away may have a live holder that could not
+        renew it: lapsed leases are taken over only when this process met no database fault in
+        the last `quiet_for` seconds (the holders had that long to renew).
         """
         wanted = list(kinds)
-        return await self.db.retrying(
-            lambda: self._claim(owner, ttl, limit, slots, wanted), what="claiming work"
-        )
 
-    async def _claim(self, owner: str, ttl: float, limit: int, slots: int, kinds: list[str]) -> list[Claimed]:
+        async def attempt() -> list[Claimed]:
+            take_over = time.monotonic() - LAST_FAULT[0] >= quiet_for
+            return await self._claim(owner, ttl, limit, slots, wanted, take_over)
+
+        return await self.db.retrying(attempt, what="claiming work")
+
+    async def _claim(
+        self, owner: str, ttl: float, limit: int, slots: int, kinds: list[str], take_over: bool
+    ) -> list[Claimed]:
         now = time.time()
         async with serialized(self.db, CLAIM_LOCK) as conn:
             running = (
@@ -128,7 +138,8 @@ class Jobs:
             ).all()
             busy_queues = {q for q, _ in running if q}
             per_person = Counter(p for _, p in running if p)
-            runnable = or_(T.c.state == "pending", and_(T.c.state == "running", T.c.lease_expires < now))
+            lapsed = and_(T.c.state == "running", T.c.lease_expires < now)
+            runnable = or_(T.c.state == "pending", lapsed) if take_over else T.c.state == "pending"
             candidates = (
                 await conn.execute(
                     select(T.c.id, T.c.queue, T.c.person)

@@ -299,7 +299,7 @@ class WorkEngine:
             return False
         limit = min(room, CLAIM_BATCH)
         claimed = await self.db.jobs.claim(
-            self.owner, self.lease_seconds, limit, self.person_slots, list(self.kinds)
+            self.owner, self.lease_seconds, limit, self.person_slots, list(self.kinds), self.lease_seconds
         )
         for row in claimed:
             self._start(row)
