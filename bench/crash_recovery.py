@@ -96,6 +96,8 @@ class Outcome:
     delivered_on: list[int]  # the attempt (0 = first delivery) that got each event its 2xx
     recovered: list[float]
     log: str  # every bot process's log
+    stop_seconds: list[float] = field(default_factory=list)
+    sigkilled: int = 0  # SIGTERMed processes killed after 30 s
     server_log: str = ""
     examples: list[str] = field(default_factory=list)
 
@@ -142,6 +144,8 @@ class Fleet:
         self.with_clock = clock
         self.started: list[BotProcess] = []  # every process, killed ones too: their logs
         self.turn = 0
+        self.stop_seconds: list[float] = []  # SIGTERM to exit, for each graceful stop
+        self.sigkilled = 0  # graceful stops that took over 30 s
 
     async def start(self) -> None:
         first = await self._new()  # one migrates; the rest find the schema current
@@ -177,11 +181,17 @@ class Fleet:
 
     async def stop_one(self, rng: random.Random) -> None:
         """A rolling deploy: out of rotation, SIGTERM (it hands its unfinished work over), then
-        a new process in its place once it has exited."""
+        a new process in its place once it has exited. Like Heroku, SIGKILL after 30 s."""
         i = rng.randrange(len(self.procs))
         proc, self.procs[i] = self.procs[i], None
         assert proc is not None
-        await proc.stop()
+        began = time.monotonic()
+        try:
+            await proc.stop()  # waits 30 s for the exit
+        except TimeoutError:
+            await proc.kill()
+            self.sigkilled += 1
+        self.stop_seconds.append(time.monotonic() - began)
         self.procs[i] = await self._new()
 
     async def stop(self) -> None:
@@ -283,6 +293,7 @@ async def run(scenario: Scenario) -> Outcome:
                 try:
                     await _traffic(scenario, fleet, slack, questions, outcome, rng, server, slow)
                 finally:
+                    outcome.stop_seconds, outcome.sigkilled = fleet.stop_seconds, fleet.sigkilled
                     await fleet.stop()
                     outcome.log = "".join(f"=== process {i}\n{p.log}" for i, p in enumerate(fleet.started))
                     outcome.server_log = server.log_text() if server is not None else ""
@@ -390,6 +401,9 @@ def report(outcome: Outcome) -> None:
     print(f"ERROR lines in the bots' logs: {len(errors)}; duplicate-key lines (bots + server): {len(dupes)}")
     for line in (errors + dupes)[:5]:
         print(f"  {line[:200]}")
+    if outcome.stop_seconds:
+        took = ", ".join(f"{t:.1f}" for t in outcome.stop_seconds)
+        print(f"SIGTERM to exit: {took} s; SIGKILLed after 30 s: {outcome.sigkilled}")
     if outcome.recovered:
         print(
             f"time from a fault until all earlier questions were answered: median "
@@ -417,6 +431,7 @@ def main() -> None:
     parser.add_argument("--drain", type=float, default=None, help="SHUTDOWN_DRAIN_SECONDS")
     parser.add_argument("--long-answer", type=float, default=40.0, help="seconds, while a SIGTERM comes")
     parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument("--log", default=str(Path(tempfile.gettempdir()) / "crash_recovery.log"))
     args = parser.parse_args()
     own_server = args.pgbouncer or args.max_connections or args.fault in ("restart", "kill-clock")
     if own_server and not args.postgres:
@@ -440,7 +455,7 @@ def main() -> None:
         log_level=args.log_level,
     )
     outcome = asyncio.run(run(scenario))
-    logs = Path(tempfile.gettempdir()) / "crash_recovery.log"
+    logs = Path(args.log)
     logs.write_text(outcome.log + "\n=== postgres server\n" + outcome.server_log)
     print(f"bot logs ({scenario.log_level} and up) and the server's: {logs}")
     report(outcome)

@@ -115,7 +115,7 @@ class Settings:
     write_approval_seconds: float = 3_600.0  # how long a parked write call waits for Approve
     work_lease_seconds: float = 30.0  # a killed process's turns and commands are redone after this
     work_concurrency: int = 100  # jobs (answers, commands, digests) one process runs at once
-    shutdown_drain_seconds: float = 25.0  # SIGTERM: answers in flight finish within this or are handed over
+    shutdown_drain_seconds: float = 20.0  # SIGTERM: answers in flight finish within this or are handed over
 
     @property
     def oauth(self) -> bool:
@@ -361,7 +361,7 @@ def load_settings(
         write_approval_seconds=_float(env, "WRITE_APPROVAL_SECONDS", 3_600.0),
         work_lease_seconds=_float(env, "WORK_LEASE_SECONDS", 30.0),
         work_concurrency=_int(env, "WORK_CONCURRENCY", 100, 1, 10_000),
-        shutdown_drain_seconds=_float(env, "SHUTDOWN_DRAIN_SECONDS", 25.0),
+        shutdown_drain_seconds=_float(env, "SHUTDOWN_DRAIN_SECONDS", 20.0),
     )
 
 
