@@ -23,6 +23,7 @@ from bot.db.runs import run_values
 from bot.db.trace import DbTrace, StatusSink
 from bot.logging_setup import message_text
 from bot.runtime import Runtime
+from bot.work import JobLost
 from orchestrators.llm import AgentError
 from tools.context import ApprovalDecision, Approvals, Approver, ToolContext
 from tools.registry import ToolError
@@ -212,6 +213,8 @@ async def traced_run(
         await finish("failed", reason[:MAX_ERROR_CHARS])
         if expected:
             log.warning("run %s (%s) failed: %s", run.id, trigger, message_text(reason))
+        elif isinstance(exc, JobLost):
+            log.warning("run %s (%s): another process took its job over", run.id, trigger)
         elif database_unavailable(exc):  # the database's fault, told as such; the job is redone
             log.warning("run %s (%s): the database went away (%s)", run.id, trigger, type(exc).__name__)
         else:

@@ -14,7 +14,7 @@ from sqlalchemy import exc as sa_exc
 from bot.db import Database
 from bot.db.engine import LAST_FAULT
 from bot.db.jobs import NewJob
-from bot.work import Job, WorkEngine
+from bot.work import Job, JobLost, WorkEngine
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ async def state_of(db: Database, job_id: int) -> tuple[str, int]:
     return job.state, job.attempts
 
 
-async def test_a_job_the_database_failed_under_is_handed_back_and_redone(db: Database) -> None:
+async def test_a_job_the_database_failed_under_is_redone_not_failed(db: Database) -> None:
     work, attempts = engine(db), []
 
     async def run(job: Job) -> None:
@@ -53,7 +53,7 @@ async def test_a_job_the_database_failed_under_is_handed_back_and_redone(db: Dat
     finally:
         await work.stop(drain=1)
     assert attempts == [False, True]  # the redo knows an attempt came first (adopts what it showed)
-    assert await state_of(db, job_id) == ("done", 2)
+    assert await state_of(db, job_id) == ("done", 1)  # redone in place: no attempt spent
 
 
 async def test_a_job_that_fails_by_itself_still_fails(db: Database) -> None:
@@ -108,3 +108,15 @@ async def test_a_lease_that_lapsed_while_the_database_was_away_waits_for_its_hol
         assert [c.id for c in taken] == [job_id]  # the same claim without a recent fault takes it
     finally:
         LAST_FAULT[0] = float("-inf")
+
+
+async def test_a_holder_paused_past_its_lease_learns_it_before_showing_anything(db: Database) -> None:
+    paused, other = engine(db, lease_seconds=0.3), engine(db)
+    job_id, _ = (await db.jobs.add([NewJob("held", "held:2", {})]))[0]
+    (row,) = await db.jobs.claim(paused.owner, 0.3, 10, 0, ["held"])
+    job = Job(row.id, row.kind, {}, row.attempts, {}, row.created_at, paused, held_at=time.monotonic())
+    await job.still_ours()  # just claimed: known without asking
+    await asyncio.sleep(0.6)  # paused past its lease (load, a stop-the-world pause); taken over
+    assert [c.id for c in await db.jobs.claim(other.owner, 30, 10, 0, ["held"])] == [job_id]
+    with pytest.raises(JobLost):
+        await job.still_ours()

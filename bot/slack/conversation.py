@@ -27,7 +27,7 @@ from bot.slack.refusals import refusal_of
 from bot.slack.render import feedback_blocks
 from bot.slack.surface import AnswerSurface, capped_answer, unfurl_allowed
 from bot.slack.write_approvals import ParkedWrites
-from bot.work import current_job
+from bot.work import JobLost, current_job
 from orchestrators.llm import AgentError
 
 log = logging.getLogger(__name__)
@@ -65,10 +65,12 @@ def clean_text(text: str, bot_user_id: str | None) -> str:
 @contextlib.asynccontextmanager
 async def apology_if_database_down(rt: Runtime, channel: str, thread_ts: str | None) -> AsyncIterator[None]:
     """When the database does not answer, say so in the thread: posting needs no database.
-    Inside a recorded job (bot/work) nothing is said: the job is handed back and redone."""
+    Inside a recorded job (bot/work) nothing is said: the engine redoes the job."""
     try:
         yield
     except Exception as exc:
+        if isinstance(exc, JobLost) and current_job.get() is not None:
+            return  # another process holds the job now and answers
         if not database_unavailable(exc):
             raise
         if (job := current_job.get()) is not None:
@@ -145,6 +147,7 @@ async def answer(rt: Runtime, turn: Turn, attempt: Attempt | None = None) -> Non
         )
     here = await rt.db.channel_settings.effective(turn.team, turn.channel)
     where = Where(turn.team, turn.channel, turn.reply_thread_ts, turn.user)
+    job = current_job.get()  # None outside the work engine (the console)
     # A person's answers in flight are capped where turns start (bot/work): no slot to wait for here.
     try:
         async with traced_run(
@@ -162,6 +165,8 @@ async def answer(rt: Runtime, turn: Turn, attempt: Attempt | None = None) -> Non
             model=here.model,
             caps=here,
         ) as run:
+            if job is not None:
+                await job.still_ours()  # a process paused past its lease shows nothing
             await surface.begin()
             refusal = run.allowance.refusal
             if refusal:  # a cap is reached (a daily one says when it resets): ask no model
@@ -187,6 +192,8 @@ async def answer(rt: Runtime, turn: Turn, attempt: Attempt | None = None) -> Non
                 token_budget=run.allowance.remaining,
             )
             await run.flush()  # the trace behind the answer is durable before the answer is shown
+            if job is not None:
+                await job.still_ours()
             try:
                 text = capped_answer(result.text, rt.settings.answer_max_chars)
                 stamps = await surface.finish(
@@ -207,8 +214,10 @@ async def answer(rt: Runtime, turn: Turn, attempt: Attempt | None = None) -> Non
                 answer_ts=stamps[-1] if stamps else None,
             )
     except RunFailed as failed:
-        if database_unavailable(failed) and current_job.get() is not None:
-            raise  # the job is handed back and redone: its redo adopts what this one showed
+        if isinstance(failed.__cause__, JobLost):
+            raise failed.__cause__ from None  # another process answers it
+        if database_unavailable(failed) and job is not None:
+            raise  # the engine redoes the job: the redo adopts what this one showed
         await _apologise(surface, failed)
 
 

@@ -52,7 +52,7 @@ MAX_ATTEMPTS = 5
 CLAIM_BATCH = 20
 STALE_SWEEP_SECONDS = 30.0
 FINISH_TRIES = 4
-AGAIN = "again"  # a job's end state when the database went away under it: handed back, redone
+REDOS_HERE = 5  # runs of a job the database went away under, in the process that holds it
 
 
 def process_owner() -> str:
@@ -78,12 +78,18 @@ class Job:
     queue: str | None = None
     person: str | None = None
     lost: bool = False  # set when a renewal finds the lease taken over
+    held_at: float = 0.0  # time.monotonic() when the lease was last known to be ours
     again: bool = False  # the database went away under this attempt: redo the job, do not fail it
 
     @property
     def redo(self) -> bool:
         """A process died (or stopped) during an earlier attempt: something may be shown already."""
         return self.attempt > 1
+
+    async def still_ours(self) -> None:
+        """Raise JobLost when another process took this job over (call before showing anything)."""
+        if not await self.engine.holds(self):
+            raise JobLost
 
     async def note(self, **progress: Any) -> None:
         """Record what this attempt has shown, durably, before relying on it."""
@@ -298,14 +304,20 @@ class WorkEngine:
         if room <= 0 or self._stopping or not self.kinds:
             return False
         limit = min(room, CLAIM_BATCH)
+        began = time.monotonic()
         claimed = await self.db.jobs.claim(
-            self.owner, self.lease_seconds, limit, self.person_slots, list(self.kinds), self.lease_seconds
+            self.owner,
+            self.lease_seconds,
+            limit,
+            self.person_slots,
+            list(self.kinds),
+            quiet_for=2 * self.lease_seconds,  # a lease lapsed in an outage: its holder renews first
         )
         for row in claimed:
-            self._start(row)
+            self._start(row, began)
         return len(claimed) == limit
 
-    def _start(self, row: Claimed) -> None:
+    def _start(self, row: Claimed, held_at: float = 0.0) -> None:
         job = Job(
             row.id,
             row.kind,
@@ -316,6 +328,7 @@ class WorkEngine:
             self,
             row.queue,
             row.person,
+            held_at=held_at,
         )
         task = asyncio.create_task(self._run(job), name=f"{row.kind} job {row.id}")
         self._running[row.id] = (job, task)
@@ -333,9 +346,7 @@ class WorkEngine:
             else:
                 if job.redo:
                     log.warning("%s job %s: redoing it after its process stopped", job.kind, job.id)
-                await kind.run(job)
-                if job.again:
-                    state = AGAIN
+                state = await self._run_through_faults(kind, job)
         except asyncio.CancelledError:
             if self._stopping:
                 self._running.pop(job.id, None)
@@ -345,32 +356,49 @@ class WorkEngine:
         except JobLost:
             log.warning("%s job %s: taken over by another process; stopped here", job.kind, job.id)
             state = ""
-        except Exception as exc:
-            if database_unavailable(exc):  # a restart or a dropped connection: not the job's fault
-                state = AGAIN
-            else:
-                log.exception("%s job %s failed", job.kind, job.id)
-                state = "failed"
+        except Exception:
+            log.exception("%s job %s failed", job.kind, job.id)
+            state = "failed"
         finally:
             if not (self._stopping and job.id not in self._running):
                 await asyncio.shield(self._finish(job, state))
+
+    async def _run_through_faults(self, kind: Kind, job: Job) -> str:
+        """Run the job; when the database goes away under it (a restart, a dropped connection:
+        not the job's fault) run it again here as a redo, which adopts what the first run
+        showed, once the database answers and the lease is still ours. Its end state, or ""
+        when it is left to its lease (another process holds it, or the database stays away)."""
+        for _ in range(REDOS_HERE):
+            try:
+                await kind.run(job)
+                if job.lost:
+                    return ""  # stopped before showing anything twice; the new holder finishes it
+                if not job.again:
+                    return "done"
+            except Exception as exc:
+                if not database_unavailable(exc):
+                    raise
+            job.again = False
+            log.warning("%s job %s: the database went away under it; redoing it", job.kind, job.id)
+            try:
+                ours = await self.holds(job)
+            except Exception:
+                ours = False
+            if not ours:
+                log.warning("%s job %s: left to its lease", job.kind, job.id)
+                return ""
+            job.attempt += 1  # a redo, not an attempt its process died in
+        return ""
 
     def _stale(self, job: Job, kind: Kind) -> bool:
         return datetime.now(UTC) - _aware(job.created_at) > kind.max_age
 
     async def _finish(self, job: Job, state: str) -> None:
         self._running.pop(job.id, None)
-        if state == AGAIN:
-            log.warning("%s job %s: the database went away under it; handing it back", job.kind, job.id)
         if state:
             for attempt in range(FINISH_TRIES):
                 try:
-                    if state == AGAIN:  # pending again: claimed (here or elsewhere) as a redo
-                        if await self.db.jobs.release(self.owner, [job.id]):
-                            self._wake.set()
-                            return  # its waiters wait on
-                        state = ""  # another process holds it now
-                    elif not await self.db.jobs.finish(job.id, self.owner, state):
+                    if not await self.db.jobs.finish(job.id, self.owner, state):
                         log.warning("%s job %s: finished, but another process holds it now", job.kind, job.id)
                     break
                 except Exception as exc:
@@ -410,15 +438,34 @@ class WorkEngine:
                 await asyncio.wait_for(self._stop.wait(), self.lease_seconds / 3)
             if self._stop.is_set() or not self._running:
                 continue
+            jobs = [job for job, _ in self._running.values()]
+            began = time.monotonic()
             try:
-                ours = await self.db.jobs.renew(self.owner, self.lease_seconds, list(self._running))
+                ours = await self.db.jobs.renew(self.owner, self.lease_seconds, [j.id for j in jobs])
             except Exception as exc:  # retried next round; a lease only lapses after its ttl
                 log.warning("could not renew leases (%s)", type(exc).__name__)
                 continue
-            for job_id, (job, _) in list(self._running.items()):
-                if job_id not in ours and not job.lost:
-                    log.warning("%s job %s: its lease was taken over", job.kind, job_id)
-                    job.lost = True
+            self._note_renewed(jobs, ours, began)
+
+    def _note_renewed(self, jobs: list[Job], ours: set[int], began: float) -> None:
+        for job in jobs:
+            if job.id in ours:
+                job.held_at = began
+            elif not job.lost:
+                log.warning("%s job %s: its lease was taken over", job.kind, job.id)
+                job.lost = True
+
+    async def holds(self, job: Job) -> bool:
+        """Whether this process still holds the job's lease, before it shows something: known
+        while the last renewal is recent, else asked (and renewed). A process paused past its
+        lease (load, an outage) must not show what another process is redoing."""
+        if job.lost:
+            return False
+        if time.monotonic() - job.held_at < self.lease_seconds / 2:
+            return True
+        began = time.monotonic()
+        self._note_renewed([job], await self.db.jobs.renew(self.owner, self.lease_seconds, [job.id]), began)
+        return not job.lost
 
 
 def _aware(moment: datetime) -> datetime:
