@@ -234,8 +234,8 @@ class Jobs:
             return (done.rowcount or 0) == 1
 
     async def release(self, owner: str, ids: Iterable[int]) -> int:
-        """Hand jobs back (a graceful stop, or the database went away under them): pending again,
-        at once claimable by another process."""
+        """Hand jobs back (a graceful stop): pending again, at once claimable by another process.
+        Redone on a transient fault, so a stop during a restart still hands them over."""
         wanted = list(ids)
         if not wanted:
             return 0
