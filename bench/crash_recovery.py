@@ -137,7 +137,7 @@ def model(rng: random.Random, scenario: Scenario, slow: asyncio.Event) -> Any:
 class Fleet:
     """The web processes behind a load balancer, and the clock; faults kill, stop and restart them."""
 
-    def __init__(self, env: dict[str, str], cwd: Path, size: int, clock: bool) -> None:
+    def __init__(self, env: dict[str, str], cwd: Path, size: int, clock: bool = False) -> None:
         self.env, self.cwd = env, cwd
         self.procs: list[BotProcess | None] = [None] * size
         self.clock: BotProcess | None = None

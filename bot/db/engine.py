@@ -43,6 +43,8 @@ LAST_FAULT = [float("-inf")]
 IMPATIENT: contextvars.ContextVar[bool] = contextvars.ContextVar("IMPATIENT", default=False)
 # SQLAlchemy names a pool's logger after its class: ours would log "Pool disposed" at INFO.
 logging.getLogger(f"{__name__}.PatientPool").setLevel(logging.WARNING)
+# Where an error raised is the database's: its drivers, SQLAlchemy, and our own queries.
+DATABASE_MODULES = ("sqlalchemy", "asyncpg", "aiosqlite", "sqlite3", "bot.db")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
@@ -110,12 +112,30 @@ def sqlstate(exc: BaseException) -> str | None:
     return None
 
 
+def from_database(exc: BaseException) -> bool:
+    """Whether `exc` (or an error in its chain) is the database's, or was raised inside database
+    code: a model call's timeout or Slack's reset connection is an OSError too, and is not."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if type(seen).__module__.startswith(DATABASE_MODULES):
+            return True
+        frame = seen.__traceback__
+        while frame is not None:
+            if str(frame.tb_frame.f_globals.get("__name__", "")).startswith(DATABASE_MODULES):
+                return True
+            frame = frame.tb_next
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def database_unavailable(exc: BaseException) -> bool:
     """True for "the database did not answer" (down, unreachable, refusing connections, shutting
     down, starting up, out of connection slots), as opposed to a query that failed: those deserve
-    a different message."""
+    a different message. Only faults of the database count: the blame goes to what failed."""
     from sqlalchemy import exc as sa_exc
 
+    if not from_database(exc):
+        return False
     code = sqlstate(exc)
     if code is not None and (code in UNAVAILABLE_SQLSTATES or code.startswith("08")):
         return True
