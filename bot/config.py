@@ -117,6 +117,7 @@ class Settings:
     work_lease_seconds: float = 30.0  # a killed process's turns and commands are redone after this
     work_concurrency: int = 100  # jobs (answers, commands, digests) one process runs at once
     work_poll_seconds: float = 0.5  # how often an idle process looks for work it was not woken for
+    shutdown_drain_seconds: float = 20.0  # SIGTERM: answers in flight finish within this or are handed over
 
     @property
     def oauth(self) -> bool:
@@ -378,6 +379,7 @@ def load_settings(
         work_lease_seconds=_float(env, "WORK_LEASE_SECONDS", 30.0),
         work_poll_seconds=_float(env, "WORK_POLL_SECONDS", 0.5),
         work_concurrency=_int(env, "WORK_CONCURRENCY", 100, 1, 10_000),
+        shutdown_drain_seconds=_float(env, "SHUTDOWN_DRAIN_SECONDS", 20.0),
     )
 
 

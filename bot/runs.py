@@ -19,12 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bot import budget, metrics
 from bot.budget import Allowance
 from bot.channel_config import Effective
+from bot.db.engine import database_unavailable
 from bot.db.models import utcnow
 from bot.db.runs import run_values
 from bot.db.trace import DbTrace, RunRow, StatusSink
 from bot.logging_setup import message_text
 from bot.runtime import Runtime
-from bot.work import Job, current_job
+from bot.work import Job, JobLost, current_job
 from orchestrators.llm import AgentError
 from tools.context import ApprovalDecision, Approvals, Approver, ToolContext
 from tools.registry import ToolError
@@ -293,6 +294,10 @@ async def traced_run(
         await finish("failed", reason[:MAX_ERROR_CHARS])
         if expected:
             log.warning("run %s (%s) failed: %s", run.id, trigger, message_text(reason))
+        elif isinstance(exc, JobLost):
+            log.warning("run %s (%s): another process took its job over", run.id, trigger)
+        elif database_unavailable(exc):  # the database's fault, told as such; the job is redone
+            log.warning("run %s (%s): the database went away (%s)", run.id, trigger, type(exc).__name__)
         else:
             log.exception("run %s (%s) failed", run.id, trigger)
         raise RunFailed(run.id, reason, expected=expected) from exc

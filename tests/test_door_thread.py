@@ -81,7 +81,7 @@ async def test_a_job_moved_twice_from_the_inbox_is_kept_once(tmp_path) -> None:
         assert await inbox.add([job]) == [(1, False)]  # a retry while it waits
         ((row, arrival),) = await inbox.arrivals(0)
         for _ in range(2):  # claims of a kind nobody runs here: only the move happens
-            assert await db.jobs.claim("owner", 30, 10, 0, ["digest"], [arrival]) == []
+            assert await db.jobs.claim("owner", 30, 10, 0, ["digest"], arrivals=[arrival]) == []
         assert await db.jobs.states([1, 2]) == {1: "pending"}
         assert await inbox.arrivals(row) == []
         await inbox.forget(row)

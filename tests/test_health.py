@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 
 from bot.db import schema
 from bot.runtime import create_runtime
+from bot.slack import deliveries
 from bot.slack.conversation import DATABASE_DOWN
 from bot.slack.server import start_socket_mode
 from tests.conftest import Bot, make_settings
@@ -111,8 +112,9 @@ async def test_a_schema_behind_makes_readyz_fail_but_not_healthz(bot: Bot) -> No
 
 
 async def test_database_down_is_named_by_healthz_and_the_user_gets_an_apology(
-    bot: Bot, slack, db_url
+    bot: Bot, slack, db_url, monkeypatch
 ) -> None:
+    monkeypatch.setattr(deliveries, "RECORD_PATIENCE", 1.0)  # not a minute of waiting for it
     await take_database_down(db_url, bot.rt, bot.running.door)
     try:
         status, body = await get(f"{bot.url}/healthz")

@@ -7,6 +7,7 @@ import contextvars
 import logging
 import random
 import ssl
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -39,10 +40,15 @@ RETRY_SQLSTATES = frozenset({"40001", "40P01"})
 # the second connection covers a restart's reconnect): on top of DB_POOL_SIZE + DB_MAX_OVERFLOW.
 RECORDING_CONNECTIONS = 2
 RETRY_SECONDS = 15.0  # how long a transient fault is retried before the work fails
+# When this process last met a transient fault (time.monotonic()): the work engine takes over
+# no lapsed lease until a lease's time after it, since the holder could not renew meanwhile.
+LAST_FAULT = [float("-inf")]
 # Set while a health check or `doctor` asks: they report a refused connection at once.
 IMPATIENT: contextvars.ContextVar[bool] = contextvars.ContextVar("IMPATIENT", default=False)
 # SQLAlchemy names a pool's logger after its class: ours would log "Pool disposed" at INFO.
 logging.getLogger(f"{__name__}.PatientPool").setLevel(logging.WARNING)
+# Where an error raised is the database's: its drivers, SQLAlchemy, and our own queries.
+DATABASE_MODULES = ("sqlalchemy", "asyncpg", "aiosqlite", "sqlite3", "bot.db")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
@@ -110,18 +116,39 @@ def sqlstate(exc: BaseException) -> str | None:
     return None
 
 
+def from_database(exc: BaseException) -> bool:
+    """Whether `exc` (or an error in its chain) is the database's, or was raised inside database
+    code: a model call's timeout or Slack's reset connection is an OSError too, and is not."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if type(seen).__module__.startswith(DATABASE_MODULES):
+            return True
+        frame = seen.__traceback__
+        while frame is not None:
+            if str(frame.tb_frame.f_globals.get("__name__", "")).startswith(DATABASE_MODULES):
+                return True
+            frame = frame.tb_next
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def database_unavailable(exc: BaseException) -> bool:
     """True for "the database did not answer" (down, unreachable, refusing connections, shutting
     down, starting up, out of connection slots), as opposed to a query that failed: those deserve
-    a different message."""
+    a different message. Only faults of the database count: the blame goes to what failed."""
     from sqlalchemy import exc as sa_exc
 
+    if not from_database(exc):
+        return False
     code = sqlstate(exc)
     if code is not None and (code in UNAVAILABLE_SQLSTATES or code.startswith("08")):
         return True
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError):
+        if isinstance(
+            seen,
+            sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError | sa_exc.DisconnectionError,
+        ):
             return True
         if isinstance(seen, sa_exc.DBAPIError) and seen.connection_invalidated:
             return True
@@ -223,6 +250,7 @@ class PatientPool(AsyncAdaptedQueuePool):
     """
 
     def connect(self) -> PoolProxiedConnection:
+        from sqlalchemy import exc as sa_exc
         from sqlalchemy.util import await_
 
         loop = asyncio.get_running_loop()
@@ -230,9 +258,18 @@ class PatientPool(AsyncAdaptedQueuePool):
         delay, tries = 0.05, 0
         while True:
             try:
-                return super().connect()
+                try:
+                    return super().connect()
+                except sa_exc.InvalidRequestError as exc:
+                    if "connection is closed" not in str(exc):
+                        raise
+                    # SQLAlchemy's words for "every connection it tried failed its ping": behind
+                    # PgBouncer the connect succeeds while the server behind it is restarting.
+                    raise sa_exc.DisconnectionError(f"no connection answers: {exc}") from exc
             except Exception as exc:
                 tries += 1
+                if database_unavailable(exc):
+                    LAST_FAULT[0] = time.monotonic()
                 if IMPATIENT.get() or not database_unavailable(exc) or loop.time() + delay > deadline:
                     raise
                 log.log(
@@ -335,6 +372,8 @@ class Database:
                 return await work()
             except Exception as exc:
                 tries += 1
+                if transient(exc):
+                    LAST_FAULT[0] = time.monotonic()
                 if not transient(exc) or loop.time() + delay > deadline:
                     raise
                 # The class and SQLSTATE only: a DBAPIError's text carries the statement's values.

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.db.engine import IMPATIENT
+from bot.db.engine import IMPATIENT, LAST_FAULT
 from bot.db.locks import serialized
 from bot.db.models import Job, utcnow
 
@@ -124,6 +124,7 @@ class Jobs:
         limit: int,
         slots: int,
         kinds: Iterable[str],
+        quiet_for: float = 0.0,
         arrivals: Sequence[NewJob] = (),
     ) -> list[Claimed]:
         """Take up to `limit` runnable jobs: pending ones, and running ones whose lease lapsed
@@ -131,16 +132,30 @@ class Jobs:
         per person (0: no limit). One lock serializes claims across processes, so two claims
         never read the same "free" queue or slot.
 
+        A lease that lapsed while the database was away may have a live holder that could not
+        renew it: lapsed leases are taken over only when this process met no database fault in
+        the last `quiet_for` seconds (the holders had that long to renew).
+
         `arrivals` (jobs the front door recorded in SQLite's inbox) are inserted first, in the
         same transaction: moving them costs no transaction of its own.
         """
         wanted = list(kinds)
-        return await self.db.retrying(
-            lambda: self._claim(owner, ttl, limit, slots, wanted, arrivals), what="claiming work"
-        )
+
+        async def attempt() -> list[Claimed]:
+            take_over = time.monotonic() - LAST_FAULT[0] >= quiet_for
+            return await self._claim(owner, ttl, limit, slots, wanted, take_over, arrivals)
+
+        return await self.db.retrying(attempt, what="claiming work")
 
     async def _claim(
-        self, owner: str, ttl: float, limit: int, slots: int, kinds: list[str], arrivals: Sequence[NewJob]
+        self,
+        owner: str,
+        ttl: float,
+        limit: int,
+        slots: int,
+        kinds: list[str],
+        take_over: bool,
+        arrivals: Sequence[NewJob],
     ) -> list[Claimed]:
         now = time.time()
         async with serialized(self.db, CLAIM_LOCK) as conn:
@@ -153,7 +168,8 @@ class Jobs:
             ).all()
             busy_queues = {q for q, _ in running if q}
             per_person = Counter(p for _, p in running if p)
-            runnable = or_(T.c.state == "pending", and_(T.c.state == "running", T.c.lease_expires < now))
+            lapsed = and_(T.c.state == "running", T.c.lease_expires < now)
+            runnable = or_(T.c.state == "pending", lapsed) if take_over else T.c.state == "pending"
             candidates = (
                 await conn.execute(
                     select(T.c.id, T.c.queue, T.c.person)
@@ -206,14 +222,16 @@ class Jobs:
             ]
         return sorted(out, key=lambda c: c.id)
 
-    async def renew(self, owner: str, ttl: float) -> set[int]:
-        """Extend every lease this owner holds, in one statement; returns the ids still ours."""
+    async def renew(self, owner: str, ttl: float, ids: Iterable[int]) -> set[int]:
+        """Extend the leases of the jobs this owner runs, in one statement; returns the ids still
+        ours. Only the running ones: a job whose end could not be recorded lapses, and is redone."""
+        wanted = list(ids)
 
         async def work() -> set[int]:
             async with self.db.engine.begin() as conn:
                 kept = await conn.execute(
                     update(T)
-                    .where(T.c.owner == owner, T.c.state == "running")
+                    .where(T.c.id.in_(wanted), T.c.owner == owner, T.c.state == "running")
                     .values(lease_expires=time.time() + ttl)
                     .returning(T.c.id)
                 )
@@ -279,17 +297,22 @@ class Jobs:
         return run if isinstance(run, int) else None
 
     async def release(self, owner: str, ids: Iterable[int]) -> int:
-        """Hand jobs back (a graceful stop): pending again, at once claimable by another process."""
+        """Hand jobs back (a graceful stop): pending again, at once claimable by another process.
+        Redone on a transient fault, so a stop during a restart still hands them over."""
         wanted = list(ids)
         if not wanted:
             return 0
-        async with self.db.engine.begin() as conn:
-            done = await conn.execute(
-                update(T)
-                .where(T.c.id.in_(wanted), T.c.owner == owner, T.c.state == "running")
-                .values(state="pending", owner=None, lease_expires=0.0)
-            )
-            return done.rowcount or 0
+
+        async def work() -> int:  # safe to redo: a job already handed back is no longer ours
+            async with self.db.engine.begin() as conn:
+                done = await conn.execute(
+                    update(T)
+                    .where(T.c.id.in_(wanted), T.c.owner == owner, T.c.state == "running")
+                    .values(state="pending", owner=None, lease_expires=0.0)
+                )
+                return done.rowcount or 0
+
+        return await self.db.retrying(work, what="handing work back")
 
     async def states(self, ids: Iterable[int]) -> dict[int, str]:
         wanted = list(ids)

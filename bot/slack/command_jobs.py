@@ -16,6 +16,7 @@ from typing import Any
 
 from slack_bolt.context.respond.async_respond import AsyncRespond
 
+from bot.db.engine import database_unavailable
 from bot.runtime import Runtime
 from bot.slack import install
 from bot.slack.safe_text import quiet_respond
@@ -59,8 +60,9 @@ async def run_command(rt: Runtime, job: Job, runners: Mapping[str, Runner]) -> N
     runner = runners[body.pop(RUNNER)]
     try:
         await runner(rt, {**body, TAG: f"command{job.id}", REDO: job.redo}, respond)
-    except Exception:
-        await _tell(respond, FAILED.format(command=command or "the command"))
+    except Exception as exc:
+        if not database_unavailable(exc):  # the database away: the engine redoes it, nothing to say
+            await _tell(respond, FAILED.format(command=command or "the command"))
         raise  # the engine logs it and records the job failed
 
 

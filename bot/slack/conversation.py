@@ -29,6 +29,7 @@ from bot.slack.refusals import refusal_of
 from bot.slack.render import feedback_blocks
 from bot.slack.surface import AnswerSurface, capped_answer, unfurl_allowed
 from bot.slack.write_approvals import ParkedWrites
+from bot.work import JobLost, current_job
 from orchestrators.llm import AgentError
 
 log = logging.getLogger(__name__)
@@ -66,12 +67,18 @@ def clean_text(text: str, bot_user_id: str | None) -> str:
 
 @contextlib.asynccontextmanager
 async def apology_if_database_down(rt: Runtime, channel: str, thread_ts: str | None) -> AsyncIterator[None]:
-    """When the database does not answer, say so in the thread: posting needs no database."""
+    """When the database does not answer, say so in the thread: posting needs no database.
+    Inside a recorded job (bot/work) nothing is said: the engine redoes the job."""
     try:
         yield
     except Exception as exc:
+        if isinstance(exc, JobLost) and current_job.get() is not None:
+            return  # another process holds the job now and answers
         if not database_unavailable(exc):
             raise
+        if (job := current_job.get()) is not None:
+            job.again = True
+            return
         log.error("database unavailable, apologising in %s/%s: %s", channel, thread_ts, exc)
         try:  # through the answer surface: Slack's transient failures are retried there
             surface = AnswerSurface(rt.slack, channel, thread_ts, team="", user="", native=False)
@@ -157,6 +164,7 @@ async def answer(rt: Runtime, turn: Turn, attempt: Attempt | None = None) -> Non
         await conversations.insert_rows(conn, conversation_id, rows)
 
     where = Where(turn.team, turn.channel, turn.reply_thread_ts, turn.user)
+    job = current_job.get()  # None outside the work engine (the console)
     # A person's answers in flight are capped where turns start (bot/work): no slot to wait for here.
     try:
         async with traced_run(
@@ -177,6 +185,8 @@ async def answer(rt: Runtime, turn: Turn, attempt: Attempt | None = None) -> Non
             at_job_end=True,
         ) as run:
             run.with_end(keep_messages)
+            if job is not None:
+                await job.still_ours()  # a process paused past its lease shows nothing
             await surface.begin()
             refusal = run.allowance.refusal
             if refusal:  # a cap is reached (a daily one says when it resets): ask no model
@@ -204,6 +214,8 @@ async def answer(rt: Runtime, turn: Turn, attempt: Attempt | None = None) -> Non
             # The run, its steps and these messages are written after the answer is shown, with
             # the job's end: a process dying in between leaves the job to a redo, which finds
             # the answer shown and keeps it (`_remember_shown`).
+            if job is not None:
+                await job.still_ours()
             try:
                 text = capped_answer(result.text, rt.settings.answer_max_chars)
                 stamps = await surface.finish(
@@ -222,6 +234,10 @@ async def answer(rt: Runtime, turn: Turn, attempt: Attempt | None = None) -> Non
                 answer_ts=stamps[-1] if stamps else None,
             )
     except RunFailed as failed:
+        if isinstance(failed.__cause__, JobLost):
+            raise failed.__cause__ from None  # another process answers it
+        if database_unavailable(failed) and job is not None:
+            raise  # the engine redoes the job: the redo adopts what this one showed
         await _apologise(surface, failed)
 
 
@@ -270,6 +286,8 @@ async def _apologise(surface: AnswerSurface, failed: RunFailed) -> None:
             return
         if isinstance(cause, AgentError):
             what = "I couldn't get an answer from the language model just now"
+        elif cause is not None and database_unavailable(cause):
+            what = "my database did not respond"
         else:
             what = "something went wrong on my side while answering"
         await surface.fail(f"Sorry, {what}. Please try again in a moment. (reference: run {failed.run_id})")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 
 KIND = "event"
 CONVERSATIONAL = ("message", "app_mention")
+# How long a delivery acked while the database was away is kept in memory, retried, before the
+# thread is told: longer than a restart, and than PgBouncer's 15 s before it logs in again.
+RECORD_PATIENCE = 60.0
 
 
 def delivery_key(body: dict[str, Any], raw: bytes) -> str:
@@ -89,28 +93,52 @@ class Deliveries:
         self.main_loop = main_loop
 
     async def record(self, body: dict[str, Any], raw: bytes) -> None:
-        """Record the delivery (durable when this returns); the database being down is told in
-        the thread, since posting needs no database, and the delivery is still acked."""
+        """Record the delivery (durable when this returns), and the delivery is acked. A database
+        that does not answer within the ack's time (a restart; behind PgBouncer, its wait before
+        logging in again) is waited for after the ack; one that stays down is told in the thread,
+        since posting needs no database."""
         event = body["event"]
         if not worth_recording(event, self.rt.bot_user_id):
             return
         queue, person = conversation_of(body)
+        key = delivery_key(body, raw)
         try:
-            await self.recorder.submit(KIND, delivery_key(body, raw), body, queue=queue, person=person)
+            await self.recorder.submit(KIND, key, body, queue=queue, person=person)
         except Exception as exc:
             if not database_unavailable(exc):
                 raise
-            log.error("database unavailable: a delivery could not be recorded (%s)", type(exc).__name__)
-            if queue is not None and (
-                event.get("type") == "app_mention" or event.get("channel_type") == "im"
-            ):
-                if self.main_loop is None:
-                    self._spawn_apology(event)
-                else:
-                    self.main_loop.call_soon_threadsafe(self._spawn_apology, event)
+            log.warning(
+                "database unavailable: a delivery is recorded once it is back (%s)", type(exc).__name__
+            )
+            if self.main_loop is None:
+                self._keep_trying(body, key, queue, person)
+            else:  # the main loop's tasks are drained at a stop, and its Slack session apologises
+                self.main_loop.call_soon_threadsafe(self._keep_trying, body, key, queue, person)
 
-    def _spawn_apology(self, event: dict[str, Any]) -> None:
-        self.rt.tasks.spawn(self._apologise(event), name="database apology")
+    def _keep_trying(self, body: dict[str, Any], key: str, queue: str | None, person: str | None) -> None:
+        self.rt.tasks.spawn(self._record_later(body, key, queue, person), name="record a delivery")
+
+    async def _record_later(
+        self, body: dict[str, Any], key: str, queue: str | None, person: str | None
+    ) -> None:
+        deadline = time.monotonic() + RECORD_PATIENCE
+        delay = 0.5
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self.rt.work.submit(KIND, key, body, queue=queue, person=person)
+                log.info("a delivery was recorded once the database was back")
+                return
+            except Exception as exc:
+                if not database_unavailable(exc):
+                    raise
+                if time.monotonic() + delay > deadline:
+                    break
+            delay = min(delay * 2, 5.0)
+        event = body["event"]
+        log.error("database unavailable: a delivery could not be recorded in %.0f s", RECORD_PATIENCE)
+        if queue is not None and (event.get("type") == "app_mention" or event.get("channel_type") == "im"):
+            await self._apologise(event)
 
     async def _apologise(self, event: dict[str, Any]) -> None:
         channel = str(event.get("channel", ""))

@@ -26,8 +26,6 @@ from bot.slack.write_approvals import sweep_forever
 
 log = logging.getLogger(__name__)
 
-DRAIN_SECONDS = 25.0
-
 
 @dataclass
 class Running:
@@ -41,8 +39,10 @@ class Running:
     health_port: int | None = None
     background: list[asyncio.Task[Any]] = field(default_factory=list)  # sweeps, retention
 
-    async def stop(self, drain: float = DRAIN_SECONDS) -> None:
-        """Stop taking requests, let answers in flight finish, record the rest as interrupted."""
+    async def stop(self, drain: float | None = None) -> None:
+        """Stop taking requests, let answers in flight finish (SHUTDOWN_DRAIN_SECONDS), hand the
+        rest over."""
+        drain = self.rt.settings.shutdown_drain_seconds if drain is None else drain
         for task in self.background:
             task.cancel()
         if self.rt.digest_scheduler is not None:

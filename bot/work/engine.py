@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from bot.db.engine import IMPATIENT, transient
+from bot.db.engine import IMPATIENT, database_unavailable, transient
 from bot.db.inbox import Inbox, inbox_url
 from bot.db.jobs import FINISHED, Claimed, Write
 from bot.work.recorder import Recorder
@@ -55,6 +55,7 @@ CLAIM_BATCH = 20
 STALE_SWEEP_SECONDS = 30.0  # also how often moved inbox rows are deleted, at the least
 FORGET_EVERY = 200  # ... or once this many were moved
 FINISH_TRIES = 4
+REDOS_HERE = 5  # runs of a job the database went away under, in the process that holds it
 
 
 def process_owner() -> str:
@@ -83,11 +84,18 @@ class Job:
     writes: list[Write] = field(default_factory=list, repr=False)
     afters: list[Callable[[], None]] = field(default_factory=list, repr=False)
     ended: bool = False  # its finish has begun: a write added now would not be in it
+    held_at: float = 0.0  # time.monotonic() when the lease was last known to be ours
+    again: bool = False  # the database went away under this attempt: redo the job, do not fail it
 
     @property
     def redo(self) -> bool:
         """A process died (or stopped) during an earlier attempt: something may be shown already."""
         return self.attempt > 1
+
+    async def still_ours(self) -> None:
+        """Raise JobLost when another process took this job over (call before showing anything)."""
+        if not await self.engine.holds(self):
+            raise JobLost
 
     async def note(self, **progress: Any) -> None:
         """Record what this attempt has shown, durably, before relying on it."""
@@ -223,19 +231,13 @@ class WorkEngine:
         Returns how many were handed back.
         """
         self._stopping = True
-        self._stop.set()
         self._wake.set()
         if self.waker is not None:
             await self.waker.stop()
-        # The loops finish their round and leave: cancelling one mid-claim could leave SQLite's
-        # write lock taken by a BEGIN IMMEDIATE whose await was cut off.
-        if self._tasks:
-            _, late = await asyncio.wait(self._tasks, timeout=10)
-            for task in late:
-                task.cancel()
-            if late:
-                await asyncio.wait(late, timeout=5)
-        self._tasks = []
+        # The claimer finishes its round and leaves: cancelling it mid-claim could leave SQLite's
+        # write lock taken by a BEGIN IMMEDIATE whose await was cut off. Leases are renewed
+        # through the drain: one lapsing then would have another process redo a running answer.
+        await self._end(self._tasks[:1])
         running = [task for _, task in self._running.values()]
         if running:
             _, still = await asyncio.wait(running, timeout=drain)
@@ -246,6 +248,9 @@ class WorkEngine:
             task.cancel()
         if still:
             await asyncio.wait(still, timeout=5)
+        self._stop.set()
+        await self._end(self._tasks[1:])
+        self._tasks = []
         if left:
             try:
                 await self.db.jobs.release(self.owner, left)
@@ -257,6 +262,16 @@ class WorkEngine:
     async def close(self) -> None:
         if self.inbox is not None:
             await self.inbox.close()
+
+    @staticmethod
+    async def _end(tasks: list[asyncio.Task[None]]) -> None:
+        """Let the loops see the stop and leave; cancel one that takes longer than 10 s."""
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=10)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=5)
 
     @property
     def busy(self) -> int:
@@ -306,23 +321,25 @@ class WorkEngine:
         # A round that finds nothing writes nothing.
         if not arrivals and not await self.db.jobs.claimable(self.kinds):
             return False
+        began = time.monotonic()
         claimed = await self.db.jobs.claim(
             self.owner,
             self.lease_seconds,
             limit,
             self.person_slots,
             list(self.kinds),
-            [j for _, j in arrivals],
+            quiet_for=2 * self.lease_seconds,  # a lease lapsed in an outage: its holder renews first
+            arrivals=[j for _, j in arrivals],
         )
         if arrivals:
             self._moved = arrivals[-1][0]
             if self.inbox is not None and self._moved - self._forgotten >= FORGET_EVERY:
                 await self._forget()
         for row in claimed:
-            self._start(row)
+            self._start(row, began)
         return len(claimed) == limit
 
-    def _start(self, row: Claimed) -> None:
+    def _start(self, row: Claimed, held_at: float = 0.0) -> None:
         job = Job(
             row.id,
             row.kind,
@@ -333,6 +350,7 @@ class WorkEngine:
             self,
             row.queue,
             row.person,
+            held_at=held_at,
         )
         task = asyncio.create_task(self._run(job), name=f"{row.kind} job {row.id}")
         self._running[row.id] = (job, task)
@@ -350,7 +368,7 @@ class WorkEngine:
             else:
                 if job.redo:
                     log.warning("%s job %s: redoing it after its process stopped", job.kind, job.id)
-                await kind.run(job)
+                state = await self._run_through_faults(kind, job)
         except asyncio.CancelledError:
             if self._stopping:
                 self._running.pop(job.id, None)
@@ -366,6 +384,33 @@ class WorkEngine:
         finally:
             if not (self._stopping and job.id not in self._running):
                 await asyncio.shield(self._finish(job, state))
+
+    async def _run_through_faults(self, kind: Kind, job: Job) -> str:
+        """Run the job; when the database goes away under it (a restart, a dropped connection:
+        not the job's fault) run it again here as a redo, which adopts what the first run
+        showed, once the database answers and the lease is still ours. Its end state, or ""
+        when it is left to its lease (another process holds it, or the database stays away)."""
+        for _ in range(REDOS_HERE):
+            try:
+                await kind.run(job)
+                if job.lost:
+                    return ""  # stopped before showing anything twice; the new holder finishes it
+                if not job.again:
+                    return "done"
+            except Exception as exc:
+                if not database_unavailable(exc):
+                    raise
+            job.again = False
+            log.warning("%s job %s: the database went away under it; redoing it", job.kind, job.id)
+            try:
+                ours = await self.holds(job)
+            except Exception:
+                ours = False
+            if not ours:
+                log.warning("%s job %s: left to its lease", job.kind, job.id)
+                return ""
+            job.attempt += 1  # a redo, not an attempt its process died in
+        return ""
 
     def _stale(self, job: Job, kind: Kind) -> bool:
         return datetime.now(UTC) - _aware(job.created_at) > kind.max_age
@@ -427,20 +472,39 @@ class WorkEngine:
                 log.info("%d %s job(s) were too old to start any more", given_up, name)
 
     async def _renew_forever(self) -> None:
-        while not self._stopping:
-            with contextlib.suppress(TimeoutError):  # a stop ends the wait at once
+        while not self._stop.is_set():  # set after a stop's drain
+            with contextlib.suppress(TimeoutError):  # the end of the drain ends the wait at once
                 await asyncio.wait_for(self._stop.wait(), self.lease_seconds / 3)
-            if self._stopping or not self._running:
+            if self._stop.is_set() or not self._running:
                 continue
+            jobs = [job for job, _ in self._running.values()]
+            began = time.monotonic()
             try:
-                ours = await self.db.jobs.renew(self.owner, self.lease_seconds)
+                ours = await self.db.jobs.renew(self.owner, self.lease_seconds, [j.id for j in jobs])
             except Exception as exc:  # retried next round; a lease only lapses after its ttl
                 log.warning("could not renew leases (%s)", type(exc).__name__)
                 continue
-            for job_id, (job, _) in list(self._running.items()):
-                if job_id not in ours and not job.lost and not job.ended:
-                    log.warning("%s job %s: its lease was taken over", job.kind, job_id)
-                    job.lost = True
+            self._note_renewed(jobs, ours, began)
+
+    def _note_renewed(self, jobs: list[Job], ours: set[int], began: float) -> None:
+        for job in jobs:
+            if job.id in ours:
+                job.held_at = began
+            elif not job.lost and not job.ended:
+                log.warning("%s job %s: its lease was taken over", job.kind, job.id)
+                job.lost = True
+
+    async def holds(self, job: Job) -> bool:
+        """Whether this process still holds the job's lease, before it shows something: known
+        while the last renewal is recent, else asked (and renewed). A process paused past its
+        lease (load, an outage) must not show what another process is redoing."""
+        if job.lost:
+            return False
+        if time.monotonic() - job.held_at < self.lease_seconds / 2:
+            return True
+        began = time.monotonic()
+        self._note_renewed([job], await self.db.jobs.renew(self.owner, self.lease_seconds, [job.id]), began)
+        return not job.lost
 
 
 def _aware(moment: datetime) -> datetime:

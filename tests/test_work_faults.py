@@ -1,0 +1,122 @@
+"""Issue 22, item 5, at the work engine: a job the database failed under is redone, not failed; a
+graceful stop keeps renewing the leases of the answers it drains; a lease that lapsed while the
+database was away is not taken over before its holder could renew it (on either database)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import exc as sa_exc
+
+from bot.db import Database
+from bot.db.engine import LAST_FAULT
+from bot.db.jobs import NewJob
+from bot.work import Job, JobLost, WorkEngine
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    database = Database(db_url)
+    await database.create_schema()
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+def engine(db: Database, lease_seconds: float = 30.0) -> WorkEngine:
+    return WorkEngine(db, lease_seconds=lease_seconds, poll_seconds=0.05)
+
+
+async def state_of(db: Database, job_id: int) -> tuple[str, int]:
+    job = await db.jobs.get(job_id)
+    assert job is not None
+    return job.state, job.attempts
+
+
+async def test_a_job_the_database_failed_under_is_redone_not_failed(db: Database) -> None:
+    work, attempts = engine(db), []
+
+    async def run(job: Job) -> None:
+        attempts.append(job.redo)
+        if len(attempts) == 1:  # as asyncpg's error reaches a handler when the server restarts
+            raise sa_exc.OperationalError("SELECT 1", None, ConnectionResetError("server closed"))
+
+    work.kind("fragile", run)
+    await work.start()
+    try:
+        job_id, _ = await work.submit("fragile", "fragile:1", {})
+        assert await asyncio.wait_for(work.wait(job_id), 20) == "done"
+    finally:
+        await work.stop(drain=1)
+    assert attempts == [False, True]  # the redo knows an attempt came first (adopts what it showed)
+    assert await state_of(db, job_id) == ("done", 1)  # redone in place: no attempt spent
+
+
+async def test_a_job_that_fails_by_itself_still_fails(db: Database) -> None:
+    work = engine(db)
+
+    async def run(job: Job) -> None:
+        raise ValueError("a bug, not the database")
+
+    work.kind("buggy", run)
+    await work.start()
+    try:
+        job_id, _ = await work.submit("buggy", "buggy:1", {})
+        assert await asyncio.wait_for(work.wait(job_id), 20) == "failed"
+    finally:
+        await work.stop(drain=1)
+    assert await state_of(db, job_id) == ("failed", 1)
+
+
+async def test_a_graceful_stop_renews_the_leases_of_what_it_drains(db: Database) -> None:
+    """The stopping process finishes a job longer than its lease; the other never redoes it."""
+    stopping, other, runs = engine(db, lease_seconds=0.6), engine(db, lease_seconds=0.6), []
+    started = asyncio.Event()
+
+    async def run(job: Job) -> None:
+        runs.append(job.engine.owner)
+        started.set()
+        await asyncio.sleep(3.0)  # five leases
+
+    stopping.kind("long", run)
+    other.kind("long", run)
+    await stopping.start()
+    try:
+        job_id, _ = await stopping.submit("long", "long:1", {})
+        await asyncio.wait_for(started.wait(), 20)
+        await other.start()
+        assert await stopping.stop(drain=30) == 0  # finished within the drain: nothing handed over
+        assert await state_of(db, job_id) == ("done", 1)
+    finally:
+        await other.stop(drain=1)
+    assert runs == [stopping.owner]
+
+
+async def test_a_lease_that_lapsed_while_the_database_was_away_waits_for_its_holder(db: Database) -> None:
+    holder, owner = engine(db, lease_seconds=0.5), "a process that could not renew"
+    job_id, _ = (await db.jobs.add([NewJob("held", "held:1", {})]))[0]
+    assert [c.id for c in await db.jobs.claim(owner, 0.1, 10, 0, ["held"])] == [job_id]
+    await asyncio.sleep(0.2)  # lapsed
+    LAST_FAULT[0] = time.monotonic()  # this process just met the database being away
+    try:
+        assert await db.jobs.claim(holder.owner, 0.5, 10, 0, ["held"], quiet_for=30) == []
+        taken = await db.jobs.claim(holder.owner, 0.5, 10, 0, ["held"], quiet_for=0)
+        assert [c.id for c in taken] == [job_id]  # the same claim without a recent fault takes it
+    finally:
+        LAST_FAULT[0] = float("-inf")
+
+
+async def test_a_holder_paused_past_its_lease_learns_it_before_showing_anything(db: Database) -> None:
+    paused, other = engine(db, lease_seconds=0.3), engine(db)
+    job_id, _ = (await db.jobs.add([NewJob("held", "held:2", {})]))[0]
+    (row,) = await db.jobs.claim(paused.owner, 0.3, 10, 0, ["held"])
+    job = Job(row.id, row.kind, {}, row.attempts, {}, row.created_at, paused, held_at=time.monotonic())
+    await job.still_ours()  # just claimed: known without asking
+    await asyncio.sleep(0.6)  # paused past its lease (load, a stop-the-world pause); taken over
+    assert [c.id for c in await db.jobs.claim(other.owner, 30, 10, 0, ["held"])] == [job_id]
+    with pytest.raises(JobLost):
+        await job.still_ours()
