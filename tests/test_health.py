@@ -40,7 +40,7 @@ def sample(metrics_text: str, name: str, **labels: str) -> float:
 
 
 def _replace_with_directory(path: Path) -> None:
-    for p in path.parent.glob(path.name + "*"):
+    for p in list(path.parent.glob(path.name + "*")):  # listed first: renames disturb a scan
         p.rename(p.with_name("moved-" + p.name))
     path.mkdir()  # a directory where the file was: "unable to open database file"
 
@@ -51,7 +51,13 @@ async def take_database_down(db_url: str, rt, door=None) -> None:
     if db_url.startswith("sqlite"):
         path = Path(db_url.split(":///", 1)[1])
         _replace_with_directory(path)
-        path.with_name(path.name + "-inbox").mkdir()
+        inbox = path.with_name(path.name + "-inbox")
+        for again in range(5):  # an open connection may have made it anew meanwhile
+            try:
+                inbox.mkdir()
+                break
+            except FileExistsError:
+                inbox.rename(inbox.with_name(f"moved-{again}-" + inbox.name))
         await rt.work.close()
         if door is not None:
             await door.on_loop(door.store.close)
