@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests import queries
-from tests.conftest import Bot, make_settings
+from tests.conftest import Bot, MakeBot, make_settings
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import mention, thread_message
 from tests.fakes.web import FakeWeb
@@ -22,19 +22,8 @@ async def web() -> AsyncIterator[FakeWeb]:
 
 
 @pytest.fixture
-async def tool_bot(slack, llm, db_url, weather, web) -> AsyncIterator[Bot]:
-    settings = make_settings(
-        slack,
-        llm,
-        db_url,
-        OPEN_METEO_URL=weather.url,
-        OPEN_METEO_GEOCODING_URL=weather.url,
-        TOOL_HTTP_ALLOW_HOSTS=f"127.0.0.1:{web.port}",
-    )
-    harness = Bot(settings)
-    await harness.start()
-    yield harness
-    await harness.close()
+async def tool_bot(weather, web, make_bot: MakeBot) -> Bot:
+    return await make_bot(weather=weather, TOOL_HTTP_ALLOW_HOSTS=f"127.0.0.1:{web.port}")
 
 
 async def test_two_cities_are_looked_up_concurrently(tool_bot: Bot, slack, llm, weather) -> None:

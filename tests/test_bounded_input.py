@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -13,19 +12,16 @@ from bot.db.models import Message, Run
 from bot.digests.grammar import next_fire_times, parse_digest, previous_fire_time
 from orchestrators.workflows.parsing import UsageError
 from tests import queries
-from tests.conftest import Bot, make_settings
+from tests.conftest import Bot, MakeBot
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import block_actions_body, mention
 from tests.test_digest import digest
 
 
 @pytest.fixture
-async def dbot(slack, llm, db_url) -> AsyncIterator[Bot]:
+async def dbot(make_bot: MakeBot, slack) -> Bot:
     slack.add_channel("C3", "support-digest", members=("U1", "U2"))
-    harness = Bot(make_settings(slack, llm, db_url, RUN_SCHEDULER="true"), retry_delay=0)
-    await harness.start()
-    yield harness
-    await harness.close()
+    return await make_bot(RUN_SCHEDULER="true", scheduler={"retry_delay": 0})
 
 
 @pytest.mark.parametrize(

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
 
 import pytest
 
 from tests import queries
-from tests.conftest import Bot, make_settings
+from tests.conftest import Bot, MakeBot, make_settings
 from tests.fakes.files import make_pdf, make_png
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import dm, mention, thread_message
@@ -37,10 +36,8 @@ async def start(slack, llm, db_url, **env: str) -> Bot:
 
 
 @pytest.fixture
-async def vision_bot(slack, llm, db_url) -> AsyncIterator[Bot]:
-    harness = await start(slack, llm, db_url, OPENAI_VISION="true")
-    yield harness
-    await harness.close()
+async def vision_bot(make_bot: MakeBot) -> Bot:
+    return await make_bot(OPENAI_VISION="true")
 
 
 async def test_text_file_in_a_dm_is_read_with_name_type_and_size(bot: Bot, slack, llm) -> None:

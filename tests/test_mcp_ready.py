@@ -71,7 +71,7 @@ async def test_a_question_before_the_first_connect_waits_and_uses_the_mcp_tool(
         await slack.wait_for(lambda: slack.posted(channel="C1"), what="the placeholder")
         assert llm.requests == [] and bot.rt.mcp.waiting() == ["github"]  # still waiting for the tools
         gate.touch()
-        await bot.idle(timeout=30)
+        await bot.idle()
         assert "github__create_issue" in llm.tool_names_sent(0)
         assert calls(tmp_path, "github") == [{"name": "create_issue", "arguments": issue}]
         assert "Filed: Printer on fire." in str(slack.posted(channel="C1"))

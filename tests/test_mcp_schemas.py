@@ -278,7 +278,7 @@ async def test_real_schemas_are_offered_accepted_and_callable(slack, llm, db_url
             Reply(content="Filed the issue and saved the plan."),
         )
         await harness.event(mention("<@UBOT> file it", ts="300.1"))
-        await harness.idle(timeout=30)
+        await harness.idle()
         assert llm.schema_errors == [] and len(llm.requests) == 2  # the model server took both requests
         offered = {t["function"]["name"]: t["function"]["parameters"] for t in llm.requests[0]["tools"]}
         assert {f"pub__{t['name']}" for t in tools} <= set(offered)  # every tool, the recursive one too
