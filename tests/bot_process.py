@@ -65,12 +65,16 @@ class BotProcess:
         """Start and wait for /healthz (every command serves it on PORT or HEALTH_PORT). The
         timeout bounds a hang only: a start takes ~2 s alone, far longer on a loaded machine.
         A port taken between free_port() and the child's bind (parallel workers) gets a new one."""
-        async with asyncio.timeout(timeout):
-            for _ in range(3):
-                if await self._start_once():
-                    return self
-                self.port = free_port()
-        raise AssertionError(f"bot could not bind a port: {self.log[-2000:]}")
+        try:
+            async with asyncio.timeout(timeout):
+                for _ in range(3):
+                    if await self._start_once():
+                        return self
+                    self.port = free_port()
+            raise AssertionError(f"bot could not bind a port: {self.log[-2000:]}")
+        except BaseException:
+            await self.kill()  # a child that never became healthy must not outlive the test
+            raise
 
     async def _start_once(self) -> bool:
         """True once /healthz answers; False if the child found its port taken."""
