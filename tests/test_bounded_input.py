@@ -97,7 +97,7 @@ async def test_a_megabyte_tool_argument_is_not_stored_or_logged_whole(bot: Bot, 
     long_id = "call_" + "x" * 200
     llm.script(Reply(tool_calls=[ToolCall("get_weather", huge, id=long_id)]), Reply(content="done"))
     await bot.event(mention("<@UBOT> weather", ts="5.1"))
-    await bot.idle(20)
+    await bot.idle()
     assert "done" in json.dumps(slack.posted(channel="C1"))
     async with bot.rt.db.session() as s:
         from sqlmodel import select
@@ -132,7 +132,7 @@ async def test_a_server_that_ignores_the_output_cap_is_cut_off(bot: Bot, slack, 
     """A hostile endpoint streams 2 MB of text: the bot stops reading, says so, posts a bounded answer."""
     llm.script(Reply(content="spam " * 400_000))
     await bot.event(mention("<@UBOT> say a little", ts="6.1"))
-    await bot.idle(30)
+    await bot.idle()
     posted = slack.posted(channel="C1")
     assert 1 <= len(posted) <= 10  # read at most 4x the output cap, split into a few messages
     assert "cut off" in json.dumps(posted[-1])

@@ -236,9 +236,9 @@ async def test_clock_process_posts_what_the_web_process_scheduled(slack, llm, db
         sys.executable, "-m", "bot", "clock", cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE
     )
     try:
-        await slack.wait_for(lambda: digests_posted(slack, "C3"), timeout=20, what="the clock's digest")
+        await slack.wait_for(lambda: digests_posted(slack, "C3"), timeout=120, what="the clock's digest")
     finally:
         clock.send_signal(signal.SIGTERM)
-        _, err = await asyncio.wait_for(clock.communicate(), 30)
+        _, err = await asyncio.wait_for(clock.communicate(), 300)
     assert clock.returncode == 0, err.decode()
     assert len(digests_posted(slack, "C3")) == 1

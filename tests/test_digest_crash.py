@@ -231,20 +231,16 @@ async def wait_for_status_of(db: Database, fire: datetime, status: str, timeout:
         await asyncio.sleep(0.1)
 
 
-async def test_a_long_digest_marks_only_its_last_part_posted(slack, llm, db_url) -> None:
+async def test_a_long_digest_marks_only_its_last_part_posted(slack, llm, make_bot: MakeBot) -> None:
     slack.add_channel("C3", "support-digest", members=("U1",))
-    bot = Bot(make_settings(slack, llm, db_url), retry_delay=0)
-    await bot.start()
-    try:
-        slack.seed_messages("C2", 2, start_ts=time.time() - 600, step=60, text="ticket {i}")
-        await digest(bot, slack, "add <#C3|support-digest> daily 09:00 UTC from <#C2|random>")
-        llm.script(Reply(content="\n\n".join(f"Paragraph {i}: " + "busy day " * 100 for i in range(20))))
-        assert "posted" in await digest(bot, slack, "run 1")
-        parts = slack.posted(channel="C3")
-        assert len(parts) == 2
-        (claim,) = await queries.claims(bot.rt.db, 1)
-        expected = {"digest": 1, "fire": claim.fire_time.replace(tzinfo=UTC).isoformat()}
-        assert [p["metadata"]["event_type"] for p in parts] == [PART_EVENT_TYPE, EVENT_TYPE]
-        assert all(p["metadata"]["event_payload"].items() >= expected.items() for p in parts)
-    finally:
-        await bot.close()
+    bot = await make_bot(scheduler={"retry_delay": 0})
+    slack.seed_messages("C2", 2, start_ts=time.time() - 600, step=60, text="ticket {i}")
+    await digest(bot, slack, "add <#C3|support-digest> daily 09:00 UTC from <#C2|random>")
+    llm.script(Reply(content="\n\n".join(f"Paragraph {i}: " + "busy day " * 100 for i in range(20))))
+    assert "posted" in await digest(bot, slack, "run 1")
+    parts = slack.posted(channel="C3")
+    assert len(parts) == 2
+    (claim,) = await queries.claims(bot.rt.db, 1)
+    expected = {"digest": 1, "fire": claim.fire_time.replace(tzinfo=UTC).isoformat()}
+    assert [p["metadata"]["event_type"] for p in parts] == [PART_EVENT_TYPE, EVENT_TYPE]
+    assert all(p["metadata"]["event_payload"].items() >= expected.items() for p in parts)

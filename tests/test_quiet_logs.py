@@ -94,15 +94,17 @@ async def answered_with_secret(slack, llm, weather, db_url, tmp_path, **env: str
                 == 200
             )
             await slack.wait_for(
-                lambda: slack.posted(channel="C1", thread_ts="5.1"), timeout=30, what="answer"
+                lambda: slack.posted(channel="C1", thread_ts="5.1"), timeout=120, what="answer"
             )
             body = command_body("/ask", f"what is {SECRET}?", response_url=slack.response_url())
             assert await process.command(http, body) == 200
-            await slack.wait_for(lambda: len(slack.posted(channel="C1")) == 2, timeout=30, what="/ask answer")
+            await slack.wait_for(
+                lambda: len(slack.posted(channel="C1")) == 2, timeout=120, what="/ask answer"
+            )
             body = command_body("/weather", SECRET, response_url=slack.response_url())
             assert await process.command(http, body) == 200  # the geocoder knows no such place
             await slack.wait_for(
-                lambda: any(SECRET in r.get("text", "") for r in slack.responses), timeout=30
+                lambda: any(SECRET in r.get("text", "") for r in slack.responses), timeout=120
             )
         await process.stop()
     finally:
