@@ -182,16 +182,6 @@ class Bot:
         await self.http.close()
 
 
-async def weather_bot(
-    slack: FakeSlack, llm: FakeOpenAI, db_url: str, weather: FakeOpenMeteo, **env: str
-) -> Bot:
-    """A started bot whose weather tools reach the fake Open-Meteo (the fixture many files need)."""
-    settings = make_settings(
-        slack, llm, db_url, OPEN_METEO_URL=weather.url, OPEN_METEO_GEOCODING_URL=weather.url, **env
-    )
-    return await Bot(settings).start()
-
-
 _THE_TESTS_LLM: Any = object()
 
 

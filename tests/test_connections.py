@@ -11,7 +11,7 @@ import asyncio
 
 import pytest
 
-from tests.conftest import Bot, MakeBot, make_settings
+from tests.conftest import Bot, MakeBot
 from tests.fakes.slack_requests import event_body, mention
 
 MENTIONS = 50
@@ -103,36 +103,29 @@ async def test_listener_replies_reuse_the_session(wbot: Bot, slack) -> None:
     assert opened <= 2, f"{opened} new connections for {replies} response_url replies"
 
 
-async def test_each_installation_is_verified_once_in_a_cold_burst(slack, llm, db_url) -> None:
+async def test_each_installation_is_verified_once_in_a_cold_burst(slack, llm, make_bot: MakeBot) -> None:
     from tests.test_oauth import KEY, install
 
-    settings = make_settings(
-        slack,
-        llm,
-        db_url,
+    obot = await make_bot(
         SLACK_BOT_TOKEN="",
         SLACK_CLIENT_ID=slack.client_id,
         SLACK_CLIENT_SECRET=slack.client_secret,
         SLACK_TOKEN_KEY=KEY,
     )
-    obot = await Bot(settings).start()
-    try:
-        for team in ("T1", "T2"):
-            assert await install(obot, slack, team) == 200
-        before = slack.auth_tests
-        bodies = [
-            event_body(mention(f"<@UBOT> question {i}", ts=f"75.{i + 1}"), team=team)
-            for i in range(BURST // 2)
-            for team in ("T1", "T2")
-        ]
-        statuses = await asyncio.gather(*(obot.post(b, "application/json") for b in bodies))
-        assert [s for s, _ in statuses] == [200] * len(bodies)
-        await obot.idle(timeout=120)
-        await answered(slack, len(bodies))
-        verified = [slack.token_teams.get(c.token) for c in slack.calls_to("auth.test")[before:]]
-        assert sorted(verified) == ["T1", "T2"]  # one auth.test per installation, not per event
-    finally:
-        await obot.close()
+    for team in ("T1", "T2"):
+        assert await install(obot, slack, team) == 200
+    before = slack.auth_tests
+    bodies = [
+        event_body(mention(f"<@UBOT> question {i}", ts=f"75.{i + 1}"), team=team)
+        for i in range(BURST // 2)
+        for team in ("T1", "T2")
+    ]
+    statuses = await asyncio.gather(*(obot.post(b, "application/json") for b in bodies))
+    assert [s for s, _ in statuses] == [200] * len(bodies)
+    await obot.idle(timeout=120)
+    await answered(slack, len(bodies))
+    verified = [slack.token_teams.get(c.token) for c in slack.calls_to("auth.test")[before:]]
+    assert sorted(verified) == ["T1", "T2"]  # one auth.test per installation, not per event
 
 
 async def test_questions_seconds_apart_keep_the_model_connection(wbot: Bot, slack, llm) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.conftest import Bot, MakeBot, make_settings
+from tests.conftest import Bot, MakeBot
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import mention
 from tests.test_mcp_schemas import ROOT, calls, published, published_server, servers_file
@@ -85,25 +85,19 @@ async def test_a_question_before_the_first_connect_waits_and_uses_the_mcp_tool(
 
 
 async def test_a_server_that_is_down_is_reported_down_without_holding_readiness(
-    slack, llm, db_url, tmp_path
+    slack, llm, tmp_path, make_bot: MakeBot
 ) -> None:
     servers = {
         "broken": {"command": [sys.executable, "-c", "raise SystemExit(3)"], "cwd": str(ROOT), "timeout": 60}
     }
-    settings = make_settings(
-        slack, llm, db_url, MCP_SERVERS=servers_file(tmp_path, servers), MCP_READY_SECONDS="120"
-    )
-    bot = await Bot(settings).start()
-    try:
-        body = await readyz_until(bot, 200)  # after its first failure, long before 120 s
-        broken = body["mcp_servers"]["broken"]
-        assert broken["state"] == "down" and broken["tools"] == 0 and broken["reason"]
-        llm.script(Reply(content="Answered without it."))
-        await bot.event(mention("<@UBOT> hello", ts="401.1"))
-        await bot.idle()
-        assert "Answered without it." in str(slack.posted(channel="C1"))
-    finally:
-        await bot.close()
+    bot = await make_bot(MCP_SERVERS=servers_file(tmp_path, servers), MCP_READY_SECONDS="120")
+    body = await readyz_until(bot, 200)  # after its first failure, long before 120 s
+    broken = body["mcp_servers"]["broken"]
+    assert broken["state"] == "down" and broken["tools"] == 0 and broken["reason"]
+    llm.script(Reply(content="Answered without it."))
+    await bot.event(mention("<@UBOT> hello", ts="401.1"))
+    await bot.idle()
+    assert "Answered without it." in str(slack.posted(channel="C1"))
 
 
 async def test_readiness_stops_waiting_after_mcp_ready_seconds(
