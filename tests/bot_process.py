@@ -61,8 +61,23 @@ class BotProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self, timeout: float = 30.0) -> BotProcess:
-        """Start and wait for /healthz (every command serves it on PORT or HEALTH_PORT)."""
+    async def start(self, timeout: float = 120.0) -> BotProcess:
+        """Start and wait for /healthz (every command serves it on PORT or HEALTH_PORT). The
+        timeout bounds a hang only: a start takes ~2 s alone, far longer on a loaded machine.
+        A port taken between free_port() and the child's bind (parallel workers) gets a new one."""
+        try:
+            async with asyncio.timeout(timeout):
+                for _ in range(3):
+                    if await self._start_once():
+                        return self
+                    self.port = free_port()
+            raise AssertionError(f"bot could not bind a port: {self.log[-2000:]}")
+        except BaseException:
+            await self.kill()  # a child that never became healthy must not outlive the test
+            raise
+
+    async def _start_once(self) -> bool:
+        """True once /healthz answers; False if the child found its port taken."""
         env = self.env | {"PORT": str(self.port), "HEALTH_PORT": str(self.port)}
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -76,17 +91,20 @@ class BotProcess:
         )
         self._reader = asyncio.create_task(self._read_log())
         async with aiohttp.ClientSession() as http:
-            async with asyncio.timeout(timeout):
-                while True:
-                    if self.proc.returncode is not None:
-                        raise AssertionError(f"bot exited {self.proc.returncode}: {self.log[-2000:]}")
-                    try:
-                        async with http.get(f"{self.url}/healthz") as r:
-                            if r.status == 200:
-                                return self
-                    except aiohttp.ClientError:
-                        pass
-                    await asyncio.sleep(0.05)
+            while True:
+                if self.proc.returncode is not None:
+                    await self._reader
+                    if "address already in use" in self.log.lower():
+                        self.logs = []
+                        return False
+                    raise AssertionError(f"bot exited {self.proc.returncode}: {self.log[-2000:]}")
+                try:
+                    async with http.get(f"{self.url}/healthz") as r:
+                        if r.status == 200:
+                            return True
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
 
     async def _read_log(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None

@@ -8,10 +8,11 @@ import json
 import os
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import pytest
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from bot.config import Settings, database_url, load_settings
@@ -152,36 +153,82 @@ class Bot:
     async def action(self, action: dict[str, Any], **kw: Any) -> tuple[int, str]:
         return await self.post(block_actions_body(action, **kw), "application/x-www-form-urlencoded")
 
-    async def idle(self, timeout: float = 10.0) -> None:
+    async def idle(self, timeout: float = 60.0) -> None:
         """Wait until every job recorded before an ack, and every task started after one, has
-        finished (twice in a row: a finishing task may record another job)."""
+        finished (twice in a row: a finishing task may record another job). The timeout only
+        bounds a hang: on a loaded machine an answer that takes 0.2 s alone can take seconds."""
         quiet = 0
         async with asyncio.timeout(timeout):
             while quiet < 2:
-                quiet = quiet + 1 if not len(self.rt.tasks) and await self.rt.work.settled() else 0
+                quiet = quiet + 1 if await self._quiet() else 0
                 await asyncio.sleep(0.01)
+
+    async def _quiet(self) -> bool:
+        """No task, nothing claimable, and no job this process holds: a claim commits before the
+        engine counts its job as running, and a job leaves that count before its end is written,
+        so the engine alone can look idle for a moment while a job is still held here."""
+        if len(self.rt.tasks) or not await self.rt.work.settled():
+            return False
+        jobs = self.rt.db.jobs.table
+        held = select(jobs.c.id).where(jobs.c.state == "running", jobs.c.owner == self.rt.work.owner)
+        try:
+            async with self.rt.db.engine.connect() as conn:
+                return (await conn.execute(held.limit(1))).first() is None
+        except Exception:  # the database is down (tests of that): as settled() says, nothing runs
+            return True
 
     async def close(self) -> None:
         await self.stop()
         await self.http.close()
 
 
-async def weather_bot(
-    slack: FakeSlack, llm: FakeOpenAI, db_url: str, weather: FakeOpenMeteo, **env: str
-) -> Bot:
-    """A started bot whose weather tools reach the fake Open-Meteo (the fixture many files need)."""
-    settings = make_settings(
-        slack, llm, db_url, OPEN_METEO_URL=weather.url, OPEN_METEO_GEOCODING_URL=weather.url, **env
-    )
-    return await Bot(settings).start()
+_THE_TESTS_LLM: Any = object()
+
+
+class MakeBot(Protocol):
+    async def __call__(
+        self,
+        *,
+        llm: FakeOpenAI | None = ...,
+        weather: FakeOpenMeteo | None = None,
+        db_url: str | None = None,
+        scheduler: dict[str, Any] | None = None,
+        **env: str,
+    ) -> Bot: ...
 
 
 @pytest.fixture
-async def bot(slack: FakeSlack, llm: FakeOpenAI, db_url: str) -> AsyncIterator[Bot]:
-    harness = Bot(make_settings(slack, llm, db_url))
-    await harness.start()
-    yield harness
-    await harness.close()
+async def make_bot(slack: FakeSlack, llm: FakeOpenAI, db_url: str) -> AsyncIterator[MakeBot]:
+    """The one way tests start a bot: on this test's fake Slack, fake model and database, with
+    settings (env names) over make_settings' defaults. `llm=None` runs without a model (or pass
+    another fake server), `weather=` points the weather tools at the fake Open-Meteo, `scheduler=`
+    are the clock's options (e.g. retry_delay=0). Every bot it started is closed after the test."""
+    started: list[Bot] = []
+
+    async def start(
+        *,
+        llm: FakeOpenAI | None = _THE_TESTS_LLM,
+        weather: FakeOpenMeteo | None = None,
+        db_url: str | None = None,
+        scheduler: dict[str, Any] | None = None,
+        **env: str,
+    ) -> Bot:
+        if weather is not None:
+            env = {"OPEN_METEO_URL": weather.url, "OPEN_METEO_GEOCODING_URL": weather.url, **env}
+        model = the_llm if llm is _THE_TESTS_LLM else llm
+        harness = Bot(make_settings(slack, model, db_url or the_db, **env), **(scheduler or {}))
+        started.append(harness)
+        return await harness.start()
+
+    the_llm, the_db = llm, db_url
+    yield start
+    for harness in reversed(started):
+        await harness.close()
+
+
+@pytest.fixture
+async def bot(make_bot: MakeBot) -> Bot:
+    return await make_bot()
 
 
 def dumps(value: Any) -> str:

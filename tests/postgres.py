@@ -158,7 +158,7 @@ async def pgbouncer(server_url: str) -> AsyncIterator[int]:
         *_pgbouncer_command(server_url, root, port), stdout=-3, stderr=-3
     )
     try:
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(60):
             while not _accepts(port):
                 assert proc.returncode is None, "pgbouncer exited at start"
                 await asyncio.sleep(0.05)

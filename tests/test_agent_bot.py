@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests import queries
-from tests.conftest import Bot, make_settings
+from tests.conftest import Bot, MakeBot
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import mention, thread_message
 from tests.fakes.web import FakeWeb
@@ -22,19 +22,8 @@ async def web() -> AsyncIterator[FakeWeb]:
 
 
 @pytest.fixture
-async def tool_bot(slack, llm, db_url, weather, web) -> AsyncIterator[Bot]:
-    settings = make_settings(
-        slack,
-        llm,
-        db_url,
-        OPEN_METEO_URL=weather.url,
-        OPEN_METEO_GEOCODING_URL=weather.url,
-        TOOL_HTTP_ALLOW_HOSTS=f"127.0.0.1:{web.port}",
-    )
-    harness = Bot(settings)
-    await harness.start()
-    yield harness
-    await harness.close()
+async def tool_bot(weather, web, make_bot: MakeBot) -> Bot:
+    return await make_bot(weather=weather, TOOL_HTTP_ALLOW_HOSTS=f"127.0.0.1:{web.port}")
 
 
 async def test_two_cities_are_looked_up_concurrently(tool_bot: Bot, slack, llm, weather) -> None:
@@ -98,30 +87,18 @@ async def test_model_chosen_urls_cannot_reach_private_addresses(tool_bot: Bot, l
     assert "metadata" in results[0]
 
 
-async def test_a_long_tool_thread_never_sends_a_broken_history(slack, llm, db_url, weather, web) -> None:
-    settings = make_settings(
-        slack,
-        llm,
-        db_url,
-        HISTORY_TOKEN_BUDGET="600",
-        OPEN_METEO_URL=weather.url,
-        OPEN_METEO_GEOCODING_URL=weather.url,
+async def test_a_long_tool_thread_never_sends_a_broken_history(llm, weather, web, make_bot: MakeBot) -> None:
+    harness = await make_bot(weather=weather, HISTORY_TOKEN_BUDGET="600")
+    llm.responder = lambda body: (
+        Reply(tool_calls=[ToolCall("get_weather", {"location": "Berlin"})])
+        if body["messages"][-1]["role"] == "user"
+        else Reply(content="Berlin: " + "details " * 60)
     )
-    harness = Bot(settings)
-    await harness.start()
-    try:
-        llm.responder = lambda body: (
-            Reply(tool_calls=[ToolCall("get_weather", {"location": "Berlin"})])
-            if body["messages"][-1]["role"] == "user"
-            else Reply(content="Berlin: " + "details " * 60)
-        )
-        await harness.event(mention("<@UBOT> start", ts="40.1"))
+    await harness.event(mention("<@UBOT> start", ts="40.1"))
+    await harness.idle()
+    for i in range(6):
+        await harness.event(thread_message(f"again {i}", ts=f"40.{i + 2}", thread_ts="40.1"))
         await harness.idle()
-        for i in range(6):
-            await harness.event(thread_message(f"again {i}", ts=f"40.{i + 2}", thread_ts="40.1"))
-            await harness.idle()
-        # the llm fixture asserts no request had an orphaned or unanswered tool call
-        assert len(llm.requests) == 14
-        assert len(llm.requests[-1]["messages"]) < 16  # trimmed to the budget
-    finally:
-        await harness.close()
+    # the llm fixture asserts no request had an orphaned or unanswered tool call
+    assert len(llm.requests) == 14
+    assert len(llm.requests[-1]["messages"]) < 16  # trimmed to the budget

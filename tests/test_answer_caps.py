@@ -4,36 +4,22 @@ runs in flight are bounded, through the running app and the fake Slack."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from bot.slack.render import answer_tag_of
-from tests.conftest import Bot, make_settings
+from tests.conftest import Bot, MakeBot
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import mention
 
-
-async def capped_bot(slack, llm, db_url, deadline: str) -> Bot:
-    settings = make_settings(
-        slack,
-        llm,
-        db_url,
-        SLACK_MAX_MESSAGES_PER_ANSWER="2",
-        ANSWER_MAX_CHARS="40000",
-        USER_MAX_CONCURRENT_RUNS="1",
-        AGENT_DEADLINE_SECONDS=deadline,
-    )
-    return await Bot(settings).start()
+CAPS = {"SLACK_MAX_MESSAGES_PER_ANSWER": "2", "ANSWER_MAX_CHARS": "40000", "USER_MAX_CONCURRENT_RUNS": "1"}
 
 
 @pytest.fixture
-async def capped(slack, llm, db_url) -> AsyncIterator[Bot]:
+async def capped(make_bot: MakeBot) -> Bot:
     """A deadline far above what a busy machine needs for these answers (a 1 s one failed there)."""
-    harness = await capped_bot(slack, llm, db_url, "30")
-    yield harness
-    await harness.close()
+    return await make_bot(**CAPS, AGENT_DEADLINE_SECONDS="30")
 
 
 def long_answer(parts: int) -> str:

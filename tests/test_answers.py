@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from bot.slack.safe_text import JOINER
 from bot.slack.split import split_markdown
 from tests import queries
-from tests.conftest import Bot, weather_bot
+from tests.conftest import Bot, MakeBot
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import dm, mention
 
@@ -19,10 +17,8 @@ def markdown_of(message: dict) -> str:
 
 
 @pytest.fixture
-async def sbot(slack, llm, db_url, weather) -> AsyncIterator[Bot]:
-    harness = await weather_bot(slack, llm, db_url, weather, STREAM_UPDATE_SECONDS="0.1")
-    yield harness
-    await harness.close()
+async def sbot(weather, make_bot: MakeBot) -> Bot:
+    return await make_bot(weather=weather, STREAM_UPDATE_SECONDS="0.1")
 
 
 def weather_then(answer: str, **kw) -> list[Reply]:
@@ -141,7 +137,7 @@ async def test_slack_429_is_waited_out_and_posted_once(sbot: Bot, slack, llm) ->
     slack.fail_next("chat.postMessage", status=429, retry_after=1)
     llm.script(Reply(content="after the rate limit"))
     await sbot.event(mention("<@UBOT> hi", ts="8.1"))
-    await sbot.idle(timeout=15)
+    await sbot.idle()
     (message,) = slack.posted(channel="C1")
     assert markdown_of(message) == "after the rate limit"
     assert len(slack.calls_to("chat.postMessage")) == 2  # the 429, then the one that counted
@@ -151,7 +147,7 @@ async def test_a_transient_failure_is_retried_without_duplicates(sbot: Bot, slac
     slack.fail_next("chat.update", error="internal_error", times=2)
     llm.script(Reply(content="made it"))
     await sbot.event(mention("<@UBOT> hi", ts="9.1"))
-    await sbot.idle(timeout=15)
+    await sbot.idle()
     (message,) = slack.posted(channel="C1")
     assert markdown_of(message) == "made it"
     assert (await queries.last_run(sbot.rt.db)).status == "ok"
@@ -165,7 +161,7 @@ async def test_a_placeholder_that_keeps_failing_to_update_gives_way_to_a_new_mes
     llm.script(Reply(content="shown after all"))
     slack.fail_next("chat.update", error="internal_error", times=50)
     await sbot.event(mention("<@UBOT> hi", ts="10.1"))
-    await sbot.idle(timeout=15)
+    await sbot.idle()
     (message,) = slack.posted(channel="C1")  # the answer only: nothing posted twice, no placeholder
     assert markdown_of(message) == "shown after all"
     assert (await queries.last_run(sbot.rt.db)).status == "ok"

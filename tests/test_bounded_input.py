@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -13,19 +12,16 @@ from bot.db.models import Message, Run
 from bot.digests.grammar import next_fire_times, parse_digest, previous_fire_time
 from orchestrators.workflows.parsing import UsageError
 from tests import queries
-from tests.conftest import Bot, make_settings
+from tests.conftest import Bot, MakeBot
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import block_actions_body, mention
 from tests.test_digest import digest
 
 
 @pytest.fixture
-async def dbot(slack, llm, db_url) -> AsyncIterator[Bot]:
+async def dbot(make_bot: MakeBot, slack) -> Bot:
     slack.add_channel("C3", "support-digest", members=("U1", "U2"))
-    harness = Bot(make_settings(slack, llm, db_url, RUN_SCHEDULER="true"), retry_delay=0)
-    await harness.start()
-    yield harness
-    await harness.close()
+    return await make_bot(RUN_SCHEDULER="true", scheduler={"retry_delay": 0})
 
 
 @pytest.mark.parametrize(
@@ -101,7 +97,7 @@ async def test_a_megabyte_tool_argument_is_not_stored_or_logged_whole(bot: Bot, 
     long_id = "call_" + "x" * 200
     llm.script(Reply(tool_calls=[ToolCall("get_weather", huge, id=long_id)]), Reply(content="done"))
     await bot.event(mention("<@UBOT> weather", ts="5.1"))
-    await bot.idle(20)
+    await bot.idle()
     assert "done" in json.dumps(slack.posted(channel="C1"))
     async with bot.rt.db.session() as s:
         from sqlmodel import select
@@ -136,7 +132,7 @@ async def test_a_server_that_ignores_the_output_cap_is_cut_off(bot: Bot, slack, 
     """A hostile endpoint streams 2 MB of text: the bot stops reading, says so, posts a bounded answer."""
     llm.script(Reply(content="spam " * 400_000))
     await bot.event(mention("<@UBOT> say a little", ts="6.1"))
-    await bot.idle(30)
+    await bot.idle()
     posted = slack.posted(channel="C1")
     assert 1 <= len(posted) <= 10  # read at most 4x the output cap, split into a few messages
     assert "cut off" in json.dumps(posted[-1])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,26 +11,18 @@ from bot.budget import allowance, resets_in
 from bot.db.models import Run
 from bot.db.runs import cost_usd
 from tests import queries
-from tests.conftest import Bot, make_settings
+from tests.conftest import Bot, MakeBot
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import mention
 
 
 @pytest.fixture
-async def capped(slack, llm, db_url) -> AsyncIterator[Bot]:
-    settings = make_settings(
-        slack,
-        llm,
-        db_url,
-        OPENAI_MODEL="gpt-test",
-        MODEL_PRICES='{"gpt-test": [1.0, 2.0]}',
-        USER_DAILY_TOKENS="500",
+async def capped(make_bot: MakeBot, llm) -> Bot:
+    harness = await make_bot(
+        OPENAI_MODEL="gpt-test", MODEL_PRICES='{"gpt-test": [1.0, 2.0]}', USER_DAILY_TOKENS="500"
     )
-    harness = Bot(settings)
-    await harness.start()
     llm.default = Reply(content="An answer.", usage=(300, 100))
-    yield harness
-    await harness.close()
+    return harness
 
 
 async def switchboard(bot: Bot, slack, text: str, user: str = "UADMIN", channel: str = "C1") -> str:

@@ -14,7 +14,6 @@ settle, then one holds what it left. Today's total stays within the cap plus one
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import time
@@ -31,7 +30,7 @@ from bot.db import Database
 from bot.db.models import BudgetReservation, DigestSchedule, utcnow
 from tests import queries
 from tests.bot_process import BotProcess, bot_env
-from tests.conftest import Bot, make_settings
+from tests.conftest import Bot, MakeBot
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import command_body, event_body, mention
 from tests.test_home_and_shortcuts import shortcut_on
@@ -51,29 +50,22 @@ def capped_env(**extra: str) -> dict[str, str]:
     return {"USER_DAILY_TOKENS": str(CAP), "USER_MAX_CONCURRENT_RUNS": "0", **extra}
 
 
-@contextlib.asynccontextmanager
-async def capped_bot(slack, llm, db_url, **env: str) -> AsyncIterator[Bot]:
+async def capped_bot(make_bot: MakeBot, slack, llm, **env: str) -> Bot:
     slack.add_channel("C3", "support-digest", members=("U1", "U2"))
-    harness = Bot(make_settings(slack, llm, db_url, **capped_env(**env)))
-    await harness.start()
+    harness = await make_bot(**capped_env(**env))
     llm.default = ANSWER
-    try:
-        yield harness
-    finally:
-        await harness.close()
+    return harness
 
 
 @pytest.fixture
-async def capped(slack, llm, db_url) -> AsyncIterator[Bot]:
-    async with capped_bot(slack, llm, db_url) as harness:
-        yield harness
+async def capped(make_bot: MakeBot, slack, llm) -> Bot:
+    return await capped_bot(make_bot, slack, llm)
 
 
 @pytest.fixture
-async def impatient(slack, llm, db_url) -> AsyncIterator[Bot]:
+async def impatient(make_bot: MakeBot, slack, llm) -> Bot:
     """A run waits for holds of runs in flight at most AGENT_DEADLINE_SECONDS: 2 s here."""
-    async with capped_bot(slack, llm, db_url, AGENT_DEADLINE_SECONDS="2") as harness:
-        yield harness
+    return await capped_bot(make_bot, slack, llm, AGENT_DEADLINE_SECONDS="2")
 
 
 async def hold(db: Database, tokens: int, *, age: timedelta = -timedelta(hours=1)) -> None:
@@ -245,7 +237,7 @@ async def processes(slack, llm, db_url, tmp_path) -> AsyncIterator[list[BotProce
     await store.close()
     env = bot_env(slack, llm, db_url, **capped_env())
     bots = [BotProcess(env, tmp_path, "serve") for _ in range(3)]
-    await asyncio.gather(*(b.start(timeout=60) for b in bots))
+    await asyncio.gather(*(b.start() for b in bots))
     yield bots
     await asyncio.gather(*(b.stop() for b in bots))
 

@@ -78,7 +78,7 @@ async def test_json_logs_host_and_a_quiet_start(tmp_path, slack, llm, db_url) ->
         async with aiohttp.ClientSession() as http:
             assert await wait_ready(http, port, proc)
         proc.send_signal(signal.SIGTERM)
-        _, err = await asyncio.wait_for(proc.communicate(), 30)
+        _, err = await asyncio.wait_for(proc.communicate(), 300)
     finally:
         if proc.returncode is None:
             proc.kill()

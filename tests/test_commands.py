@@ -13,7 +13,7 @@ from bot.db.jobs import NewJob
 from bot.db.models import Job
 from bot.work import MAX_ATTEMPTS
 from tests import queries
-from tests.conftest import Bot, make_settings
+from tests.conftest import Bot, MakeBot
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.search import FakeSearxng
 from tests.fakes.slack_requests import mention
@@ -35,25 +35,19 @@ async def fakes() -> AsyncIterator[tuple[FakeOpenMeteo, FakeSearxng, FakeWeb]]:
         await f.stop()
 
 
-def settings_for(slack, llm, db_url, fakes):
+def fake_urls(fakes) -> dict[str, str]:
     meteo, searx, web = fakes
-    return make_settings(
-        slack,
-        llm,
-        db_url,
-        OPEN_METEO_URL=meteo.url,
-        OPEN_METEO_GEOCODING_URL=meteo.url,
-        SEARXNG_URL=searx.url,
-        TOOL_HTTP_ALLOW_HOSTS=f"127.0.0.1:{web.port}",
-    )
+    return {
+        "OPEN_METEO_URL": meteo.url,
+        "OPEN_METEO_GEOCODING_URL": meteo.url,
+        "SEARXNG_URL": searx.url,
+        "TOOL_HTTP_ALLOW_HOSTS": f"127.0.0.1:{web.port}",
+    }
 
 
 @pytest.fixture
-async def cbot(slack, llm, db_url, fakes) -> AsyncIterator[Bot]:
-    harness = Bot(settings_for(slack, llm, db_url, fakes))
-    await harness.start()
-    yield harness
-    await harness.close()
+async def cbot(fakes, make_bot: MakeBot) -> Bot:
+    return await make_bot(**fake_urls(fakes))
 
 
 async def steps_of_last_run(bot: Bot) -> list[tuple[str, str]]:
@@ -113,18 +107,14 @@ async def test_bad_arguments_get_usage_and_no_work(cbot: Bot, slack, llm, comman
     assert llm.requests == [] and slack.posted() == [] and await queries.runs(cbot.rt.db) == []
 
 
-async def test_weather_without_a_model_posts_the_forecast(slack, db_url, fakes) -> None:
-    harness = Bot(settings_for(slack, None, db_url, fakes))
-    await harness.start()
-    try:
-        await harness.command("/weather", "Berlin")
-        await harness.idle()
-        (posted,) = slack.posted(channel="C1")
-        text = dump(posted["blocks"])
-        assert "Weather for Berlin, Germany" in text and "| day | sky |" in text
-        assert await steps_of_last_run(harness) == [("tool", "geocode"), ("tool", "get_forecast")]
-    finally:
-        await harness.close()
+async def test_weather_without_a_model_posts_the_forecast(slack, fakes, make_bot: MakeBot) -> None:
+    harness = await make_bot(llm=None, **fake_urls(fakes))
+    await harness.command("/weather", "Berlin")
+    await harness.idle()
+    (posted,) = slack.posted(channel="C1")
+    text = dump(posted["blocks"])
+    assert "Weather for Berlin, Germany" in text and "| day | sky |" in text
+    assert await steps_of_last_run(harness) == [("tool", "geocode"), ("tool", "get_forecast")]
 
 
 async def test_summarize_reads_every_page_and_thread(cbot: Bot, slack, llm) -> None:

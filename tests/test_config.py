@@ -75,7 +75,7 @@ def test_missing_setting_stops_start_with_one_plain_message(tmp_path: Path) -> N
         env={**env, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=300,
     )
     assert proc.returncode == 2
     assert "SLACK_BOT_TOKEN" in proc.stderr and "OAuth & Permissions" in proc.stderr

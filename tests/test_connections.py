@@ -8,11 +8,10 @@ they answer; everything goes through the running app, with signed requests.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.conftest import Bot, make_settings, weather_bot
+from tests.conftest import Bot, MakeBot
 from tests.fakes.slack_requests import event_body, mention
 
 MENTIONS = 50
@@ -22,10 +21,8 @@ MOST_CONNECTIONS = 10
 
 
 @pytest.fixture
-async def wbot(slack, llm, db_url, weather) -> AsyncIterator[Bot]:
-    harness = await weather_bot(slack, llm, db_url, weather)
-    yield harness
-    await harness.close()
+async def wbot(weather, make_bot: MakeBot) -> Bot:
+    return await make_bot(weather=weather)
 
 
 async def answered(slack, count: int) -> None:
@@ -75,7 +72,7 @@ async def test_a_restarted_process_verifies_its_token_once_more(wbot: Bot, slack
 
 async def test_slash_command_replies_reuse_the_session(wbot: Bot, slack) -> None:
     await wbot.event(mention("<@UBOT> warm up", ts="90.1"))  # the process has talked to Slack
-    await wbot.idle(timeout=30)
+    await wbot.idle()
     before = slack.connections
     replies = 10
     for i in range(replies):
@@ -83,7 +80,7 @@ async def test_slash_command_replies_reuse_the_session(wbot: Bot, slack) -> None
             "/switchboard", "usage", user="UADMIN", response_url=slack.response_url(f"r{i}")
         )
         assert status == 200
-        await wbot.idle(timeout=30)
+        await wbot.idle()
     assert [r["_name"] for r in slack.responses] == [f"r{i}" for i in range(replies)]
     assert all(r["response_type"] == "ephemeral" and r["text"] for r in slack.responses)
     opened = slack.connections - before
@@ -93,7 +90,7 @@ async def test_slash_command_replies_reuse_the_session(wbot: Bot, slack) -> None
 async def test_listener_replies_reuse_the_session(wbot: Bot, slack) -> None:
     """`/digest` answers through Bolt's own `respond` (not a command job): the same session."""
     await wbot.event(mention("<@UBOT> warm up", ts="95.1"))
-    await wbot.idle(timeout=30)
+    await wbot.idle()
     before = slack.connections
     replies = 10
     for i in range(replies):
@@ -106,36 +103,29 @@ async def test_listener_replies_reuse_the_session(wbot: Bot, slack) -> None:
     assert opened <= 2, f"{opened} new connections for {replies} response_url replies"
 
 
-async def test_each_installation_is_verified_once_in_a_cold_burst(slack, llm, db_url) -> None:
+async def test_each_installation_is_verified_once_in_a_cold_burst(slack, llm, make_bot: MakeBot) -> None:
     from tests.test_oauth import KEY, install
 
-    settings = make_settings(
-        slack,
-        llm,
-        db_url,
+    obot = await make_bot(
         SLACK_BOT_TOKEN="",
         SLACK_CLIENT_ID=slack.client_id,
         SLACK_CLIENT_SECRET=slack.client_secret,
         SLACK_TOKEN_KEY=KEY,
     )
-    obot = await Bot(settings).start()
-    try:
-        for team in ("T1", "T2"):
-            assert await install(obot, slack, team) == 200
-        before = slack.auth_tests
-        bodies = [
-            event_body(mention(f"<@UBOT> question {i}", ts=f"75.{i + 1}"), team=team)
-            for i in range(BURST // 2)
-            for team in ("T1", "T2")
-        ]
-        statuses = await asyncio.gather(*(obot.post(b, "application/json") for b in bodies))
-        assert [s for s, _ in statuses] == [200] * len(bodies)
-        await obot.idle(timeout=120)
-        await answered(slack, len(bodies))
-        verified = [slack.token_teams.get(c.token) for c in slack.calls_to("auth.test")[before:]]
-        assert sorted(verified) == ["T1", "T2"]  # one auth.test per installation, not per event
-    finally:
-        await obot.close()
+    for team in ("T1", "T2"):
+        assert await install(obot, slack, team) == 200
+    before = slack.auth_tests
+    bodies = [
+        event_body(mention(f"<@UBOT> question {i}", ts=f"75.{i + 1}"), team=team)
+        for i in range(BURST // 2)
+        for team in ("T1", "T2")
+    ]
+    statuses = await asyncio.gather(*(obot.post(b, "application/json") for b in bodies))
+    assert [s for s, _ in statuses] == [200] * len(bodies)
+    await obot.idle(timeout=120)
+    await answered(slack, len(bodies))
+    verified = [slack.token_teams.get(c.token) for c in slack.calls_to("auth.test")[before:]]
+    assert sorted(verified) == ["T1", "T2"]  # one auth.test per installation, not per event
 
 
 async def test_questions_seconds_apart_keep_the_model_connection(wbot: Bot, slack, llm) -> None:

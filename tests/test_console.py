@@ -27,7 +27,7 @@ async def run_console(stdin: str, env_extra: dict[str, str], cwd: Path) -> tuple
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), 60)
+    out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), 300)
     return proc.returncode, out.decode(), err.decode()
 
 

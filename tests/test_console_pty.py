@@ -35,7 +35,7 @@ def console(tmp_path: Path, base_url: str) -> Iterator[pexpect.spawn]:
         "INPUTRC": "/dev/null",
     }
     child = pexpect.spawn(
-        sys.executable, ["-m", "bot", "console"], cwd=str(tmp_path), env=env, encoding="utf-8", timeout=30
+        sys.executable, ["-m", "bot", "console"], cwd=str(tmp_path), env=env, encoding="utf-8", timeout=120
     )
     child.setwinsize(40, 120)
     try:

@@ -6,7 +6,7 @@ import asyncio
 
 from bot.db.models import Run
 from tests import queries
-from tests.conftest import SIGNING_SECRET, Bot, make_settings
+from tests.conftest import SIGNING_SECRET, Bot, MakeBot
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import dm, mention, thread_message
 
@@ -180,16 +180,12 @@ async def test_runs_record_model_and_tokens(bot: Bot, llm) -> None:
     assert [s.kind for s in steps] == ["model"]
 
 
-async def test_without_a_model_the_bot_says_so(slack, db_url) -> None:
-    harness = Bot(make_settings(slack, None, db_url))
-    await harness.start()
-    try:
-        await harness.event(mention("<@UBOT> hi", ts="1300.1"))
-        await harness.idle()
-        (posted,) = slack.posted(channel="C1")
-        assert "No language model is configured" in str(posted["blocks"])
-    finally:
-        await harness.close()
+async def test_without_a_model_the_bot_says_so(slack, make_bot: MakeBot) -> None:
+    harness = await make_bot(llm=None)
+    await harness.event(mention("<@UBOT> hi", ts="1300.1"))
+    await harness.idle()
+    (posted,) = slack.posted(channel="C1")
+    assert "No language model is configured" in str(posted["blocks"])
 
 
 async def test_healthz(bot: Bot) -> None:
@@ -234,16 +230,12 @@ async def test_shutdown_leaves_other_processes_runs_alone(bot: Bot, slack, llm) 
     await other.close()
 
 
-async def test_llm_timeout_apologises(slack, llm, db_url) -> None:
-    harness = Bot(make_settings(slack, llm, db_url, LLM_TIMEOUT="0.3"))
-    await harness.start()
-    try:
-        llm.script(Reply(content="too slow", delay=1.5))
-        await harness.event(mention("<@UBOT> hi", ts="1600.1"))
-        await harness.idle()
-        (posted,) = slack.posted(channel="C1")
-        run = await queries.last_run(harness.rt.db)
-        assert run.status == "failed" and "timed out" in run.error
-        assert f"run {run.id}" in posted["text"] and "too slow" not in str(posted)
-    finally:
-        await harness.close()
+async def test_llm_timeout_apologises(slack, llm, make_bot: MakeBot) -> None:
+    harness = await make_bot(LLM_TIMEOUT="0.3")
+    llm.script(Reply(content="too slow", delay=1.5))
+    await harness.event(mention("<@UBOT> hi", ts="1600.1"))
+    await harness.idle()
+    (posted,) = slack.posted(channel="C1")
+    run = await queries.last_run(harness.rt.db)
+    assert run.status == "failed" and "timed out" in run.error
+    assert f"run {run.id}" in posted["text"] and "too slow" not in str(posted)

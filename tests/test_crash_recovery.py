@@ -108,7 +108,7 @@ async def test_a_mention_whose_process_is_killed_is_answered_once_after_restart(
         assert (
             await first.event(http, event_body(said(slack, mention("<@UBOT> hello there", ts="1.1")))) == 200
         )
-        await llm.wait_for_requests(1, timeout=20)
+        await llm.wait_for_requests(1, timeout=60)
         # An answer's run is written at its end, or once it has run RUN_ON_FILE_AFTER seconds.
         await _wait_for_states(db_url, ["running"], which=1)
         await first.kill()
@@ -132,7 +132,7 @@ async def test_slacks_retry_after_the_crash_is_answered_not_dropped(slack, llm, 
     body = event_body(said(slack, dm("what about retries", ts="2.1")), event_id="Ev-retry")
     async with aiohttp.ClientSession() as http:
         assert await first.event(http, body) == 200
-        await llm.wait_for_requests(1, timeout=20)
+        await llm.wait_for_requests(1, timeout=60)
         await first.kill()
         # A second process (say, behind the same load balancer) gets Slack's retry.
         second = await BotProcess(env, tmp_path, "serve").start()
@@ -156,7 +156,7 @@ async def test_a_survivor_takes_over_the_turns_of_a_killed_process(slack, llm, d
     async with aiohttp.ClientSession() as http:
         try:
             assert await doomed.event(http, event_body(said(slack, mention("<@UBOT> one", ts="3.1")))) == 200
-            await llm.wait_for_requests(1, timeout=20)
+            await llm.wait_for_requests(1, timeout=60)
             # The next message in the same thread reaches the survivor while the doomed one answers.
             follow = said(slack, mention("<@UBOT> two", ts="3.2", thread_ts="3.1"))
             assert await survivor.event(http, event_body(follow)) == 200
@@ -177,7 +177,7 @@ async def test_a_slash_command_whose_process_is_killed_is_finished_once(slack, l
     body = command_body("/ask", "what is a lease", response_url=slack.response_url("ask"))
     async with aiohttp.ClientSession() as http:
         assert await first.command(http, body) == 200
-        await llm.wait_for_requests(1, timeout=20)
+        await llm.wait_for_requests(1, timeout=60)
         await _wait_for_states(db_url, ["running"], which=1)  # its run is written beside the model call
         await first.kill()
         await restarted(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -21,7 +20,7 @@ from bot.db.models import DigestSchedule, Job
 from bot.digests.delivery import EVENT_TYPE, PART_EVENT_TYPE, metadata, post_digest
 from tests import queries
 from tests.bot_process import BotProcess, bot_env
-from tests.conftest import Bot, make_settings
+from tests.conftest import Bot, MakeBot, make_settings
 from tests.fakes.openai_server import Reply
 from tests.test_digest import digest, digests_posted
 
@@ -108,7 +107,7 @@ async def test_a_clock_killed_mid_digest_is_taken_over_and_posted_once(slack, ll
         llm.script(Reply(content="The slow summary.", delay=120))
         first = await BotProcess(env, tmp_path, "clock").start()
         try:
-            await llm.wait_for_requests(1, timeout=30)  # caught up at start; the summary is under way
+            await llm.wait_for_requests(1, timeout=60)  # caught up at start; the summary is under way
         finally:
             await first.kill()
         assert digests_posted(slack, "C3") == []
@@ -138,14 +137,10 @@ async def test_a_clock_killed_mid_digest_is_taken_over_and_posted_once(slack, ll
 
 
 @pytest.fixture
-async def sbot(slack, llm, db_url) -> AsyncIterator[Bot]:
+async def sbot(make_bot: MakeBot, slack) -> Bot:
     """A bot with a clock (no schedule of its own fires in a test); its engine takes over lapsed jobs."""
     slack.add_channel("C3", "support-digest", members=("U1",))
-    settings = make_settings(slack, llm, db_url, RUN_SCHEDULER="true")
-    harness = Bot(settings, retry_delay=0)
-    await harness.start()
-    yield harness
-    await harness.close()
+    return await make_bot(RUN_SCHEDULER="true", scheduler={"retry_delay": 0})
 
 
 async def crashed_at(bot: Bot, fire: datetime) -> None:
@@ -236,20 +231,16 @@ async def wait_for_status_of(db: Database, fire: datetime, status: str, timeout:
         await asyncio.sleep(0.1)
 
 
-async def test_a_long_digest_marks_only_its_last_part_posted(slack, llm, db_url) -> None:
+async def test_a_long_digest_marks_only_its_last_part_posted(slack, llm, make_bot: MakeBot) -> None:
     slack.add_channel("C3", "support-digest", members=("U1",))
-    bot = Bot(make_settings(slack, llm, db_url), retry_delay=0)
-    await bot.start()
-    try:
-        slack.seed_messages("C2", 2, start_ts=time.time() - 600, step=60, text="ticket {i}")
-        await digest(bot, slack, "add <#C3|support-digest> daily 09:00 UTC from <#C2|random>")
-        llm.script(Reply(content="\n\n".join(f"Paragraph {i}: " + "busy day " * 100 for i in range(20))))
-        assert "posted" in await digest(bot, slack, "run 1")
-        parts = slack.posted(channel="C3")
-        assert len(parts) == 2
-        (claim,) = await queries.claims(bot.rt.db, 1)
-        expected = {"digest": 1, "fire": claim.fire_time.replace(tzinfo=UTC).isoformat()}
-        assert [p["metadata"]["event_type"] for p in parts] == [PART_EVENT_TYPE, EVENT_TYPE]
-        assert all(p["metadata"]["event_payload"].items() >= expected.items() for p in parts)
-    finally:
-        await bot.close()
+    bot = await make_bot(scheduler={"retry_delay": 0})
+    slack.seed_messages("C2", 2, start_ts=time.time() - 600, step=60, text="ticket {i}")
+    await digest(bot, slack, "add <#C3|support-digest> daily 09:00 UTC from <#C2|random>")
+    llm.script(Reply(content="\n\n".join(f"Paragraph {i}: " + "busy day " * 100 for i in range(20))))
+    assert "posted" in await digest(bot, slack, "run 1")
+    parts = slack.posted(channel="C3")
+    assert len(parts) == 2
+    (claim,) = await queries.claims(bot.rt.db, 1)
+    expected = {"digest": 1, "fire": claim.fire_time.replace(tzinfo=UTC).isoformat()}
+    assert [p["metadata"]["event_type"] for p in parts] == [PART_EVENT_TYPE, EVENT_TYPE]
+    assert all(p["metadata"]["event_payload"].items() >= expected.items() for p in parts)

@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.conftest import Bot, make_settings
+from tests.conftest import Bot, MakeBot, make_settings
 from tests.test_digest import digest, digests_posted
 from tests.test_privacy import SECRET, private_leadership
 
 
 @pytest.fixture
-async def pbot(slack, llm, db_url) -> AsyncIterator[Bot]:
+async def pbot(make_bot: MakeBot, slack) -> Bot:
     private_leadership(slack)  # G1 #leadership and G2 #board: private, U1 and U2; C9: Slack Connect
     slack.add_channel("G4", "leaders-digest", members=("U1", "U2"), is_private=True)
-    harness = Bot(make_settings(slack, llm, db_url), retry_delay=0)
-    await harness.start()
-    yield harness
-    await harness.close()
+    return await make_bot(scheduler={"retry_delay": 0})
 
 
 def dms_to(slack, user: str) -> list[str]:
@@ -84,11 +80,11 @@ async def test_every_fire_checks_the_audience_and_pauses_when_it_no_longer_holds
             user="UADMIN",
         )
         assert "Digest 1 set" in text  # an admin may schedule more often than hourly
-        await slack.wait_for(lambda: digests_posted(slack, "G4"), timeout=5, what="a first digest")
+        await slack.wait_for(lambda: digests_posted(slack, "G4"), timeout=30, what="a first digest")
         slack.add_user("U3", "carol")
         slack.channels["G4"].members.add("U3")  # someone who can't read #leadership joins the target
         harness.rt.memberships.forget()
-        await slack.wait_for(lambda: dms_to(slack, "UADMIN"), timeout=5, what="the creator told")
+        await slack.wait_for(lambda: dms_to(slack, "UADMIN"), timeout=30, what="the creator told")
         posted = len(digests_posted(slack, "G4"))
         await harness.idle()
         assert "paused" in dms_to(slack, "UADMIN")[0] and "can't read" in dms_to(slack, "UADMIN")[0]

@@ -18,7 +18,7 @@ from openai import AsyncOpenAI
 
 from bot.slack.files import uploader
 from orchestrators.llm import Agent, Limits
-from tests.conftest import Bot, make_settings
+from tests.conftest import MakeBot
 from tests.fakes.files import make_pdf
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.parser_worker import ParseControl
@@ -115,10 +115,10 @@ async def test_run_whose_time_is_up_while_parsing_loses_its_worker_and_the_pool_
 
 
 async def test_worker_over_its_deadline_is_killed_and_the_pool_stays_full(control) -> None:
-    pool = Extractor(workers=2, deadline=3.0, worker_module=ON_CUE)
+    pool = Extractor(workers=2, deadline=10.0, worker_module=ON_CUE)
     try:
         await pool.warm()
-        with pytest.raises(ExtractError, match="longer than 3 s"):
+        with pytest.raises(ExtractError, match="longer than 10 s"):
             await pool.run("html", control.job("A1"), owner=A)  # never released: it overruns
         assert control.started == ["A1"]
         await pool.settle()
@@ -218,7 +218,7 @@ async def test_agent_run_ends_a_parse_at_its_deadline(llm, control, http) -> Non
             settings = ToolSettings(http_allow_hosts=frozenset({f"127.0.0.1:{web.port}"}))
             ctx = ToolContext(http=http, settings=settings, extractor=pool, trace=MemoryTrace())
             client = AsyncOpenAI(api_key="sk-test", base_url=llm.base_url, max_retries=0)
-            agent = Agent(client, "test-model", default_tools(), Limits(deadline=2.0))
+            agent = Agent(client, "test-model", default_tools(), Limits(deadline=10.0))
             result = await agent.run([{"role": "user", "content": "read it"}], ctx)
         assert result.status == "limited" and "time limit" in (result.stop_reason or "")
         tool_result = next(m for m in llm.requests[1]["messages"] if m["role"] == "tool")
@@ -240,32 +240,29 @@ async def test_agent_counts_time_already_spent_for_the_run(llm, http) -> None:
     assert "tools" not in llm.requests[0]  # straight to the closing, tool-less answer
 
 
-async def test_files_of_a_message_stop_at_the_answers_time_limit(slack, llm, db_url, control) -> None:
+async def test_files_of_a_message_stop_at_the_answers_time_limit(
+    slack, llm, control, make_bot: MakeBot
+) -> None:
     """Through the front door: a message's PDFs are parsed within AGENT_DEADLINE_SECONDS, the user
     is told which could not be read in time, and the run has no time left to spend."""
-    bot = await Bot(make_settings(slack, llm, db_url, AGENT_DEADLINE_SECONDS="3")).start()
-    try:
-        assert bot.rt.extractor is not None
-        await bot.rt.extractor.close()
-        bot.rt.extractor = Extractor(workers=2, deadline=600, worker_module=ON_CUE)
-        await bot.rt.extractor.warm()
-        pdfs = [
-            slack.add_file(
-                f"r{i}.pdf", control.job(f"P{i}", make_pdf([f"Chapter {i} text"])), "application/pdf"
-            )
-            for i in (1, 2, 3)
-        ]
-        control.go_at_once.add("P1")
-        llm.script(Reply(content="I read r1.pdf only."))
-        await bot.event(shared(dm("summarize these"), *pdfs))
-        await bot.idle(timeout=60)
-        texts = [m["text"] for m in slack.posted(channel="D1")]
-        assert "r2.pdf" in texts[0] and "r3.pdf" in texts[0] and "time limit" in texts[0]
-        assert "r1.pdf" not in texts[0]
-        assert "Chapter 1 text" in str(llm.requests[0]["messages"])
-        assert "tools" not in llm.requests[0]  # the reading used the run's time: it just answers
-        assert texts[1] == "I read r1.pdf only."
-        assert bot.rt.extractor.killed == 1  # r2 was cut when the time was up; r3 never started
-        assert "P3" not in control.started
-    finally:
-        await bot.close()
+    bot = await make_bot(AGENT_DEADLINE_SECONDS="10")
+    assert bot.rt.extractor is not None
+    await bot.rt.extractor.close()
+    bot.rt.extractor = Extractor(workers=2, deadline=600, worker_module=ON_CUE)
+    await bot.rt.extractor.warm()
+    pdfs = [
+        slack.add_file(f"r{i}.pdf", control.job(f"P{i}", make_pdf([f"Chapter {i} text"])), "application/pdf")
+        for i in (1, 2, 3)
+    ]
+    control.go_at_once.add("P1")
+    llm.script(Reply(content="I read r1.pdf only."))
+    await bot.event(shared(dm("summarize these"), *pdfs))
+    await bot.idle(timeout=60)
+    texts = [m["text"] for m in slack.posted(channel="D1")]
+    assert "r2.pdf" in texts[0] and "r3.pdf" in texts[0] and "time limit" in texts[0]
+    assert "r1.pdf" not in texts[0]
+    assert "Chapter 1 text" in str(llm.requests[0]["messages"])
+    assert "tools" not in llm.requests[0]  # the reading used the run's time: it just answers
+    assert texts[1] == "I read r1.pdf only."
+    assert bot.rt.extractor.killed == 1  # r2 was cut when the time was up; r3 never started
+    assert "P3" not in control.started

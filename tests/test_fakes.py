@@ -201,11 +201,12 @@ async def test_slack_faults_auth_and_response_urls(slack: FakeSlack) -> None:
 
 
 async def test_slack_big_history_is_cheap(slack: FakeSlack) -> None:
-    started = time.perf_counter()
+    """CPU seconds, not wall time: the bound holds however busy the machine is."""
+    started = time.process_time()
     stamps = slack.seed_messages("C2", 50_000, step=1.0)
     page = await slack_client(slack).conversations_history(channel="C2", latest=stamps[25_000], limit=5)
     assert [m["ts"] for m in page["messages"]] == stamps[24_999:24_994:-1]
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 1.0
 
 
 def test_signed_requests_verify_with_slack_sdk() -> None:

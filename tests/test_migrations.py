@@ -39,7 +39,7 @@ async def run_cli(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str,
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", *args, cwd=cwd, env=env, stdout=-1, stderr=-1
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    out, err = await asyncio.wait_for(proc.communicate(), 300)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 
@@ -166,7 +166,7 @@ async def test_three_processes_starting_together_on_an_empty_database(slack, llm
         for proc in procs:
             if proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)
-        results = [await asyncio.wait_for(p.communicate(), 30) for p in procs]
+        results = [await asyncio.wait_for(p.communicate(), 300) for p in procs]
     finally:
         for proc in procs:
             if proc.returncode is None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bot.config import DEFAULT_CONTEXT_TOKENS, ConfigError, context_window, load_settings
-from tests.conftest import Bot, make_settings
+from tests.conftest import Bot, MakeBot, make_settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_requests import mention
 
@@ -85,13 +85,9 @@ async def test_azure_deployment_urls_and_key_header(slack, db_url) -> None:
         assert fake.schema_errors == []
 
 
-async def test_the_output_cap_goes_in_the_parameter_the_server_reads(slack, llm, db_url) -> None:
-    harness = Bot(make_settings(slack, llm, db_url, OPENAI_OUTPUT_TOKENS_PARAM="max_tokens"))
-    await harness.start()
-    try:
-        await harness.event(mention("<@UBOT> hello", ts="91.1"))
-        await harness.idle()
-        body = llm.last_request
-        assert body["max_tokens"] == 8192 and "max_completion_tokens" not in body
-    finally:
-        await harness.close()
+async def test_the_output_cap_goes_in_the_parameter_the_server_reads(slack, llm, make_bot: MakeBot) -> None:
+    harness = await make_bot(OPENAI_OUTPUT_TOKENS_PARAM="max_tokens")
+    await harness.event(mention("<@UBOT> hello", ts="91.1"))
+    await harness.idle()
+    body = llm.last_request
+    assert body["max_tokens"] == 8192 and "max_completion_tokens" not in body

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from bot.db.models import GridWorkspace, SlackInstallation
 from bot.doctor import doctor
 from bot.slack import install as installs
 from bot.slack.install import SCOPES
-from tests.conftest import Bot, make_settings
+from tests.conftest import Bot, MakeBot, make_settings
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import command_body, event_body, mention, thread_message
 from tests.fakes.slack_rules import manifest_scopes
@@ -48,12 +47,8 @@ def oauth_env(slack) -> dict[str, str]:
 
 
 @pytest.fixture
-async def obot(slack, llm, db_url) -> AsyncIterator[Bot]:
-    settings = make_settings(slack, llm, db_url, **oauth_env(slack))
-    harness = Bot(settings)
-    await harness.start()
-    yield harness
-    await harness.close()
+async def obot(make_bot: MakeBot, slack) -> Bot:
+    return await make_bot(**oauth_env(slack))
 
 
 async def install(bot: Bot, slack, team: str) -> int:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests import queries
-from tests.conftest import Bot, make_settings
+from tests.conftest import Bot, MakeBot, make_settings
 from tests.fakes import model_quirks
 from tests.fakes.model_quirks import PROFILES, Quirks
 from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall
@@ -33,11 +33,8 @@ async def server(request) -> AsyncIterator[FakeOpenAI]:
 
 
 @pytest.fixture
-async def bot(slack, server, db_url) -> AsyncIterator[Bot]:
-    harness = Bot(make_settings(slack, server, db_url))
-    await harness.start()
-    yield harness
-    await harness.close()
+async def bot(server, make_bot: MakeBot) -> Bot:
+    return await make_bot(llm=server)
 
 
 def answered(slack, thread_ts: str) -> str:

@@ -7,7 +7,6 @@ shape of Slack's published captures (tests/fixtures/slack/api/, java-slack-sdk j
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -15,7 +14,7 @@ import pytest
 from bot.slack.refusals import CONTENT, EDIT, OTHER, REFUSALS, WHERE, refusal_of
 from bot.slack.surface import ANSWER_BELOW, PLAIN_CHARS
 from tests import queries
-from tests.conftest import Bot, weather_bot
+from tests.conftest import Bot, MakeBot
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_requests import mention
@@ -33,16 +32,14 @@ CHANNEL_REFUSALS = [
 
 
 @pytest.fixture
-async def rbot(slack, llm, db_url, weather) -> AsyncIterator[Bot]:
-    harness = await weather_bot(slack, llm, db_url, weather, STREAM_UPDATE_SECONDS="0.05")
-    yield harness
-    await harness.close()
+async def rbot(weather, make_bot: MakeBot) -> Bot:
+    return await make_bot(weather=weather, STREAM_UPDATE_SECONDS="0.05")
 
 
 async def ask(bot: Bot, slack: FakeSlack, text: str = "<@UBOT> hi") -> str:
     ts = slack.add_message("C1", "U1", text)
     await bot.event(mention(text, ts=ts))
-    await bot.idle(timeout=20)
+    await bot.idle()
     return ts
 
 
@@ -117,7 +114,7 @@ async def test_an_answer_refused_for_its_content_is_shown_as_plain_text_in_small
     slack.fail_next("chat.postMessage", error=code, times=99, when=lambda p: bool(p.get("blocks")))
     llm.script(Reply(content=answer))
     await rbot.command("/ask", "tell me a lot", response_url=slack.response_url("ask"))
-    await rbot.idle(timeout=20)
+    await rbot.idle()
     pieces = slack.posted(channel="C1")
     assert len(pieces) >= 3 and all(not m.get("blocks") and len(m["text"]) <= PLAIN_CHARS for m in pieces)
     shown = " ".join(" ".join(m["text"] for m in pieces).split())
@@ -186,7 +183,7 @@ async def test_a_command_result_refused_by_the_channel_reaches_the_asker(
     slack.refuse_writes("C1", code)
     llm.script(Reply(content="Sunny in Karachi, and all is well."))
     await rbot.command(command, text, response_url=slack.response_url("cmd"))
-    await rbot.idle(timeout=20)
+    await rbot.idle()
     (reply,) = slack.responses
     assert reply["response_type"] == "ephemeral"
     assert "Sunny in Karachi" in reply["text"] and words in reply["text"] and "<#C1>" in reply["text"]

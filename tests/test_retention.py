@@ -91,7 +91,7 @@ async def test_the_clock_process_purges_at_start(slack, db_url) -> None:
     await seed(rt.db, 45, "stale")
     running = await start_clock(rt)
     try:
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(60):
             while (await contents(rt.db))["events"]:
                 await asyncio.sleep(0.05)
         assert (await contents(rt.db))["messages"] == []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -12,16 +11,14 @@ from bot.db.models import Run, Step
 from bot.slack.render import STEPS_ACTION
 from bot.slack.steps_view import steps_text
 from tests import queries
-from tests.conftest import Bot, weather_bot
+from tests.conftest import Bot, MakeBot
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import mention
 
 
 @pytest.fixture
-async def wbot(slack, llm, db_url, weather) -> AsyncIterator[Bot]:
-    harness = await weather_bot(slack, llm, db_url, weather, OPENAI_MODEL="gpt-4o")
-    yield harness
-    await harness.close()
+async def wbot(weather, make_bot: MakeBot) -> Bot:
+    return await make_bot(weather=weather, OPENAI_MODEL="gpt-4o")
 
 
 def steps_button(message: dict) -> dict:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack.calls import call
 from bot.slack.split import split_markdown
-from tests.conftest import Bot, make_settings
+from tests.conftest import Bot, MakeBot
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_requests import dm, mention
@@ -19,18 +17,15 @@ from tests.test_render import answer_30k
 
 
 @pytest.fixture
-async def fbot(slack, llm, db_url) -> AsyncIterator[Bot]:
-    harness = Bot(make_settings(slack, llm, db_url, STREAM_UPDATE_SECONDS="0.1"))
-    await harness.start()
-    yield harness
-    await harness.close()
+async def fbot(make_bot: MakeBot) -> Bot:
+    return await make_bot(STREAM_UPDATE_SECONDS="0.1")
 
 
 async def ask_in_channel(bot: Bot, slack: FakeSlack, text: str) -> str:
     """The user's message is in Slack (as it would be) before the bot hears of it; returns its ts."""
     ts = slack.add_message("C1", "U1", text)
     await bot.event(mention(text, ts=ts))
-    await bot.idle(timeout=20)
+    await bot.idle()
     return ts
 
 
@@ -76,7 +71,7 @@ async def test_a_top_level_dm_post_is_looked_up_in_the_history(fbot: Bot, slack,
     llm.script(Reply(content="in the DM"))
     ts = slack.add_message("D1", "U1", "hello")
     await fbot.event(dm("hello", ts=ts))
-    await fbot.idle(timeout=20)
+    await fbot.idle()
     mine = slack.posted(channel="D1")
     assert [markdown_of(m) or m["text"] for m in mine] == ["in the DM"]
 
@@ -89,7 +84,7 @@ async def test_an_applied_append_error_replaces_the_stream_with_the_exact_answer
     llm.script(Reply(content=text, stream_delay=0.02))
     root = slack.add_message("D1", "U1", "tell me")
     await fbot.event(dm("tell me", ts=root, thread_ts=root))
-    await fbot.idle(timeout=20)
+    await fbot.idle()
     assert slack.calls_to("chat.appendStream"), "the answer should have streamed in pieces"
     (message,) = slack.posted(channel="D1")  # the garbled stream was deleted
     assert markdown_of(message) == text

@@ -111,8 +111,8 @@ async def test_every_published_event_is_acked_once_over_socket_mode(slack, llm, 
     try:
         names = sorted(p.name for p in (FIXTURES / "events").glob("*.json"))
         sent = [await slack.socket_send(to_test_world(load(f"events/{name}"))) for name in names]
-        await slack.wait_for(lambda: all(acked(slack, e) for e in sent), timeout=20, what="every ack")
-        await slack.wait_for(lambda: not len(running.rt.tasks), timeout=20)
+        await slack.wait_for(lambda: all(acked(slack, e) for e in sent), timeout=60, what="every ack")
+        await slack.wait_for(lambda: not len(running.rt.tasks), timeout=60)
         ids = [a["envelope_id"] for a in slack.socket_acks]
         assert sorted(ids) == sorted(sent) and len(names) >= 21
     finally:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -20,7 +19,7 @@ import pytest
 
 from bot.slack.listeners.home_settings import CALLBACK
 from bot.slack.workspace import event_workspace, request_enterprise, request_workspace
-from tests.conftest import Bot, make_settings
+from tests.conftest import Bot, MakeBot
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import command_body, view_submission_body
 from tests.test_oauth import install, oauth_env, org_command_body, org_wide_body, token_of
@@ -30,12 +29,9 @@ GUEST_ORG = "E0GUEST1"  # the other organisation is a Grid org
 
 
 @pytest.fixture
-async def obot(slack, llm, db_url) -> AsyncIterator[Bot]:
+async def obot(make_bot: MakeBot, slack) -> Bot:
     """The bot in OAuth mode (installed per workspace through /slack/install)."""
-    harness = Bot(make_settings(slack, llm, db_url, **oauth_env(slack)))
-    await harness.start()
-    yield harness
-    await harness.close()
+    return await make_bot(**oauth_env(slack))
 
 
 _ids = itertools.count(1)

@@ -159,7 +159,7 @@ class FakeOpenAI(FakeServer):
         """Names of the tools offered in request `i` ([] when it offered none)."""
         return [t["function"]["name"] for t in self.requests[i].get("tools") or [] if "function" in t]
 
-    async def wait_for_requests(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+    async def wait_for_requests(self, count: int, timeout: float = 60.0) -> list[dict[str, Any]]:
         async with asyncio.timeout(timeout):
             while len(self.requests) < count:
                 await asyncio.sleep(0.01)

@@ -118,7 +118,7 @@ class FakeSlack(FakeServer, SocketMode, FileMethods, ChatMethods, ViewMethods):
         """auth.test calls so far: a process verifies its token once, not once per event."""
         return len(self.calls_to("auth.test"))
 
-    async def wait_for(self, predicate: Callable[[], T], timeout: float = 5.0, what: str = "condition") -> T:
+    async def wait_for(self, predicate: Callable[[], T], timeout: float = 60.0, what: str = "condition") -> T:
         """Poll until predicate() is truthy; on timeout, fail listing the calls so far."""
         try:
             async with asyncio.timeout(timeout):
@@ -131,7 +131,7 @@ class FakeSlack(FakeServer, SocketMode, FileMethods, ChatMethods, ViewMethods):
                 f"timed out after {timeout}s waiting for {what}; calls so far:\n  {seen}"
             ) from None
 
-    async def wait_for_call(self, method: str, count: int = 1, timeout: float = 5.0) -> list[Call]:
+    async def wait_for_call(self, method: str, count: int = 1, timeout: float = 60.0) -> list[Call]:
         await self.wait_for(lambda: len(self.calls_to(method)) >= count, timeout, f"{count} x {method}")
         return self.calls_to(method)
 
