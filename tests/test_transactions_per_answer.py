@@ -49,7 +49,7 @@ async def test_a_simple_answer_costs_at_most_three_transactions(quiet_bot: Bot, 
     spent = delta(before)
 
     transactions = spent["begin"] + spent["autocommit"]
-    assert transactions <= 3, spent
+    assert transactions <= 3, repr(spent)
     assert spent["begin"] == spent["commit"] + spent["rollback"], spent  # none left open
     # Everything the answer made is on file, from that one end.
     run = await queries.last_run(quiet_bot.rt.db)
