@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -127,6 +128,9 @@ async def start_http(
     log.info("listening on http://%s:%s/slack/events", host, bound)
     await start_work(rt, app)
     background = [*start_retention(rt), start_sweeper(rt)]
+    # What start-up made lives as long as the process: out of the collector's sight, a full
+    # collection (which holds the interpreter, acks included) walks only what answers make.
+    gc.freeze()
     return Running(rt=rt, app=app, runner=runner, port=bound, door=door, background=background)
 
 
