@@ -54,6 +54,7 @@ MAX_ATTEMPTS = 5
 CLAIM_BATCH = 20
 STALE_SWEEP_SECONDS = 30.0  # also how often moved inbox rows are deleted, at the least
 FORGET_EVERY = 200  # ... or once this many were moved
+NOTIFIED_PAUSE = 0.05  # seconds before another process's new work is looked at
 FINISH_TRIES = 4
 REDOS_HERE = 5  # runs of a job the database went away under, in the process that holds it
 
@@ -222,8 +223,15 @@ class WorkEngine:
     def _notified(self, what: str) -> None:
         """Another process recorded work, or finished a job ("done"): a finishing process claims
         its queue's next job itself, so a finish elsewhere matters here only to a `wait`."""
-        if what != "done" or self._waiters:
-            self._wake.set()
+        if what == "done" and not self._waiters:
+            return
+        if what == "new" and self._loop is not None:
+            # The recording process's claimer was woken at once: looking a moment later, this
+            # one finds the job taken by a read (no claim transaction lost in the race) and
+            # still takes it when the recorder has no room.
+            self._loop.call_later(NOTIFIED_PAUSE, self._wake.set)
+            return
+        self._wake.set()
 
     async def stop(self, drain: float) -> int:
         """Stop claiming, let running jobs finish for `drain` seconds, hand the rest back.
