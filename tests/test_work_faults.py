@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import exc as sa_exc
 
 from bot.db import Database
-from bot.db.engine import LAST_FAULT
 from bot.db.jobs import NewJob
 from bot.work import Job, JobLost, WorkEngine
 
@@ -101,13 +100,10 @@ async def test_a_lease_that_lapsed_while_the_database_was_away_waits_for_its_hol
     job_id, _ = (await db.jobs.add([NewJob("held", "held:1", {})]))[0]
     assert [c.id for c in await db.jobs.claim(owner, 0.1, 10, 0, ["held"])] == [job_id]
     await asyncio.sleep(0.2)  # lapsed
-    LAST_FAULT[0] = time.monotonic()  # this process just met the database being away
-    try:
-        assert await db.jobs.claim(holder.owner, 0.5, 10, 0, ["held"], quiet_for=30) == []
-        taken = await db.jobs.claim(holder.owner, 0.5, 10, 0, ["held"], quiet_for=0)
-        assert [c.id for c in taken] == [job_id]  # the same claim without a recent fault takes it
-    finally:
-        LAST_FAULT[0] = float("-inf")
+    db.faults.now()  # this database was just away
+    assert await db.jobs.claim(holder.owner, 0.5, 10, 0, ["held"], quiet_for=30) == []
+    taken = await db.jobs.claim(holder.owner, 0.5, 10, 0, ["held"], quiet_for=0)
+    assert [c.id for c in taken] == [job_id]  # the same claim without a recent fault takes it
 
 
 async def test_a_holder_paused_past_its_lease_learns_it_before_showing_anything(db: Database) -> None:

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import URL, make_url
@@ -40,9 +40,21 @@ RETRY_SQLSTATES = frozenset({"40001", "40P01"})
 # the second connection covers a restart's reconnect): on top of DB_POOL_SIZE + DB_MAX_OVERFLOW.
 RECORDING_CONNECTIONS = 2
 RETRY_SECONDS = 15.0  # how long a transient fault is retried before the work fails
-# When this process last met a transient fault (time.monotonic()): the work engine takes over
-# no lapsed lease until a lease's time after it, since the holder could not renew meanwhile.
-LAST_FAULT = [float("-inf")]
+
+
+class FaultClock:
+    """When a database last gave a transient fault (time.monotonic()): the work engine takes over
+    no lapsed lease until a lease's time after it, since the holder could not renew meanwhile.
+    One per Database (its pool shares it), not per process: another database's outage says
+    nothing about this one's leases."""
+
+    def __init__(self) -> None:
+        self.last = float("-inf")
+
+    def now(self) -> None:
+        self.last = time.monotonic()
+
+
 # Set while a health check or `doctor` asks: they report a refused connection at once.
 IMPATIENT: contextvars.ContextVar[bool] = contextvars.ContextVar("IMPATIENT", default=False)
 # SQLAlchemy names a pool's logger after its class: ours would log "Pool disposed" at INFO.
@@ -249,6 +261,14 @@ class PatientPool(AsyncAdaptedQueuePool):
     pre-ping that finds a connection dead after a restart waits for the server like a new one.
     """
 
+    faults = FaultClock()  # replaced by its Database's own (`Database.__init__`)
+
+    def recreate(self) -> PatientPool:
+        """A disposed pool's successor keeps its database's fault clock."""
+        pool = cast(PatientPool, super().recreate())
+        pool.faults = self.faults
+        return pool
+
     def connect(self) -> PoolProxiedConnection:
         from sqlalchemy import exc as sa_exc
         from sqlalchemy.util import await_
@@ -269,7 +289,7 @@ class PatientPool(AsyncAdaptedQueuePool):
             except Exception as exc:
                 tries += 1
                 if database_unavailable(exc):
-                    LAST_FAULT[0] = time.monotonic()
+                    self.faults.now()
                 if IMPATIENT.get() or not database_unavailable(exc) or loop.time() + delay > deadline:
                     raise
                 log.log(
@@ -311,6 +331,9 @@ class Database:
         self.retry_seconds = RETRY_SECONDS
         self.prices: Mapping[str, tuple[float, float]] = prices or {}  # MODEL_PRICES: a run's cost
         self.engine = make_engine(url, **engine_options)
+        self.faults = FaultClock()
+        if isinstance(self.engine.sync_engine.pool, PatientPool):
+            self.engine.sync_engine.pool.faults = self.faults
         # Reads in autocommit, on the same pool. (SQLite: switching costs a PRAGMA each way, but a
         # pool of readers of its own opened and closed connections under load, slowing writers.)
         # Not behind PgBouncer: asyncpg prepares a statement, then runs it, and outside a
@@ -373,7 +396,7 @@ class Database:
             except Exception as exc:
                 tries += 1
                 if transient(exc):
-                    LAST_FAULT[0] = time.monotonic()
+                    self.faults.now()
                 if not transient(exc) or loop.time() + delay > deadline:
                     raise
                 # The class and SQLSTATE only: a DBAPIError's text carries the statement's values.

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.db.engine import IMPATIENT, LAST_FAULT
+from bot.db.engine import IMPATIENT
 from bot.db.locks import serialized
 from bot.db.models import Job, utcnow
 
@@ -142,7 +142,7 @@ class Jobs:
         wanted = list(kinds)
 
         async def attempt() -> list[Claimed]:
-            take_over = time.monotonic() - LAST_FAULT[0] >= quiet_for
+            take_over = time.monotonic() - self.db.faults.last >= quiet_for
             return await self._claim(owner, ttl, limit, slots, wanted, take_over, arrivals)
 
         return await self.db.retrying(attempt, what="claiming work")
