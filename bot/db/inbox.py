@@ -21,7 +21,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.schema import CreateTable
 
 from bot.db.engine import IMPATIENT, make_engine, sqlite_path
-from bot.db.jobs import NewJob
+from bot.db.jobs import NewJob, recorded
 
 MOVE_BATCH = 500
 
@@ -63,17 +63,7 @@ class Inbox:
         """Record in one transaction; a key already waiting here keeps its first row (False)."""
         await self._make()
         now = datetime.now(UTC).replace(tzinfo=None)  # stored naive, read back as UTC
-        rows = [
-            {
-                "kind": j.kind,
-                "key": j.key,
-                "queue": j.queue,
-                "person": j.person,
-                "payload": json.dumps(j.payload),
-                "created_at": now,
-            }
-            for j in jobs
-        ]
+        rows = [{**recorded(j), "created_at": now} for j in jobs]
         token = IMPATIENT.set(True)
         try:
             async with self.engine.begin() as conn:

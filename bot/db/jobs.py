@@ -46,6 +46,17 @@ class NewJob:
     created_at: datetime | None = None  # when it was recorded elsewhere first (the inbox)
 
 
+def recorded(job: NewJob) -> dict[str, Any]:
+    """The columns a new job and the front door's inbox row (bot/db/inbox.py) share."""
+    return {
+        "kind": job.kind,
+        "key": job.key,
+        "queue": job.queue,
+        "person": job.person,
+        "payload": json.dumps(job.payload),
+    }
+
+
 @dataclass(frozen=True)
 class Claimed:
     """A job this process now holds: its fields as the handler needs them."""
@@ -79,11 +90,7 @@ class Jobs:
         """INSERT of new jobs; a key already there keeps its first job (ON CONFLICT DO NOTHING)."""
         rows = [
             {
-                "kind": j.kind,
-                "key": j.key,
-                "queue": j.queue,
-                "person": j.person,
-                "payload": json.dumps(j.payload),
+                **recorded(j),
                 "state": "pending",
                 "attempts": 0,
                 "lease_expires": 0.0,

@@ -154,6 +154,7 @@ class WorkEngine:
         self._running: dict[int, tuple[Job, asyncio.Task[None]]] = {}
         self._waiters: dict[int, list[asyncio.Future[str]]] = {}
         self.recorder = Recorder(db.jobs.add, self.wake)
+        self.submit = self.recorder.submit  # recording on this loop: see `Recorder.submit`
         url = inbox_url(db.url)
         self.inbox = Inbox(url) if url else None  # SQLite: the front door's deliveries wait there
         self._moved = self._forgotten = 0  # inbox rows: the last this process moved, and deleted
@@ -177,18 +178,6 @@ class WorkEngine:
         self.kinds[name] = Kind(run, give_up, max_age)
 
     # -- recording ---------------------------------------------------------------------------
-
-    async def submit(
-        self,
-        kind: str,
-        key: str,
-        payload: dict[str, Any],
-        *,
-        queue: str | None = None,
-        person: str | None = None,
-    ) -> tuple[int, bool]:
-        """Record a job on this loop (see `Recorder.submit`) and wake the claimer."""
-        return await self.recorder.submit(kind, key, payload, queue=queue, person=person)
 
     def wake(self) -> None:
         """New work or a free slot: the claimer looks now (call on the engine's loop)."""
