@@ -12,9 +12,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
-from bot import metrics
 from bot.db.counting import kind_of
 from bot.db.engine import Database
+from bot.ops import metrics
 
 
 def counts() -> dict[tuple[str, str], float]:

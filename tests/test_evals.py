@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import DEFAULT_PRICES, Settings, load_settings
-from bot.evals import evaluate
+from bot.ops.eval_suite import evaluate
 from orchestrators.evals.cases import CaseError, parse_cases
 from orchestrators.evals.results import report
 from orchestrators.evals.tape import Tape

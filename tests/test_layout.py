@@ -135,6 +135,6 @@ def test_the_checks_see_what_they_must_refuse(tmp_path: Path) -> None:
     found = imports("tools.probe", source)
     assert ("bot.config", True) in found and ("bot.db.engine", False) in found
     assert ("tests.fakes.server", False) in found
-    assert {"bot.config", "bot.db", "tools.context"} <= graph()["bot.runtime"]
-    assert "bot.db.runs" not in graph()["bot.db.engine"]  # imported inside a function: not a cycle
+    assert {"bot.config", "bot.db", "tools.toolkit.context"} <= graph()["bot.runtime"]
+    assert "bot.db.queries.runs" not in graph()["bot.db.engine"]  # imported inside a function: not a cycle
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

@@ -19,14 +19,14 @@ from sqlalchemy.engine import make_url
 from bot.config import load_settings
 from bot.db import Database
 from bot.db.engine import CommitUnknown, database_unavailable, sqlstate, transient
-from bot.doctor import check_pool
-from bot.runs import RunFailed, traced_run
+from bot.ops.doctor import check_pool
 from bot.runtime import Runtime, create_runtime
+from bot.work.traced_run import RunFailed, traced_run
 from tests import queries
 from tests.conftest import make_settings
 from tests.fakes.slack_api import FakeSlack
 from tests.postgres import PostgresServer, fresh_database, pgbouncer, postgres_server
-from tools.registry import ToolError
+from tools.toolkit.registry import ToolError
 
 needs_postgres = pytest.mark.skipif(
     not os.environ.get("TEST_DATABASE_URL", "").strip(), reason="TEST_DATABASE_URL names no PostgreSQL server"

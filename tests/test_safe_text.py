@@ -1,5 +1,5 @@
 """Issue 10 finding 5 and issue 23: text the bot did not write notifies nobody, disguises no link
-and unfurls nothing, on every path that reaches Slack (bot/slack/safe_text.py)."""
+and unfurls nothing, on every path that reaches Slack (bot/slack/output/safe_text.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import time
 from pathlib import Path
 
-from bot.slack.safe_text import JOINER, CleanWebClient, neutralize, neutralize_blocks, stable_prefix
+from bot.slack.output.safe_text import JOINER, CleanWebClient, neutralize, neutralize_blocks, stable_prefix
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import dm, mention

@@ -1,5 +1,5 @@
 """Reading a Slack channel for a user: only channels that user is a member of, and only for
-showing where everyone who will see the result may read that channel (tools/audience.py)."""
+showing where everyone who will see the result may read that channel (tools/guards/audience.py)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 from pydantic import BaseModel
 from slack_sdk.errors import SlackApiError
 
-from tools.audience import ChannelFacts, may_show
-from tools.context import ToolContext
-from tools.period import PeriodError, is_period, parse_period
-from tools.registry import ToolError, tool
+from tools.guards.audience import ChannelFacts, may_show
+from tools.parsing.period import PeriodError, is_period, parse_period
+from tools.toolkit.context import ToolContext
+from tools.toolkit.registry import ToolError, tool
 
 MAX_MESSAGES = 500
 REF = re.compile(r"^<#(?P<id>[CGD][A-Z0-9]+)(\|(?P<name>[^>]*))?>$")

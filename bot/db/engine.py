@@ -315,17 +315,17 @@ class Database:
     def __init__(
         self, url: str, prices: Mapping[str, tuple[float, float]] | None = None, **engine_options: Any
     ) -> None:
-        from bot.db.approvals import Approvals
-        from bot.db.assistant_contexts import AssistantContexts
-        from bot.db.conversations import Conversations
-        from bot.db.digests import Digests
-        from bot.db.events import Events
-        from bot.db.feedback import Feedbacks
-        from bot.db.jobs import Jobs
-        from bot.db.parked import ParkedCalls
-        from bot.db.runs import Runs
-        from bot.db.settings import ChannelSettings
-        from bot.db.usage import UsageQueries
+        from bot.db.queries.approvals import Approvals
+        from bot.db.queries.assistant_contexts import AssistantContexts
+        from bot.db.queries.conversations import Conversations
+        from bot.db.queries.feedback import Feedbacks
+        from bot.db.queries.parked import ParkedCalls
+        from bot.db.queries.runs import Runs
+        from bot.db.queries.usage import UsageQueries
+        from bot.db.queue.events import Events
+        from bot.db.queue.jobs import Jobs
+        from bot.db.workspaces.digest_schedules import Digests
+        from bot.db.workspaces.workspace_settings import ChannelSettings
 
         self.url = url
         self.retry_seconds = RETRY_SECONDS

@@ -14,23 +14,15 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
 from bot.slack import install
-from bot.slack.authorize import VerifiedBotToken, VerifiedInstallations
-from bot.slack.deliveries import Deliveries
-from bot.slack.front_door import FrontDoor, bolt_dispatch, last_word, validate_payload
-from bot.slack.listeners import (
-    approvals,
-    assistant,
-    commands,
-    digest,
-    feedback,
-    home,
-    home_settings,
-    messages,
-    shortcuts,
-    steps,
-    uninstall,
-)
-from bot.slack.safe_text import CleanWebClient, SessionRespond, reply_session
+from bot.slack.door.authorize import VerifiedBotToken, VerifiedInstallations
+from bot.slack.door.deliveries import Deliveries
+from bot.slack.door.front_door import FrontDoor, bolt_dispatch, last_word, validate_payload
+from bot.slack.listeners import assistant, digest, home, home_settings, messages, shortcuts, uninstall
+from bot.slack.listeners import slash_commands as commands
+from bot.slack.listeners.clicks import approval_buttons as approvals
+from bot.slack.listeners.clicks import feedback_buttons as feedback
+from bot.slack.listeners.clicks import show_steps as steps
+from bot.slack.output.safe_text import CleanWebClient, SessionRespond, reply_session
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +96,7 @@ def shared_session(rt: Runtime) -> Callable[..., Awaitable[Any]]:
 
 def build_web_app(app: AsyncApp, rt: Runtime) -> web.Application:
     """Slack requests at POST /slack/events; /healthz, /readyz and /metrics beside them."""
-    from bot.health import add_routes
+    from bot.ops.health import add_routes
 
     limit = rt.settings.slack_max_body_bytes
     web_app = web.Application(client_max_size=limit)

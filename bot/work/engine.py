@@ -37,8 +37,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot.db.engine import IMPATIENT, database_unavailable, transient
-from bot.db.inbox import Inbox, inbox_url
-from bot.db.jobs import FINISHED, Claimed, Write
+from bot.db.queue.inbox import Inbox, inbox_url
+from bot.db.queue.jobs import FINISHED, Claimed, Write
 from bot.work.recorder import Recorder
 
 if TYPE_CHECKING:

@@ -13,11 +13,11 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 
 from orchestrators.workflows.base import WorkflowReply
-from orchestrators.workflows.summarize import CHUNK_CHARS, _clock, chunks_of, transcript
-from tools.context import ToolContext
+from orchestrators.workflows.channel_summary import CHUNK_CHARS, _clock, chunks_of, transcript
 from tools.read_channel import _explain, ensure_may_show, ensure_member, user_names
-from tools.registry import ToolError
 from tools.summarize import summarize
+from tools.toolkit.context import ToolContext
+from tools.toolkit.registry import ToolError
 
 MAX_MESSAGES = 5_000  # replies kept in memory: the newest ones
 STYLE = (
