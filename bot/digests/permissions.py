@@ -58,7 +58,8 @@ def why_not_add(cron: str, timezone: str) -> str | None:
 
 def channel_full(target: str, existing: int) -> str:
     """Why a member may not add another schedule posting in `target`; the count is checked with
-    the insert, under one lock (bot/db/workspaces/digest_schedules.py `add`), so concurrent adds cannot pass it."""
+    the insert, under one lock (bot/db/workspaces/digest_schedules.py `add`), so concurrent adds
+    cannot pass it."""
     return (
         f"<#{target}> already has {existing} digests, the most a member may set up; "
         "remove one first or ask a workspace admin"

@@ -17,11 +17,17 @@ from bot.slack import install
 from bot.slack.door.authorize import VerifiedBotToken, VerifiedInstallations
 from bot.slack.door.deliveries import Deliveries
 from bot.slack.door.front_door import FrontDoor, bolt_dispatch, last_word, validate_payload
-from bot.slack.listeners import assistant, digest, home, home_settings, messages, shortcuts, uninstall
-from bot.slack.listeners import slash_commands as commands
-from bot.slack.listeners.clicks import approval_buttons as approvals
-from bot.slack.listeners.clicks import feedback_buttons as feedback
-from bot.slack.listeners.clicks import show_steps as steps
+from bot.slack.listeners import (
+    assistant,
+    digest,
+    home,
+    home_settings,
+    messages,
+    shortcuts,
+    slash_commands,
+    uninstall,
+)
+from bot.slack.listeners.clicks import approval_buttons, feedback_buttons, show_steps
 from bot.slack.output.safe_text import CleanWebClient, SessionRespond, reply_session
 
 log = logging.getLogger(__name__)
@@ -53,10 +59,10 @@ def build_app(rt: Runtime) -> AsyncApp:
     uninstall.register(app, rt)
     assistant.register(app, rt)  # before messages: it takes DM threads (assistant threads)
     messages.register(app, rt)
-    feedback.register(app, rt)
-    steps.register(app, rt)
-    approvals.register(app, rt)
-    commands.register(app, rt)
+    feedback_buttons.register(app, rt)
+    show_steps.register(app, rt)
+    approval_buttons.register(app, rt)
+    slash_commands.register(app, rt)
     digest.register(app, rt)
     home.register(app, rt)
     home_settings.register(app, rt)

@@ -177,7 +177,8 @@ def _left(until: float | None) -> float | None:
 
 
 class Extractor:
-    """A small pool of parser processes shared fairly between the people who ask (tools/parsing/fair_slots.py).
+    """A small pool of parser processes shared fairly between the people who ask
+    (tools/parsing/fair_slots.py).
 
     Each job has a deadline, after which its worker dies and a new one is started in its place;
     a job also ends when the asking run's time is up (`until`), queued or running. At most
