@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from bot.db.counting import kind_of
-from bot.db.engine import Database
+from bot.db.database import Database
 from bot.ops import metrics
 
 

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from bot.db.engine import Database
+from bot.db.database import Database
 from bot.db.queue.inbox import Inbox, inbox_url
 from bot.db.queue.jobs import NewJob
 from tests.conftest import SIGNING_SECRET, Bot

@@ -1,6 +1,6 @@
 """The statements and transactions the database runs, counted for /metrics (what an answer costs).
 
-Imported once by bot/db/engine.py. The listeners sit on the Engine and Pool classes, so every
+Imported once by bot/db/database.py. The listeners sit on the Engine and Pool classes, so every
 engine of the process is counted however it was made. Statements are counted where they run:
 on PostgreSQL at SQLAlchemy's cursor event; on SQLite by SQLite's own trace hook, because the
 run and step writer (bot/db/queries/runs.py) talks to aiosqlite below SQLAlchemy and would go unseen.

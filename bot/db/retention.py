@@ -19,7 +19,7 @@ from bot.db.models import Conversation, Feedback, Job, Message, ProcessedEvent, 
 from bot.db.queue.jobs import FINISHED
 
 if TYPE_CHECKING:
-    from bot.db.engine import Database
+    from bot.db.database import Database
 
 log = logging.getLogger(__name__)
 

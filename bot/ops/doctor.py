@@ -69,7 +69,7 @@ async def check_pool(settings: Settings) -> tuple[bool | None, str] | None:
     SQLite (one file, no server)."""
     from sqlalchemy import text
 
-    from bot.db.engine import RECORDING_CONNECTIONS
+    from bot.db.database import RECORDING_CONNECTIONS
     from bot.runtime import open_database
 
     if settings.database_url.startswith("sqlite"):

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bot.controls import budget
 from bot.controls.budget import Allowance
 from bot.controls.channel_config import Effective
-from bot.db.engine import database_unavailable
+from bot.db.database import database_unavailable
 from bot.db.models import utcnow
 from bot.db.queries.runs import run_values
 from bot.db.queries.trace import DbTrace, RunRow, StatusSink

@@ -10,7 +10,7 @@ from sqlmodel import col, update
 from bot.db.models import Approval
 
 if TYPE_CHECKING:
-    from bot.db.engine import Database
+    from bot.db.database import Database
 
 DECIDED = ("approved", "denied", "expired")
 

@@ -13,7 +13,7 @@ from sqlmodel import col, select
 from bot.db.models import AssistantContext, utcnow
 
 if TYPE_CHECKING:
-    from bot.db.engine import Database
+    from bot.db.database import Database
 
 
 class AssistantContexts:

@@ -13,11 +13,11 @@ from sqlalchemy import select as sa_select
 from sqlalchemy import update as sa_update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.db.engine import fit_lengths
+from bot.db.database import fit_lengths
 from bot.db.models import Conversation, Message, utcnow
 
 if TYPE_CHECKING:
-    from bot.db.engine import Database
+    from bot.db.database import Database
 
 
 CONVERSATIONS = Conversation.__table__  # type: ignore[attr-defined]

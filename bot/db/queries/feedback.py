@@ -9,7 +9,7 @@ from sqlmodel import select
 from bot.db.models import Feedback, Run, utcnow
 
 if TYPE_CHECKING:
-    from bot.db.engine import Database
+    from bot.db.database import Database
 
 
 class Feedbacks:

@@ -10,7 +10,7 @@ from sqlmodel import col, or_, select
 from bot.db.models import Approval, ParkedSettlement
 
 if TYPE_CHECKING:
-    from bot.db.engine import Database
+    from bot.db.database import Database
 
 WRITE_KIND = "write"
 

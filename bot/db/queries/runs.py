@@ -22,12 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 from sqlmodel import select as select_models
 
-from bot.db.engine import fit_lengths
+from bot.db.database import fit_lengths
 from bot.db.models import Run, Step, utcnow
 from bot.ops import metrics
 
 if TYPE_CHECKING:
-    from bot.db.engine import Database
+    from bot.db.database import Database
 
 RUNS = Run.__table__  # type: ignore[attr-defined]  # sqlmodel sets it on every table model
 STEPS = Step.__table__  # type: ignore[attr-defined]

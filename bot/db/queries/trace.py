@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from bot.db.engine import Database
+from bot.db.database import Database
 from bot.db.models import utcnow
 from bot.db.queries.runs import Conversation
 from bot.logging_setup import message_text

@@ -16,7 +16,7 @@ from bot.db.locks import serialized
 from bot.db.models import BudgetReservation, Run, utcnow
 
 if TYPE_CHECKING:
-    from bot.db.engine import Database
+    from bot.db.database import Database
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from bot.db.models import ProcessedEvent
 from bot.ops import metrics
 
 if TYPE_CHECKING:
-    from bot.db.engine import Database
+    from bot.db.database import Database
 
 
 class Events:

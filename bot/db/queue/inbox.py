@@ -20,7 +20,7 @@ from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text,
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.schema import CreateTable
 
-from bot.db.engine import IMPATIENT, make_engine, sqlite_path
+from bot.db.database import IMPATIENT, make_engine, sqlite_path
 from bot.db.queue.jobs import NewJob, recorded
 
 MOVE_BATCH = 500

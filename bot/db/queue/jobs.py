@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.db.engine import IMPATIENT
+from bot.db.database import IMPATIENT
 from bot.db.locks import serialized
 from bot.db.models import Job, utcnow
 
 if TYPE_CHECKING:
-    from bot.db.engine import Database
+    from bot.db.database import Database
 
 FINISHED = ("done", "failed", "interrupted")
 CLAIM_LOCK = "work:claim"

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, insert
 from sqlmodel import col, select, update
 
-from bot.db.engine import fit_lengths
+from bot.db.database import fit_lengths
 from bot.db.locks import serialized
 from bot.db.models import DigestClaim, DigestSchedule, utcnow
 from bot.ops import metrics
 
 if TYPE_CHECKING:
-    from bot.db.engine import Database
+    from bot.db.database import Database
 
 
 PAUSED = "paused"  # a schedule whose creator or audience rule no longer allows it to post

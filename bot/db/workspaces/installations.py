@@ -22,7 +22,7 @@ from sqlmodel import col, delete, select
 from bot.db.models import GridWorkspace, OAuthState, SlackInstallation, utcnow
 
 if TYPE_CHECKING:
-    from bot.db.engine import Database
+    from bot.db.database import Database
 
 log = logging.getLogger(__name__)
 

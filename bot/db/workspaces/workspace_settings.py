@@ -10,11 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
 from bot.controls.channel_config import WORKSPACE, Effective, combine
-from bot.db.engine import insert_ignoring
+from bot.db.database import insert_ignoring
 from bot.db.models import ChannelSetting, SettingChange, utcnow
 
 if TYPE_CHECKING:
-    from bot.db.engine import Database
+    from bot.db.database import Database
 
 
 SETTINGS = ChannelSetting.__table__  # type: ignore[attr-defined]

@@ -16,7 +16,7 @@ from typing import Any
 
 from slack_bolt.context.respond.async_respond import AsyncRespond
 
-from bot.db.engine import database_unavailable
+from bot.db.database import database_unavailable
 from bot.runtime import Runtime
 from bot.slack import install
 from bot.slack.output.safe_text import quiet_respond

@@ -12,7 +12,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.db.engine import database_unavailable
+from bot.db.database import database_unavailable
 from bot.db.queries.conversations import message_rows
 from bot.runtime import Runtime
 from bot.slack.answering.approval_prompts import SlackApprover, Where

@@ -22,7 +22,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 
-from bot.db.engine import database_unavailable
+from bot.db.database import database_unavailable
 from bot.runtime import Runtime
 from bot.slack import install
 from bot.slack.answering.conversation import DATABASE_DOWN, Turn, give_up

@@ -36,7 +36,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.request.internals import parse_body
 from slack_bolt.response import BoltResponse
 
-from bot.db.engine import RECORDING_CONNECTIONS
+from bot.db.database import RECORDING_CONNECTIONS
 from bot.db.queue.inbox import Inbox, inbox_url
 from bot.db.queue.jobs import NewJob
 from bot.ops.metrics import REQUESTS_REJECTED

@@ -9,7 +9,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
 from bot.controls.admin_commands import SUBCOMMANDS
-from bot.db.engine import database_unavailable
+from bot.db.database import database_unavailable
 from bot.runtime import Runtime
 from bot.slack.answering.command_jobs import REDO, TAG, Runner, accept_command
 from bot.slack.answering.conversation import DATABASE_DOWN
