@@ -307,7 +307,7 @@ class PatientPool(AsyncAdaptedQueuePool):
 class Database:
     """Async access to the database; one per process, shared by every listener.
 
-    Queries live in one module per aggregate and are reached as `db.events`, `db.conversations`,
+    Queries live in one module per aggregate and are reached as `db.conversations`,
     `db.runs`, `db.feedback`, `db.digests`, `db.jobs`, `db.approvals`,
     `db.parked`, `db.channel_settings` and `db.usage`, so a call site names what it touches.
     """
@@ -322,7 +322,6 @@ class Database:
         from bot.db.queries.parked import ParkedCalls
         from bot.db.queries.runs import Runs
         from bot.db.queries.usage import UsageQueries
-        from bot.db.queue.events import Events
         from bot.db.queue.jobs import Jobs
         from bot.db.workspaces.digest_schedules import Digests
         from bot.db.workspaces.workspace_settings import ChannelSettings
@@ -343,7 +342,6 @@ class Database:
             if engine_options.get("pgbouncer")
             else self.engine.execution_options(isolation_level="AUTOCOMMIT")
         )
-        self.events = Events(self)
         self.conversations = Conversations(self)
         self.runs = Runs(self)
         self.feedback = Feedbacks(self)

@@ -1,8 +1,8 @@
 """Prometheus metrics, served at /metrics: what operators graph and alert on.
 
 Counted where the fact is recorded (runs and steps in bot/db/queries/runs.py, dedupe in
-bot/db/queue/events.py, digests in bot/db/workspaces/digest_schedules.py, Slack errors in the Web
-API client, database statements and transactions in bot/db/counting.py), so every front door is
+bot/work/recorder.py, digests in bot/db/workspaces/digest_schedules.py, Slack errors in the Web API
+client, database statements and transactions in bot/db/counting.py), so every front door is
 counted.
 """
 

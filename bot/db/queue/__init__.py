@@ -1,2 +1,1 @@
-"""The work engine's tables: jobs claimed under one lock, SQLite's inbox file, the delivery
-dedupe."""
+"""The work engine's tables: jobs claimed under one lock, and SQLite's inbox file."""
