@@ -188,7 +188,7 @@ BOLT_POSTERS = {"say", "say_stream", "set_status", "set_title", "set_suggested_p
 
 def test_listeners_post_through_the_cleaning_client() -> None:
     listeners = Path(__file__).resolve().parents[1] / "bot" / "slack" / "listeners"
-    for path in listeners.glob("*.py"):
+    for path in listeners.rglob("*.py"):  # listeners/clicks/ too
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 taken = {a.arg for a in node.args.args + node.args.kwonlyargs} & BOLT_POSTERS
