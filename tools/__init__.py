@@ -1,4 +1,5 @@
-"""The shared tool registry: one typed async function per tool, used by both orchestrators."""
+"""The tools, one typed async function per module, used by both orchestrators; what they are built
+from (toolkit/), the gate they pass (guards/), MCP servers, parsing and the model client below."""
 
 from tools.call_api import call_api
 from tools.current_time import current_time
