@@ -1,17 +1,20 @@
-"""Running a slash command as a traced run, for Slack and the console alike."""
+"""Running a slash command as a traced run, for Slack and the console alike.
+
+Who a run asks for approvals is the caller's: the Slack listener passes Slack's prompts, the
+console and the evals pass none (so this room knows nothing of Slack)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.controls.admin_commands import SUBCOMMANDS, switchboard
 from bot.runtime import Runtime
-from bot.slack.answering.approval_prompts import SlackApprover, Where
-from bot.slack.answering.write_approvals import ParkedWrites
 from bot.work.traced_run import RunFailed, traced_run
 from orchestrators.workflows.arguments import UsageError
 from orchestrators.workflows.command_registry import HELP_COMMANDS, help_text, parse_command
+from tools.toolkit.context import Approvals, Approver
 
 
 @dataclass
@@ -28,9 +31,18 @@ class CommandReply:
 
 
 async def execute(
-    rt: Runtime, command: str, text: str, *, user: str, channel: str, team: str
+    rt: Runtime,
+    command: str,
+    text: str,
+    *,
+    user: str,
+    channel: str,
+    team: str,
+    approver: Callable[[int], Approver] | None = None,
+    approvals: Callable[[int], Approvals] | None = None,
 ) -> CommandReply:
-    """Run one command as a traced run; failures become short, actionable replies."""
+    """Run one command as a traced run; failures become short, actionable replies. `approver` and
+    `approvals` make the run's egress and write-call askers from its id (none: nobody is asked)."""
     sub, _, rest = text.strip().partition(" ")
     if command == "/switchboard" and sub.lower() in SUBCOMMANDS:
         return CommandReply(
@@ -45,9 +57,6 @@ async def execute(
     here = await rt.db.channel_settings.effective(team, channel)
     started = time.perf_counter()
     try:
-        where = Where(team, channel, None, user)
-        approver = (lambda run_id: SlackApprover(rt, where, run_id)) if rt.slack_available else None
-        approvals = (lambda run_id: ParkedWrites(rt, where, run_id, None)) if rt.slack_available else None
         async with traced_run(
             rt,
             command,

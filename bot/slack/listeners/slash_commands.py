@@ -11,8 +11,10 @@ from slack_sdk.errors import SlackApiError
 from bot.controls.admin_commands import SUBCOMMANDS
 from bot.db.database import database_unavailable
 from bot.runtime import Runtime
+from bot.slack.answering.approval_prompts import SlackApprover, Where
 from bot.slack.answering.command_jobs import REDO, TAG, Runner, accept_command
 from bot.slack.answering.conversation import DATABASE_DOWN
+from bot.slack.answering.write_approvals import ParkedWrites
 from bot.slack.listeners.shortcuts import CapReached, thread_summary
 from bot.slack.output.refusals import refusal_of
 from bot.slack.output.render import markdown_messages, steps_blocks
@@ -22,6 +24,22 @@ from orchestrators.workflows.arguments import ASK_USAGE, UsageError, parse_quest
 from orchestrators.workflows.command_registry import COMMANDS, HELP_COMMANDS, help_text, parse_command
 
 log = logging.getLogger(__name__)
+
+
+async def execute_asking_in_slack(rt: Runtime, body: dict[str, Any]) -> CommandReply:
+    """The command run, its approvals asked of the person who typed it, in Slack."""
+    team, channel, user = body.get("team_id", ""), body["channel_id"], body["user_id"]
+    where = Where(team, channel, None, user)
+    return await execute(
+        rt,
+        body["command"],
+        body.get("text", ""),
+        user=user,
+        channel=channel,
+        team=team,
+        approver=(lambda run_id: SlackApprover(rt, where, run_id)) if rt.slack_available else None,
+        approvals=(lambda run_id: ParkedWrites(rt, where, run_id, None)) if rt.slack_available else None,
+    )
 
 
 def footer(command: str, reply: CommandReply) -> dict[str, Any]:
@@ -34,14 +52,7 @@ async def run_and_post(rt: Runtime, body: dict[str, Any], respond: Any) -> None:
     command, channel = body["command"], body["channel_id"]
     if await _shown_before(rt, body, channel, None):
         return
-    reply = await execute(
-        rt,
-        command,
-        body.get("text", ""),
-        user=body["user_id"],
-        channel=channel,
-        team=body.get("team_id", ""),
-    )
+    reply = await execute_asking_in_slack(rt, body)
     if not reply.ok:
         await respond(response_type="ephemeral", text=reply.text, replace_original=False)
         return
@@ -85,14 +96,7 @@ async def post_result(
 
 async def answer_privately(rt: Runtime, body: dict[str, Any], respond: Any) -> None:
     """`/switchboard <admin subcommand>`: the answer is for the asker only."""
-    reply = await execute(
-        rt,
-        body["command"],
-        body.get("text", ""),
-        user=body["user_id"],
-        channel=body["channel_id"],
-        team=body.get("team_id", ""),
-    )
+    reply = await execute_asking_in_slack(rt, body)
     await respond(response_type="ephemeral", text=reply.text, replace_original=False)
 
 
