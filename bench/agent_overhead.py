@@ -28,13 +28,13 @@ sys.path.insert(0, str(HERE))
 from roundtrip_common import QUESTION, floor_once, interleaved_ms  # noqa: E402
 
 from bot.config import load_settings  # noqa: E402
-from bot.db.trace import DbTrace  # noqa: E402
-from bot.runs import traced_run  # noqa: E402
+from bot.db.queries.trace import DbTrace  # noqa: E402
 from bot.runtime import create_runtime  # noqa: E402
-from orchestrators.llm import Agent, Limits  # noqa: E402
+from bot.work.traced_run import traced_run  # noqa: E402
+from orchestrators.agent.loop import Agent, Limits  # noqa: E402
 from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall  # noqa: E402
 from tools import ToolRegistry, tool  # noqa: E402
-from tools.context import MemoryTrace, ToolContext  # noqa: E402
+from tools.toolkit.context import MemoryTrace, ToolContext  # noqa: E402
 
 AGENTS_VENV = HERE / ".venv-agents"
 GOAL = 0.5  # real-path overhead / SDK overhead

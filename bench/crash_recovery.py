@@ -52,7 +52,7 @@ from tests.fakes.slack_requests import event_body, mention
 
 RETRY_DELAYS = (0.5, 6.0, 30.0)  # Slack's retries (about 0 s, 1 min, 5 min), ten times faster
 FAULTS = ("kill", "kill-clock", "restart", "sigterm", "none")
-# An apology's words -> whom it blames (bot/slack/conversation.py, bot/slack/deliveries.py).
+# An apology's words -> whom it blames (bot/slack/answering/conversation.py, bot/slack/door/deliveries.py).
 BLAMES = {
     "language model": "model",
     "database": "database",

@@ -6,7 +6,7 @@ Three rounds, each timing `--normal` ordinary article extractions (one after ano
 fetches arrive) while `--hostile` pages of nested tables (several CPU-seconds each) are parsed:
   floor     no hostile page at all (measured in the same run, the figure to compare against)
   thread    the old way: trafilatura in asyncio.to_thread, which no timeout can stop
-  process   tools/extract.py: worker processes killed at --deadline
+  process   tools/parsing/extract.py: worker processes killed at --deadline
 Reports the normal extractions' median and worst latency and how long the hostile work kept a
 core busy. Goal: with processes, normal latency stays near the floor and hostile work ends at
 the deadline.
@@ -14,7 +14,7 @@ the deadline.
 Then fairness (issue 22): on a pool of `--workers`, person A asks for `--queue` hostile pages,
 then person B for one article; B's latency is timed twice:
   one queue   every job in one first-come queue (the old semaphore: B waits behind all of A's)
-  fair        jobs queued by person (tools/fair_slots.py): B's page takes the first free worker
+  fair        jobs queued by person (tools/parsing/fair_slots.py): B's page takes the first free worker
 Goal: fair stays under one --deadline (plus a worker's start-up when a killed one is replaced).
 """
 
@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.fakes.web import ARTICLE  # noqa: E402
 from tests.test_extract import hostile_page  # noqa: E402
-from tools.extract import ExtractError, Extractor, html_to_text  # noqa: E402
+from tools.parsing.extract import ExtractError, Extractor, html_to_text  # noqa: E402
 
 
 async def normal_latencies(run_one, n: int) -> list[float]:

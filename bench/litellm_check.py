@@ -24,13 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from openai import AsyncOpenAI
 
-from orchestrators.llm import Agent, Limits
+from orchestrators.agent.loop import Agent, Limits
 from tests.fakes.litellm_proxy import MODEL, PROXY_KEY, find_litellm, litellm_proxy
 from tests.fakes.model_quirks import Quirks
 from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall
 from tools import ToolRegistry
-from tools.context import MemoryTrace, ToolContext
 from tools.current_time import current_time
+from tools.toolkit.context import MemoryTrace, ToolContext
 
 
 def script(fake: FakeOpenAI) -> None:

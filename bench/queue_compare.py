@@ -1,4 +1,4 @@
-"""Our job table (bot/db/jobs.py + WorkEngine) against pgqueuer and procrastinate on one real
+"""Our job table (bot/db/queue/jobs.py + WorkEngine) against pgqueuer and procrastinate on one real
 PostgreSQL: enqueue rate, enqueue→start latency across processes, jobs/s with two consumer
 processes, and transactions / statements per job (issue 22: prefer a library where one fits).
 
@@ -179,7 +179,7 @@ class Producer:
         now = time.time()
         jobs = [(f"k{i}", f"c{i}", f"u{i % PERSONS}", {"t": now, "ms": ms}) for i in range(first, self.n)]
         if self.system.startswith("ours"):
-            from bot.db.jobs import NewJob
+            from bot.db.queue.jobs import NewJob
 
             if count == 1:
                 key, queue, person, payload = jobs[0]

@@ -24,10 +24,10 @@ sys.path.insert(0, str(ROOT))
 from openai import AsyncOpenAI  # noqa: E402
 from slack_sdk.web.async_client import AsyncWebClient  # noqa: E402
 
-from orchestrators.workflows.summarize import summarize_channel  # noqa: E402
+from orchestrators.workflows.channel_summary import summarize_channel  # noqa: E402
 from tests.fakes.openai_server import FakeOpenAI, Reply  # noqa: E402
 from tests.fakes.slack_api import FakeSlack  # noqa: E402
-from tools.context import MemoryTrace, ToolContext, ToolSettings  # noqa: E402
+from tools.toolkit.context import MemoryTrace, ToolContext, ToolSettings  # noqa: E402
 
 TEXTS = [
     "Deployed build {i} to staging; smoke tests are green.",

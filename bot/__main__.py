@@ -73,11 +73,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return console_main([])
     if command == "eval":
-        from bot.evals import main as eval_main
+        from bot.ops.eval_suite import main as eval_main
 
         return eval_main(args)
     if command == "doctor":
-        from bot.doctor import doctor
+        from bot.ops.doctor import doctor
 
         return asyncio.run(doctor())
     try:
@@ -89,11 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(settings)
     if command == "insights":
-        from bot.insights import main as insights_main
+        from bot.ops.insights_report import main as insights_main
 
         return _run(insights_main(settings, args))
     if command in ("migrate", "runs"):
-        from bot import operate
+        from bot.ops import operate
 
         job = (
             operate.migrate(settings, args.autogenerate)

@@ -9,14 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from bot.prices import published_prices
-from tools.context import ToolSettings
-from tools.mcp_config import McpConfigError, McpServerConfig, load_servers
+from bot.controls.prices import published_prices
+from tools.mcp_servers.mcp_config import McpConfigError, McpServerConfig, load_servers
+from tools.toolkit.context import ToolSettings
 
 DEFAULT_MODEL = "gpt-5.4-mini"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/switchboard.db"
 DEFAULT_MAX_OUTPUT_TOKENS = 8_192  # bounds a runaway answer; reasoning models spend part of it thinking
-# USD per million tokens (input, output), from LiteLLM's published table (bot/pricing/SOURCES.md);
+# USD per million tokens (input, output), from LiteLLM's published table (bot/controls/pricing/SOURCES.md);
 # MODEL_PRICES adds to or overrides these. A model missing here is recorded with tokens but no cost.
 DEFAULT_PRICES: dict[str, tuple[float, float]] = dict(published_prices())
 DEFAULT_CONTEXT_TOKENS = 8_192  # unknown models (a local server's default window is often this small)

@@ -100,7 +100,7 @@ class ConsoleSession:
             await self.question(line)
 
     async def command(self, line: str) -> None:
-        from bot.commands import execute
+        from bot.work.command_run import execute
 
         command, _, args = line.partition(" ")
         if command in SLACK_ONLY:
@@ -110,8 +110,8 @@ class ConsoleSession:
         self.show(reply.text)
 
     async def question(self, line: str) -> None:
-        from bot.doctor import explain_model_error
-        from orchestrators.llm import AgentError
+        from bot.ops.doctor import explain_model_error
+        from orchestrators.agent.loop import AgentError
 
         self.history.append({"role": "user", "content": line})
         ctx = self.rt.tool_context(ConsoleTrace(self.out), team="console", user="console", channel="console")

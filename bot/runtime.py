@@ -20,20 +20,20 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.config import Settings
 from bot.db import Database
-from bot.db.installations import Installations
-from bot.model_transport import AiohttpTransport
-from bot.slack.calls import WriteSafeServerErrorRetryHandler
+from bot.db.workspaces.installations import Installations
 from bot.slack.install import InstalledWebClient, WorkspaceTokens, bot_user
-from bot.slack.safe_text import CleanWebClient, reply_session
+from bot.slack.output.calls import WriteSafeServerErrorRetryHandler
+from bot.slack.output.safe_text import CleanWebClient, reply_session
 from bot.work import WorkEngine
 from bot.work.wake import waker_for
-from orchestrators.llm import Agent, Limits
+from orchestrators.agent.loop import Agent, Limits
 from orchestrators.workflows import workflow_tools
 from tools import ToolRegistry, default_tools
-from tools.audience import MembershipCache
-from tools.context import Approver, RunTrace, ToolContext, ToolLayer
-from tools.extract import Extractor
-from tools.mcp import McpHub
+from tools.guards.audience import MembershipCache
+from tools.llm.model_transport import AiohttpTransport
+from tools.mcp_servers.mcp_tools import McpHub
+from tools.parsing.extract import Extractor
+from tools.toolkit.context import Approver, RunTrace, ToolContext, ToolLayer
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,8 @@ def slack_client(
     settings: Settings, session: aiohttp.ClientSession, tokens: WorkspaceTokens | None = None
 ) -> AsyncWebClient:
     """A Web API client that waits out 429s and retries transient failures (never a write that a
-    500 may have applied: bot/slack/calls.py decides those), and cleans every text it shows
-    (bot/slack/safe_text.py). With `tokens` (OAuth mode) each call uses its workspace's token."""
+    500 may have applied: bot/slack/output/calls.py decides those), and cleans every text it shows
+    (bot/slack/output/safe_text.py). With `tokens` (OAuth mode) each call uses its workspace's token."""
     retry_handlers = [
         AsyncConnectionErrorRetryHandler(max_retry_count=2),
         AsyncRateLimitErrorRetryHandler(max_retry_count=3),
@@ -147,7 +147,7 @@ def llm_client(settings: Settings) -> AsyncOpenAI | None:
 
 def model_http(timeout: float) -> DefaultAsyncHttpxClient:
     """The openai SDK's own HTTP client with its limits, its bytes carried by aiohttp
-    (bot/model_transport.py: half the CPU per streamed chunk), and idle connections kept a
+    (tools/llm/model_transport.py: half the CPU per streamed chunk), and idle connections kept a
     minute, not httpx's 5 seconds: questions a few seconds apart then skip a new TCP and TLS
     handshake. A connection the server closed meanwhile is noticed when it is taken and replaced."""
     limits = DEFAULT_CONNECTION_LIMITS

@@ -10,10 +10,10 @@ import aiohttp
 import pytest
 from openai import AsyncOpenAI
 
-from orchestrators.llm import Agent, Limits
+from orchestrators.agent.loop import Agent, Limits
 from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall
 from tools import ToolRegistry, default_tools, tool
-from tools.context import MemoryTrace, ToolContext, ToolSettings
+from tools.toolkit.context import MemoryTrace, ToolContext, ToolSettings
 
 
 @tool(timeout=0.2)

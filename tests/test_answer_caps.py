@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bot.slack.render import answer_tag_of
+from bot.slack.output.render import answer_tag_of
 from tests.conftest import Bot, MakeBot
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import mention

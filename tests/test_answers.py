@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.slack.safe_text import JOINER
-from bot.slack.split import split_markdown
+from bot.slack.output.safe_text import JOINER
+from bot.slack.output.split import split_markdown
 from tests import queries
 from tests.conftest import Bot, MakeBot
 from tests.fakes.openai_server import Reply, ToolCall

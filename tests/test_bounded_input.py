@@ -10,7 +10,7 @@ import pytest
 from bot.config import ConfigError, load_settings
 from bot.db.models import Message, Run
 from bot.digests.grammar import next_fire_times, parse_digest, previous_fire_time
-from orchestrators.workflows.parsing import UsageError
+from orchestrators.workflows.arguments import UsageError
 from tests import queries
 from tests.conftest import Bot, MakeBot
 from tests.fakes.openai_server import Reply, ToolCall

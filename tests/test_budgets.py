@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import update
 
-from bot.budget import allowance, resets_in
+from bot.controls.budget import allowance, resets_in
 from bot.db.models import Run
-from bot.db.runs import cost_usd
+from bot.db.queries.runs import cost_usd
 from tests import queries
 from tests.conftest import Bot, MakeBot
 from tests.fakes.openai_server import Reply

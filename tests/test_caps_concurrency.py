@@ -25,7 +25,7 @@ import pytest
 from openai import AsyncOpenAI
 from sqlmodel import select
 
-from bot.budget import allowance
+from bot.controls.budget import allowance
 from bot.db import Database
 from bot.db.models import BudgetReservation, DigestSchedule, utcnow
 from tests import queries
@@ -34,9 +34,9 @@ from tests.conftest import Bot, MakeBot
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import command_body, event_body, mention
 from tests.test_home_and_shortcuts import shortcut_on
-from tools.context import ToolContext, Usage
-from tools.registry import ToolError
 from tools.summarize import complete
+from tools.toolkit.context import ToolContext, Usage
+from tools.toolkit.registry import ToolError
 
 ANSWER = Reply(content="An answer.", usage=(300, 100), delay=0.05)  # 400 tokens
 CAP = 600  # one and a half answers

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.channel_config import WORKSPACE, ConfigUsageError, ToolChoice, combine, parse_config
-from orchestrators.llm import SYSTEM_PROMPT
+from bot.controls.channel_config import WORKSPACE, ConfigUsageError, ToolChoice, combine, parse_config
+from orchestrators.agent.loop import SYSTEM_PROMPT
 from tests import queries
 from tests.conftest import Bot
 from tests.fakes.openai_server import Reply

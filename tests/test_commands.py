@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlmodel import update
 
-from bot.db.jobs import NewJob
 from bot.db.models import Job
+from bot.db.queue.jobs import NewJob
 from bot.work import MAX_ATTEMPTS
 from tests import queries
 from tests.conftest import Bot, MakeBot
@@ -156,7 +156,7 @@ async def test_summarize_pages_through_a_small_page_size(cbot: Bot, slack, llm, 
 
 
 async def test_summarize_long_period_in_chunks_then_combined(cbot: Bot, slack, llm, monkeypatch) -> None:
-    from orchestrators.workflows import summarize as wf
+    from orchestrators.workflows import channel_summary as wf
 
     monkeypatch.setattr(wf, "CHUNK_CHARS", 2_000)
     monkeypatch.setattr(wf, "MAX_CHUNKS", 4)

@@ -19,7 +19,7 @@ from sqlmodel import select
 
 from bot.db import Database
 from bot.db.models import Job, Message, Run
-from bot.slack.render import answer_tag_of
+from bot.slack.output.render import answer_tag_of
 from tests.bot_process import BotProcess, bot_env
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import command_body, dm, event_body, mention

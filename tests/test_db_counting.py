@@ -12,9 +12,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
-from bot import metrics
 from bot.db.counting import kind_of
-from bot.db.engine import Database
+from bot.db.database import Database
+from bot.db.models import ProcessedEvent
+from bot.ops import metrics
 
 
 def counts() -> dict[tuple[str, str], float]:
@@ -43,16 +44,16 @@ async def db(db_url: str) -> AsyncIterator[Database]:
 
 async def test_a_transaction_is_counted_at_its_begin_and_commit_with_its_statements(db: Database) -> None:
     before = counts()
-    assert await db.events.claim("Ev1")  # one INSERT in a transaction, committed
+    assert await db.insert_new([ProcessedEvent(key="Ev1")])  # one INSERT in a transaction, committed
     d = delta(before)
     assert (d["begin"], d["commit"], d["rollback"], d["autocommit"]) == (1, 1, 0, 0)
     assert (d["insert"], d["select"], d["update"], d["delete"]) == (1, 0, 0, 0)
 
 
 async def test_a_rolled_back_transaction_is_counted_as_such(db: Database) -> None:
-    assert await db.events.claim("Ev2")
+    assert await db.insert_new([ProcessedEvent(key="Ev2")])
     before = counts()
-    assert not await db.events.claim("Ev2")  # the replay inserts nothing and rolls back
+    assert not await db.insert_new([ProcessedEvent(key="Ev2")])  # the replay inserts nothing, rolls back
     d = delta(before)
     assert (d["begin"], d["commit"], d["rollback"]) == (1, 0, 1)
     assert d["insert"] == 1

@@ -15,8 +15,8 @@ import pytest
 from sqlmodel import col, select, update
 
 from bot.db import Database
-from bot.db.jobs import NewJob
 from bot.db.models import DigestSchedule, Job
+from bot.db.queue.jobs import NewJob
 from bot.digests.delivery import EVENT_TYPE, PART_EVENT_TYPE, metadata, post_digest
 from tests import queries
 from tests.bot_process import BotProcess, bot_env

@@ -15,7 +15,7 @@ from bot.digests.grammar import (
     period_of,
     previous_fire_time,
 )
-from orchestrators.workflows.parsing import ChannelRef, UsageError
+from orchestrators.workflows.arguments import ChannelRef, UsageError
 
 
 def test_forms() -> None:

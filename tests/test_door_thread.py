@@ -1,5 +1,5 @@
 """The front door on its own thread: acks that do not wait for the main loop, and the SQLite
-inbox the door records in (bot/slack/front_door.py `DoorThread`, bot/db/inbox.py)."""
+inbox the door records in (bot/slack/door/front_door.py `DoorThread`, bot/db/queue/inbox.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import urllib.request
 
 import pytest
 
-from bot.db.engine import Database
-from bot.db.inbox import Inbox, inbox_url
-from bot.db.jobs import NewJob
+from bot.db.database import Database
+from bot.db.queue.inbox import Inbox, inbox_url
+from bot.db.queue.jobs import NewJob
 from tests.conftest import SIGNING_SECRET, Bot
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import event_body, mention, sign

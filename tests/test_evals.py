@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import DEFAULT_PRICES, Settings, load_settings
-from bot.evals import evaluate
+from bot.ops.eval_suite import evaluate
 from orchestrators.evals.cases import CaseError, parse_cases
 from orchestrators.evals.results import report
 from orchestrators.evals.tape import Tape
@@ -104,7 +104,7 @@ async def test_an_unknown_model_costs_price_unknown_never_zero(world: EvalWorld)
 
 
 def test_prices_come_from_the_vendored_litellm_table_with_overrides() -> None:
-    table = json.loads((ROOT / "bot" / "pricing" / "model_prices.json").read_text())
+    table = json.loads((ROOT / "bot" / "controls" / "pricing" / "model_prices.json").read_text())
     assert DEFAULT_PRICES["gpt-5.4-mini"] == (0.75, 4.5)  # 7.5e-07 and 4.5e-06 per token upstream
     assert set(DEFAULT_PRICES) == set(table)
     overridden = load_settings({"MODEL_PRICES": '{"gpt-5.4-mini": [1, 2], "mine": [0, 0]}'}, need_slack=False)

@@ -13,8 +13,8 @@ from tests.fakes.files import make_pdf
 from tests.fakes.web import FakeWeb
 from tools import ToolError
 from tools.call_api import call_api
-from tools.context import ToolContext, ToolSettings
-from tools.extract import ExtractError, Extractor, extract
+from tools.parsing.extract import ExtractError, Extractor, extract
+from tools.toolkit.context import ToolContext, ToolSettings
 
 
 def hostile_page(cells: int = 30_000) -> str:

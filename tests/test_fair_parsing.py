@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 from openai import AsyncOpenAI
 
-from bot.slack.files import uploader
-from orchestrators.llm import Agent, Limits
+from bot.slack.answering.files import uploader
+from orchestrators.agent.loop import Agent, Limits
 from tests.conftest import MakeBot
 from tests.fakes.files import make_pdf
 from tests.fakes.openai_server import Reply, ToolCall
@@ -28,9 +28,9 @@ from tests.test_extract import alive
 from tests.test_files import shared
 from tools import ToolError, default_tools
 from tools.call_api import call_api
-from tools.context import MemoryTrace, ToolContext, ToolSettings
-from tools.extract import TIME_UP, ExtractError, Extractor
-from tools.fair_slots import FairSlots
+from tools.parsing.extract import TIME_UP, ExtractError, Extractor
+from tools.parsing.fair_slots import FairSlots
+from tools.toolkit.context import MemoryTrace, ToolContext, ToolSettings
 
 ON_CUE = "tests.fakes.parser_worker"
 A, B, C = "user:UA", "user:UB", "user:UC"

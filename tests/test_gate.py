@@ -26,10 +26,10 @@ from tests.fakes.slack_requests import command_body, dm, mention
 from tests.fakes.weather import FakeOpenMeteo
 from tests.fakes.web import FakeWeb
 from tests.test_privacy import SECRET, private_leadership
-from tools import gate
-from tools.context import DataFlow, ToolContext, ToolSettings
-from tools.netguard import Refused, guarded_get
-from tools.registry import ToolError, ToolRegistry, tool
+from tools.guards import gate
+from tools.guards.netguard import Refused, guarded_get
+from tools.toolkit.context import DataFlow, ToolContext, ToolSettings
+from tools.toolkit.registry import ToolError, ToolRegistry, tool
 
 ROOT = Path(__file__).resolve().parent.parent
 LEAK = "merger-initech-friday"
@@ -278,7 +278,7 @@ class Asked:
         self.asked: list[tuple[str, str]] = []
 
     async def approve(self, ctx, *, tool: str, host: str, url: str, sources: list[str]):
-        from tools.context import ApprovalDecision
+        from tools.toolkit.context import ApprovalDecision
 
         self.asked.append((tool, url))
         return ApprovalDecision("denied", by="U1")
@@ -315,7 +315,7 @@ async def test_every_registered_tool_passes_the_gate(
 
 
 async def _trace():
-    from tools.context import MemoryTrace
+    from tools.toolkit.context import MemoryTrace
 
     return MemoryTrace()
 
@@ -372,7 +372,7 @@ async def test_an_answer_recovered_after_a_crash_keeps_carrying_what_it_drew_on(
 ) -> None:
     """A redo finds the dead attempt's answer already shown in a private channel: what that attempt
     read died with it, so the stored answer counts as the channel's own, and a follow-up asks."""
-    from bot.slack.conversation import Turn, _remember_shown
+    from bot.slack.answering.conversation import Turn, _remember_shown
 
     private_leadership(slack)
     bot = await start_bot(make_bot, tmp_path, outside)

@@ -15,8 +15,8 @@ from sqlalchemy.engine import make_url
 
 from bot.db import schema
 from bot.runtime import create_runtime
-from bot.slack import deliveries
-from bot.slack.conversation import DATABASE_DOWN
+from bot.slack.answering.conversation import DATABASE_DOWN
+from bot.slack.door import deliveries
 from bot.slack.server import start_socket_mode
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply
@@ -47,7 +47,7 @@ def _replace_with_directory(path: Path) -> None:
 
 async def take_database_down(db_url: str, rt, door=None) -> None:
     """An outage as the process sees it: new connections fail, pooled ones are gone (on SQLite
-    also the front door's inbox beside the file, bot/db/inbox.py)."""
+    also the front door's inbox beside the file, bot/db/queue/inbox.py)."""
     if db_url.startswith("sqlite"):
         path = Path(db_url.split(":///", 1)[1])
         _replace_with_directory(path)

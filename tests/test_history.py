@@ -1,6 +1,6 @@
 """History trimming: newest kept, tool-call groups never split, orphans never sent."""
 
-from orchestrators.history import trim_history
+from orchestrators.agent.history import trim_history
 
 
 def call(i: str) -> dict:
@@ -54,7 +54,7 @@ def test_a_huge_single_message_is_shortened_not_dropped() -> None:
 
 
 def test_shrinking_keeps_the_question_and_cuts_tool_results_to_share_the_budget() -> None:
-    from orchestrators.history import estimate_tokens, shrink
+    from orchestrators.agent.history import estimate_tokens, shrink
 
     older = [{"role": "user", "content": "old " * 2000}, {"role": "assistant", "content": "old answer"}]
     turn = [

@@ -11,12 +11,12 @@ import logging
 
 import pytest
 
-from bot.slack.payloads import payload_problem
+from bot.slack.door.payloads import payload_problem
 from tests.conftest import SIGNING_SECRET, Bot, make_settings
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import block_actions_body, command_body, event_body, mention, post_signed
 
-EDGE = "bot.slack.front_door"
+EDGE = "bot.slack.door.front_door"
 
 
 def edge_lines(caplog) -> list[str]:

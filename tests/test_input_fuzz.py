@@ -19,7 +19,7 @@ import pytest
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
-from bot.slack.payloads import payload_problem
+from bot.slack.door.payloads import payload_problem
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import (

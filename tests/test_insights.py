@@ -12,12 +12,12 @@ import pytest
 
 from bot.config import load_settings
 from bot.db.models import utcnow
-from bot.db.runs import run_values
-from bot.insights import insights, main
+from bot.db.queries.runs import run_values
+from bot.ops.insights_report import insights, main
 from bot.runtime import open_database
 from orchestrators.evals.cases import parse_cases
 from orchestrators.evals.insights import WORKFLOW_TOOLS
-from orchestrators.workflows.commands import COMMANDS
+from orchestrators.workflows.command_registry import COMMANDS
 from tests.conftest import Bot
 
 THREADS = itertools.count(1_700_000_000)

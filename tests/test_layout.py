@@ -1,5 +1,7 @@
-"""The layout's two rules, read from the source: imports point bot -> orchestrators -> tools, and
-no module imports itself back through a chain of import-time imports."""
+"""The layout's rules, read from the source: imports point bot -> orchestrators -> tools, each room
+knows only what it may (orchestrators neither Slack nor the tables, tools nothing above them), no
+module imports itself back through a chain of import-time imports, a package holds at most eight
+modules, a file name says one thing wherever it is, and tools/ holds tools at its top."""
 
 from __future__ import annotations
 
@@ -11,6 +13,20 @@ PACKAGES = ("bot", "orchestrators", "tools")
 MAY_IMPORT = {"bot": {"bot", "orchestrators", "tools"}, "orchestrators": {"orchestrators", "tools"}}
 MAY_IMPORT["tools"] = {"tools"}
 OURS = {*PACKAGES, "tests", "bench"}
+MAX_MODULES = 8  # per package, subpackages not counted: more and the room holds two concerns
+# What a room must not import (ours or third-party), wherever the import is written.
+SLACK = ("slack_bolt", "slack_sdk")
+TABLES = ("sqlalchemy", "sqlmodel", "alembic", "asyncpg", "aiosqlite")
+MAY_NOT_IMPORT = {
+    "orchestrators": (*SLACK, *TABLES, "apscheduler", "prometheus_client"),
+    # tools may name slack_sdk's errors and client type (read_channel is a Slack tool), not Bolt
+    "tools": ("slack_bolt", *TABLES, "apscheduler", "prometheus_client"),
+    "bot.db": ("bot.slack", "bot.work", "bot.digests", "bot.console", "orchestrators", "slack_bolt"),
+    "bot.work": ("bot.slack", "slack_bolt"),  # Slack's approval prompts are passed in by listeners
+    "bot.slack.output": ("bot.slack.answering", "bot.slack.door", "bot.slack.listeners", "bot.work"),
+}
+# The same file name in two rooms must mean the same thing; none does today.
+SAME_NAME_ALLOWED: dict[str, str] = {}
 
 
 def module_name(path: Path) -> str:
@@ -31,6 +47,11 @@ def _is_type_checking(node: ast.If) -> bool:
 
 def imports(module: str, path: Path) -> list[tuple[str, bool]]:
     """(imported module, runs at import time) for every import of ours, wherever it is written."""
+    return [(name, now) for name, now in every_import(module, path) if name.split(".")[0] in OURS]
+
+
+def every_import(module: str, path: Path) -> list[tuple[str, bool]]:
+    """(imported name, runs at import time) for every import, ours or third-party."""
     tree = ast.parse(path.read_text(), str(path))
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found: list[tuple[str, bool]] = []
@@ -57,7 +78,7 @@ def imports(module: str, path: Path) -> list[tuple[str, bool]]:
                 visit(child, at_import_time)
 
     visit(tree, True)
-    return [(name, now) for name, now in found if name.split(".")[0] in OURS]
+    return found
 
 
 def graph() -> dict[str, set[str]]:
@@ -124,17 +145,98 @@ def test_no_module_imports_itself_back() -> None:
     assert cycles(graph()) == []
 
 
+def forbidden_imports() -> list[str]:
+    return [
+        f"{module} imports {name}"
+        for module, path in modules().items()
+        for room, refused in MAY_NOT_IMPORT.items()
+        if module == room or module.startswith(room + ".")
+        for name, _ in every_import(module, path)
+        if any(name == r or name.startswith(r + ".") for r in refused)
+    ]
+
+
+def test_each_room_knows_only_what_it_may() -> None:
+    """Orchestrators know neither Slack nor the tables; tools neither Bolt nor the tables; the
+    database room no front door; the work room no Slack room; the Slack output room nothing of
+    the rooms that use it."""
+    assert forbidden_imports() == []
+
+
+def packages() -> dict[str, list[str]]:
+    """Every package (a folder with __init__.py) and its top-level modules."""
+    return {
+        module_name(init): sorted(p.name for p in init.parent.glob("*.py") if p.name != "__init__.py")
+        for pkg in PACKAGES
+        for init in sorted((ROOT / pkg).rglob("__init__.py"))
+    }
+
+
+def test_at_most_eight_modules_per_package() -> None:
+    crowded = {name: len(found) for name, found in packages().items() if len(found) > MAX_MODULES}
+    assert crowded == {}
+
+
+def repeated_names(paths: list[Path]) -> dict[str, list[str]]:
+    """File names used in more than one room, except the package machinery and the allowed."""
+    where: dict[str, list[str]] = {}
+    for path in paths:
+        if path.name not in ("__init__.py", "__main__.py"):
+            where.setdefault(path.name, []).append(str(path.parent.relative_to(ROOT)))
+    return {n: rooms for n, rooms in where.items() if len(rooms) > 1 and n not in SAME_NAME_ALLOWED}
+
+
+def test_a_file_name_says_one_thing() -> None:
+    assert repeated_names(list(modules().values())) == {}
+
+
+def defines_a_tool(path: Path) -> bool:
+    def is_tool(d: ast.expr) -> bool:
+        d = d.func if isinstance(d, ast.Call) else d
+        return isinstance(d, ast.Name) and d.id == "tool"
+
+    return any(
+        isinstance(node, ast.AsyncFunctionDef | ast.FunctionDef) and any(map(is_tool, node.decorator_list))
+        for node in ast.parse(path.read_text()).body
+    )
+
+
+def test_the_top_of_tools_holds_tools() -> None:
+    """One tool per module at tools/'s top; what tools are built from lives in subpackages."""
+    assert [p.name for p in sorted((ROOT / "tools").glob("*.py")) if p.name != "__init__.py"]
+    assert [
+        p.name
+        for p in sorted((ROOT / "tools").glob("*.py"))
+        if p.name != "__init__.py" and not defines_a_tool(p)
+    ] == []
+
+
 def test_the_checks_see_what_they_must_refuse(tmp_path: Path) -> None:
     """The walker finds imports inside functions and TYPE_CHECKING, and the cycle finder a loop."""
     source = tmp_path / "probe.py"
     source.write_text(
         "from typing import TYPE_CHECKING\nimport bot.config\n"
-        "if TYPE_CHECKING:\n    from bot.db import engine\n"
+        "if TYPE_CHECKING:\n    from bot.db import database\n"
         "def f():\n    from tests.fakes import server\n"
     )
     found = imports("tools.probe", source)
-    assert ("bot.config", True) in found and ("bot.db.engine", False) in found
+    assert ("bot.config", True) in found and ("bot.db.database", False) in found
     assert ("tests.fakes.server", False) in found
-    assert {"bot.config", "bot.db", "tools.context"} <= graph()["bot.runtime"]
-    assert "bot.db.runs" not in graph()["bot.db.engine"]  # imported inside a function: not a cycle
+    assert {"bot.config", "bot.db", "tools.toolkit.context"} <= graph()["bot.runtime"]
+    assert "bot.db.queries.runs" not in graph()["bot.db.database"]  # imported inside a function: not a cycle
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    third = tmp_path / "third.py"
+    third.write_text("def f():\n    import sqlalchemy.orm\nfrom slack_sdk.errors import SlackApiError\n")
+    assert {"sqlalchemy.orm", "slack_sdk.errors", "slack_sdk.errors.SlackApiError"} <= {
+        name for name, _ in every_import("orchestrators.probe", third)
+    }
+    twice = [
+        ROOT / "bot" / "x.py",
+        ROOT / "tools" / "x.py",
+        ROOT / "bot" / "__init__.py",
+        ROOT / "tools" / "__init__.py",
+    ]
+    assert repeated_names(twice) == {"x.py": ["bot", "tools"]}
+    helper = tmp_path / "helper.py"
+    helper.write_text("def run():\n    pass\n@tool(timeout=1)\nasync def nested():\n    pass\n")
+    assert defines_a_tool(helper) and not defines_a_tool(third)

@@ -17,8 +17,8 @@ from tests import queries
 from tests.conftest import Bot, MakeBot, make_settings
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import mention
-from tools.mcp import model_schema
-from tools.mcp_config import McpConfigError, load_servers
+from tools.mcp_servers.mcp_config import McpConfigError, load_servers
+from tools.mcp_servers.mcp_tools import model_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -178,7 +178,7 @@ async def test_deny_runs_nothing_and_says_so(mcp_bot: Bot, slack, llm) -> None:
 
 
 async def test_a_dead_server_loses_its_tools_and_gets_them_back(mcp_bot: Bot, llm, caplog) -> None:
-    caplog.set_level(logging.WARNING, logger="tools.mcp")
+    caplog.set_level(logging.WARNING, logger="tools.mcp_servers.mcp_tools")
     pid = int((mcp_bot.state / "tickets" / "pid").read_text())  # type: ignore[attr-defined]
     os.kill(pid, signal.SIGKILL)
     async with asyncio.timeout(60):
@@ -201,7 +201,7 @@ async def test_a_dead_server_loses_its_tools_and_gets_them_back(mcp_bot: Bot, ll
 async def test_an_unreachable_server_never_blocks_the_bot(
     slack, llm, tmp_path, caplog, make_bot: MakeBot
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="tools.mcp")
+    caplog.set_level(logging.WARNING, logger="tools.mcp_servers.mcp_tools")
     path = tmp_path / "mcp.json"
     path.write_text(
         json.dumps({"servers": {"gone": {"url": "http://127.0.0.1:9/mcp", "headers": {"X-Key": "s3cret"}}}})

@@ -19,10 +19,10 @@ from pydantic import BaseModel
 from tests.conftest import MakeBot
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import mention
-from tools.mcp import McpLink, McpTool, model_schema
-from tools.mcp_config import McpServerConfig
-from tools.registry import ToolError
-from tools.schema import MAX_DEPTH, REF_DEPTH, model_parameters
+from tools.mcp_servers.mcp_config import McpServerConfig
+from tools.mcp_servers.mcp_tools import McpLink, McpTool, model_schema
+from tools.toolkit.json_schema import MAX_DEPTH, REF_DEPTH, model_parameters
+from tools.toolkit.registry import ToolError
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "mcp"
@@ -261,7 +261,7 @@ def too_deep_tool() -> dict[str, Any]:
 async def test_real_schemas_are_offered_accepted_and_callable(
     slack, llm, tmp_path, caplog, make_bot: MakeBot
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="tools.mcp")
+    caplog.set_level(logging.WARNING, logger="tools.mcp_servers.mcp_tools")
     tools = [*published_tools(), recursive_tool()]
     servers = {"pub": published_server(tmp_path, "pub", [*tools, too_deep_tool()])}
     harness = await make_bot(MCP_SERVERS=servers_file(tmp_path, servers))

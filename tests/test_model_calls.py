@@ -1,6 +1,6 @@
 """Issue 12 and 11: what one model call sends and how an answer is read, streamed or not.
 
-The assembler reads the JSON objects of the stream's events as they arrive (tools/model_stream.py);
+The assembler reads the JSON objects of the stream's events as they arrive (tools/llm/model_stream.py);
 tests/test_stream_shapes.py feeds it recorded streams of real servers through the fake server.
 """
 
@@ -14,14 +14,14 @@ import aiohttp
 import pytest
 from openai import AsyncOpenAI
 
-from orchestrators.history import sanitize, trim_history
-from orchestrators.llm import Agent, Limits
+from orchestrators.agent.history import sanitize, trim_history
+from orchestrators.agent.loop import Agent, Limits
 from tests.fakes.model_quirks import Quirks
 from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall
 from tools import ToolRegistry, default_tools, tool
-from tools.completion import StreamAssembler
-from tools.context import MemoryTrace, ToolContext, ToolSettings
-from tools.model_call import ModelRequest
+from tools.llm.completion import StreamAssembler
+from tools.llm.model_call import ModelRequest
+from tools.toolkit.context import MemoryTrace, ToolContext, ToolSettings
 
 IN_FLIGHT = {"now": 0, "most": 0}
 

@@ -10,7 +10,14 @@ from urllib.parse import quote
 import pytest
 
 from tests.fakes.web import FakeWeb
-from tools.netguard import Refused, address_problem, check_url, guarded_get, literal_ip, vetted_addresses
+from tools.guards.netguard import (
+    Refused,
+    address_problem,
+    check_url,
+    guarded_get,
+    literal_ip,
+    vetted_addresses,
+)
 
 NONE: frozenset[str] = frozenset()
 

@@ -23,7 +23,7 @@ from sqlmodel import select
 
 from bot.config import ConfigError
 from bot.db.models import GridWorkspace, SlackInstallation
-from bot.doctor import doctor
+from bot.ops.doctor import doctor
 from bot.slack import install as installs
 from bot.slack.install import SCOPES
 from tests.conftest import Bot, MakeBot, make_settings
@@ -277,7 +277,7 @@ async def test_an_org_wide_install_serves_each_workspace_of_its_org(obot: Bot, s
     assert (await obot.post(org_wide_body(home), "application/json"))[0] == 200
     await obot.idle()
     assert f"run {run.id}" in str(slack.home_views["U1"]["blocks"])
-    # A slash command becomes a command job, run later by team id alone (bot/slack/command_jobs.py).
+    # A slash command becomes a command job, run later by team id alone (bot/slack/answering/command_jobs.py).
     status, _ = await obot.post(org_command_body("/ask", "what now?"), "application/x-www-form-urlencoded")
     assert status == 200
     await obot.idle()
@@ -294,7 +294,7 @@ async def test_work_resumed_by_team_id_finds_the_org_wide_token_and_bot_user(obo
     await obot.restart()  # a new process: no token, org or bot user known in memory
 
     async def resumed() -> tuple[str | None, str]:
-        installs.serve(GRID_TEAM)  # as bot/slack/turns.py resumes a queued turn: team id only
+        installs.serve(GRID_TEAM)  # as bot/slack/answering/turns.py resumes a queued turn: team id only
         return obot.rt.bot_user_id, await obot.rt.slack_token()
 
     assert obot.rt.own_user_id is None  # OAuth mode: no process-wide bot user

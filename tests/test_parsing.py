@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from orchestrators.workflows.parsing import (
+from orchestrators.workflows.arguments import (
     ChannelRef,
     SummarizeArgs,
     UsageError,
@@ -16,7 +16,7 @@ from orchestrators.workflows.parsing import (
     tokenize,
 )
 from tools.read_channel import period_seconds
-from tools.registry import ToolError
+from tools.toolkit.registry import ToolError
 
 
 def test_tokenize_quotes() -> None:

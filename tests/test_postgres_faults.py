@@ -18,15 +18,15 @@ from sqlalchemy.engine import make_url
 
 from bot.config import load_settings
 from bot.db import Database
-from bot.db.engine import CommitUnknown, database_unavailable, sqlstate, transient
-from bot.doctor import check_pool
-from bot.runs import RunFailed, traced_run
+from bot.db.database import CommitUnknown, database_unavailable, sqlstate, transient
+from bot.ops.doctor import check_pool
 from bot.runtime import Runtime, create_runtime
+from bot.work.traced_run import RunFailed, traced_run
 from tests import queries
 from tests.conftest import make_settings
 from tests.fakes.slack_api import FakeSlack
 from tests.postgres import PostgresServer, fresh_database, pgbouncer, postgres_server
-from tools.registry import ToolError
+from tools.toolkit.registry import ToolError
 
 needs_postgres = pytest.mark.skipif(
     not os.environ.get("TEST_DATABASE_URL", "").strip(), reason="TEST_DATABASE_URL names no PostgreSQL server"
@@ -85,7 +85,7 @@ def _retries(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 @needs_postgres
 async def test_a_fast_restart_mid_traffic_loses_no_trace_and_ends_every_run(slack, caplog) -> None:
-    caplog.set_level(logging.INFO, logger="bot.db.engine")
+    caplog.set_level(logging.INFO, logger="bot.db.database")
     with postgres_server() as server:
         rt = await _runtime(slack, await fresh_database(server.url))
         recorded: dict[int, int] = {}
@@ -155,7 +155,7 @@ async def test_a_server_smaller_than_the_pools_queues_writes_instead_of_losing_t
     slack, small_server: PostgresServer, caplog
 ) -> None:
     """Two processes' pools of 10 + 10 against 20 slots: the refused connects wait and go through."""
-    caplog.set_level(logging.INFO, logger="bot.db.engine")
+    caplog.set_level(logging.INFO, logger="bot.db.database")
     url = await fresh_database(small_server.url)
     pools = {"DB_POOL_SIZE": "10", "DB_MAX_OVERFLOW": "10"}
     first = await _runtime(slack, url, **pools)
@@ -234,7 +234,7 @@ async def test_a_terminated_session_is_recognised_and_the_transaction_redone(
 ) -> None:
     """pg_terminate_backend (57P01) under an open transaction: asyncpg then reports a confused
     protocol state rather than the SQLSTATE, but the connection is gone, and the work is redone."""
-    caplog.set_level(logging.INFO, logger="bot.db.engine")
+    caplog.set_level(logging.INFO, logger="bot.db.database")
     db = Database(await fresh_database(small_server.url), pool_size=1, max_overflow=0)
     admin = await asyncpg.connect(small_server.url.replace("postgresql+asyncpg://", "postgresql://"))
     attempts: list[int] = []
@@ -312,7 +312,7 @@ async def test_a_simple_answers_trace_costs_two_transactions_after_its_run_row(s
 async def test_work_waits_for_a_server_still_starting_while_a_health_check_is_told_at_once(caplog) -> None:
     """A connect made while the server is away waits for it (what a restart looks like from
     here); `ping` (health checks, doctor) reports the refusal without waiting."""
-    caplog.set_level(logging.INFO, logger="bot.db.engine")
+    caplog.set_level(logging.INFO, logger="bot.db.database")
     server = PostgresServer()  # initialised, not started
     db = Database(server.url)
     try:

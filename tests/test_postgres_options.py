@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 
 from bot.config import ConfigError
 from bot.db import Database
-from bot.db.engine import asyncpg_options
+from bot.db.database import asyncpg_options
 from tests.postgres import PGBOUNCER, pgbouncer
 
 SERVER = os.environ.get("TEST_DATABASE_URL", "").strip()

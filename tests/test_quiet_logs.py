@@ -9,13 +9,13 @@ import re
 
 import aiohttp
 
-from bot.slack.front_door import Rejections
+from bot.slack.door.front_door import Rejections
 from tests.bot_process import BotProcess, bot_env
 from tests.conftest import SIGNING_SECRET, Bot
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import command_body, event_body, mention, sign
 
-EDGE = "bot.slack.front_door"
+EDGE = "bot.slack.door.front_door"
 SECRET = "quokka-7f3e9a"  # a message text no log line may carry
 COUNTED = re.compile(r"^rejected (\d+) requests? to /slack/events: bad or missing signature")
 

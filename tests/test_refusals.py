@@ -11,8 +11,8 @@ import json
 import aiohttp
 import pytest
 
-from bot.slack.refusals import CONTENT, EDIT, OTHER, REFUSALS, WHERE, refusal_of
-from bot.slack.surface import ANSWER_BELOW, PLAIN_CHARS
+from bot.slack.output.refusals import CONTENT, EDIT, OTHER, REFUSALS, WHERE, refusal_of
+from bot.slack.output.surface import ANSWER_BELOW, PLAIN_CHARS
 from tests import queries
 from tests.conftest import Bot, MakeBot
 from tests.fakes.openai_server import Reply

@@ -15,8 +15,8 @@ from jsonschema import Draft202012Validator
 from pydantic import BaseModel, Field
 
 from tools import ToolError, ToolRegistry, default_tools, tool
-from tools.context import MemoryTrace, ToolContext
-from tools.registry import describe
+from tools.toolkit.context import MemoryTrace, ToolContext
+from tools.toolkit.registry import describe
 from tools.weather import get_forecast
 
 SPEC = Path(__file__).parent / "fakes" / "specs" / "openai-chat-completions-request.schema.json"

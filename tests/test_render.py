@@ -2,8 +2,8 @@
 
 import re
 
-from bot.slack.render import markdown_messages
-from bot.slack.split import split_markdown
+from bot.slack.output.render import markdown_messages
+from bot.slack.output.split import split_markdown
 
 FENCE = re.compile(r"^(```|~~~)", re.M)
 

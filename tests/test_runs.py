@@ -8,14 +8,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from bot.runs import RunFailed, traced_run
 from bot.runtime import Runtime, create_runtime
-from orchestrators.llm import AgentError
+from bot.work.traced_run import RunFailed, traced_run
+from orchestrators.agent.loop import AgentError
 from tests import queries
 from tests.conftest import make_settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_api import FakeSlack
-from tools.registry import ToolError
+from tools.toolkit.registry import ToolError
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """Issue 10 finding 5 and issue 23: text the bot did not write notifies nobody, disguises no link
-and unfurls nothing, on every path that reaches Slack (bot/slack/safe_text.py)."""
+and unfurls nothing, on every path that reaches Slack (bot/slack/output/safe_text.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import time
 from pathlib import Path
 
-from bot.slack.safe_text import JOINER, CleanWebClient, neutralize, neutralize_blocks, stable_prefix
+from bot.slack.output.safe_text import JOINER, CleanWebClient, neutralize, neutralize_blocks, stable_prefix
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import dm, mention
@@ -188,7 +188,7 @@ BOLT_POSTERS = {"say", "say_stream", "set_status", "set_title", "set_suggested_p
 
 def test_listeners_post_through_the_cleaning_client() -> None:
     listeners = Path(__file__).resolve().parents[1] / "bot" / "slack" / "listeners"
-    for path in listeners.glob("*.py"):
+    for path in listeners.rglob("*.py"):  # listeners/clicks/ too
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 taken = {a.arg for a in node.args.args + node.args.kwonlyargs} & BOLT_POSTERS

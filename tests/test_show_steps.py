@@ -8,8 +8,8 @@ import time
 import pytest
 
 from bot.db.models import Run, Step
-from bot.slack.render import STEPS_ACTION
-from bot.slack.steps_view import steps_text
+from bot.slack.output.render import STEPS_ACTION
+from bot.slack.output.steps_view import steps_text
 from tests import queries
 from tests.conftest import Bot, MakeBot
 from tests.fakes.openai_server import Reply, ToolCall

@@ -6,8 +6,8 @@ import pytest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack.calls import call
-from bot.slack.split import split_markdown
+from bot.slack.output.calls import call
+from bot.slack.output.split import split_markdown
 from tests.conftest import Bot, MakeBot
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_api import FakeSlack

@@ -1,5 +1,5 @@
-"""Issue 22: a streamed answer is read as plain JSON (tools/model_stream.py) over aiohttp
-(bot/model_transport.py). The streams below have the shapes real servers send (sources in
+"""Issue 22: a streamed answer is read as plain JSON (tools/llm/model_stream.py) over aiohttp
+(tools/llm/model_transport.py). The streams below have the shapes real servers send (sources in
 tests/fakes/SOURCES.md); the fake model server sends them byte for byte over loopback HTTP, to
 the same client the bot builds (bot.runtime.model_http).
 """
@@ -16,13 +16,13 @@ import pytest
 from openai import AsyncOpenAI
 
 from bot.runtime import model_http
-from orchestrators.llm import Agent, Limits
+from orchestrators.agent.loop import Agent, Limits
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tools import default_tools
-from tools.completion import Completion
-from tools.context import MemoryTrace, ToolContext
-from tools.model_call import ModelError, ModelRequest, call_model
-from tools.model_stream import EventDecoder
+from tools.llm.completion import Completion
+from tools.llm.model_call import ModelError, ModelRequest, call_model
+from tools.llm.model_stream import EventDecoder
+from tools.toolkit.context import MemoryTrace, ToolContext
 
 
 def sse(*events: dict[str, Any] | str, sep: str = "\n") -> bytes:

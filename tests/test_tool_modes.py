@@ -11,8 +11,8 @@ import pytest
 
 from tests.fakes.web import FakeWeb
 from tools import ToolContext, ToolSettings, default_tools
-from tools.context import MemoryTrace
-from tools.registry import Tool
+from tools.toolkit.context import MemoryTrace
+from tools.toolkit.registry import Tool
 
 
 @pytest.fixture

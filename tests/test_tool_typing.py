@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SNIPPET = textwrap.dedent(
     """
     from tools import tool
-    from tools.context import ToolContext
+    from tools.toolkit.context import ToolContext
     from tools.weather import get_weather
 
 

@@ -17,11 +17,11 @@ from tests.fakes.weather import FakeOpenMeteo
 from tests.fakes.web import FakeWeb
 from tools import ToolError
 from tools.call_api import call_api
-from tools.context import ToolContext, ToolSettings
 from tools.current_time import current_time
 from tools.read_channel import read_channel
 from tools.search import search_web
 from tools.summarize import summarize
+from tools.toolkit.context import ToolContext, ToolSettings
 from tools.weather import geocode, get_weather
 
 

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from bot.db import Database
-from bot.db import trace as trace_module
-from bot.db.trace import DbTrace
+from bot.db.queries import trace as trace_module
+from bot.db.queries.trace import DbTrace
 from tests import queries
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply, ToolCall

@@ -12,11 +12,11 @@ import pytest
 from sqlmodel import select, update
 
 from bot.db import Database
-from bot.db.jobs import NewJob
 from bot.db.models import Job
-from bot.slack.conversation import GAVE_UP, Turn
-from bot.slack.render import answer_metadata
-from bot.slack.turns import answer_tag, conversation_queue
+from bot.db.queue.jobs import NewJob
+from bot.slack.answering.conversation import GAVE_UP, Turn
+from bot.slack.answering.turns import answer_tag, conversation_queue
+from bot.slack.output.render import answer_metadata
 from bot.work import MAX_ATTEMPTS
 from tests.conftest import Bot, make_settings
 from tests.fakes.openai_server import Reply
@@ -158,8 +158,8 @@ def test_a_queued_turn_comes_back_equal() -> None:
     import dataclasses
     import json
 
-    from bot.slack.conversation import Turn
-    from bot.slack.turns import turn_from_json
+    from bot.slack.answering.conversation import Turn
+    from bot.slack.answering.turns import turn_from_json
 
     turn = Turn("T1", "D1", "U1", "hi", "1.2", "main", None, "dm", files=({"id": "F1", "name": "a.txt"},))
     assert turn_from_json(dataclasses.asdict(turn)) == turn

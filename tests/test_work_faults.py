@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import exc as sa_exc
 
 from bot.db import Database
-from bot.db.jobs import NewJob
+from bot.db.queue.jobs import NewJob
 from bot.work import Job, JobLost, WorkEngine
 
 

@@ -17,8 +17,8 @@ from urllib.parse import parse_qsl, urlencode
 
 import pytest
 
+from bot.slack.door.workspace import event_workspace, request_enterprise, request_workspace
 from bot.slack.listeners.home_settings import CALLBACK
-from bot.slack.workspace import event_workspace, request_enterprise, request_workspace
 from tests.conftest import Bot, MakeBot
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import command_body, view_submission_body

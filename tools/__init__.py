@@ -1,12 +1,13 @@
-"""The shared tool registry: one typed async function per tool, used by both orchestrators."""
+"""The tools, one typed async function per module, used by both orchestrators; what they are built
+from (toolkit/), the gate they pass (guards/), MCP servers, parsing and the model client below."""
 
 from tools.call_api import call_api
-from tools.context import MemoryTrace, ToolContext, ToolSettings, Usage
 from tools.current_time import current_time
 from tools.read_channel import read_channel
-from tools.registry import Tool, ToolError, ToolRegistry, ToolResult, tool
 from tools.search import search_web
 from tools.summarize import summarize
+from tools.toolkit.context import MemoryTrace, ToolContext, ToolSettings, Usage
+from tools.toolkit.registry import Tool, ToolError, ToolRegistry, ToolResult, tool
 from tools.weather import get_weather
 
 

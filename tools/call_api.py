@@ -8,11 +8,11 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
 
-from tools.context import ToolContext
-from tools.extract import ExtractError, extract
-from tools.gate import check_egress
-from tools.netguard import Refused, guarded_get
-from tools.registry import ToolError, tool
+from tools.guards.gate import check_egress
+from tools.guards.netguard import Refused, guarded_get
+from tools.parsing.extract import ExtractError, extract
+from tools.toolkit.context import ToolContext
+from tools.toolkit.registry import ToolError, tool
 
 TEXT_LIMIT = 20_000
 USER_AGENT = "Switchboard/0.1 (Slack bot; call_api tool)"
@@ -36,7 +36,7 @@ def request_mode(args: dict[str, Any]) -> Literal["read", "write"]:
     return "read" if args.get("method", "GET") == "GET" and args.get("body") is None else "write"
 
 
-# The timeout covers waiting for the user's approval (tools/gate.py) as well as the fetch.
+# The timeout covers waiting for the user's approval (tools/guards/gate.py) as well as the fetch.
 @tool(
     timeout=90,
     max_output_chars=TEXT_LIMIT + 1_000,

@@ -6,8 +6,8 @@ from datetime import datetime
 from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from tools.context import ToolContext
-from tools.registry import ToolError, tool
+from tools.toolkit.context import ToolContext
+from tools.toolkit.registry import ToolError, tool
 
 
 @cache

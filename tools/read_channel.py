@@ -1,19 +1,20 @@
 """Reading a Slack channel for a user: only channels that user is a member of, and only for
-showing where everyone who will see the result may read that channel (tools/audience.py)."""
+showing where everyone who will see the result may read that channel (tools/guards/audience.py)."""
 
 from __future__ import annotations
 
 import re
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from pydantic import BaseModel
 from slack_sdk.errors import SlackApiError
 
-from tools.audience import ChannelFacts, may_show
-from tools.context import ToolContext
-from tools.period import PeriodError, is_period, parse_period
-from tools.registry import ToolError, tool
+from tools.guards.audience import ChannelFacts, may_show
+from tools.parsing.period import PeriodError, is_period, parse_period
+from tools.toolkit.context import ToolContext
+from tools.toolkit.registry import ToolError, tool
 
 MAX_MESSAGES = 500
 REF = re.compile(r"^<#(?P<id>[CGD][A-Z0-9]+)(\|(?P<name>[^>]*))?>$")
@@ -117,10 +118,12 @@ def _explain(exc: SlackApiError, name: str) -> str:
     return f"Slack refused to read #{name}: {error or exc}"
 
 
-async def replies(ctx: ToolContext, channel_id: str, name: str, thread_ts: str) -> list[dict[str, Any]]:
-    """A thread's replies (without its parent), oldest first, paginated."""
+async def thread_pages(
+    ctx: ToolContext, channel_id: str, name: str, thread_ts: str
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """A thread's messages page by page, oldest first (Slack may repeat the parent on each page);
+    Slack's refusals become ToolErrors, so callers above tools never see Slack's exceptions."""
     slack = _slack(ctx)
-    out: list[dict[str, Any]] = []
     cursor = None
     while True:
         try:
@@ -129,10 +132,18 @@ async def replies(ctx: ToolContext, channel_id: str, name: str, thread_ts: str) 
             )
         except SlackApiError as exc:
             raise ToolError(_explain(exc, name)) from None
-        out += [m for m in page["messages"] if m["ts"] != thread_ts]
+        yield page["messages"]
         cursor = (page.get("response_metadata") or {}).get("next_cursor")
         if not cursor:
-            return out
+            return
+
+
+async def replies(ctx: ToolContext, channel_id: str, name: str, thread_ts: str) -> list[dict[str, Any]]:
+    """A thread's replies (without its parent), oldest first, paginated."""
+    out: list[dict[str, Any]] = []
+    async for messages in thread_pages(ctx, channel_id, name, thread_ts):
+        out += [m for m in messages if m["ts"] != thread_ts]
+    return out
 
 
 async def user_names(ctx: ToolContext, ids: set[str], cache: dict[str, str]) -> dict[str, str]:

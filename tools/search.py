@@ -7,8 +7,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from tools.context import ToolContext
-from tools.registry import ToolError, tool
+from tools.toolkit.context import ToolContext
+from tools.toolkit.registry import ToolError, tool
 
 DDGS_URL = "https://duckduckgo.com/"  # where the keyless ddgs package sends queries
 
@@ -44,7 +44,7 @@ def _ddgs(query: str, limit: int) -> list[SearchResult]:
     ]
 
 
-# The timeout covers waiting for the user's approval (tools/gate.py) as well as the search.
+# The timeout covers waiting for the user's approval (tools/guards/gate.py) as well as the search.
 @tool(timeout=80, status="Searching the web…", egress=lambda ctx, _: [ctx.settings.searxng_url or DDGS_URL])
 async def search_web(
     ctx: ToolContext,

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from tools.context import ToolContext
-from tools.model_call import ModelError, ModelRequest, call_model
-from tools.registry import ToolError, tool
+from tools.llm.model_call import ModelError, ModelRequest, call_model
+from tools.toolkit.context import ToolContext
+from tools.toolkit.registry import ToolError, tool
 
 MAX_TEXT_CHARS = 200_000
 MODEL_TIMEOUT = 55.0  # inside the tool's own 60 s timeout, so the model call's error is the one seen

@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from tools.context import ToolContext
-from tools.registry import ToolError, tool
+from tools.toolkit.context import ToolContext
+from tools.toolkit.registry import ToolError, tool
 
 WMO = {
     0: "clear sky",
@@ -76,7 +76,7 @@ async def _get_json(ctx: ToolContext, url: str, params: dict[str, Any]) -> dict[
         return await response.json(content_type=None)
 
 
-# The timeout includes waiting for the user's approval (tools/gate.py): the place name leaves us.
+# The timeout includes waiting for the user's approval (tools/guards/gate.py): the place name leaves us.
 @tool(timeout=75, egress=lambda ctx, _: [ctx.settings.open_meteo_geocoding_url])
 async def geocode(ctx: ToolContext, location: Annotated[str, Field(min_length=1, max_length=100)]) -> Place:
     """Find a place by name (e.g. "Karachi") and return its coordinates and time zone."""

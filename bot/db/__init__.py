@@ -1,5 +1,6 @@
-"""Persistence: every table (models), the engine (Database) and one query module per aggregate."""
+"""Persistence: every table (models), the handle (database.Database), migrations (schema), and one
+query module per aggregate in queries/, workspaces/ and queue/."""
 
-from bot.db.engine import Database
+from bot.db.database import Database
 
 __all__ = ["Database"]

@@ -1,9 +1,9 @@
 """The statements and transactions the database runs, counted for /metrics (what an answer costs).
 
-Imported once by bot/db/engine.py. The listeners sit on the Engine and Pool classes, so every
+Imported once by bot/db/database.py. The listeners sit on the Engine and Pool classes, so every
 engine of the process is counted however it was made. Statements are counted where they run:
 on PostgreSQL at SQLAlchemy's cursor event; on SQLite by SQLite's own trace hook, because the
-run and step writer (bot/db/runs.py) talks to aiosqlite below SQLAlchemy and would go unseen.
+run and step writer (bot/db/queries/runs.py) talks to aiosqlite below SQLAlchemy and would go unseen.
 A write on an autocommit connection is a transaction of its own, counted as `autocommit`; a
 transaction our code opens is counted at its begin and at its commit or rollback.
 """
@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import ConnectionPoolEntry, Pool
 from sqlalchemy.util import await_
 
-from bot.metrics import DB_STATEMENTS, DB_TRANSACTIONS
+from bot.ops.metrics import DB_STATEMENTS, DB_TRANSACTIONS
 
 KINDS = ("select", "insert", "update", "delete")
 WRITES = frozenset(("insert", "update", "delete"))

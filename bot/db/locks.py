@@ -25,7 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 if TYPE_CHECKING:
-    from bot.db.engine import Database
+    from bot.db.database import Database
 
 
 def lock_id(key: str) -> int:

@@ -197,7 +197,8 @@ class Approval(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: int | None = Field(default=None, index=True)
-    kind: str = Field(max_length=32)  # egress | write (a parked write call: bot/slack/write_approvals.py)
+    # egress | write (a parked write call: bot/slack/answering/write_approvals.py)
+    kind: str = Field(max_length=32)
     summary: str  # what the person is asked, in their words
     detail: str = "{}"  # JSON the asker needs to act on the answer (tool, host, url, sources)
     team_id: str | None = Field(default=None, max_length=32)

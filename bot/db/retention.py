@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete, exists, select
 from sqlmodel import col
 
-from bot.db.jobs import FINISHED
 from bot.db.models import Conversation, Feedback, Job, Message, ProcessedEvent, Run, Step, utcnow
+from bot.db.queue.jobs import FINISHED
 
 if TYPE_CHECKING:
-    from bot.db.engine import Database
+    from bot.db.database import Database
 
 log = logging.getLogger(__name__)
 

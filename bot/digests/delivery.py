@@ -19,9 +19,9 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.db.models import DigestSchedule
-from bot.slack.calls import call
-from bot.slack.render import markdown_messages
-from bot.slack.safe_text import readable
+from bot.slack.output.calls import call
+from bot.slack.output.render import markdown_messages
+from bot.slack.output.safe_text import readable
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ async def find_digest(
                 continue  # only our own posts count, whatever another app writes
             payload = meta.get("event_payload") or {}
             if {key: payload.get(key) for key in wanted} != wanted:
-                continue  # (the payload also carries the post's own id: bot/slack/calls.py)
+                continue  # (the payload also carries the post's own id: bot/slack/output/calls.py)
             if meta.get("event_type") == EVENT_TYPE:
                 found.posted = True
             elif meta.get("event_type") == PART_EVENT_TYPE:

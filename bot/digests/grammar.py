@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 
-from orchestrators.workflows.parsing import ChannelRef, UsageError, parse_channel_ref, tokenize
+from orchestrators.workflows.arguments import ChannelRef, UsageError, parse_channel_ref, tokenize
 
 DIGEST_USAGE = (
     "Usage: `/digest add #channel (daily HH:MM | weekdays HH:MM | weekly mon HH:MM | "

@@ -1,7 +1,7 @@
 """Who may do what with a digest, and whether a schedule may still post.
 
 A digest reads one channel and posts in another, so it follows the audience rule
-(tools/audience.py) when it is added, every time it fires, and on `/digest run`; its creator must
+(tools/guards/audience.py) when it is added, every time it fires, and on `/digest run`; its creator must
 still be a member of the source. Only the creator or a workspace admin may remove or run one.
 Ordinary members get at most MAX_PER_CHANNEL schedules per channel, at least an hour apart.
 """
@@ -15,7 +15,7 @@ from slack_sdk.errors import SlackApiError
 from bot.db.models import DigestSchedule
 from bot.digests.grammar import shortest_gap
 from bot.runtime import Runtime
-from tools.audience import may_show
+from tools.guards.audience import may_show
 
 MAX_PER_CHANNEL = 10
 MIN_INTERVAL = timedelta(hours=1)
@@ -58,7 +58,8 @@ def why_not_add(cron: str, timezone: str) -> str | None:
 
 def channel_full(target: str, existing: int) -> str:
     """Why a member may not add another schedule posting in `target`; the count is checked with
-    the insert, under one lock (bot/db/digests.py `add`), so concurrent adds cannot pass it."""
+    the insert, under one lock (bot/db/workspaces/digest_schedules.py `add`), so concurrent adds
+    cannot pass it."""
     return (
         f"<#{target}> already has {existing} digests, the most a member may set up; "
         "remove one first or ask a workspace admin"

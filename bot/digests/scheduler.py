@@ -19,16 +19,16 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from slack_sdk.errors import SlackApiError
 
-from bot.db.digests import PAUSED
 from bot.db.models import DigestSchedule
+from bot.db.workspaces.digest_schedules import PAUSED
 from bot.digests.delivery import delete_parts, find_digest, post_digest, span, utc
 from bot.digests.grammar import canonical, fires, make_trigger, period_of, previous_fire_time
 from bot.digests.permissions import why_not_post
-from bot.runs import RunFailed, traced_run
 from bot.runtime import Runtime
 from bot.slack import install
-from bot.slack.surface import unfurl_allowed
+from bot.slack.output.surface import unfurl_allowed
 from bot.work import Job
+from bot.work.traced_run import RunFailed, traced_run
 from orchestrators.workflows import summarize_channel
 
 log = logging.getLogger(__name__)

@@ -1,1 +1,3 @@
-"""The Slack front door: the Bolt app, its server, listeners, the answer surface and rendering."""
+"""Slack: the Bolt app and its server (HTTP or Socket Mode), OAuth installation; the front door
+(door/), the listeners, a turn from message to answer (answering/) and the one place that
+posts (output/)."""

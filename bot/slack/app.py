@@ -14,23 +14,21 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
 from bot.slack import install
-from bot.slack.authorize import VerifiedBotToken, VerifiedInstallations
-from bot.slack.deliveries import Deliveries
-from bot.slack.front_door import FrontDoor, bolt_dispatch, last_word, validate_payload
+from bot.slack.door.authorize import VerifiedBotToken, VerifiedInstallations
+from bot.slack.door.deliveries import Deliveries
+from bot.slack.door.front_door import FrontDoor, bolt_dispatch, last_word, validate_payload
 from bot.slack.listeners import (
-    approvals,
     assistant,
-    commands,
     digest,
-    feedback,
     home,
     home_settings,
     messages,
     shortcuts,
-    steps,
+    slash_commands,
     uninstall,
 )
-from bot.slack.safe_text import CleanWebClient, SessionRespond, reply_session
+from bot.slack.listeners.clicks import approval_buttons, feedback_buttons, show_steps
+from bot.slack.output.safe_text import CleanWebClient, SessionRespond, reply_session
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +59,10 @@ def build_app(rt: Runtime) -> AsyncApp:
     uninstall.register(app, rt)
     assistant.register(app, rt)  # before messages: it takes DM threads (assistant threads)
     messages.register(app, rt)
-    feedback.register(app, rt)
-    steps.register(app, rt)
-    approvals.register(app, rt)
-    commands.register(app, rt)
+    feedback_buttons.register(app, rt)
+    show_steps.register(app, rt)
+    approval_buttons.register(app, rt)
+    slash_commands.register(app, rt)
     digest.register(app, rt)
     home.register(app, rt)
     home_settings.register(app, rt)
@@ -104,7 +102,7 @@ def shared_session(rt: Runtime) -> Callable[..., Awaitable[Any]]:
 
 def build_web_app(app: AsyncApp, rt: Runtime) -> web.Application:
     """Slack requests at POST /slack/events; /healthz, /readyz and /metrics beside them."""
-    from bot.health import add_routes
+    from bot.ops.health import add_routes
 
     limit = rt.settings.slack_max_body_bytes
     web_app = web.Application(client_max_size=limit)

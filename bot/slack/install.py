@@ -22,9 +22,9 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from bot.db.installations import Installations, OAuthStates
-from bot.slack.safe_text import CleanWebClient
-from bot.slack.workspace import request_enterprise, request_workspace
+from bot.db.workspaces.installations import Installations, OAuthStates
+from bot.slack.door.workspace import request_enterprise, request_workspace
+from bot.slack.output.safe_text import CleanWebClient
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -168,7 +168,7 @@ def add_routes(web_app: web.Application, app: AsyncApp) -> None:
 
 def before_authorize(store: Installations) -> Callable[..., Awaitable[Any]]:
     """Bolt's `before_authorize`: decide the workspace of a request by our rule
-    (bot/slack/workspace.py), for events, interactivity and slash commands alike, before Bolt
+    (bot/slack/door/workspace.py), for events, interactivity and slash commands alike, before Bolt
     looks its installation up; Bolt's own rule prefers the payload's `team`, which in a Slack
     Connect channel is the clicking person's organisation. The org of a Grid workspace is kept,
     so work resumed later by team id finds an org-wide installation."""

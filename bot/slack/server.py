@@ -17,13 +17,14 @@ from slack_bolt.async_app import AsyncApp
 from bot.config import Settings
 from bot.db.retention import retention_loop
 from bot.digests.scheduler import DigestScheduler
-from bot.health import start_health_server
+from bot.ops.health import start_health_server
 from bot.runtime import Runtime, create_runtime
-from bot.slack import command_jobs, deliveries, turns, write_approvals
+from bot.slack.answering import command_jobs, turns, write_approvals
+from bot.slack.answering.write_approvals import sweep_forever
 from bot.slack.app import build_app, build_web_app, identify
-from bot.slack.front_door import DoorThread
-from bot.slack.listeners.commands import RUNNERS
-from bot.slack.write_approvals import sweep_forever
+from bot.slack.door import deliveries
+from bot.slack.door.front_door import DoorThread
+from bot.slack.listeners.slash_commands import RUNNERS
 
 log = logging.getLogger(__name__)
 

@@ -36,13 +36,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from bot.db.engine import IMPATIENT, database_unavailable, transient
-from bot.db.inbox import Inbox, inbox_url
-from bot.db.jobs import FINISHED, Claimed, Write
+from bot.db.database import IMPATIENT, database_unavailable, transient
+from bot.db.queue.inbox import Inbox, inbox_url
+from bot.db.queue.jobs import FINISHED, Claimed, Write
 from bot.work.recorder import Recorder
 
 if TYPE_CHECKING:
-    from bot.db.engine import Database
+    from bot.db.database import Database
     from bot.work.wake import Waker
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Recording new jobs, group-committed, on whichever event loop records them.
 
-The front door records on its own thread's loop (bot/slack/front_door.py `DoorThread`; on
-SQLite into the inbox, bot/db/inbox.py) and the engine's own submits (commands, digests,
+The front door records on its own thread's loop (bot/slack/door/front_door.py `DoorThread`; on
+SQLite into the inbox, bot/db/queue/inbox.py) and the engine's own submits (commands, digests,
 approvals) record on the main loop; both go through one `Recorder` each, with the same batching
 and dedupe, and wake the claimer when a job is new.
 """
@@ -12,8 +12,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bot import metrics
-from bot.db.jobs import NewJob
+from bot.db.queue.jobs import NewJob
+from bot.ops import metrics
 
 Add = Callable[[list[NewJob]], Awaitable[list[tuple[int, bool]]]]
 

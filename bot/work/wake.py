@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import make_url
 
-from bot.db.engine import asyncpg_options
-from bot.db.jobs import WAKE_CHANNEL as CHANNEL
+from bot.db.database import asyncpg_options
+from bot.db.queue.jobs import WAKE_CHANNEL as CHANNEL
 
 if TYPE_CHECKING:
     from bot.config import Settings

@@ -1,7 +1,7 @@
 """What stored runs say: the model's habits (its most frequent tool sequences), what they cost
 and how often they fail, and which of them a workflow already does, or could.
 
-Pure: `bot/insights.py` reads the runs and their steps from the database.
+Pure: `bot/ops/insights_report.py` reads the runs and their steps from the database.
 """
 
 from __future__ import annotations

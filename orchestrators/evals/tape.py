@@ -14,8 +14,8 @@ from typing import Any, get_type_hints
 
 from pydantic import TypeAdapter, ValidationError
 
-from tools.context import ToolContext
-from tools.registry import AnyTool, ToolError, to_jsonable
+from tools.toolkit.context import ToolContext
+from tools.toolkit.registry import AnyTool, ToolError, to_jsonable
 
 VERSION = 1
 

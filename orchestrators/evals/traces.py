@@ -10,8 +10,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-# How the gate and the registry word their refusals and the model's mistakes (tools/gate.py,
-# tools/registry.py); a step's error is classified by its opening words.
+# How the gate and the registry word their refusals and the model's mistakes (tools/guards/gate.py,
+# tools/toolkit/registry.py); a step's error is classified by its opening words.
 INVALID = ("invalid arguments for ", "The arguments for ")
 UNKNOWN = ("There is no tool called ",)
 REFUSED = ("Not sent", "Not shown here", "Not run: this run has used its token budget")

@@ -5,11 +5,11 @@ from typing import Annotated
 from pydantic import Field
 
 from orchestrators.workflows.base import WorkflowReply
+from orchestrators.workflows.channel_summary import summarize_channel
 from orchestrators.workflows.research import research
-from orchestrators.workflows.summarize import summarize_channel
-from orchestrators.workflows.weather import weather_report
-from tools.context import ToolContext
-from tools.registry import Tool, tool
+from orchestrators.workflows.weather_report import weather_report
+from tools.toolkit.context import ToolContext
+from tools.toolkit.registry import Tool, tool
 
 
 # A workflow sends nothing itself: each of its steps passes the gate as its own call.

@@ -7,10 +7,10 @@ import json
 
 from orchestrators.workflows.base import WorkflowReply
 from tools.call_api import call_api
-from tools.context import ToolContext
-from tools.registry import ToolError
 from tools.search import search_web
 from tools.summarize import summarize
+from tools.toolkit.context import ToolContext
+from tools.toolkit.registry import ToolError
 
 PAGES = 3
 PAGE_CHARS = 6_000

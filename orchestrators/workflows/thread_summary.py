@@ -10,14 +10,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from slack_sdk.errors import SlackApiError
-
 from orchestrators.workflows.base import WorkflowReply
-from orchestrators.workflows.summarize import CHUNK_CHARS, _clock, chunks_of, transcript
-from tools.context import ToolContext
-from tools.read_channel import _explain, ensure_may_show, ensure_member, user_names
-from tools.registry import ToolError
+from orchestrators.workflows.channel_summary import CHUNK_CHARS, _clock, chunks_of, transcript
+from tools.read_channel import ensure_may_show, ensure_member, thread_pages, user_names
 from tools.summarize import summarize
+from tools.toolkit.context import ToolContext
+from tools.toolkit.registry import ToolError
 
 MAX_MESSAGES = 5_000  # replies kept in memory: the newest ones
 STYLE = (
@@ -49,24 +47,15 @@ async def read_thread(ctx: ToolContext, channel_id: str, thread_ts: str, keep: i
         raise ToolError("Slack is not available here, so threads cannot be read")
     thread = Thread()
     newest: deque[dict[str, Any]] = deque(maxlen=keep)
-    cursor = None
-    while True:
-        try:
-            page = await ctx.slack.conversations_replies(
-                channel=channel_id, ts=thread_ts, limit=200, cursor=cursor
-            )
-        except SlackApiError as exc:
-            raise ToolError(_explain(exc, channel_id)) from None
-        for m in page["messages"]:
+    async for messages in thread_pages(ctx, channel_id, channel_id, thread_ts):
+        for m in messages:
             if m["ts"] == thread_ts:
                 thread.parent = m  # Slack may repeat the parent on every page
             else:
                 newest.append({**m, "_reply": True})
                 thread.total += 1
-        cursor = (page.get("response_metadata") or {}).get("next_cursor")
-        if not cursor:
-            thread.replies = list(newest)
-            return thread
+    thread.replies = list(newest)
+    return thread
 
 
 async def summarize_thread(ctx: ToolContext, channel_id: str, thread_ts: str) -> WorkflowReply:

@@ -1,6 +1,6 @@
 """A parser worker whose jobs report to the test and wait for its word: parsing on cue.
 
-`Extractor(worker_module="tests.fakes.parser_worker")` runs this instead of tools/extract.py (same
+`Extractor(worker_module="tests.fakes.parser_worker")` runs this instead of tools/parsing/extract.py (same
 protocol). A job's data is `host:port name` and a newline, then the page (or PDF): the worker
 connects to the test's `ParseControl` on 127.0.0.1, says `start name`, waits for a line back,
 then parses the rest with the real parser. A job the test never answers runs until its worker is
@@ -14,7 +14,7 @@ import asyncio
 import socket
 from collections.abc import Callable
 
-from tools import extract
+from tools.parsing import extract
 
 
 def _on_cue(parse: Callable[[bytes], str]) -> Callable[[bytes], str]:

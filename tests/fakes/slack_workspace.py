@@ -149,7 +149,7 @@ class Workspace:
 
     def next_ts(self) -> str:
         """A fresh, strictly increasing message timestamp from the wall clock, as Slack's are:
-        the bot may look its own posts up in a window of time (bot/slack/calls.py)."""
+        the bot may look its own posts up in a window of time (bot/slack/output/calls.py)."""
         self._clock = round(max(time.time(), self._clock + 0.000001), 6)
         return f"{self._clock:.6f}"
 

@@ -8,11 +8,11 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp, AsyncAssistant
 
 from bot.runtime import Runtime
-from bot.slack.calls import call
-from bot.slack.conversation import Turn, apology_if_database_down, clean_text
+from bot.slack.answering.conversation import Turn, apology_if_database_down, clean_text
+from bot.slack.answering.turns import accept
+from bot.slack.door.workspace import event_workspace
 from bot.slack.listeners.messages import is_person_talking
-from bot.slack.turns import accept
-from bot.slack.workspace import event_workspace
+from bot.slack.output.calls import call
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
-from bot.db.digests import ChannelFull
 from bot.db.models import DigestSchedule
+from bot.db.workspaces.digest_schedules import ChannelFull
 from bot.digests.grammar import (
     DIGEST_USAGE,
     DigestAdd,
@@ -32,10 +32,10 @@ from bot.digests.permissions import (
 )
 from bot.logging_setup import message_text
 from bot.runtime import Runtime
-from orchestrators.workflows.parsing import ChannelRef, UsageError
-from tools.context import MemoryTrace
+from orchestrators.workflows.arguments import ChannelRef, UsageError
 from tools.read_channel import ensure_member, resolve_channel
-from tools.registry import ToolError
+from tools.toolkit.context import MemoryTrace
+from tools.toolkit.registry import ToolError
 
 log = logging.getLogger(__name__)
 

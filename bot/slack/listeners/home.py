@@ -16,8 +16,8 @@ from slack_bolt.async_app import AsyncApp
 from bot.db.models import Run
 from bot.runtime import Runtime
 from bot.slack import install
-from bot.slack.calls import call
-from orchestrators.workflows.commands import COMMANDS
+from bot.slack.output.calls import call
+from orchestrators.workflows.command_registry import COMMANDS
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,8 @@ async def recent_runs_section(rt: Runtime, user: str) -> list[Block]:
 
 async def insights_section(rt: Runtime, user: str) -> list[Block]:
     """Admins: `switchboard insights` for the last 30 days (which model habits a workflow covers)."""
-    from bot.admin import is_admin
-    from bot.insights import home_lines
+    from bot.controls.admin_commands import is_admin
+    from bot.ops.insights_report import home_lines
 
     if not await is_admin(rt, user):
         return []

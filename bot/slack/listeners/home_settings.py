@@ -17,11 +17,11 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
-from bot.admin import is_admin, scope_name
-from bot.channel_config import KEYS, WORKSPACE, ConfigUsageError, check_value
+from bot.controls.admin_commands import is_admin, scope_name
+from bot.controls.channel_config import KEYS, WORKSPACE, ConfigUsageError, check_value
 from bot.runtime import Runtime
-from bot.slack.calls import call
 from bot.slack.listeners import home
+from bot.slack.output.calls import call
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.runtime import Runtime
-from bot.slack.conversation import Turn, apology_if_database_down
-from bot.slack.turns import accept
-from bot.slack.workspace import event_workspace
+from bot.slack.answering.conversation import Turn, apology_if_database_down
+from bot.slack.answering.turns import accept
+from bot.slack.door.workspace import event_workspace
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def message_turn(
 def register(app: AsyncApp, rt: Runtime) -> None:
     # The app processes before it responds (bot/slack/app.py), so each listener queues its turn
     # in the database before Slack gets the ack: once acked, a message survives any crash. A
-    # retried or duplicate delivery finds its turn already queued (bot/slack/turns.py).
+    # retried or duplicate delivery finds its turn already queued (bot/slack/answering/turns.py).
     async def start(turn: Turn) -> None:
         async with apology_if_database_down(rt, turn.channel, turn.reply_thread_ts):
             await accept(rt, turn)

@@ -11,10 +11,10 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.runs import RunFailed, traced_run
 from bot.runtime import Runtime
-from bot.slack.calls import call
-from bot.slack.safe_text import quiet_respond
+from bot.slack.output.calls import call
+from bot.slack.output.safe_text import quiet_respond
+from bot.work.traced_run import RunFailed, traced_run
 from orchestrators.workflows.thread_summary import summarize_thread
 
 log = logging.getLogger(__name__)

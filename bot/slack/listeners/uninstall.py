@@ -13,7 +13,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.runtime import Runtime
-from bot.slack.workspace import event_workspace
+from bot.slack.door.workspace import event_workspace
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,2 @@
+"""Queries per aggregate on the answer path: conversations, runs and their steps, feedback, usage,
+approvals."""

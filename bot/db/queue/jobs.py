@@ -1,0 +1,354 @@
+"""The job table's queries: add many at once, claim under one lock, renew, finish, hand back.
+
+Core statements on one connection each, not ORM sessions: these run for every delivery and
+every answer, so each is one short transaction with as few round trips as the rule allows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot.db.database import IMPATIENT
+from bot.db.locks import serialized
+from bot.db.models import Job, utcnow
+
+if TYPE_CHECKING:
+    from bot.db.database import Database
+
+FINISHED = ("done", "failed", "interrupted")
+CLAIM_LOCK = "work:claim"
+CANDIDATES = 1000
+RECORD_RETRY_SECONDS = 1.5  # pending jobs looked at per claim, oldest first
+T = Job.__table__  # type: ignore[attr-defined]
+WAKE_CHANNEL = "switchboard_work"  # bot/work/wake.py listens on it
+# Sent inside the transaction that records ("new") or finishes ("done") jobs: delivered at
+# commit, never for a rollback (Postgres only; SQLite's processes poll).
+NOTIFY_NEW = text(f"SELECT pg_notify('{WAKE_CHANNEL}', 'new')")
+NOTIFY_DONE = text(f"SELECT pg_notify('{WAKE_CHANNEL}', 'done')")
+
+
+@dataclass(frozen=True)
+class NewJob:
+    kind: str
+    key: str
+    payload: dict[str, Any]
+    queue: str | None = None
+    person: str | None = None
+    created_at: datetime | None = None  # when it was recorded elsewhere first (the inbox)
+
+
+def recorded(job: NewJob) -> dict[str, Any]:
+    """The columns a new job and the front door's inbox row (bot/db/queue/inbox.py) share."""
+    return {
+        "kind": job.kind,
+        "key": job.key,
+        "queue": job.queue,
+        "person": job.person,
+        "payload": json.dumps(job.payload),
+    }
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A job this process now holds: its fields as the handler needs them."""
+
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+    progress: dict[str, Any]
+    created_at: datetime
+    queue: str | None
+    person: str | None
+
+
+class NotOurs(Exception):
+    """The job's lease was taken over: its finish is rolled back."""
+
+
+# One of a job's own writes, done in the transaction that finishes it; it may return the job's
+# progress to keep (all of it, not a change).
+Write = Callable[[AsyncConnection], Awaitable[Mapping[str, Any] | None]]
+
+
+class Jobs:
+    table = T
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def _inserting(self, jobs: Iterable[NewJob]) -> Any:
+        """INSERT of new jobs; a key already there keeps its first job (ON CONFLICT DO NOTHING)."""
+        rows = [
+            {
+                **recorded(j),
+                "state": "pending",
+                "attempts": 0,
+                "lease_expires": 0.0,
+                "created_at": j.created_at or utcnow(),
+            }
+            for j in jobs
+        ]
+        return self.db.insert_statement(T).values(rows).on_conflict_do_nothing(index_elements=["key"])
+
+    async def add(self, jobs: list[NewJob]) -> list[tuple[int, bool]]:
+        """Insert jobs in one transaction; a key already there keeps its first job: (id, False)."""
+
+        async def work() -> list[tuple[int, bool]]:  # safe to redo: a key already there is kept
+            async with self.db.engine.begin() as conn:
+                made = await conn.execute(self._inserting(jobs).returning(T.c.id, T.c.key))
+                ids = {key: job_id for job_id, key in made}
+                new = set(ids)
+                missing = [j.key for j in jobs if j.key not in ids]
+                if missing:
+                    found = await conn.execute(select(T.c.id, T.c.key).where(T.c.key.in_(missing)))
+                    ids.update({key: job_id for job_id, key in found})
+                if new and self.db.dialect == "postgresql":
+                    await conn.execute(NOTIFY_NEW)
+            return [(ids[j.key], j.key in new) for j in jobs]
+
+        # On the ack path: a short wait rides out a blip, a restart is told (Slack's limit is 3 s);
+        # the pool's own patience (15 s for a connection) would outlast the ack.
+        token = IMPATIENT.set(True)
+        try:
+            return await self.db.retrying(work, what="recording work", seconds=RECORD_RETRY_SECONDS)
+        finally:
+            IMPATIENT.reset(token)
+
+    async def claim(
+        self,
+        owner: str,
+        ttl: float,
+        limit: int,
+        slots: int,
+        kinds: Iterable[str],
+        quiet_for: float = 0.0,
+        arrivals: Sequence[NewJob] = (),
+    ) -> list[Claimed]:
+        """Take up to `limit` runnable jobs: pending ones, and running ones whose lease lapsed
+        (their owner died), oldest first, at most one running per queue, at most `slots` running
+        per person (0: no limit). One lock serializes claims across processes, so two claims
+        never read the same "free" queue or slot.
+
+        A lease that lapsed while the database was away may have a live holder that could not
+        renew it: lapsed leases are taken over only when this process met no database fault in
+        the last `quiet_for` seconds (the holders had that long to renew).
+
+        `arrivals` (jobs the front door recorded in SQLite's inbox) are inserted first, in the
+        same transaction: moving them costs no transaction of its own.
+        """
+        wanted = list(kinds)
+
+        async def attempt() -> list[Claimed]:
+            take_over = time.monotonic() - self.db.faults.last >= quiet_for
+            return await self._claim(owner, ttl, limit, slots, wanted, take_over, arrivals)
+
+        return await self.db.retrying(attempt, what="claiming work")
+
+    async def _claim(
+        self,
+        owner: str,
+        ttl: float,
+        limit: int,
+        slots: int,
+        kinds: list[str],
+        take_over: bool,
+        arrivals: Sequence[NewJob],
+    ) -> list[Claimed]:
+        now = time.time()
+        async with serialized(self.db, CLAIM_LOCK) as conn:
+            if arrivals:
+                await conn.execute(self._inserting(arrivals))
+            running = (
+                await conn.execute(
+                    select(T.c.queue, T.c.person).where(T.c.state == "running", T.c.lease_expires >= now)
+                )
+            ).all()
+            busy_queues = {q for q, _ in running if q}
+            per_person = Counter(p for _, p in running if p)
+            lapsed = and_(T.c.state == "running", T.c.lease_expires < now)
+            runnable = or_(T.c.state == "pending", lapsed) if take_over else T.c.state == "pending"
+            candidates = (
+                await conn.execute(
+                    select(T.c.id, T.c.queue, T.c.person)
+                    .where(runnable, T.c.kind.in_(kinds))
+                    .order_by(T.c.id)
+                    .limit(CANDIDATES)
+                )
+            ).all()
+            chosen: list[int] = []
+            for job_id, queue, person in candidates:
+                if queue:
+                    if queue in busy_queues:
+                        continue
+                    busy_queues.add(queue)  # later jobs of this queue wait for this one
+                if person and slots and per_person[person] >= slots:
+                    continue
+                per_person[person] += 1
+                chosen.append(job_id)
+                if len(chosen) >= limit:
+                    break
+            if not chosen:
+                return []
+            taken = await conn.execute(
+                update(T)
+                .where(T.c.id.in_(chosen))
+                .values(state="running", owner=owner, lease_expires=now + ttl, attempts=T.c.attempts + 1)
+                .returning(
+                    T.c.id,
+                    T.c.kind,
+                    T.c.payload,
+                    T.c.attempts,
+                    T.c.progress,
+                    T.c.created_at,
+                    T.c.queue,
+                    T.c.person,
+                )
+            )
+            out = [
+                Claimed(
+                    id=r.id,
+                    kind=r.kind,
+                    payload=json.loads(r.payload),
+                    attempts=r.attempts,
+                    progress=json.loads(r.progress) if r.progress else {},
+                    created_at=r.created_at,
+                    queue=r.queue,
+                    person=r.person,
+                )
+                for r in taken
+            ]
+        return sorted(out, key=lambda c: c.id)
+
+    async def renew(self, owner: str, ttl: float, ids: Iterable[int]) -> set[int]:
+        """Extend the leases of the jobs this owner runs, in one statement; returns the ids still
+        ours. Only the running ones: a job whose end could not be recorded lapses, and is redone."""
+        wanted = list(ids)
+
+        async def work() -> set[int]:
+            async with self.db.engine.begin() as conn:
+                kept = await conn.execute(
+                    update(T)
+                    .where(T.c.id.in_(wanted), T.c.owner == owner, T.c.state == "running")
+                    .values(lease_expires=time.time() + ttl)
+                    .returning(T.c.id)
+                )
+                return {i for (i,) in kept}
+
+        return await self.db.retrying(work, what="renewing leases")
+
+    async def finish(self, job_id: int, owner: str, state: str, writes: Sequence[Write] = ()) -> bool:
+        """Record the outcome, and the job's own `writes` (an answer's run, steps and messages) in
+        the same transaction; False when the job is no longer ours (its lease was taken over):
+        then nothing is written, so the attempt that holds it now is the only one recorded."""
+
+        async def work(conn: AsyncConnection) -> bool:
+            progress: dict[str, Any] = {}
+            for write in writes:
+                progress |= await write(conn) or {}
+            ended: dict[str, Any] = {"state": state, "owner": None, "finished_at": utcnow()}
+            if progress:
+                ended["progress"] = json.dumps(progress)
+            done = await conn.execute(
+                update(T).where(T.c.id == job_id, T.c.owner == owner, T.c.state == "running").values(ended)
+            )
+            if (done.rowcount or 0) != 1:
+                raise NotOurs  # rolls the writes back
+            if self.db.dialect == "postgresql":  # for a wait() in another process
+                await conn.execute(NOTIFY_DONE)
+            return True
+
+        async def landed(conn: AsyncConnection) -> bool | None:
+            """A commit lost with its connection landed if the job is finished now."""
+            found = (await conn.execute(select(T.c.state).where(T.c.id == job_id))).scalar()
+            return True if found in FINISHED else None
+
+        try:
+            return await self.db.transaction(work, landed=landed, what="finishing work")
+        except NotOurs:
+            return False
+
+    async def claimable(self, kinds: Iterable[str]) -> bool:
+        """Whether any job of `kinds` is pending or has a lapsed lease: one read, no transaction,
+        so a claim round that would find nothing costs no write lock or advisory lock."""
+        runnable = or_(T.c.state == "pending", and_(T.c.state == "running", T.c.lease_expires < time.time()))
+        async with self.db.reading() as conn:
+            found = await conn.execute(select(T.c.id).where(runnable, T.c.kind.in_(list(kinds))).limit(1))
+            return found.first() is not None
+
+    async def note(self, job_id: int, owner: str, progress: Mapping[str, Any]) -> bool:
+        """Keep what this attempt showed (a stream's ts), so a redo can adopt it."""
+        async with self.db.engine.begin() as conn:
+            done = await conn.execute(
+                update(T)
+                .where(T.c.id == job_id, T.c.owner == owner)
+                .values(progress=json.dumps(dict(progress)))
+            )
+            return (done.rowcount or 0) == 1
+
+    async def run_of(self, job_id: int) -> int | None:
+        """The run a finished job noted (an answer's buttons name its job: its run is written
+        only when the job ends)."""
+        async with self.db.reading() as conn:
+            found = (await conn.execute(select(T.c.progress).where(T.c.id == job_id))).scalar()
+        run = json.loads(found).get("run") if found else None
+        return run if isinstance(run, int) else None
+
+    async def release(self, owner: str, ids: Iterable[int]) -> int:
+        """Hand jobs back (a graceful stop): pending again, at once claimable by another process.
+        Redone on a transient fault, so a stop during a restart still hands them over."""
+        wanted = list(ids)
+        if not wanted:
+            return 0
+
+        async def work() -> int:  # safe to redo: a job already handed back is no longer ours
+            async with self.db.engine.begin() as conn:
+                done = await conn.execute(
+                    update(T)
+                    .where(T.c.id.in_(wanted), T.c.owner == owner, T.c.state == "running")
+                    .values(state="pending", owner=None, lease_expires=0.0)
+                )
+                return done.rowcount or 0
+
+        return await self.db.retrying(work, what="handing work back")
+
+    async def states(self, ids: Iterable[int]) -> dict[int, str]:
+        wanted = list(ids)
+        if not wanted:
+            return {}
+        async with self.db.engine.connect() as conn:
+            rows = await conn.execute(select(T.c.id, T.c.state).where(T.c.id.in_(wanted)))
+            return {i: s for i, s in rows}
+
+    async def get(self, job_id: int) -> Job | None:
+        async with self.db.session() as s:
+            return await s.get(Job, job_id)
+
+    async def give_up_stale(self, kind: str, max_age: timedelta) -> int:
+        """Jobs of `kind` never started and older than `max_age` are interrupted unanswered (by the
+        time a process is back, the question is stale); started ones are left to the handler's
+        give-up, which can replace what they showed. Looked for first: usually there are none,
+        and then nothing is written."""
+        stale = and_(
+            T.c.kind == kind,
+            T.c.state == "pending",
+            T.c.attempts == 0,
+            T.c.created_at < utcnow() - max_age,
+        )
+        async with self.db.reading() as conn:
+            if (await conn.execute(select(T.c.id).where(stale).limit(1))).first() is None:
+                return 0
+        async with self.db.engine.begin() as conn:
+            done = await conn.execute(
+                update(T).where(stale).values(state="interrupted", finished_at=utcnow())
+            )
+            return done.rowcount or 0

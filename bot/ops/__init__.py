@@ -1,0 +1,2 @@
+"""Operating a deployment: doctor, health and metrics endpoints, migrate and runs, evals and
+insights from the command line."""

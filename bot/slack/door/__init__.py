@@ -1,0 +1,2 @@
+"""The front door: a delivery verified, shape-checked, recorded and acked; its workspace and its
+token found."""

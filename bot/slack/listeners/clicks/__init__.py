@@ -1,0 +1,1 @@
+"""Clicks on the buttons under answers: approve / deny, thumbs up / down, show steps."""
