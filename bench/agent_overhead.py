@@ -27,10 +27,10 @@ sys.path.insert(0, str(HERE))
 
 from roundtrip_common import QUESTION, floor_once, interleaved_ms  # noqa: E402
 
-from bot.config import load_settings  # noqa: E402
 from bot.db.trace import DbTrace  # noqa: E402
 from bot.runs import traced_run  # noqa: E402
 from bot.runtime import create_runtime  # noqa: E402
+from bot.settings import load_settings  # noqa: E402
 from orchestrators.llm import Agent, Limits  # noqa: E402
 from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall  # noqa: E402
 from tools import ToolRegistry, tool  # noqa: E402

@@ -16,12 +16,12 @@ from sqlalchemy import event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
-from bot.config import load_settings
 from bot.db import Database
 from bot.db.engine import CommitUnknown, database_unavailable, sqlstate, transient
 from bot.doctor import check_pool
 from bot.runs import RunFailed, traced_run
 from bot.runtime import Runtime, create_runtime
+from bot.settings import load_settings
 from tests import queries
 from tests.conftest import make_settings
 from tests.fakes.slack_api import FakeSlack
