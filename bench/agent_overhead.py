@@ -27,9 +27,9 @@ sys.path.insert(0, str(HERE))
 
 from roundtrip_common import QUESTION, floor_once, interleaved_ms  # noqa: E402
 
-from bot.config import load_settings  # noqa: E402
 from bot.db.queries.trace import DbTrace  # noqa: E402
 from bot.runtime import create_runtime  # noqa: E402
+from bot.settings import load_settings  # noqa: E402
 from bot.work.traced_run import traced_run  # noqa: E402
 from orchestrators.agent.loop import Agent, Limits  # noqa: E402
 from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall  # noqa: E402

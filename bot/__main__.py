@@ -1,5 +1,5 @@
 """The `switchboard` command (also `python -m bot`): serve, clock, console, migrate, runs, doctor,
-eval, insights."""
+settings, eval, insights."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from bot.config import ConfigError, Settings, load_settings
 from bot.db.schema import SchemaError
 from bot.logging_setup import configure_logging
+from bot.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("bot")
 
@@ -50,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     show = runs_sub.add_parser("show", help="one run: its steps with durations, tokens and errors")
     show.add_argument("run_id", type=int, metavar="N", help="the run's number, as in 'reference: run 42'")
     sub.add_parser("doctor", help="check settings, database, Slack token and model endpoint")
+    reference = sub.add_parser("settings", help="every setting with its default, bounds and meaning")
+    reference.add_argument(
+        "--markdown",
+        action="store_true",
+        help="the whole page docs/reference/settings.md, not only the table",
+    )
     evals = sub.add_parser("eval", help="run cases through the LLM and their workflows; compare them")
     evals.add_argument("cases", type=Path, metavar="CASES.yml")
     evals.add_argument("--repeat", type=int, default=1, metavar="N", help="runs per case and path")
@@ -76,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         from bot.ops.eval_suite import main as eval_main
 
         return eval_main(args)
+    if command == "settings":  # needs no settings of its own: it describes them
+        from bot.settings import reference_page, table_markdown
+
+        sys.stdout.write(reference_page() if args.markdown else table_markdown())
+        return 0
     if command == "doctor":
         from bot.ops.doctor import doctor
 

@@ -13,16 +13,15 @@ import asyncio
 import re
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.markdown import Markdown
 
-from bot.config import ConfigError, Settings, load_settings
 from bot.logging_setup import configure_logging
 from bot.runtime import Runtime, create_runtime
+from bot.settings import ConfigError, Settings, load_settings
 
 PROMPT = "you> "
 HELLO = (
@@ -156,7 +155,9 @@ def run_console(out: Console) -> int:
         import readline  # noqa: F401  (input() then edits lines and takes pastes of any length)
     with tempfile.TemporaryDirectory() as tmp, asyncio.Runner() as runner:
         db_url = f"sqlite+aiosqlite:///{Path(tmp) / 'console.db'}"
-        rt = runner.run(create_runtime(replace(settings, database_url=db_url, auto_migrate=True)))
+        rt = runner.run(
+            create_runtime(settings.model_copy(update={"database_url": db_url, "auto_migrate": True}))
+        )
         rt.slack_available = False
         session = ConsoleSession(rt, out)
         out.print(HELLO)

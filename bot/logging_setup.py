@@ -9,7 +9,7 @@ import logging
 import re
 from datetime import UTC, datetime
 
-from bot.config import Settings
+from bot.settings import Settings
 
 # Below INFO these log whole request and response bodies: messages, prompts, answers, SQL values.
 CHATTY_LIBRARIES = (
@@ -114,12 +114,7 @@ def configure_logging(settings: Settings | None, level: str | None = None) -> No
     if settings is not None:
         level = level or settings.log_level
         log_format = settings.log_format
-        secrets = [
-            settings.slack_bot_token,
-            settings.slack_signing_secret or "",
-            settings.slack_app_token or "",
-            settings.openai_api_key or "",
-        ]
+        secrets = settings.secrets()
     handler = logging.StreamHandler()
     if not _log_message_text:
         handler.addFilter(DropLibraryDebug())  # first: dropped records are never formatted

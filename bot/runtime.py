@@ -18,15 +18,15 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from bot.config import Settings
 from bot.db import Database
 from bot.db.workspaces.installations import Installations
+from bot.settings import Settings
 from bot.slack.install import InstalledWebClient, WorkspaceTokens, bot_user
 from bot.slack.output.calls import WriteSafeServerErrorRetryHandler
 from bot.slack.output.safe_text import CleanWebClient, reply_session
 from bot.work import WorkEngine
 from bot.work.wake import waker_for
-from orchestrators.agent.loop import Agent, Limits
+from orchestrators.agent.loop import Agent
 from orchestrators.workflows import workflow_tools
 from tools import ToolRegistry, default_tools
 from tools.guards.audience import MembershipCache
@@ -127,17 +127,17 @@ def llm_client(settings: Settings) -> AsyncOpenAI | None:
     header); everything else, Azure's v1 endpoint included, is plain."""
     if not settings.llm_configured:
         return None
-    if settings.azure_endpoint:
+    if settings.azure_openai_endpoint:
         return AsyncAzureOpenAI(
-            azure_endpoint=settings.azure_endpoint,
+            azure_endpoint=settings.azure_openai_endpoint,
             api_version=settings.openai_api_version,
-            api_key=settings.openai_api_key or "not-needed",
+            api_key=settings.model_api_key or "not-needed",
             max_retries=settings.llm_max_retries,
             timeout=settings.llm_timeout,
             http_client=model_http(settings.llm_timeout),
         )
     return AsyncOpenAI(
-        api_key=settings.openai_api_key or "not-needed",
+        api_key=settings.model_api_key or "not-needed",
         base_url=settings.openai_base_url,
         max_retries=settings.llm_max_retries,
         timeout=settings.llm_timeout,
@@ -271,19 +271,10 @@ async def create_runtime(settings: Settings, registry: ToolRegistry | None = Non
         raise
     llm = llm_client(settings)
     registry = registry or default_tools().extended(*workflow_tools())
-    limits = Limits(
-        max_steps=settings.agent_max_steps,
-        deadline=settings.agent_deadline,
-        token_budget=settings.agent_token_budget,
-        history_tokens=settings.history_token_budget,
-        llm_timeout=settings.llm_timeout,
-        context_tokens=settings.context_tokens,
-        max_tool_calls_per_turn=settings.max_tool_calls_per_turn,
-        max_tool_calls=settings.max_tool_calls,
-        tool_concurrency=settings.tool_concurrency,
-    )
     mcp = McpHub(
-        settings.mcp_servers, refresh=settings.mcp_check_seconds, ready_seconds=settings.mcp_ready_seconds
+        settings.mcp_server_configs,
+        refresh=settings.mcp_check_seconds,
+        ready_seconds=settings.mcp_ready_seconds,
     )
     mcp.start()  # connects in the background: a slow or dead server never delays the start
     tokens = None
@@ -300,7 +291,7 @@ async def create_runtime(settings: Settings, registry: ToolRegistry | None = Non
         llm=llm,
         http=http,
         registry=registry,
-        agent=Agent(llm, settings.openai_model, registry, limits),
+        agent=Agent(llm, settings.openai_model, registry, settings.agent_limits()),
         work=WorkEngine(
             db,
             lease_seconds=settings.work_lease_seconds,
@@ -311,7 +302,7 @@ async def create_runtime(settings: Settings, registry: ToolRegistry | None = Non
         ),
         extractor=Extractor(
             workers=settings.extract_workers,
-            deadline=settings.tools.extract_deadline,
+            deadline=settings.extract_deadline_seconds,
             max_bytes=max(settings.file_max_bytes, settings.tools.fetch_max_bytes),
         ),
     )

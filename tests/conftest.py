@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from bot.config import Settings, database_url, load_settings
 from bot.runtime import create_runtime
+from bot.settings import Settings, database_url, load_settings
 from bot.slack.server import Running, start_http
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_api import FakeSlack

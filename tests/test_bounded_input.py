@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.config import ConfigError, load_settings
 from bot.db.models import Message, Run
 from bot.digests.grammar import next_fire_times, parse_digest, previous_fire_time
+from bot.settings import ConfigError, load_settings
 from orchestrators.workflows.arguments import UsageError
 from tests import queries
 from tests.conftest import Bot, MakeBot

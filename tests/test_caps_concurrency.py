@@ -134,7 +134,7 @@ async def test_concurrent_asks_share_the_same_reservations(capped: Bot, slack, l
 
 
 async def test_a_crashed_runs_reservation_expires_and_a_live_one_holds(impatient: Bot, slack, llm) -> None:
-    deadline = impatient.rt.settings.agent_deadline
+    deadline = impatient.rt.settings.agent_deadline_seconds
     await hold(impatient.rt.db, CAP, age=timedelta(seconds=2 * deadline + 5))  # its process died
     first = new_ts()
     await impatient.event(mention("<@UBOT> question", ts=first))

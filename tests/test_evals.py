@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import DEFAULT_PRICES, Settings, load_settings
 from bot.ops.eval_suite import evaluate
+from bot.settings import DEFAULT_PRICES, Settings, load_settings
 from orchestrators.evals.cases import CaseError, parse_cases
 from orchestrators.evals.results import report
 from orchestrators.evals.tape import Tape

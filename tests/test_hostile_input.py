@@ -165,6 +165,6 @@ def test_a_newline_in_a_logged_value_cannot_forge_a_line(capsys) -> None:
 
 
 def make_settings_for_logging():
-    from bot.config import load_settings
+    from bot.settings import load_settings
 
     return load_settings({"SLACK_BOT_TOKEN": "xoxb-log-test", "SLACK_SIGNING_SECRET": "s" * 20})

@@ -10,11 +10,11 @@ from datetime import timedelta
 
 import pytest
 
-from bot.config import load_settings
 from bot.db.models import utcnow
 from bot.db.queries.runs import run_values
 from bot.ops.insights_report import insights, main
 from bot.runtime import open_database
+from bot.settings import load_settings
 from orchestrators.evals.cases import parse_cases
 from orchestrators.evals.insights import WORKFLOW_TOOLS
 from orchestrators.workflows.command_registry import COMMANDS

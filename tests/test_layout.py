@@ -215,14 +215,14 @@ def test_the_checks_see_what_they_must_refuse(tmp_path: Path) -> None:
     """The walker finds imports inside functions and TYPE_CHECKING, and the cycle finder a loop."""
     source = tmp_path / "probe.py"
     source.write_text(
-        "from typing import TYPE_CHECKING\nimport bot.config\n"
+        "from typing import TYPE_CHECKING\nimport bot.settings\n"
         "if TYPE_CHECKING:\n    from bot.db import database\n"
         "def f():\n    from tests.fakes import server\n"
     )
     found = imports("tools.probe", source)
-    assert ("bot.config", True) in found and ("bot.db.database", False) in found
+    assert ("bot.settings", True) in found and ("bot.db.database", False) in found
     assert ("tests.fakes.server", False) in found
-    assert {"bot.config", "bot.db", "tools.toolkit.context"} <= graph()["bot.runtime"]
+    assert {"bot.settings", "bot.db", "tools.toolkit.context"} <= graph()["bot.runtime"]
     assert "bot.db.queries.runs" not in graph()["bot.db.database"]  # imported inside a function: not a cycle
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     third = tmp_path / "third.py"

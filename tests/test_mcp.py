@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError
+from bot.settings import ConfigError
 from tests import queries
 from tests.conftest import Bot, MakeBot, make_settings
 from tests.fakes.openai_server import Reply, ToolCall
@@ -237,7 +237,7 @@ def test_the_servers_file_is_checked_at_start(tmp_path) -> None:
             load_servers(str(path), {})
     path.write_text("{nope")
     with pytest.raises(ConfigError, match="MCP_SERVERS"):
-        from bot.config import load_settings
+        from bot.settings import load_settings
 
         load_settings({"MCP_SERVERS": str(path)}, need_slack=False)
 

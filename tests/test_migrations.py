@@ -16,9 +16,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlmodel import SQLModel
 
-from bot.config import ConfigError
 from bot.db import Database, schema
 from bot.runtime import create_runtime
+from bot.settings import ConfigError
 from tests import queries
 from tests.bot_process import bot_env, free_port
 from tests.conftest import make_settings

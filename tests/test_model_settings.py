@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.config import DEFAULT_CONTEXT_TOKENS, ConfigError, context_window, load_settings
+from bot.settings import DEFAULT_CONTEXT_TOKENS, ConfigError, context_window, load_settings
 from tests.conftest import Bot, MakeBot, make_settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_requests import mention
@@ -26,13 +26,13 @@ GOOD = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s"}
 )
 def test_context_window_by_model(model: str, window: int) -> None:
     assert context_window(model) == window
-    assert load_settings({**GOOD, "OPENAI_MODEL": model}).context_tokens == window
+    assert load_settings({**GOOD, "OPENAI_MODEL": model}).openai_context_tokens == window
 
 
 def test_model_settings_and_their_defaults() -> None:
     s = load_settings(GOOD)
     assert s.tools.max_output_tokens == 8192 and s.tools.output_tokens_param == "max_completion_tokens"
-    assert (s.max_tool_calls_per_turn, s.max_tool_calls, s.tool_concurrency) == (10, 40, 4)
+    assert (s.agent_max_tool_calls_per_turn, s.agent_max_tool_calls, s.agent_tool_concurrency) == (10, 40, 4)
     custom = load_settings(
         {
             **GOOD,
@@ -42,8 +42,8 @@ def test_model_settings_and_their_defaults() -> None:
             "AGENT_MAX_TOOL_CALLS_PER_TURN": "3",
         }
     )
-    assert custom.context_tokens == 32768 and custom.tools.max_output_tokens == 1000
-    assert custom.tools.output_tokens_param == "max_tokens" and custom.max_tool_calls_per_turn == 3
+    assert custom.openai_context_tokens == 32768 and custom.tools.max_output_tokens == 1000
+    assert custom.tools.output_tokens_param == "max_tokens" and custom.agent_max_tool_calls_per_turn == 3
 
 
 @pytest.mark.parametrize(

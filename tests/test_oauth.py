@@ -21,9 +21,9 @@ import yaml
 from cryptography.fernet import Fernet
 from sqlmodel import select
 
-from bot.config import ConfigError
 from bot.db.models import GridWorkspace, SlackInstallation
 from bot.ops.doctor import doctor
+from bot.settings import ConfigError
 from bot.slack import install as installs
 from bot.slack.install import SCOPES
 from tests.conftest import Bot, MakeBot, make_settings

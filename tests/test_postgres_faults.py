@@ -16,11 +16,11 @@ from sqlalchemy import event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
-from bot.config import load_settings
 from bot.db import Database
 from bot.db.database import CommitUnknown, database_unavailable, sqlstate, transient
 from bot.ops.doctor import check_pool
 from bot.runtime import Runtime, create_runtime
+from bot.settings import load_settings
 from bot.work.traced_run import RunFailed, traced_run
 from tests import queries
 from tests.conftest import make_settings

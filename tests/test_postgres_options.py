@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from bot.config import ConfigError
 from bot.db import Database
 from bot.db.database import asyncpg_options
+from bot.settings import ConfigError
 from tests.postgres import PGBOUNCER, pgbouncer
 
 SERVER = os.environ.get("TEST_DATABASE_URL", "").strip()

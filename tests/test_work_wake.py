@@ -13,8 +13,8 @@ import logging
 import aiohttp
 import pytest
 
-from bot.config import ConfigError
 from bot.db import Database
+from bot.settings import ConfigError
 from bot.work import Job, WorkEngine
 from bot.work.wake import Waker, waker_for
 from tests.bot_process import BotProcess, bot_env

@@ -106,7 +106,7 @@ async def reserve(rt: Runtime, here: Effective, *, team: str, user: str, channel
     user_cap, channel_cap = daily_caps(rt, here)
     if not user_cap and not channel_cap:
         return Allowance()
-    give_up_at = time.monotonic() + rt.settings.agent_deadline
+    give_up_at = time.monotonic() + rt.settings.agent_deadline_seconds
     delay = 0.2
     while True:
         held = await _reserve_once(rt, user_cap, channel_cap, team=team, user=user, channel=channel)
@@ -138,7 +138,7 @@ async def _reserve_once(
         user,
         channel,
         since=day_start(now),
-        live_since=now - timedelta(seconds=2 * rt.settings.agent_deadline),
+        live_since=now - timedelta(seconds=2 * rt.settings.agent_deadline_seconds),
         tokens=lambda person, place: decide(person, place).remaining or 0,
     )
     verdict = decide(reserved.person, reserved.channel)

@@ -9,19 +9,30 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bot.settings import Settings, bounds, longest
+
 WORKSPACE = "*"  # the channel_id of a workspace-wide row
 MAX_PROMPT = 4_000
 CHANNEL_REF = re.compile(r"^<#(?P<id>[CGD][A-Z0-9]+)(\|[^>]*)?>$")
-MODEL_NAME = re.compile(r"^[\w.:/@-]{1,100}$")
+MODEL_NAME = re.compile(rf"^[\w.:/@-]{{1,{longest('openai_model')}}}$")  # as OPENAI_MODEL
 TOOL_NAME = re.compile(r"^[\w-]{1,64}$")
+
+# The two daily caps are also operator settings (USER_DAILY_TOKENS, CHANNEL_DAILY_TOKENS): their
+# wording and bounds come from those fields, so App Home, /switchboard config and the docs agree.
+CAPS = ("user_daily_tokens", "channel_daily_tokens")
+
+
+def title(key: str) -> str:
+    """The short label of a setting that is also an operator setting."""
+    return str(Settings.model_fields[key].title)
+
 
 KEYS = {
     "prompt": "instructions added to Switchboard's own prompt (never replacing its safety rules)",
     "model": "the model this channel's runs use",
     "tools": "`all`, `only a,b` (just these) or `except a,b` (all but these)",
     "follow_ups": "`on`: thread replies are answered without a mention; `off`: only mentions",
-    "user_daily_tokens": "tokens one person may spend a day here (0 = no cap)",
-    "channel_daily_tokens": "tokens the channel may spend a day (0 = no cap)",
+    **{key: title(key).lower() for key in CAPS},
 }
 
 CONFIG_USAGE = (
@@ -109,8 +120,8 @@ def check_value(key: str, raw: str) -> str:
         if value.lower() not in ("on", "off"):
             raise ConfigUsageError("`follow_ups` takes `on` or `off`.")
         return value.lower()
-    if key in ("user_daily_tokens", "channel_daily_tokens"):
-        if not value.isdigit() or int(value) > 1_000_000_000:
+    if key in CAPS:
+        if not value.isdigit() or int(value) > (bounds(key)[1] or 0):
             raise ConfigUsageError(f"`{key}` takes a whole number of tokens (0 = no cap).")
         return str(int(value))
     raise ConfigUsageError(f"I don't know the setting `{key}`.\n{CONFIG_USAGE}")

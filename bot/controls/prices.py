@@ -1,5 +1,5 @@
 """Model prices from a published, dated table (bot/controls/pricing/SOURCES.md says which), in USD per
-million tokens (input, output); MODEL_PRICES overrides and extends them (bot/config.py)."""
+million tokens (input, output); MODEL_PRICES overrides and extends them (bot/settings.py)."""
 
 from __future__ import annotations
 

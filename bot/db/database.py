@@ -25,7 +25,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 import bot.db.counting  # counts every engine's statements and transactions, for /metrics
 import bot.db.models  # noqa: F401  (registers every table on SQLModel.metadata)
 import bot.db.schema as schema
-from bot.config import ConfigError
+from bot.settings import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 
 from sqlalchemy.engine import make_url
 
-from bot.config import ConfigError, Settings, load_settings
 from bot.db import schema
+from bot.settings import ConfigError, Settings, describe, load_settings
 
 
 def explain_model_error(exc: BaseException, settings: Settings) -> str:
@@ -223,7 +223,8 @@ async def doctor(env: Mapping[str, str] | None = None) -> int:
         settings = load_settings(env)
         report(True, "settings", "every required setting is present and well formed")
     except ConfigError as exc:
-        report(False, "settings", str(exc))
+        about = f" ({describe(exc.setting)})" if exc.setting else ""  # the docs table's words
+        report(False, "settings", f"{exc}{about}")
         try:
             settings = load_settings(env, need_slack=False)
         except ConfigError:

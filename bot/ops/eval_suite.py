@@ -15,16 +15,15 @@ import asyncio
 import json
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from bot.config import ConfigError, Settings, load_settings
 from bot.logging_setup import configure_logging
 from bot.runtime import Runtime, create_runtime
+from bot.settings import ConfigError, Settings, load_settings
 from orchestrators.evals.cases import PATHS, Case, CaseError, parse_cases
 from orchestrators.evals.html import render_html
 from orchestrators.evals.results import Attempt, CaseReport, report
@@ -77,7 +76,7 @@ async def evaluate(
 ) -> list[Attempt]:
     with tempfile.TemporaryDirectory() as tmp:
         db_url = f"sqlite+aiosqlite:///{Path(tmp) / 'eval.db'}"
-        rt = await create_runtime(replace(settings, database_url=db_url, auto_migrate=True))
+        rt = await create_runtime(settings.model_copy(update={"database_url": db_url, "auto_migrate": True}))
         rt.slack_available = False  # post nothing, ask nobody
         rt.tool_layer = tape
         task = progress.add_task("evaluating", total=planned(cases, paths, repeat)) if progress else None

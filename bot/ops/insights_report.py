@@ -13,10 +13,10 @@ from datetime import datetime, timedelta
 
 from sqlmodel import col, select
 
-from bot.config import Settings
 from bot.db import Database
 from bot.db.models import Message, Run, Step, utcnow
 from bot.runtime import open_database
+from bot.settings import Settings
 from orchestrators.evals.cases import case_yaml
 from orchestrators.evals.insights import (
     Insights,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from datetime import datetime
 
-from bot.config import Settings
 from bot.db import schema
 from bot.db.models import Run, Step
 from bot.runtime import open_database
+from bot.settings import Settings
 
 
 async def migrate(settings: Settings, autogenerate: str | None = None) -> int:

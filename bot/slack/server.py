@@ -14,11 +14,11 @@ from typing import Any
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 
-from bot.config import Settings
 from bot.db.retention import retention_loop
 from bot.digests.scheduler import DigestScheduler
 from bot.ops.health import start_health_server
 from bot.runtime import Runtime, create_runtime
+from bot.settings import Settings
 from bot.slack.answering import command_jobs, turns, write_approvals
 from bot.slack.answering.write_approvals import sweep_forever
 from bot.slack.app import build_app, build_web_app, identify

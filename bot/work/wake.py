@@ -29,7 +29,7 @@ from bot.db.database import asyncpg_options
 from bot.db.queue.jobs import WAKE_CHANNEL as CHANNEL
 
 if TYPE_CHECKING:
-    from bot.config import Settings
+    from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ToolSettings:
-    """Operator settings the tools need; `bot.config` builds this from the environment."""
+    """Operator settings the tools need; `bot.settings` builds this from the environment."""
 
     open_meteo_url: str = "https://api.open-meteo.com"
     open_meteo_geocoding_url: str = "https://geocoding-api.open-meteo.com"

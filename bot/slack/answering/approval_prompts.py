@@ -86,7 +86,7 @@ async def ask(
         kind=kind,
         summary=summary,
         detail=json.dumps(detail),
-        ttl=ttl if ttl is not None else rt.settings.tools.approval_seconds,
+        ttl=ttl if ttl is not None else rt.settings.egress_approval_seconds,
         run_id=run_id,
         team_id=where.team,
         channel_id=where.channel,
@@ -151,7 +151,7 @@ class SlackApprover:
                 f"*Send data outside the workspace?* This answer has read non-public content ({read}). "
                 f"The model now wants `{tool}` to contact *{host}*:\n```{shown}```\n"
                 f"Only you can decide. Without an answer in "
-                f"{self.rt.settings.tools.approval_seconds:g} s nothing is sent."
+                f"{self.rt.settings.egress_approval_seconds:g} s nothing is sent."
             )
             detail = {"tool": tool, "host": host, "url": url, "sources": sources}
             return await ask(

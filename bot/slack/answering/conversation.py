@@ -106,7 +106,7 @@ async def surface_for(rt: Runtime, turn: Turn, attempt: Attempt) -> AnswerSurfac
         team=turn.team,
         user=turn.user,
         native=AnswerSurface.for_channel(turn.channel, turn.reply_thread_ts),
-        interval=rt.settings.stream_interval,
+        interval=rt.settings.stream_update_seconds,
         tag=attempt.tag,
         max_messages=rt.settings.slack_max_messages_per_answer,
         on_stream=attempt.on_stream,

@@ -329,7 +329,7 @@ async def read_message_files(
     """read_files() with the process's clients and settings, within the answer's time limit
     (AGENT_DEADLINE_SECONDS): reading counts against it, see trace_files()."""
     s = rt.settings
-    limits = FileLimits(s.file_max_bytes, s.file_token_budget, s.openai_vision, s.tools.extract_deadline)
+    limits = FileLimits(s.file_max_bytes, s.file_token_budget, s.openai_vision, s.extract_deadline_seconds)
     until = time.monotonic() + rt.agent.limits.deadline
     reading = await read_files(
         files,

@@ -18,7 +18,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
 from bot.controls.admin_commands import is_admin, scope_name
-from bot.controls.channel_config import KEYS, WORKSPACE, ConfigUsageError, check_value
+from bot.controls.channel_config import CAPS, KEYS, WORKSPACE, ConfigUsageError, check_value, title
 from bot.runtime import Runtime
 from bot.slack.listeners import home
 from bot.slack.output.calls import call
@@ -36,8 +36,7 @@ LABELS = {
     "model": "Model",
     "tools": "Tools (all, only a,b, except a,b)",
     "follow_ups": "Answer thread replies without a mention (on/off)",
-    "user_daily_tokens": "Daily tokens per person (0 = no cap)",
-    "channel_daily_tokens": "Daily tokens for the channel (0 = no cap)",
+    **{key: title(key) for key in CAPS},  # as the operator settings' fields name them
 }
 
 
