@@ -16,6 +16,7 @@ from bot.channel_config import (
     ConfigUsageError,
     parse_config,
 )
+from tools.errors import InvariantError
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -93,7 +94,8 @@ async def config_command(rt: Runtime, text: str, *, user: str, channel: str, tea
         return await _history(rt, team)
     if cmd.action == "show":
         return await _show(rt, team, cmd)
-    assert cmd.key is not None
+    if cmd.key is None:
+        raise InvariantError("a config change names no key")
     old = await rt.db.channel_settings.write(team, cmd.scope, cmd.key, cmd.value, user)
     log.info("settings: %s changed %s of %s/%s", user, cmd.key, team, cmd.scope)
     where = scope_name(cmd.scope)

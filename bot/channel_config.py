@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from tools.errors import UserFacingError
+
 WORKSPACE = "*"  # the channel_id of a workspace-wide row
 MAX_PROMPT = 4_000
 CHANNEL_REF = re.compile(r"^<#(?P<id>[CGD][A-Z0-9]+)(\|[^>]*)?>$")
@@ -32,7 +34,7 @@ CONFIG_USAGE = (
 )
 
 
-class ConfigUsageError(ValueError):
+class ConfigUsageError(UserFacingError, ValueError):
     """Malformed `/switchboard config`; the message is the usage line or what is wrong."""
 
 

@@ -31,6 +31,7 @@ from orchestrators.evals.results import Attempt, CaseReport, report
 from orchestrators.evals.runner import planned, run_suite
 from orchestrators.evals.tape import Tape
 from orchestrators.evals.traces import StepView
+from tools.errors import InvariantError
 
 TEAM, CHANNEL, USER = "eval", "eval", "eval"
 COLUMNS = ("case", "path", "pass", "sequences", "misuse", "model calls", "tokens in/out", "cost", "p50/p95")
@@ -49,7 +50,8 @@ async def attempt(rt: Runtime, case: Case, path: str) -> Attempt:
     if reply.run_id is None:  # refused before any run started (usage, a used-up daily cap)
         return Attempt(case.name, path, answer, "refused")
     run = await rt.db.runs.get(reply.run_id)
-    assert run is not None
+    if run is None:
+        raise InvariantError(f"run {reply.run_id} is not stored")
     steps = [StepView(s.kind, s.name, s.arguments, s.error) for s in await rt.db.runs.steps(reply.run_id)]
     return Attempt(
         case=case.name,

@@ -28,6 +28,7 @@ from bot.runtime import Runtime
 from bot.work import Job, JobLost, current_job
 from orchestrators.llm import AgentError
 from tools.context import ApprovalDecision, Approvals, Approver, ToolContext
+from tools.errors import SwitchboardError
 from tools.registry import ToolError
 
 log = logging.getLogger(__name__)
@@ -42,11 +43,12 @@ INTERRUPTED = "interrupted by shutdown"
 RUN_ON_FILE_AFTER = 5.0
 
 
-class RunFailed(Exception):
+class RunFailed(SwitchboardError):
     """A traced run ended with an exception; the run row already says so."""
 
     def __init__(self, run_id: int, reason: str, *, expected: bool) -> None:
-        super().__init__(reason)
+        # An expected failure's reason is worded for the person; anything else gets the apology.
+        super().__init__(reason, user_message=reason if expected else None)
         self.run_id = run_id
         self.reason = reason
         self.expected = expected  # one of EXPECTED: the reason can be shown as it is

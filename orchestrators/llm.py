@@ -14,6 +14,7 @@ from orchestrators.history import estimate_tokens, shrink, trim_history, was_sho
 from orchestrators.provenance import readable_history, wrap_output
 from tools.completion import Completion
 from tools.context import ToolContext
+from tools.errors import InvariantError
 from tools.model_call import ModelError, ModelRequest, TextSink, call_model, estimate_tools
 from tools.registry import ToolRegistry
 
@@ -239,7 +240,8 @@ class Agent:
     async def _ask(self, state: RunState, *, tools: bool, grace: float = 0.0) -> Completion:
         """One traced model call, its prompt fitted to the window; after a context-length error
         (our estimate is not the server's tokenizer) one retry with a smaller prompt."""
-        assert self.llm is not None
+        if self.llm is None:
+            raise InvariantError("a model call without a model client")
         retried = fitted = False
         while True:
             remaining = self.limits.deadline - state.elapsed

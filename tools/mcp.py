@@ -59,7 +59,7 @@ def result_text(result: Any, limit: int) -> str:
     return text[: limit + 1]
 
 
-class McpTool(Tool):
+class McpTool(Tool[..., Any]):
     """A tool listed by an MCP server: its schema checked here, its call sent to the server."""
 
     def __init__(self, link: McpLink, remote: Any) -> None:
@@ -259,7 +259,7 @@ class McpHub:
     async def stop(self) -> None:
         await asyncio.gather(*(link.stop() for link in self.links))
 
-    def tools(self) -> list[Tool]:
+    def tools(self) -> list[Tool[..., Any]]:
         return [t for link in self.links for t in link.tools]
 
     def status(self) -> dict[str, dict[str, Any]]:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import httpx2
 
 from tools.completion import Completion, StreamAssembler, completion_from_message, estimate_tokens
+from tools.errors import ServiceError
 from tools.model_stream import chunks
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ STREAM_CHARS_PER_TOKEN = 8
 CONTEXT_LIMIT = re.compile(r"(?:maximum context length is|context size|n_ctx\w*)\D{0,20}(\d{3,9})", re.I)
 
 
-class ModelError(Exception):
+class ModelError(ServiceError):
     """The model could not be reached or answered with an error."""
 
     def __init__(

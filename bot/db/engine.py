@@ -26,6 +26,7 @@ import bot.db.counting  # counts every engine's statements and transactions, for
 import bot.db.models  # noqa: F401  (registers every table on SQLModel.metadata)
 import bot.db.schema as schema
 from bot.config import ConfigError
+from tools.errors import WorkInterrupted
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ def database_unavailable(exc: BaseException) -> bool:
     return False
 
 
-class CommitUnknown(Exception):
+class CommitUnknown(WorkInterrupted):
     """The connection died while committing, and the work cannot tell whether its commit landed:
     redoing it might do it twice, so it is not redone."""
 

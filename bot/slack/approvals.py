@@ -21,6 +21,7 @@ from bot.runtime import Runtime
 from bot.slack.calls import call
 from bot.slack.safe_text import neutralize, neutralize_blocks
 from tools.context import ApprovalDecision, RunTrace, ToolContext
+from tools.errors import InvariantError
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,8 @@ async def ask(
         channel_id=where.channel,
         thread_ts=where.thread_ts,
     )
-    assert approval.id is not None
+    if approval.id is None:
+        raise InvariantError("a stored approval has no id")
     step = {"approval": approval.id, **detail}
     await trace.step("approval", f"{kind} asked", arguments=json.dumps({**step, "requester": where.user}))
     kwargs: dict[str, Any] = {"channel": where.channel, "user": where.user, "text": neutralize(summary)}

@@ -31,6 +31,7 @@ from bot.slack.surface import AnswerSurface, capped_answer, unfurl_allowed
 from bot.slack.write_approvals import ParkedWrites
 from bot.work import JobLost, current_job
 from orchestrators.llm import AgentError
+from tools.errors import InvariantError
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +159,8 @@ async def answer(rt: Runtime, turn: Turn, attempt: Attempt | None = None) -> Non
     replies: list[dict[str, Any]] = []  # the run's messages, once its answer is shown
 
     async def keep_messages(conn: AsyncConnection, run_id: int, conversation_id: int | None) -> None:
-        assert conversation_id is not None
+        if conversation_id is None:
+            raise InvariantError("an answer's run has no conversation")
         rows = message_rows(conversation_id, asking, user_id=turn.user, slack_ts=turn.ts)
         rows += message_rows(conversation_id, replies, run.ctx.flow.private_sources, run_id=run_id)
         await conversations.insert_rows(conn, conversation_id, rows)
@@ -256,7 +258,8 @@ async def _remember_shown(rt: Runtime, turn: Turn, text: str) -> None:
     if not text:
         return
     convo = await rt.db.conversations.get_or_create(turn.team, turn.channel, turn.thread_ts)
-    assert convo.id is not None
+    if convo.id is None:
+        raise InvariantError("a stored conversation has no id")
     asked = await rt.db.conversations.has_message(convo.id, turn.ts)
     history = await rt.db.conversations.history(convo.id, limit=1)
     if asked and not (history and history[-1].get("role") == "user"):

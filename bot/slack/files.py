@@ -24,6 +24,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 
 from bot.slack.calls import call, error_of
+from tools.errors import UserFacingError
 from tools.extract import ExtractError, Extractor, extract
 
 if TYPE_CHECKING:
@@ -122,7 +123,7 @@ class FileLimits:
     deadline: float = 10.0
 
 
-class FileError(Exception):
+class FileError(UserFacingError):
     """A file that cannot be read; the message is the sentence the user sees."""
 
 

@@ -30,6 +30,7 @@ from bot.slack.calls import call
 from bot.slack.render import post_answer
 from bot.slack.safe_text import neutralize, neutralize_blocks
 from bot.work import Job
+from tools.errors import InvariantError
 from tools.registry import ToolResult
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,8 @@ async def settle(rt: Runtime, approval: Approval) -> None:
     """Act on a decided (or expired) write approval, once across every process."""
     approval_id = approval.id
     install.serve(approval.team_id or "")
-    assert approval_id is not None
+    if approval_id is None:
+        raise InvariantError("a stored approval has no id")
     outcome = approval.state if approval.state != "pending" else "expired"
     if approval.state == "pending":
         await rt.db.approvals.expire(approval_id)

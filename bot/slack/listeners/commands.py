@@ -20,6 +20,7 @@ from bot.slack.render import markdown_messages, steps_blocks
 from bot.slack.surface import AnswerSurface, answer_shown, capped_answer, unfurl_allowed
 from orchestrators.workflows.commands import COMMANDS, HELP_COMMANDS, help_text, parse_command
 from orchestrators.workflows.parsing import ASK_USAGE, UsageError, parse_question
+from tools.errors import InvariantError
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,8 @@ def register(app: AsyncApp, rt: Runtime) -> None:
 async def _remember_ask(rt: Runtime, body: dict[str, Any], answer_ts: str, reply: CommandReply) -> None:
     """A reply in the thread of an /ask answer continues that conversation."""
     convo = await rt.db.conversations.get_or_create(body.get("team_id", ""), body["channel_id"], answer_ts)
-    assert convo.id is not None
+    if convo.id is None:
+        raise InvariantError("a stored conversation has no id")
     question = parse_question(body.get("text", ""), ASK_USAGE)
     await rt.db.conversations.add_messages(
         convo.id,

@@ -16,13 +16,14 @@ from bot.runtime import Runtime
 from bot.slack.calls import call
 from bot.slack.safe_text import quiet_respond
 from orchestrators.workflows.thread_summary import summarize_thread
+from tools.errors import UserFacingError
 
 log = logging.getLogger(__name__)
 
 CALLBACK_ID = "summarize_thread"
 
 
-class CapReached(Exception):
+class CapReached(UserFacingError):
     """A daily token cap is used up: the text says so and when it resets."""
 
 
