@@ -56,7 +56,7 @@ class InvariantError(SwitchboardError):
     strips. The person gets the generic apology; the log gets the detail."""
 
 
-def user_message(exc: BaseException, default: str = SORRY) -> str:
+def user_message(exc: BaseException | None, default: str = SORRY) -> str:
     """What a person may be told about `exc`: its family's words, or `default` for anything else."""
     return exc.user_message if isinstance(exc, SwitchboardError) else default
 

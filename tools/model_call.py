@@ -47,6 +47,10 @@ CONTEXT_LIMIT = re.compile(r"(?:maximum context length is|context size|n_ctx\w*)
 class ModelError(ServiceError):
     """The model could not be reached or answered with an error."""
 
+    user_message = (
+        "Sorry, I couldn't get an answer from the language model just now. Please try again in a moment."
+    )
+
     def __init__(
         self,
         message: str,
