@@ -39,13 +39,13 @@ COLUMNS = ("case", "path", "pass", "sequences", "misuse", "model calls", "tokens
 
 async def attempt(rt: Runtime, case: Case, path: str) -> Attempt:
     """One traced run of `case` through `path`, read back from its run and step rows."""
-    from bot.commands import execute
+    from bot.commands import execute_text
 
     if path == "llm":
         command, text = "/ask", case.request
     else:
         command, _, text = (case.workflow or "").partition(" ")
-    reply = await execute(rt, command, text, user=USER, channel=CHANNEL, team=TEAM)
+    reply = await execute_text(rt, command, text, user=USER, channel=CHANNEL, team=TEAM)
     answer = reply.text.removeprefix(f"> {case.request}\n\n") if path == "llm" else reply.text
     if reply.run_id is None:  # refused before any run started (usage, a used-up daily cap)
         return Attempt(case.name, path, answer, "refused")

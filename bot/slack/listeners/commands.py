@@ -8,8 +8,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
-from bot.admin import SUBCOMMANDS
-from bot.commands import CommandReply, execute
+from bot.commands import AdminCall, CommandReply, HelpCall, ThreadSummaryCall, execute_text, parse_slash
 from bot.db.engine import database_unavailable
 from bot.runtime import Runtime
 from bot.slack.command_jobs import REDO, TAG, Runner, accept_command
@@ -18,8 +17,8 @@ from bot.slack.listeners.shortcuts import CapReached, thread_summary
 from bot.slack.refusals import refusal_of
 from bot.slack.render import markdown_messages, steps_blocks
 from bot.slack.surface import AnswerSurface, answer_shown, capped_answer, unfurl_allowed
-from orchestrators.workflows.commands import COMMANDS, HELP_COMMANDS, help_text, parse_command
-from orchestrators.workflows.parsing import ASK_USAGE, UsageError, parse_question
+from orchestrators.workflows.commands import COMMANDS, HELP_COMMANDS, WorkflowCall, help_text
+from orchestrators.workflows.parsing import UsageError
 from tools.errors import InvariantError
 
 log = logging.getLogger(__name__)
@@ -35,14 +34,7 @@ async def run_and_post(rt: Runtime, body: dict[str, Any], respond: Any) -> None:
     command, channel = body["command"], body["channel_id"]
     if await _shown_before(rt, body, channel, None):
         return
-    reply = await execute(
-        rt,
-        command,
-        body.get("text", ""),
-        user=body["user_id"],
-        channel=channel,
-        team=body.get("team_id", ""),
-    )
+    reply = await execute_body(rt, body)
     if not reply.ok:
         await respond(response_type="ephemeral", text=reply.text, replace_original=False)
         return
@@ -52,8 +44,9 @@ async def run_and_post(rt: Runtime, body: dict[str, Any], respond: Any) -> None:
         return
     extra = [footer(command, reply), *(steps_blocks(reply.run_id) if reply.run_id else [])]
     stamps = await post_result(rt, body, respond, None, reply.text, extra, private=bool(reply.sources))
-    if stamps and command == "/ask" and reply.run_id is not None:
-        await _remember_ask(rt, body, stamps[0], reply)
+    asked = reply.call if isinstance(reply.call, WorkflowCall) and reply.call.name == "/ask" else None
+    if stamps and asked is not None and reply.run_id is not None:
+        await _remember_ask(rt, body, stamps[0], reply, question=asked.args)
 
 
 async def post_result(
@@ -86,7 +79,14 @@ async def post_result(
 
 async def answer_privately(rt: Runtime, body: dict[str, Any], respond: Any) -> None:
     """`/switchboard <admin subcommand>`: the answer is for the asker only."""
-    reply = await execute(
+    reply = await execute_body(rt, body)
+    await respond(response_type="ephemeral", text=reply.text, replace_original=False)
+
+
+async def execute_body(rt: Runtime, body: dict[str, Any]) -> CommandReply:
+    """Run a recorded command: its text is parsed as at the door (the same pure function on the
+    same stored text, so it decides the same way), then run as a typed value."""
+    return await execute_text(
         rt,
         body["command"],
         body.get("text", ""),
@@ -94,7 +94,6 @@ async def answer_privately(rt: Runtime, body: dict[str, Any], respond: Any) -> N
         channel=body["channel_id"],
         team=body.get("team_id", ""),
     )
-    await respond(response_type="ephemeral", text=reply.text, replace_original=False)
 
 
 async def summarize_this_thread(rt: Runtime, body: dict[str, Any], respond: Any) -> None:
@@ -111,7 +110,7 @@ async def summarize_this_thread(rt: Runtime, body: dict[str, Any], respond: Any)
             trigger="/summarize",
         )
     except CapReached as refused:
-        await respond(response_type="ephemeral", text=str(refused), replace_original=False)
+        await respond(response_type="ephemeral", text=refused.user_message, replace_original=False)
         return
     await post_result(rt, body, respond, thread, text)
 
@@ -167,39 +166,34 @@ def register(app: AsyncApp, rt: Runtime) -> None:
             return False
 
     async def on_command(ack: Any, body: dict[str, Any]) -> None:
-        """Decide, record the job (before the ack, so no crash loses it), then ack at once."""
-        command = body["command"]
-        sub = body.get("text", "").strip().split(" ", 1)[0].lower()
-        if command == "/switchboard" and sub in SUBCOMMANDS:
+        """Parse, record the job (before the ack, so no crash loses it), then ack at once."""
+        try:
+            call = parse_slash(body["command"], body.get("text", ""), in_thread=bool(body.get("thread_ts")))
+        except UsageError as exc:
+            await ack(response_type="ephemeral", text=exc.user_message)
+            return
+        if isinstance(call, HelpCall):
+            await ack(response_type="ephemeral", text=help_text())
+        elif isinstance(call, AdminCall):
             if await recorded("admin", body, ack):
                 await ack()  # the answer (it may look up Slack and the database) comes via respond
-            return
-        if command == "/summarize" and body.get("thread_ts") and not body.get("text", "").strip():
-            # Used inside a thread (Slack includes thread_ts then): summarize that thread, there.
+        elif isinstance(call, ThreadSummaryCall):
             if await recorded("thread", body, ack):
                 await ack(response_type="ephemeral", text="Working on it… (`summarize_thread`)")
-            return
-        if command in HELP_COMMANDS:
-            await ack(response_type="ephemeral", text=help_text())
-            return
-        try:
-            cmd, _ = parse_command(command, body.get("text", ""))
-        except UsageError as exc:
-            await ack(response_type="ephemeral", text=str(exc))
-            return
-        if await recorded("workflow", body, ack):
-            await ack(response_type="ephemeral", text=f"Working on it… (`{cmd.workflow}`)")
+        elif await recorded("workflow", body, ack):
+            await ack(response_type="ephemeral", text=f"Working on it… (`{call.command.workflow}`)")
 
     for name in [*COMMANDS, *HELP_COMMANDS]:
         app.command(name)(on_command)
 
 
-async def _remember_ask(rt: Runtime, body: dict[str, Any], answer_ts: str, reply: CommandReply) -> None:
+async def _remember_ask(
+    rt: Runtime, body: dict[str, Any], answer_ts: str, reply: CommandReply, *, question: str
+) -> None:
     """A reply in the thread of an /ask answer continues that conversation."""
     convo = await rt.db.conversations.get_or_create(body.get("team_id", ""), body["channel_id"], answer_ts)
     if convo.id is None:
         raise InvariantError("a stored conversation has no id")
-    question = parse_question(body.get("text", ""), ASK_USAGE)
     await rt.db.conversations.add_messages(
         convo.id,
         [{"role": "user", "content": question}, {"role": "assistant", "content": reply.text}],
