@@ -16,6 +16,7 @@ from bot.channel_config import (
     ConfigUsageError,
     parse_config,
 )
+from bot.slack.calls import SLACK_FAILED
 from tools.errors import InvariantError
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ async def is_admin(rt: Runtime, user: str) -> bool:
         return True
     try:
         found = (await rt.slack.users_info(user=user)).get("user") or {}
-    except Exception:
+    except SLACK_FAILED:
         log.warning("could not look up whether %s is an admin", user, exc_info=True)
         return False
     return bool(found.get("is_admin") or found.get("is_owner") or found.get("is_primary_owner"))

@@ -290,7 +290,7 @@ async def traced_run(
         run.end_writes.clear()  # the attempt that takes over writes them
         await finish("interrupted", INTERRUPTED)
         raise
-    except Exception as exc:
+    except Exception as exc:  # the run's boundary: any failure ends the run row
         expected = isinstance(exc, EXPECTED)
         reason = failure_reason(exc)
         await finish("failed", reason[:MAX_ERROR_CHARS])

@@ -56,7 +56,7 @@ def html_to_text(data: bytes) -> str:
 
     try:
         return " ".join(lxml_html.fromstring(html).text_content().split())
-    except Exception:
+    except Exception:  # lxml on hostile HTML: no text
         return ""
 
 
@@ -71,7 +71,7 @@ def pdf_to_text(data: bytes) -> str:
                 raise ExtractError("the PDF is password-protected")
         except ExtractError:
             raise
-        except Exception:
+        except Exception:  # pypdf's errors share no class
             raise ExtractError("the PDF is password-protected") from None
     parts, total = [], len(reader.pages)
     for i, page in enumerate(reader.pages[:MAX_PDF_PAGES]):
@@ -119,7 +119,7 @@ def _serve() -> None:
             answer = {"ok": False, "error": str(exc)}
         except MemoryError:
             answer = {"ok": False, "error": "it needs more memory than a worker may use"}
-        except Exception as exc:
+        except Exception as exc:  # the parser worker's boundary
             answer = {"ok": False, "error": f"it could not be parsed ({type(exc).__name__})"}
         out.write(_frame(json.dumps(answer).encode()))
         out.flush()
@@ -303,7 +303,7 @@ class Extractor:
         async def replace() -> None:
             try:
                 worker = await self._start()
-            except Exception:
+            except Exception:  # retried by the next job
                 log.warning("a replacement parser worker did not start; the next job starts one")
                 return
             if self._closed:

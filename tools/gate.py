@@ -188,7 +188,7 @@ async def _execute(tool: Tool[..., Any], ctx: ToolContext, args: dict[str, Any])
         raise
     except RecursionError:
         raise ToolError(f"{tool.name} failed: its input is nested too deeply") from None
-    except Exception as exc:
+    except Exception as exc:  # the tool call boundary
         raise ToolError(f"{tool.name} failed: {exc or type(exc).__name__}") from exc
 
 

@@ -248,7 +248,7 @@ def _ping_on_checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
 
     try:
         await_(dbapi_conn.driver_connection.execute("SELECT 1"))
-    except Exception as exc:
+    except Exception as exc:  # any driver error: the pool drops it
         raise sa_exc.DisconnectionError(f"ping failed: {type(exc).__name__}") from exc
 
 
@@ -287,7 +287,7 @@ class PatientPool(AsyncAdaptedQueuePool):
                     # SQLAlchemy's words for "every connection it tried failed its ping": behind
                     # PgBouncer the connect succeeds while the server behind it is restarting.
                     raise sa_exc.DisconnectionError(f"no connection answers: {exc}") from exc
-            except Exception as exc:
+            except Exception as exc:  # DB errors share no class: sorted below
                 tries += 1
                 if database_unavailable(exc):
                     self.faults.now()
@@ -394,7 +394,7 @@ class Database:
         while True:
             try:
                 return await work()
-            except Exception as exc:
+            except Exception as exc:  # DB errors share no class: sorted below
                 tries += 1
                 if transient(exc):
                     self.faults.now()
@@ -441,7 +441,7 @@ class Database:
                 result = await work(conn)
                 try:
                     await trans.commit()
-                except Exception as exc:
+                except Exception as exc:  # DB errors share no class: sorted below
                     if not transient(exc):
                         raise
                     if landed is None:
@@ -473,7 +473,7 @@ class Database:
                     return False
                 try:
                     await trans.commit()
-                except Exception as exc:
+                except Exception as exc:  # DB errors share no class: sorted below
                     if transient(exc):
                         raise CommitUnknown("insert: the connection died while committing") from exc
                     raise

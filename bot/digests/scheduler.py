@@ -190,7 +190,7 @@ class DigestScheduler:
                 return "already posted"
         try:
             return await self._attempts(schedule, fire_time, job, manual, job.redo)
-        except Exception:
+        except Exception:  # a digest job's boundary: mark the claim, re-raise
             # A bug: taking it over again would only repeat it (and the model's cost).
             await self.rt.db.digests.set_claim_status(schedule.id, fire_time, "failed")
             raise

@@ -18,7 +18,7 @@ from typing import Any
 from bot.db.approvals import DECIDED
 from bot.db.models import Approval
 from bot.runtime import Runtime
-from bot.slack.calls import call
+from bot.slack.calls import SLACK_FAILED, call
 from bot.slack.safe_text import neutralize, neutralize_blocks
 from tools.context import ApprovalDecision, RunTrace, ToolContext
 from tools.errors import InvariantError
@@ -103,7 +103,7 @@ async def ask(
         kwargs["thread_ts"] = where.thread_ts
     try:
         await call(rt.slack.chat_postEphemeral, **kwargs)
-    except Exception:
+    except SLACK_FAILED:
         log.exception("approval %s: could not ask %s", approval.id, where.user)
         await rt.db.approvals.expire(approval.id)
         decision = ApprovalDecision("unavailable")

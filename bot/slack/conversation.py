@@ -19,6 +19,7 @@ from bot.db.models import Conversation
 from bot.runs import EndWrite, RunFailed, TracedRun, failure_reason, traced_run
 from bot.runtime import Runtime
 from bot.slack.approvals import SlackApprover, Where
+from bot.slack.calls import SLACK_FAILED
 from bot.slack.files import (
     FileReading,
     content_parts,
@@ -77,7 +78,7 @@ async def apology_if_database_down(rt: Runtime, channel: str, thread_ts: str | N
     Inside a recorded job (bot/work) nothing is said: the engine redoes the job."""
     try:
         yield
-    except Exception as exc:
+    except Exception as exc:  # DB errors share no class: sorted below
         if isinstance(exc, JobLost) and current_job.get() is not None:
             return  # another process holds the job now and answers
         if not database_unavailable(exc):
@@ -89,7 +90,7 @@ async def apology_if_database_down(rt: Runtime, channel: str, thread_ts: str | N
         try:  # through the answer surface: Slack's transient failures are retried there
             surface = AnswerSurface(rt.slack, channel, thread_ts, team="", user="", native=False)
             await surface.fail(DATABASE_DOWN)
-        except Exception:
+        except Exception:  # last words: nothing left to do
             log.exception("could not post the database apology either")
 
 
@@ -356,7 +357,7 @@ async def _remember_shown(rt: Runtime, turn: Turn, text: str) -> None:
         return  # stored already
     try:
         public = (await rt.memberships.channel(rt.slack, turn.channel)).is_public
-    except Exception:
+    except SLACK_FAILED:
         public = False  # unknown counts as private
     sources = () if public else (f"slack:{turn.channel}",)
     if not asked:
@@ -382,5 +383,5 @@ async def _apologise(surface: AnswerSurface, failed: RunFailed) -> None:
         else:  # our errors carry their words (the model's blame the model); anything else is ours
             sorry = user_message(cause, default=WENT_WRONG)
         await surface.fail(f"{sorry} (reference: run {failed.run_id})")
-    except Exception:
+    except Exception:  # last words: nothing left to do
         log.exception("run %s: could not post the apology either", failed.run_id)

@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 import aiohttp
 from slack_sdk.errors import SlackApiError
 
-from bot.slack.calls import call, error_of
+from bot.slack.calls import SLACK_FAILED, call, error_of
 from tools.errors import UserFacingError
 from tools.extract import ExtractError, Extractor, extract
 
@@ -306,7 +306,7 @@ async def note_private_files(
         return
     try:
         public = (await rt.memberships.channel(rt.slack, channel)).is_public
-    except Exception:
+    except SLACK_FAILED:
         public = False  # unknown counts as private
     source = f"slack-files:{channel}"
     if not public and source not in ctx.flow.private_sources:
@@ -380,5 +380,5 @@ async def tell_problems(rt: Runtime, channel: str, thread_ts: str | None, readin
     text = "About the files you shared:\n" + reading.notice()
     try:
         await call(rt.slack.chat_postMessage, channel=channel, thread_ts=thread_ts, text=text)
-    except Exception:
+    except SLACK_FAILED:
         log.exception("could not tell the user about unreadable files in %s", channel)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack.calls import call, error_of, maybe_applied, recent_messages
+from bot.slack.calls import SLACK_FAILED, call, error_of, maybe_applied, recent_messages
 from bot.slack.refusals import CONTENT, WHERE, Refusal, kind_of, note_for, refusal_of
 from bot.slack.render import answer_metadata, answer_tag_of, fallback_text, markdown_messages
 from bot.slack.safe_text import readable, stable_prefix
@@ -46,7 +46,7 @@ async def unfurl_allowed(rt: Runtime, channel: str) -> bool:
         return False
     try:
         return (await rt.memberships.channel(rt.slack, channel)).is_public
-    except Exception:
+    except SLACK_FAILED:
         return False
 
 

@@ -26,7 +26,7 @@ from bot.runs import RunFailed, traced_run
 from bot.runtime import Runtime
 from bot.slack import install
 from bot.slack.approvals import SlackApprover, Where, approval_blocks
-from bot.slack.calls import call
+from bot.slack.calls import SLACK_FAILED, call
 from bot.slack.render import post_answer
 from bot.slack.safe_text import neutralize, neutralize_blocks
 from bot.work import Job
@@ -80,7 +80,7 @@ class ParkedWrites:
             kwargs["thread_ts"] = self.where.thread_ts
         try:
             await call(self.rt.slack.chat_postEphemeral, **kwargs)
-        except Exception:
+        except SLACK_FAILED:
             log.exception("approval %s: could not ask %s", approval.id, self.where.user)
             await self.rt.db.approvals.expire(approval.id or 0)
             await self.rt.db.parked.claim(approval.id or 0, "expired")
@@ -228,5 +228,5 @@ async def sweep_forever(rt: Runtime, every: float) -> None:
         await asyncio.sleep(every)
         try:
             await sweep(rt)
-        except Exception:
+        except Exception:  # a periodic job's boundary
             log.warning("sweeping parked write calls failed", exc_info=True)

@@ -158,7 +158,7 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         try:
             await accept_command(rt, kind, body)
             return True
-        except Exception as exc:
+        except Exception as exc:  # DB errors share no class: sorted below
             if not database_unavailable(exc):
                 raise
             log.error("database unavailable, refusing %s: %s", body.get("command"), exc)

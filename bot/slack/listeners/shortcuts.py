@@ -13,7 +13,7 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.runs import RunFailed, traced_run
 from bot.runtime import Runtime
-from bot.slack.calls import call
+from bot.slack.calls import SLACK_FAILED, call
 from bot.slack.safe_text import quiet_respond
 from orchestrators.workflows.thread_summary import summarize_thread
 from tools.errors import UserFacingError
@@ -86,7 +86,7 @@ def register(app: AsyncApp, rt: Runtime) -> None:
             text = str(refused)
         try:
             await call(rt.slack.chat_postEphemeral, channel=channel, user=user, thread_ts=root, text=text)
-        except Exception as exc:  # not in the channel, say: the response_url still reaches the user
+        except SLACK_FAILED as exc:  # not in the channel, say: the response_url still reaches the user
             if not body.get("response_url"):
                 log.warning("thread summary: could not show it to %s: %s", user, type(exc).__name__)
                 return
