@@ -88,7 +88,7 @@ async def config_command(rt: Runtime, text: str, *, user: str, channel: str, tea
     try:
         cmd = parse_config(text, channel)
     except ConfigUsageError as exc:
-        return str(exc)
+        return exc.user_message
     if not await is_admin(rt, user):
         return ADMINS_ONLY
     if cmd.action == "history":

@@ -83,7 +83,7 @@ def register(app: AsyncApp, rt: Runtime) -> None:
                 rt, team=team, channel=channel, user=user, thread_ts=root, trigger="shortcut", only_for=user
             )
         except CapReached as refused:
-            text = str(refused)
+            text = refused.user_message
         try:
             await call(rt.slack.chat_postEphemeral, channel=channel, user=user, thread_ts=root, text=text)
         except SLACK_FAILED as exc:  # not in the channel, say: the response_url still reaches the user
