@@ -140,7 +140,7 @@ def _run(job: Coroutine[Any, Any, int]) -> int:
     except (SchemaError, ConfigError) as exc:
         print(f"Switchboard cannot start: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:
+    except Exception as exc:  # the CLI's boundary: a line, exit 1
         log.debug("stopped", exc_info=True)
         print(f"Switchboard stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -99,13 +99,13 @@ class ConsoleSession:
             await self.question(line)
 
     async def command(self, line: str) -> None:
-        from bot.work.command_run import execute
+        from bot.work.command_run import execute_text
 
         command, _, args = line.partition(" ")
         if command in SLACK_ONLY:
             self.out.print(SLACK_ONLY[command], highlight=False)
             return
-        reply = await execute(self.rt, command, args, user="console", channel="console", team="console")
+        reply = await execute_text(self.rt, command, args, user="console", channel="console", team="console")
         self.show(reply.text)
 
     async def question(self, line: str) -> None:

@@ -33,6 +33,7 @@ from bot.controls.prices import published_prices
 from orchestrators.agent.state import Limits
 from tools.mcp_servers.mcp_config import McpConfigError, McpServerConfig, load_servers
 from tools.toolkit.context import ToolSettings
+from tools.toolkit.errors import ConfigurationError
 
 DEFAULT_MODEL = ToolSettings.model
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/switchboard.db"
@@ -104,8 +105,8 @@ def is_secret(field: str) -> bool:
     return isinstance(extra, dict) and bool(extra.get("secret"))
 
 
-class ConfigError(ValueError):
-    """A setting is missing or malformed; the message names it and says where to get it. A
+class ConfigError(ConfigurationError, ValueError):
+    """A setting is missing or malformed; the message names it and says where to get it. Also a
     ValueError, so pydantic reports it like any other invalid value (see `explain`). `setting`: the
     field at fault, when it is one field."""
 

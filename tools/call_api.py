@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field
 
 from tools.guards.gate import check_egress
-from tools.guards.netguard import Refused, guarded_get
+from tools.guards.netguard import Fetched, Refused, guarded_get
 from tools.parsing.extract import ExtractError, extract
 from tools.toolkit.context import ToolContext
 from tools.toolkit.registry import ToolError, tool
@@ -59,13 +59,20 @@ async def call_api(
     """
     if len(url) > MAX_URL_CHARS:  # checked here: a big maxLength in the schema breaks llama.cpp
         raise ToolError(f"the URL is {len(url)} characters long; at most {MAX_URL_CHARS} are accepted")
+    fetched = await _fetch(ctx, url, method, body)
+    ctx.note_source(f"web:{urlsplit(fetched.final_url).hostname or ''}", public=True)
+    return await _page_of(ctx, url, fetched)
+
+
+async def _fetch(ctx: ToolContext, url: str, method: str, body: dict[str, Any] | None) -> Fetched:
+    """The response, through the network guard (every redirect hop asks egress anew)."""
     headers = {"User-Agent": USER_AGENT, "Accept": "application/json, text/html;q=0.9, */*;q=0.5"}
     data = None
     if body is not None:
         data = json.dumps(body).encode()
         headers["Content-Type"] = "application/json"
     try:
-        fetched = await guarded_get(
+        return await guarded_get(
             url,
             allow_hosts=ctx.settings.http_allow_hosts,
             max_bytes=ctx.settings.fetch_max_bytes,
@@ -79,7 +86,10 @@ async def call_api(
         raise ToolError(f"refused: {exc}") from None
     except TimeoutError:
         raise ToolError(f"{url} took longer than {ctx.settings.fetch_timeout:g} s") from None
-    ctx.note_source(f"web:{urlsplit(fetched.final_url).hostname or ''}", public=True)
+
+
+async def _page_of(ctx: ToolContext, url: str, fetched: Fetched) -> FetchedPage:
+    """JSON as data, a page as readable text (parsed in a worker), other text as it is."""
     kind = fetched.content_type.split(";")[0].strip().lower()
     page = FetchedPage(
         url=url,

@@ -73,7 +73,8 @@ async def _get_json(ctx: ToolContext, url: str, params: dict[str, Any]) -> dict[
     async with ctx.http.get(url, params=params) as response:
         if response.status != 200:
             raise ToolError(f"the weather service answered HTTP {response.status}")
-        return await response.json(content_type=None)
+        found: dict[str, Any] = await response.json(content_type=None)
+        return found
 
 
 # The timeout includes waiting for the user's approval (tools/guards/gate.py): the place name leaves us.

@@ -16,6 +16,8 @@ from bot.controls.channel_config import (
     ConfigUsageError,
     parse_config,
 )
+from bot.slack.output.calls import SLACK_FAILED
+from tools.toolkit.errors import InvariantError
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -72,7 +74,7 @@ async def is_admin(rt: Runtime, user: str) -> bool:
         return True
     try:
         found = (await rt.slack.users_info(user=user)).get("user") or {}
-    except Exception:
+    except SLACK_FAILED:
         log.warning("could not look up whether %s is an admin", user, exc_info=True)
         return False
     return bool(found.get("is_admin") or found.get("is_owner") or found.get("is_primary_owner"))
@@ -86,14 +88,15 @@ async def config_command(rt: Runtime, text: str, *, user: str, channel: str, tea
     try:
         cmd = parse_config(text, channel)
     except ConfigUsageError as exc:
-        return str(exc)
+        return exc.user_message
     if not await is_admin(rt, user):
         return ADMINS_ONLY
     if cmd.action == "history":
         return await _history(rt, team)
     if cmd.action == "show":
         return await _show(rt, team, cmd)
-    assert cmd.key is not None
+    if cmd.key is None:
+        raise InvariantError("a config change names no key")
     old = await rt.db.channel_settings.write(team, cmd.scope, cmd.key, cmd.value, user)
     log.info("settings: %s changed %s of %s/%s", user, cmd.key, team, cmd.scope)
     where = scope_name(cmd.scope)

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from bot.settings import Settings, bounds, longest
+from tools.toolkit.errors import UserFacingError
 
 WORKSPACE = "*"  # the channel_id of a workspace-wide row
 MAX_PROMPT = 4_000
@@ -43,7 +44,7 @@ CONFIG_USAGE = (
 )
 
 
-class ConfigUsageError(ValueError):
+class ConfigUsageError(UserFacingError, ValueError):
     """Malformed `/switchboard config`; the message is the usage line or what is wrong."""
 
 

@@ -26,6 +26,7 @@ import bot.db.counting  # counts every engine's statements and transactions, for
 import bot.db.models  # noqa: F401  (registers every table on SQLModel.metadata)
 import bot.db.schema as schema
 from bot.settings import ConfigError
+from tools.toolkit.errors import WorkInterrupted
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ def database_unavailable(exc: BaseException) -> bool:
     return False
 
 
-class CommitUnknown(Exception):
+class CommitUnknown(WorkInterrupted):
     """The connection died while committing, and the work cannot tell whether its commit landed:
     redoing it might do it twice, so it is not redone."""
 
@@ -247,7 +248,7 @@ def _ping_on_checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
 
     try:
         await_(dbapi_conn.driver_connection.execute("SELECT 1"))
-    except Exception as exc:
+    except Exception as exc:  # any driver error: the pool drops it
         raise sa_exc.DisconnectionError(f"ping failed: {type(exc).__name__}") from exc
 
 
@@ -286,7 +287,7 @@ class PatientPool(AsyncAdaptedQueuePool):
                     # SQLAlchemy's words for "every connection it tried failed its ping": behind
                     # PgBouncer the connect succeeds while the server behind it is restarting.
                     raise sa_exc.DisconnectionError(f"no connection answers: {exc}") from exc
-            except Exception as exc:
+            except Exception as exc:  # DB errors share no class: sorted below
                 tries += 1
                 if database_unavailable(exc):
                     self.faults.now()
@@ -391,7 +392,7 @@ class Database:
         while True:
             try:
                 return await work()
-            except Exception as exc:
+            except Exception as exc:  # DB errors share no class: sorted below
                 tries += 1
                 if transient(exc):
                     self.faults.now()
@@ -438,7 +439,7 @@ class Database:
                 result = await work(conn)
                 try:
                     await trans.commit()
-                except Exception as exc:
+                except Exception as exc:  # DB errors share no class: sorted below
                     if not transient(exc):
                         raise
                     if landed is None:
@@ -470,7 +471,7 @@ class Database:
                     return False
                 try:
                     await trans.commit()
-                except Exception as exc:
+                except Exception as exc:  # DB errors share no class: sorted below
                     if transient(exc):
                         raise CommitUnknown("insert: the connection died while committing") from exc
                     raise

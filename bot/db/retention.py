@@ -68,6 +68,6 @@ async def retention_loop(db: Database, days: int, every: float = PURGE_EVERY_SEC
             counts = await purge(db, utcnow() - timedelta(days=days))
             if any(counts.values()):
                 log.info("retention: deleted rows older than %d days: %s", days, counts)
-        except Exception:
+        except Exception:  # a periodic job's boundary
             log.exception("retention: purge failed; will retry")
         await asyncio.sleep(every)

@@ -23,13 +23,15 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tools.toolkit.errors import ConfigurationError, InvariantError
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 BASE_REVISION = "0001"  # today's schema when migrations arrived: databases made before are stamped
 LOCK_KEY = 0x5357_4244  # "SWBD": the advisory lock every migrating process takes
 MIGRATE_HINT = "run `switchboard migrate` (or `python -m bot migrate`)"
 
 
-class SchemaError(Exception):
+class SchemaError(ConfigurationError):
     """The database's schema does not match this code; the message says what to run."""
 
 
@@ -43,7 +45,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
 @cache
 def head() -> str:
     revision = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert revision is not None
+    if revision is None:
+        raise InvariantError("the migrations have no head revision")
     return revision
 
 

@@ -22,6 +22,7 @@ from bot.db.models import DigestSchedule
 from bot.slack.output.calls import call
 from bot.slack.output.render import markdown_messages
 from bot.slack.output.safe_text import readable
+from tools.toolkit.errors import InvariantError
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,8 @@ async def post_digest(
 ) -> list[str]:
     """Post the parts in order (render's splitting and defusing, people by name), each with its
     metadata; links unfurl only when `unfurl` (SLACK_UNFURL_LINKS, both channels public)."""
-    assert schedule.id is not None
+    if schedule.id is None:
+        raise InvariantError("a stored digest schedule has no id")
     messages = markdown_messages(await readable(client, text), [footer(schedule)])
     stamps = []
     for i, message in enumerate(messages):

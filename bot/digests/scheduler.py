@@ -30,6 +30,7 @@ from bot.slack.output.surface import unfurl_allowed
 from bot.work import Job
 from bot.work.traced_run import RunFailed, traced_run
 from orchestrators.workflows import summarize_channel
+from tools.toolkit.errors import InvariantError
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,8 @@ class DigestScheduler:
                 self._add_job(s)
 
     def _add_job(self, schedule: DigestSchedule) -> None:
-        assert schedule.id is not None
+        if schedule.id is None:
+            raise InvariantError("a stored digest schedule has no id")
         if not fires(schedule.cron, schedule.timezone, datetime.now(UTC), self.second):
             # Stored before schedules were checked: APScheduler would search for it for seconds.
             log.warning("digest %s never fires (%r); not scheduled", schedule.id, schedule.cron)
@@ -136,7 +138,8 @@ class DigestScheduler:
         self, schedule: DigestSchedule, fire_time: datetime, *, manual: bool = False
     ) -> tuple[int, bool]:
         """Record the fire time as a job (once, whoever records it first): (job id, new)."""
-        assert schedule.id is not None
+        if schedule.id is None:
+            raise InvariantError("a stored digest schedule has no id")
         return await self.rt.work.submit(
             KIND,
             f"digest:{schedule.id}:{utc(fire_time).isoformat()}",
@@ -145,7 +148,8 @@ class DigestScheduler:
 
     async def run(self, schedule: DigestSchedule, fire_time: datetime, *, manual: bool = False) -> str:
         """Record the fire time and wait until it is done (here or elsewhere); what happened."""
-        assert schedule.id is not None
+        if schedule.id is None:
+            raise InvariantError("a stored digest schedule has no id")
         job_id, new = await self.record(schedule, fire_time, manual=manual)
         if new:
             self._outcomes[job_id] = ""  # wanted: the run here keeps what it did
@@ -166,7 +170,8 @@ class DigestScheduler:
 
     async def _run(self, schedule: DigestSchedule, fire_time: datetime, job: Job, manual: bool) -> str:
         """Claim, summarize, post; retried once; the creator hears about repeated failure."""
-        assert schedule.id is not None
+        if schedule.id is None:
+            raise InvariantError("a stored digest schedule has no id")
         if schedule.last_status == PAUSED:
             return "paused"
         install.serve(schedule.team_id)
@@ -185,7 +190,7 @@ class DigestScheduler:
                 return "already posted"
         try:
             return await self._attempts(schedule, fire_time, job, manual, job.redo)
-        except Exception:
+        except Exception:  # a digest job's boundary: mark the claim, re-raise
             # A bug: taking it over again would only repeat it (and the model's cost).
             await self.rt.db.digests.set_claim_status(schedule.id, fire_time, "failed")
             raise
@@ -198,7 +203,8 @@ class DigestScheduler:
         manual: bool,
         taking_over: bool,
     ) -> str:
-        assert schedule.id is not None
+        if schedule.id is None:
+            raise InvariantError("a stored digest schedule has no id")
         outcome = "failed"
         for attempt in (1, 2):
             try:
@@ -225,7 +231,8 @@ class DigestScheduler:
     async def _post(
         self, schedule: DigestSchedule, fire_time: datetime, job: Job, *, look_first: bool
     ) -> str:
-        assert schedule.id is not None
+        if schedule.id is None:
+            raise InvariantError("a stored digest schedule has no id")
         since = await self.rt.db.digests.previous_posted(schedule.id, fire_time)
         if since is None or fire_time - since > MAX_PERIOD:
             since = fire_time - min(
@@ -271,7 +278,8 @@ class DigestScheduler:
 
     async def _pause(self, schedule: DigestSchedule, why: str) -> None:
         """Stop a schedule that may no longer post, and tell its creator why and what to do."""
-        assert schedule.id is not None
+        if schedule.id is None:
+            raise InvariantError("a stored digest schedule has no id")
         log.warning("digest %s paused: %s", schedule.id, why)
         await self.rt.db.digests.pause(schedule.id, why)
         self._remove_job(schedule.id)

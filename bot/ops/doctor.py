@@ -52,7 +52,7 @@ async def check_database(settings: Settings) -> tuple[bool, str]:
     try:
         try:
             await db.ping(timeout=10)
-        except Exception as exc:
+        except Exception as exc:  # doctor reports every failure
             return False, f"cannot connect to {where}: {type(exc).__name__}: {exc}"
         found = await schema.state(db.engine)
         return found.status == "current", f"{where}: {found.describe()}"
@@ -82,7 +82,7 @@ async def check_pool(settings: Settings) -> tuple[bool | None, str] | None:
     try:
         async with db.engine.connect() as conn:
             found: dict[str, str] = {name: value for name, value in (await conn.execute(query)).all()}
-    except Exception as exc:
+    except Exception as exc:  # doctor reports every failure
         return False, f"cannot read max_connections: {type(exc).__name__}"
     finally:
         await db.close()
@@ -120,7 +120,7 @@ async def check_slack(settings: Settings) -> list[tuple[bool, str]]:
         results.append((True, f"SLACK_BOT_TOKEN works: team {auth.get('team')} as {auth.get('user')}"))
     except SlackApiError as exc:
         results.append((False, f"Slack rejected SLACK_BOT_TOKEN: {exc.response.get('error')}"))
-    except Exception as exc:
+    except Exception as exc:  # doctor reports every failure
         results.append((False, f"cannot reach Slack at {settings.slack_api_url} (SLACK_API_URL): {exc}"))
     if settings.slack_app_token:
         try:
@@ -128,7 +128,7 @@ async def check_slack(settings: Settings) -> list[tuple[bool, str]]:
             results.append((True, "SLACK_APP_TOKEN can open a Socket Mode connection"))
         except SlackApiError as exc:
             results.append((False, f"Slack rejected SLACK_APP_TOKEN: {exc.response.get('error')}"))
-        except Exception as exc:
+        except Exception as exc:  # doctor reports every failure
             results.append((False, f"cannot reach Slack for SLACK_APP_TOKEN: {exc}"))
     return results
 
@@ -159,13 +159,13 @@ async def check_slack_oauth(settings: Settings) -> list[tuple[bool | None, str]]
             results.append((True, "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET are accepted by Slack"))
         else:
             results.append((False, f"Slack rejected SLACK_CLIENT_ID/SLACK_CLIENT_SECRET: {error}"))
-    except Exception as exc:
+    except Exception as exc:  # doctor reports every failure
         return [(False, f"cannot reach Slack at {settings.slack_api_url} (SLACK_API_URL): {exc}")]
     db = open_database(settings)
     try:
         async with db.session() as s:
             rows = list((await s.exec(select(SlackInstallation))).all())
-    except Exception as exc:
+    except Exception as exc:  # doctor reports every failure
         return [*results, (False, f"cannot read the installations: {type(exc).__name__}")]
     finally:
         await db.close()
@@ -186,7 +186,7 @@ async def check_slack_oauth(settings: Settings) -> list[tuple[bool | None, str]]
             error = exc.response.get("error")
             reinstall = "reinstall at /slack/install"
             results.append((False, f"{where}: Slack rejected its token: {error} ({reinstall})"))
-        except Exception as exc:
+        except Exception as exc:  # doctor reports every failure
             results.append((False, f"{where}: cannot reach Slack at {settings.slack_api_url}: {exc}"))
     return results
 
@@ -203,7 +203,7 @@ async def check_model(settings: Settings) -> tuple[bool | None, str]:
         )
         used = response.usage.total_tokens if response.usage else "?"
         return True, f"{settings.openai_model} answers at {client.base_url} ({used} tokens spent)"
-    except Exception as exc:
+    except Exception as exc:  # doctor reports every failure
         return False, explain_model_error(exc, settings)
     finally:
         await client.close()

@@ -1,6 +1,7 @@
 """`switchboard eval CASES.yml`: each case through the LLM orchestrator and its workflow, measured.
 
-Attempts go through the same front door as Slack's slash commands (`bot.work.command_run.execute`: channel
+Attempts go through the same front door as Slack's slash commands (`bot.work.command_run.execute_text`:
+channel
 settings, daily caps, the registry with MCP tools, the gate, traced runs), on a database of their
 own that is thrown away, with Slack switched off: nothing is posted, nobody is asked to approve,
 so a call that would need approval is refused and counted. The LLM path is `/ask`, the model
@@ -30,6 +31,7 @@ from orchestrators.evals.results import Attempt, CaseReport, report
 from orchestrators.evals.runner import planned, run_suite
 from orchestrators.evals.tape import Tape
 from orchestrators.evals.traces import StepView
+from tools.toolkit.errors import InvariantError
 
 TEAM, CHANNEL, USER = "eval", "eval", "eval"
 COLUMNS = ("case", "path", "pass", "sequences", "misuse", "model calls", "tokens in/out", "cost", "p50/p95")
@@ -37,18 +39,19 @@ COLUMNS = ("case", "path", "pass", "sequences", "misuse", "model calls", "tokens
 
 async def attempt(rt: Runtime, case: Case, path: str) -> Attempt:
     """One traced run of `case` through `path`, read back from its run and step rows."""
-    from bot.work.command_run import execute
+    from bot.work.command_run import execute_text
 
     if path == "llm":
         command, text = "/ask", case.request
     else:
         command, _, text = (case.workflow or "").partition(" ")
-    reply = await execute(rt, command, text, user=USER, channel=CHANNEL, team=TEAM)
+    reply = await execute_text(rt, command, text, user=USER, channel=CHANNEL, team=TEAM)
     answer = reply.text.removeprefix(f"> {case.request}\n\n") if path == "llm" else reply.text
     if reply.run_id is None:  # refused before any run started (usage, a used-up daily cap)
         return Attempt(case.name, path, answer, "refused")
     run = await rt.db.runs.get(reply.run_id)
-    assert run is not None
+    if run is None:
+        raise InvariantError(f"run {reply.run_id} is not stored")
     steps = [StepView(s.kind, s.name, s.arguments, s.error) for s in await rt.db.runs.steps(reply.run_id)]
     return Attempt(
         case=case.name,

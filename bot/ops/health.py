@@ -28,7 +28,7 @@ PROBE_TIMEOUT = 2.0
 async def _database_problem(rt: Runtime) -> str | None:
     try:
         await rt.db.ping(PROBE_TIMEOUT)
-    except Exception as exc:
+    except Exception as exc:  # a probe reports every failure
         return f"{type(exc).__name__}: {exc}"[:300] or "no answer"
     return None
 
@@ -43,7 +43,7 @@ async def check(rt: Runtime, *, ready: bool) -> tuple[int, dict[str, Any]]:
             found = await schema.state(rt.db.engine)
             if found.status != "current":
                 failing["schema"] = found.describe()
-        except Exception as exc:
+        except Exception as exc:  # a probe reports every failure
             failing["schema"] = f"{type(exc).__name__}: {exc}"[:300]
     if ready and rt.socket_down:
         failing["slack"] = rt.socket_down

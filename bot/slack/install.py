@@ -25,6 +25,7 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from bot.db.workspaces.installations import Installations, OAuthStates
 from bot.slack.door.workspace import request_enterprise, request_workspace
 from bot.slack.output.safe_text import CleanWebClient
+from tools.toolkit.errors import InvariantError, ServiceError
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -56,7 +57,7 @@ SCOPES = (  # manifest.yml's oauth_config.scopes.bot; tests/test_manifest.py kee
 )
 
 
-class NotInstalled(Exception):
+class NotInstalled(ServiceError):
     """Slack work for a workspace that has no installation (never installed, or uninstalled)."""
 
 
@@ -154,7 +155,8 @@ def settings_for(rt: Runtime) -> AsyncOAuthSettings | None:
 def add_routes(web_app: web.Application, app: AsyncApp) -> None:
     """GET /slack/install (the "Add to Slack" page) and /slack/oauth_redirect (Slack's answer)."""
     flow = app.oauth_flow
-    assert flow is not None
+    if flow is None:
+        raise InvariantError("OAuth routes without an OAuth flow")
 
     async def install_page(request: web.Request) -> web.Response:
         return await to_aiohttp_response(await flow.handle_installation(await to_bolt_request(request)))

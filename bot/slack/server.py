@@ -69,11 +69,11 @@ class Running:
 
 async def start_scheduler(rt: Runtime, **options: Any) -> DigestScheduler:
     """Every process can run a digest now; only RUN_SCHEDULER processes keep the clock."""
-    rt.digest_scheduler = DigestScheduler(rt, **options)
+    scheduler = rt.digest_scheduler = DigestScheduler(rt, **options)
     if rt.settings.run_scheduler:
-        await rt.digest_scheduler.start()
+        await scheduler.start()
         log.info("digest scheduler running")
-    return rt.digest_scheduler
+    return scheduler
 
 
 async def start_work(rt: Runtime, app: AsyncApp | None = None) -> None:
@@ -155,7 +155,7 @@ async def start_socket_mode(rt: Runtime, health_port: int | None = None, **sched
         rt.socket_down = reason
 
     handler = EtiquetteHandler(app, rt.settings.slack_app_token or "", link_disabled)
-    await handler.connect_async()
+    await handler.connect_async()  # type: ignore[no-untyped-call]  # slack_bolt's is unannotated
     running.socket = handler
     log.info("connected in Socket Mode")
     return running

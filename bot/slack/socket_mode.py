@@ -62,7 +62,7 @@ class EtiquetteClient(SocketModeClient):
             self.disconnects.append("stopped: link_disabled")
             log.error("%s", LINK_DISABLED)
             self.on_link_disabled(LINK_DISABLED)
-            self._spawn(self.close())
+            self._spawn(self.close())  # type: ignore[no-untyped-call]  # slack_sdk's close() is unannotated
             return
         # Off this receive loop: reconnecting cancels the loop that received the message.
         self._spawn(self._refresh_once(reason, await self.session_id()))

@@ -40,6 +40,7 @@ from bot.db.database import IMPATIENT, database_unavailable, transient
 from bot.db.queue.inbox import Inbox, inbox_url
 from bot.db.queue.jobs import FINISHED, Claimed, Write
 from bot.work.recorder import Recorder
+from tools.toolkit.errors import WorkInterrupted
 
 if TYPE_CHECKING:
     from bot.db.database import Database
@@ -64,7 +65,7 @@ def process_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-class JobLost(Exception):
+class JobLost(WorkInterrupted):
     """The job's lease was taken over by another process: stop before doing its work twice."""
 
 

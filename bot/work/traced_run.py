@@ -29,6 +29,7 @@ from bot.runtime import Runtime
 from bot.work import Job, JobLost, current_job
 from orchestrators.agent.loop import AgentError
 from tools.toolkit.context import ApprovalDecision, Approvals, Approver, ToolContext
+from tools.toolkit.errors import SwitchboardError
 from tools.toolkit.registry import ToolError
 
 log = logging.getLogger(__name__)
@@ -43,11 +44,12 @@ INTERRUPTED = "interrupted by shutdown"
 RUN_ON_FILE_AFTER = 5.0
 
 
-class RunFailed(Exception):
+class RunFailed(SwitchboardError):
     """A traced run ended with an exception; the run row already says so."""
 
     def __init__(self, run_id: int, reason: str, *, expected: bool) -> None:
-        super().__init__(reason)
+        # An expected failure's reason is worded for the person; anything else gets the apology.
+        super().__init__(reason, user_message=reason if expected else None)
         self.run_id = run_id
         self.reason = reason
         self.expected = expected  # one of EXPECTED: the reason can be shown as it is
@@ -214,8 +216,68 @@ async def traced_run(
     held = Allowance()
     if caps is not None and rt.llm is not None:
         held = await budget.reserve(rt, caps, team=team, user=user, channel=channel)
-    model = (model or rt.settings.openai_model) if rt.llm else None
-    conversation = _conversation_of(rt, conversation_id, conversation_key)
+    opened = _open(
+        rt,
+        trigger,
+        held,
+        team=team,
+        channel=channel,
+        user=user,
+        thread_ts=thread_ts,
+        reply_thread_ts=reply_thread_ts,
+        conversation=_conversation_of(rt, conversation_id, conversation_key),
+        conversation_id=conversation_id,
+        on_status=on_status,
+        approver=approver,
+        approvals=approvals,
+        model=(model or rt.settings.openai_model) if rt.llm else None,
+        at_job_end=at_job_end,
+    )
+    run = opened.run
+    try:
+        yield run
+    except asyncio.CancelledError:
+        run.end_writes.clear()  # the attempt that takes over writes them
+        await _end(rt, trigger, opened, "interrupted", INTERRUPTED)
+        raise
+    except Exception as exc:  # the run's boundary: any failure ends the run row
+        reason = failure_reason(exc)
+        await _end(rt, trigger, opened, "failed", reason[:MAX_ERROR_CHARS])
+        _log_failure(run, trigger, exc, reason)
+        raise RunFailed(run.id, reason, expected=isinstance(exc, EXPECTED)) from exc
+    await _end(rt, trigger, opened, run.status, run.error, at_end=True, **run.fields)
+
+
+@dataclass
+class _Opened:
+    """A run begun: the run, its row's first values, how its writes learn its conversation, and
+    the timer that puts a long run on file before its job ends."""
+
+    run: TracedRun
+    values: dict[str, Any]
+    conversation: Callable[[AsyncConnection], Awaitable[int]] | None
+    on_file: asyncio.TimerHandle | None
+
+
+def _open(
+    rt: Runtime,
+    trigger: str,
+    held: Allowance,
+    *,
+    team: str,
+    channel: str,
+    user: str,
+    thread_ts: str | None,
+    reply_thread_ts: str | None,
+    conversation: Callable[[AsyncConnection], Awaitable[int]] | None,
+    conversation_id: int | None,
+    on_status: StatusSink | None,
+    approver: Callable[[int], Approver] | None,
+    approvals: Callable[[int], Approvals] | None,
+    model: str | None,
+    at_job_end: bool,
+) -> _Opened:
+    """The run's row (written now, or with its job's end), trace and tools' context."""
     values = run_values(
         trigger,
         conversation_id=conversation_id,
@@ -245,61 +307,67 @@ async def traced_run(
         on_file = asyncio.get_running_loop().call_later(RUN_ON_FILE_AFTER, trace.on_file)
     else:
         row.start()  # beside the block's first model call
+    return _Opened(run, values, conversation, on_file)
 
-    async def finish(status: str, error: str | None, *, at_end: bool = False, **fields: Any) -> None:
-        if on_file is not None:
-            on_file.cancel()
-        await trace.settle()  # the steps still queued are written with the end
-        written = await row.written()
-        if row.task is not None and written is None:
-            await row.ensure()  # its insert failed: raises that, there is no row to end
-        finished_at = utcnow()
-        steps = trace.take()
-        end = dict(error=error, sources=" ".join(ctx.flow.private_sources) or None, **_usage(ctx), **fields)
 
-        async def write(conn: AsyncConnection) -> int:
-            conversation_id = await conversation(conn) if conversation is not None else None
-            start = values if written is not None else {**values, "conversation_id": conversation_id}
-            run_id = await rt.db.runs.end_in(
-                conn, written, start, status, finished_at=finished_at, steps=steps, **end
-            )
-            if held.reservation is not None:  # the row has the tokens now: never counted as neither
-                await rt.db.usage.release(conn, held.reservation)
-            for also in run.end_writes:
-                await also(conn, run_id, conversation_id)
-            row.ended_id = run_id
-            return run_id
+async def _end(
+    rt: Runtime,
+    trigger: str,
+    opened: _Opened,
+    status: str,
+    error: str | None,
+    *,
+    at_end: bool = False,
+    **fields: Any,
+) -> None:
+    """Write the run's end: its row, steps, the hold's release and its end writes, in one
+    transaction (with its job's end when `at_end` and a job runs it)."""
+    run, values, conversation = opened.run, opened.values, opened.conversation
+    row, trace, ctx, held, job = run.row, run.trace, run.ctx, run.allowance, run.job
+    if opened.on_file is not None:
+        opened.on_file.cancel()
+    await trace.settle()  # the steps still queued are written with the end
+    written = await row.written()
+    if row.task is not None and written is None:
+        await row.ensure()  # its insert failed: raises that, there is no row to end
+    finished_at = utcnow()
+    steps = trace.take()
+    end = dict(error=error, sources=" ".join(ctx.flow.private_sources) or None, **_usage(ctx), **fields)
 
-        async def with_job(conn: AsyncConnection) -> dict[str, Any]:
-            # "j<job>" buttons under the answer find the run through its job's progress.
-            return {**(job.progress if job else {}), "run": await write(conn)}
+    async def write(conn: AsyncConnection) -> int:
+        conversation_id = await conversation(conn) if conversation is not None else None
+        start = values if written is not None else {**values, "conversation_id": conversation_id}
+        run_id = await rt.db.runs.end_in(
+            conn, written, start, status, finished_at=finished_at, steps=steps, **end
+        )
+        if held.reservation is not None:  # the row has the tokens now: never counted as neither
+            await rt.db.usage.release(conn, held.reservation)
+        for also in run.end_writes:
+            await also(conn, run_id, conversation_id)
+        row.ended_id = run_id
+        return run_id
 
-        if at_end and job is not None and job.at_end(with_job, lambda: metrics.run_finished(trigger, status)):
-            return
+    async def with_job(conn: AsyncConnection) -> dict[str, Any]:
+        # "j<job>" buttons under the answer find the run through its job's progress.
+        return {**(job.progress if job else {}), "run": await write(conn)}
 
-        async def landed(conn: AsyncConnection) -> int | None:
-            return await rt.db.runs.ended(conn, written, values, finished_at)
+    if at_end and job is not None and job.at_end(with_job, lambda: metrics.run_finished(trigger, status)):
+        return
 
-        await rt.db.transaction(write, landed=landed, what="run end")
-        metrics.run_finished(trigger, status)
+    async def landed(conn: AsyncConnection) -> int | None:
+        return await rt.db.runs.ended(conn, written, values, finished_at)
 
-    try:
-        yield run
-    except asyncio.CancelledError:
-        run.end_writes.clear()  # the attempt that takes over writes them
-        await finish("interrupted", INTERRUPTED)
-        raise
-    except Exception as exc:
-        expected = isinstance(exc, EXPECTED)
-        reason = failure_reason(exc)
-        await finish("failed", reason[:MAX_ERROR_CHARS])
-        if expected:
-            log.warning("run %s (%s) failed: %s", run.id, trigger, message_text(reason))
-        elif isinstance(exc, JobLost):
-            log.warning("run %s (%s): another process took its job over", run.id, trigger)
-        elif database_unavailable(exc):  # the database's fault, told as such; the job is redone
-            log.warning("run %s (%s): the database went away (%s)", run.id, trigger, type(exc).__name__)
-        else:
-            log.exception("run %s (%s) failed", run.id, trigger)
-        raise RunFailed(run.id, reason, expected=expected) from exc
-    await finish(run.status, run.error, at_end=True, **run.fields)
+    await rt.db.transaction(write, landed=landed, what="run end")
+    metrics.run_finished(trigger, status)
+
+
+def _log_failure(run: TracedRun, trigger: str, exc: Exception, reason: str) -> None:
+    """An expected failure, a lost job or the database's absence is a warning; anything else a bug."""
+    if isinstance(exc, EXPECTED):
+        log.warning("run %s (%s) failed: %s", run.id, trigger, message_text(reason))
+    elif isinstance(exc, JobLost):
+        log.warning("run %s (%s): another process took its job over", run.id, trigger)
+    elif database_unavailable(exc):  # the database's fault, told as such; the job is redone
+        log.warning("run %s (%s): the database went away (%s)", run.id, trigger, type(exc).__name__)
+    else:
+        log.exception("run %s (%s) failed", run.id, trigger)

@@ -15,6 +15,7 @@ from orchestrators.agent.state import AgentResult, Limits, RunState
 from tools.llm.completion import Completion
 from tools.llm.model_call import ModelError, ModelRequest, TextSink, call_model, estimate_tools
 from tools.toolkit.context import ToolContext
+from tools.toolkit.errors import InvariantError
 from tools.toolkit.registry import ToolRegistry
 
 if TYPE_CHECKING:
@@ -128,6 +129,19 @@ class Agent:
         if self.llm is None:
             return AgentResult(text=UNCONFIGURED, messages=[], status="unconfigured")
         registry = self.registry if tools is None else _only(self.registry, tools)
+        state = await self._begin(history, ctx, on_text, model or self.model, registry)
+        return await self._loop(state)
+
+    async def _begin(
+        self,
+        history: list[dict[str, Any]],
+        ctx: ToolContext,
+        on_text: TextSink | None,
+        model: str,
+        registry: ToolRegistry,
+    ) -> RunState:
+        """The run's state: the history fitted to the window and readable by this user, the
+        token budget and the one deadline the model and the tools share."""
         system = {"role": "system", "content": self.system_prompt}
         room, output = self._room(self.limits.context_tokens, system, registry, ctx)
         trimmed = trim_history(history, min(self.limits.history_tokens, room))
@@ -137,7 +151,6 @@ class Agent:
         fitted = await readable_history(trimmed, ctx)
         if ctx.token_budget is None or ctx.token_budget > self.limits.token_budget:
             ctx.token_budget = self.limits.token_budget  # the gate starts no tool call past it
-        window = self.limits.context_tokens
         # One clock for the model and the tools (a parse stops at ctx.deadline); time this run
         # already spent before the loop (reading the message's files) counts against it.
         ends = time.monotonic() + self.limits.deadline
@@ -145,17 +158,22 @@ class Agent:
             ctx.deadline = ends
         state = RunState(
             ctx,
-            model or self.model,
+            model,
             registry,
             on_text,
             [system, *fitted],
             output,
-            window,
+            self.limits.context_tokens,
             max(len(fitted), 1),
             started=ctx.deadline - self.limits.deadline,
         )
         if shortened:
             state.notes.append(SHORTENED_NOTE)
+        return state
+
+    async def _loop(self, state: RunState) -> AgentResult:
+        """Ask the model; if it answered, stop; else run its tool calls, append them, count the
+        step. Limits are checked before each call and end in an answer."""
         while True:
             if reason := self.limits.check(state):
                 return await self._finish(state, reason)
@@ -239,7 +257,8 @@ class Agent:
     async def _ask(self, state: RunState, *, tools: bool, grace: float = 0.0) -> Completion:
         """One traced model call, its prompt fitted to the window; after a context-length error
         (our estimate is not the server's tokenizer) one retry with a smaller prompt."""
-        assert self.llm is not None
+        if self.llm is None:
+            raise InvariantError("a model call without a model client")
         retried = fitted = False
         while True:
             remaining = self.limits.deadline - state.elapsed

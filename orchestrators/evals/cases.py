@@ -7,11 +7,13 @@ from typing import Any
 
 import yaml
 
+from tools.toolkit.errors import ConfigurationError
+
 PATHS = ("llm", "workflow")
 CHECK_KEYS = {"tools", "tools_sequence", "contains", "not_contains", "max_cost_usd", "max_latency_ms"}
 
 
-class CaseError(ValueError):
+class CaseError(ConfigurationError, ValueError):
     """The suite file is malformed; the message names the case and the key."""
 
 
@@ -94,4 +96,5 @@ def parse_cases(text: str) -> list[Case]:
 
 def case_yaml(cases: list[dict[str, Any]]) -> str:
     """A suite file for `cases` (plain dicts in the file's shape): what insights proposes."""
-    return yaml.safe_dump({"cases": cases}, sort_keys=False, allow_unicode=True, width=100)
+    text: str = yaml.safe_dump({"cases": cases}, sort_keys=False, allow_unicode=True, width=100)
+    return text

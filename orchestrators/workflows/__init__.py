@@ -1,6 +1,6 @@
 """Code workflows: fixed pipelines over the shared tools, also offered to the model as tools."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -30,7 +30,7 @@ async def research_tool(
     return {"answer": reply.text, "sources": reply.sources}
 
 
-def workflow_tools() -> list[Tool]:
+def workflow_tools() -> list[Tool[..., Any]]:
     """The workflows the LLM orchestrator may call as single tools."""
     return [weather_report_tool, research_tool]
 

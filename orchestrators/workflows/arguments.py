@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from tools.parsing import period
+from tools.toolkit.errors import UserFacingError
 
 WEATHER_USAGE = "Usage: `/weather <place>`, e.g. `/weather Karachi`"
 SUMMARIZE_USAGE = "Usage: `/summarize [#channel] [24h|7d|<N>h|<N>d]`, e.g. `/summarize #general 7d`"
@@ -20,7 +21,7 @@ CHANNEL_NAME = re.compile(r"^#(?P<name>[a-z0-9][a-z0-9._-]{0,79})$")
 MAX_QUESTION = 2_000
 
 
-class UsageError(ValueError):
+class UsageError(UserFacingError, ValueError):
     """Bad input; the message is a short line for the user, with a correct example."""
 
 

@@ -15,6 +15,7 @@ from orchestrators.workflows.base import WorkflowReply
 from tools.read_channel import history, replies, user_names
 from tools.summarize import summarize
 from tools.toolkit.context import ToolContext
+from tools.toolkit.errors import InvariantError
 
 CHUNK_CHARS = 24_000  # about 6,000 tokens of conversation per model call
 MAX_CHUNKS: int | None = None  # None: derived from ctx.settings.summarize_token_budget
@@ -106,7 +107,8 @@ async def thread_links(ctx: ToolContext, channel_id: str, messages: list[dict[st
     )[:TOP_THREADS]
     links = []
     for m in busiest:
-        assert ctx.slack is not None
+        if ctx.slack is None:
+            raise InvariantError("a channel summary without a Slack client")
         link = (await ctx.slack.chat_getPermalink(channel=channel_id, message_ts=m["ts"]))["permalink"]
         first = " ".join((m.get("text") or "").split())[:60]
         links.append(f"- <{link}|{first or 'thread'}> ({m['reply_count']} replies)")

@@ -117,9 +117,22 @@ def help_text() -> str:
     return "\n".join(lines)
 
 
-def parse_command(command: str, text: str) -> tuple[Command, Any]:
+@dataclass(frozen=True)
+class WorkflowCall:
+    """A workflow command, parsed: its registry entry and its typed arguments (what the entry's
+    parser returned: a place, a question, SummarizeArgs)."""
+
+    name: str  # "/weather"
+    command: Command
+    args: Any
+
+    async def run(self, agent: Agent, ctx: ToolContext) -> WorkflowReply:
+        return await self.command.run(agent, ctx, self.args)
+
+
+def parse_command(command: str, text: str) -> WorkflowCall:
     """The command and its parsed arguments, or UsageError: no work starts on bad input."""
     found = COMMANDS.get(command)
     if found is None:
         raise UsageError(f"I don't know `{command}`.\n{help_text()}")
-    return found, found.parse(text)
+    return WorkflowCall(command, found, found.parse(text))

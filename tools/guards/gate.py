@@ -29,6 +29,7 @@ from slack_sdk.errors import SlackApiError
 
 from tools.guards.audience import may_show
 from tools.toolkit.context import ToolContext
+from tools.toolkit.errors import UserFacingError
 
 if TYPE_CHECKING:
     from tools.toolkit.registry import Tool
@@ -45,7 +46,7 @@ BUDGET_SPENT = (
 )
 
 
-class ToolError(Exception):
+class ToolError(UserFacingError):
     """A failure worded for whoever called the tool: the model, or a workflow's user."""
 
 
@@ -87,7 +88,7 @@ def parse_arguments(name: str, arguments: str) -> dict[str, Any]:
 # -- egress ------------------------------------------------------------------------------------
 
 
-def destinations(tool: Tool, ctx: ToolContext, args: dict[str, Any]) -> list[str]:
+def destinations(tool: Tool[..., Any], ctx: ToolContext, args: dict[str, Any]) -> list[str]:
     """Where this call sends its arguments; `tool:<name>` when the tool did not say."""
     rule = tool.egress
     if rule is None:
@@ -155,7 +156,7 @@ async def check_egress(ctx: ToolContext, tool: str, destination: str) -> None:
 # -- the gate ----------------------------------------------------------------------------------
 
 
-async def _approval(tool: Tool, ctx: ToolContext, args: dict[str, Any]) -> None:
+async def _approval(tool: Tool[..., Any], ctx: ToolContext, args: dict[str, Any]) -> None:
     if tool.mode_for(args) != "write":
         return
     refused = NO_APPROVALS.format(name=tool.name) if ctx.approvals is None else None
@@ -172,7 +173,7 @@ def _budget(ctx: ToolContext) -> None:
         raise ToolError(BUDGET_SPENT.format(used=ctx.usage.total_tokens, budget=min(limits)))
 
 
-async def _execute(tool: Tool, ctx: ToolContext, args: dict[str, Any]) -> Any:
+async def _execute(tool: Tool[..., Any], ctx: ToolContext, args: dict[str, Any]) -> Any:
     limit = asyncio.timeout(tool.timeout)
     try:
         async with limit:
@@ -187,7 +188,7 @@ async def _execute(tool: Tool, ctx: ToolContext, args: dict[str, Any]) -> Any:
         raise
     except RecursionError:
         raise ToolError(f"{tool.name} failed: its input is nested too deeply") from None
-    except Exception as exc:
+    except Exception as exc:  # the tool call boundary
         raise ToolError(f"{tool.name} failed: {exc or type(exc).__name__}") from exc
 
 
@@ -220,7 +221,7 @@ def provenance(ctx: ToolContext, own: Sequence[str]) -> tuple[str, ...]:
 
 
 async def call(
-    tool: Tool, ctx: ToolContext, given: dict[str, Any], arguments: str | None = None
+    tool: Tool[..., Any], ctx: ToolContext, given: dict[str, Any], arguments: str | None = None
 ) -> tuple[Any, str, tuple[str, ...]]:
     """Run one call through every rule: (value, its JSON text, its sources), or ToolError."""
     from tools.toolkit.registry import to_jsonable

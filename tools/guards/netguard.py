@@ -16,6 +16,8 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from tools.toolkit.errors import UserFacingError
+
 METADATA = {
     ipaddress.ip_address(a)
     for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200", "168.63.129.16", "169.254.170.2")
@@ -25,7 +27,7 @@ MAX_REDIRECTS = 5
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-class Refused(Exception):
+class Refused(UserFacingError):
     """The URL may not be fetched; the message says why in plain words."""
 
 

@@ -20,6 +20,7 @@ import httpx2
 
 from tools.llm.completion import Completion, StreamAssembler, completion_from_message, estimate_tokens
 from tools.llm.model_stream import chunks
+from tools.toolkit.errors import ServiceError
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -43,8 +44,12 @@ STREAM_CHARS_PER_TOKEN = 8
 CONTEXT_LIMIT = re.compile(r"(?:maximum context length is|context size|n_ctx\w*)\D{0,20}(\d{3,9})", re.I)
 
 
-class ModelError(Exception):
+class ModelError(ServiceError):
     """The model could not be reached or answered with an error."""
+
+    user_message = (
+        "Sorry, I couldn't get an answer from the language model just now. Please try again in a moment."
+    )
 
     def __init__(
         self,

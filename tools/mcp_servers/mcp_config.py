@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
+from tools.toolkit.errors import ConfigurationError
+
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,30}$")
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 KEYS = {"command", "env", "cwd", "url", "headers", "tools", "mode", "timeout", "max_output_chars", "trusted"}
 
 
-class McpConfigError(ValueError):
+class McpConfigError(ConfigurationError, ValueError):
     """The file is unreadable or an entry is malformed; the message names it."""
 
 

@@ -59,7 +59,7 @@ def result_text(result: Any, limit: int) -> str:
     return text[: limit + 1]
 
 
-class McpTool(Tool):
+class McpTool(Tool[..., Any]):
     """A tool listed by an MCP server: its schema checked here, its call sent to the server."""
 
     def __init__(self, link: McpLink, remote: Any) -> None:
@@ -130,7 +130,7 @@ class McpLink:
                 await asyncio.wait_for(self._task, 10)
             except (TimeoutError, asyncio.CancelledError):
                 pass
-            except Exception:
+            except Exception:  # closing: nothing left to do
                 log.debug("MCP server %s: error while closing", self.config.name, exc_info=True)
 
     def _transport(self, stack: AsyncExitStack) -> Any:
@@ -177,7 +177,7 @@ class McpLink:
                             break  # stopping, or a call found the connection closed
                         except TimeoutError:
                             await self._list(client)  # raises when the server has gone
-            except Exception as exc:
+            except Exception as exc:  # the server's task boundary
                 self.state, self.reason = "down", _reason(exc)
                 if not self._stopping:
                     log.warning(
@@ -259,7 +259,7 @@ class McpHub:
     async def stop(self) -> None:
         await asyncio.gather(*(link.stop() for link in self.links))
 
-    def tools(self) -> list[Tool]:
+    def tools(self) -> list[Tool[..., Any]]:
         return [t for link in self.links for t in link.tools]
 
     def status(self) -> dict[str, dict[str, Any]]:

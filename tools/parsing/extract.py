@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tools.parsing.fair_slots import FairSlots
+from tools.toolkit.errors import UserFacingError, present
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ WORKER_MEMORY = 2 * 1024**3  # address-space cap of a worker: a decompression bo
 TIME_UP = "the time limit of this answer was reached before it could be read"
 
 
-class ExtractError(Exception):
+class ExtractError(UserFacingError):
     """The input could not be turned into text (too big, too slow, malformed); say so to the user."""
 
 
@@ -55,7 +56,7 @@ def html_to_text(data: bytes) -> str:
 
     try:
         return " ".join(lxml_html.fromstring(html).text_content().split())
-    except Exception:
+    except Exception:  # lxml on hostile HTML: no text
         return ""
 
 
@@ -70,7 +71,7 @@ def pdf_to_text(data: bytes) -> str:
                 raise ExtractError("the PDF is password-protected")
         except ExtractError:
             raise
-        except Exception:
+        except Exception:  # pypdf's errors share no class
             raise ExtractError("the PDF is password-protected") from None
     parts, total = [], len(reader.pages)
     for i, page in enumerate(reader.pages[:MAX_PDF_PAGES]):
@@ -118,7 +119,7 @@ def _serve() -> None:
             answer = {"ok": False, "error": str(exc)}
         except MemoryError:
             answer = {"ok": False, "error": "it needs more memory than a worker may use"}
-        except Exception as exc:
+        except Exception as exc:  # the parser worker's boundary
             answer = {"ok": False, "error": f"it could not be parsed ({type(exc).__name__})"}
         out.write(_frame(json.dumps(answer).encode()))
         out.flush()
@@ -127,6 +128,8 @@ def _serve() -> None:
 class _Worker:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
+        self.stdin = present(proc.stdin, "the worker's stdin pipe")  # started with PIPE
+        self.stdout = present(proc.stdout, "the worker's stdout pipe")
 
     @classmethod
     async def start(cls, module: str) -> _Worker:
@@ -147,14 +150,15 @@ class _Worker:
         return worker
 
     async def read(self) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        size = int.from_bytes(await self.proc.stdout.readexactly(4), "big")
-        return json.loads(await self.proc.stdout.readexactly(size))
+        size = int.from_bytes(await self.stdout.readexactly(4), "big")
+        answer = json.loads(await self.stdout.readexactly(size))
+        if not isinstance(answer, dict):
+            raise ExtractError("the parser answered in a form I don't know")
+        return answer
 
     async def ask(self, kind: str, data: bytes) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(_frame(json.dumps({"kind": kind}).encode() + b"\n" + data))
-        await self.proc.stdin.drain()
+        self.stdin.write(_frame(json.dumps({"kind": kind}).encode() + b"\n" + data))
+        await self.stdin.drain()
         return await self.read()
 
     async def kill(self) -> None:
@@ -300,7 +304,7 @@ class Extractor:
         async def replace() -> None:
             try:
                 worker = await self._start()
-            except Exception:
+            except Exception:  # retried by the next job
                 log.warning("a replacement parser worker did not start; the next job starts one")
                 return
             if self._closed:

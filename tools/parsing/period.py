@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from tools.toolkit.errors import UserFacingError
+
 PERIOD = re.compile(r"^(?P<n>\d{1,4})\s*(?P<unit>min|m|h|d|w)$")
 UNIT = {"m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 SHORTEST = timedelta(minutes=1)
@@ -16,7 +18,7 @@ LONGEST = timedelta(days=90)
 FORMS = "90m, 24h, 7d or 2w"
 
 
-class PeriodError(ValueError):
+class PeriodError(UserFacingError, ValueError):
     """Not a period, or one out of range; the message says which, for a person or the model."""
 
 

@@ -13,7 +13,8 @@ from typing import Any, Concatenate, Generic, Literal, ParamSpec, TypeVar, get_t
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from tools.guards.gate import EgressRule, ToolError, parse_arguments
+from tools.guards.gate import EgressRule, parse_arguments
+from tools.guards.gate import ToolError as ToolError  # re-exported: tools raise it from here
 from tools.guards.gate import call as through_gate
 from tools.toolkit.context import ToolContext
 from tools.toolkit.json_schema import model_parameters
@@ -114,7 +115,7 @@ class Tool(Generic[P, R]):
         for p in params:
             default = ... if p.default is inspect.Parameter.empty else p.default
             fields[p.name] = (hints.get(p.name, Any), default)
-        self.model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+        self.model: type[BaseModel] = create_model(
             f"{self.name}_args", __config__=ConfigDict(extra="forbid"), **fields
         )
         parameters = model_parameters(self.model.model_json_schema())

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.db.database import fit_lengths
 from bot.db.models import Conversation, Message, utcnow
+from tools.toolkit.errors import InvariantError
 
 if TYPE_CHECKING:
     from bot.db.database import Database
@@ -97,7 +98,8 @@ class Conversations:
         # ON CONFLICT DO NOTHING: another delivery creating it at once is normal, not an ERROR.
         await self.db.insert_new([Conversation(team_id=team, channel_id=channel, thread_ts=thread_ts)])
         found = await self.find(team, channel, thread_ts)
-        assert found is not None
+        if found is None:
+            raise InvariantError("a conversation just created is not found")
         return found
 
     async def create(self, conn: AsyncConnection, team: str, channel: str, thread_ts: str) -> int:

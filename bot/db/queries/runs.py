@@ -25,6 +25,7 @@ from sqlmodel import select as select_models
 from bot.db.database import fit_lengths
 from bot.db.models import Run, Step, utcnow
 from bot.ops import metrics
+from tools.toolkit.errors import InvariantError
 
 if TYPE_CHECKING:
     from bot.db.database import Database
@@ -169,7 +170,8 @@ class Runs:
     async def _insert_row(self, conn: AsyncConnection, values: dict[str, Any]) -> int:
         if self._fast:
             run_id = await sqlite_execute(conn, sqlite_insert("run", tuple(values)), [list(values.values())])
-            assert run_id is not None
+            if run_id is None:
+                raise InvariantError("the insert returned no run id")
             return run_id
         return int((await conn.execute(INSERT_RUN, values)).scalar_one())
 
@@ -257,7 +259,8 @@ class Runs:
                 if found is None:
                     return None
                 begun, used = found.started_at, found.model
-            assert begun is not None
+            if begun is None:
+                raise InvariantError("a run without a start time")
             if begun.tzinfo is None:  # SQLite hands datetimes back without their zone
                 begun = begun.replace(tzinfo=UTC)
             duration_ms = (finished_at - begun).total_seconds() * 1000

@@ -180,7 +180,7 @@ class DbTrace:
         if writer is not None:
             try:
                 await writer
-            except Exception:
+            except Exception:  # steps are retried; the run goes on
                 log.warning("run %s: writing steps failed; retrying", self.run_id, exc_info=True)
 
     async def flush(self) -> None:

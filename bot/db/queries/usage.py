@@ -14,6 +14,7 @@ from sqlmodel import col, select
 
 from bot.db.locks import serialized
 from bot.db.models import BudgetReservation, Run, utcnow
+from tools.toolkit.errors import InvariantError
 
 if TYPE_CHECKING:
     from bot.db.database import Database
@@ -105,7 +106,8 @@ class UsageQueries:
                 "created_at": utcnow(),
             }
             key = (await conn.execute(insert(RESERVATIONS).values(row))).inserted_primary_key
-            assert key is not None
+            if key is None:
+                raise InvariantError("the insert returned no primary key")
             return Reserved(person, place, int(key[0]), wanted)
 
     async def settle(self, reservation: int) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bot.db.database import IMPATIENT
 from bot.db.locks import serialized
 from bot.db.models import Job, utcnow
+from tools.toolkit.errors import WorkInterrupted
 
 if TYPE_CHECKING:
     from bot.db.database import Database
@@ -71,7 +72,7 @@ class Claimed:
     person: str | None
 
 
-class NotOurs(Exception):
+class NotOurs(WorkInterrupted):
     """The job's lease was taken over: its finish is rolled back."""
 
 

@@ -17,6 +17,7 @@ from bot.db.database import fit_lengths
 from bot.db.locks import serialized
 from bot.db.models import DigestClaim, DigestSchedule, utcnow
 from bot.ops import metrics
+from tools.toolkit.errors import InvariantError, SwitchboardError
 
 if TYPE_CHECKING:
     from bot.db.database import Database
@@ -26,8 +27,9 @@ PAUSED = "paused"  # a schedule whose creator or audience rule no longer allows 
 SCHEDULES = DigestSchedule.__table__  # type: ignore[attr-defined]
 
 
-class ChannelFull(Exception):
-    """A channel already has as many schedules as the adder may set up."""
+class ChannelFull(SwitchboardError):
+    """A channel already has as many schedules as the adder may set up (the listener words it,
+    with the channel)."""
 
     def __init__(self, existing: int) -> None:
         super().__init__(f"{existing} schedules")
@@ -56,7 +58,8 @@ class Digests:
                 raise ChannelFull(existing)
             values = fit_lengths(SCHEDULES, schedule.model_dump(exclude={"id"}))
             key = (await conn.execute(insert(SCHEDULES).values(values))).inserted_primary_key
-            assert key is not None
+            if key is None:
+                raise InvariantError("the insert returned no primary key")
             schedule.id = int(key[0])
             return schedule
 

@@ -152,7 +152,7 @@ class Installations(AsyncInstallationStore):
             q = delete(SlackInstallation).where(col(SlackInstallation.team_id) == (team_id or ""))
             if enterprise_id is not None or not team_id:
                 q = q.where(col(SlackInstallation.enterprise_id) == (enterprise_id or ""))
-            await s.exec(q)  # type: ignore[call-overload]
+            await s.exec(q)
             await s.commit()
 
     async def _row(
@@ -191,14 +191,14 @@ class OAuthStates(AsyncOAuthStateStore):
     async def async_issue(self, *args: Any, **kwargs: Any) -> str:
         state = secrets.token_urlsafe(32)
         async with self.db.session() as s:
-            await s.exec(delete(OAuthState).where(col(OAuthState.expires_at) < time.time()))  # type: ignore[call-overload]
+            await s.exec(delete(OAuthState).where(col(OAuthState.expires_at) < time.time()))
             s.add(OAuthState(state=state, expires_at=time.time() + self.expiration_seconds))
             await s.commit()
         return state
 
     async def async_consume(self, state: str) -> bool:
         async with self.db.session() as s:
-            result = await s.exec(  # type: ignore[call-overload]
+            result = await s.exec(
                 delete(OAuthState).where(
                     col(OAuthState.state) == state, col(OAuthState.expires_at) >= time.time()
                 )

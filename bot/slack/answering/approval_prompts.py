@@ -18,9 +18,10 @@ from typing import Any
 from bot.db.models import Approval
 from bot.db.queries.approvals import DECIDED
 from bot.runtime import Runtime
-from bot.slack.output.calls import call
+from bot.slack.output.calls import SLACK_FAILED, call
 from bot.slack.output.safe_text import neutralize, neutralize_blocks
 from tools.toolkit.context import ApprovalDecision, RunTrace, ToolContext
+from tools.toolkit.errors import InvariantError
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,8 @@ async def ask(
         channel_id=where.channel,
         thread_ts=where.thread_ts,
     )
-    assert approval.id is not None
+    if approval.id is None:
+        raise InvariantError("a stored approval has no id")
     step = {"approval": approval.id, **detail}
     await trace.step("approval", f"{kind} asked", arguments=json.dumps({**step, "requester": where.user}))
     kwargs: dict[str, Any] = {"channel": where.channel, "user": where.user, "text": neutralize(summary)}
@@ -101,7 +103,7 @@ async def ask(
         kwargs["thread_ts"] = where.thread_ts
     try:
         await call(rt.slack.chat_postEphemeral, **kwargs)
-    except Exception:
+    except SLACK_FAILED:
         log.exception("approval %s: could not ask %s", approval.id, where.user)
         await rt.db.approvals.expire(approval.id)
         decision = ApprovalDecision("unavailable")

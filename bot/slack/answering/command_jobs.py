@@ -60,7 +60,7 @@ async def run_command(rt: Runtime, job: Job, runners: Mapping[str, Runner]) -> N
     runner = runners[body.pop(RUNNER)]
     try:
         await runner(rt, {**body, TAG: f"command{job.id}", REDO: job.redo}, respond)
-    except Exception as exc:
+    except Exception as exc:  # the command job's boundary; re-raised
         if not database_unavailable(exc):  # the database away: the engine redoes it, nothing to say
             await _tell(respond, FAILED.format(command=command or "the command"))
         raise  # the engine logs it and records the job failed
@@ -87,5 +87,5 @@ def _respond(body: Mapping[str, Any]) -> Any:
 async def _tell(respond: Any, text: str) -> None:
     try:
         await respond(response_type="ephemeral", text=text, replace_original=False)
-    except Exception:
+    except Exception:  # last words: nothing left to do
         log.exception("could not reply to a command")

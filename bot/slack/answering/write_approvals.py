@@ -25,11 +25,12 @@ from bot.logging_setup import message_text
 from bot.runtime import Runtime
 from bot.slack import install
 from bot.slack.answering.approval_prompts import SlackApprover, Where, approval_blocks
-from bot.slack.output.calls import call
+from bot.slack.output.calls import SLACK_FAILED, call
 from bot.slack.output.render import post_answer
 from bot.slack.output.safe_text import neutralize, neutralize_blocks
 from bot.work import Job
 from bot.work.traced_run import RunFailed, traced_run
+from tools.toolkit.errors import InvariantError
 from tools.toolkit.registry import ToolResult
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class ParkedWrites:
             kwargs["thread_ts"] = self.where.thread_ts
         try:
             await call(self.rt.slack.chat_postEphemeral, **kwargs)
-        except Exception:
+        except SLACK_FAILED:
             log.exception("approval %s: could not ask %s", approval.id, self.where.user)
             await self.rt.db.approvals.expire(approval.id or 0)
             await self.rt.db.parked.claim(approval.id or 0, "expired")
@@ -121,7 +122,8 @@ async def settle(rt: Runtime, approval: Approval) -> None:
     """Act on a decided (or expired) write approval, once across every process."""
     approval_id = approval.id
     install.serve(approval.team_id or "")
-    assert approval_id is not None
+    if approval_id is None:
+        raise InvariantError("a stored approval has no id")
     outcome = approval.state if approval.state != "pending" else "expired"
     if approval.state == "pending":
         await rt.db.approvals.expire(approval_id)
@@ -226,5 +228,5 @@ async def sweep_forever(rt: Runtime, every: float) -> None:
         await asyncio.sleep(every)
         try:
             await sweep(rt)
-        except Exception:
+        except Exception:  # a periodic job's boundary
             log.warning("sweeping parked write calls failed", exc_info=True)

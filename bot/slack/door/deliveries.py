@@ -104,7 +104,7 @@ class Deliveries:
         key = delivery_key(body, raw)
         try:
             await self.recorder.submit(KIND, key, body, queue=queue, person=person)
-        except Exception as exc:
+        except Exception as exc:  # DB errors share no class: sorted below
             if not database_unavailable(exc):
                 raise
             log.warning(
@@ -129,7 +129,7 @@ class Deliveries:
                 await self.rt.work.submit(KIND, key, body, queue=queue, person=person)
                 log.info("a delivery was recorded once the database was back")
                 return
-            except Exception as exc:
+            except Exception as exc:  # DB errors share no class: sorted below
                 if not database_unavailable(exc):
                     raise
                 if time.monotonic() + delay > deadline:
@@ -146,7 +146,7 @@ class Deliveries:
         try:
             surface = AnswerSurface(self.rt.slack, channel, thread, team="", user="", native=False)
             await surface.fail(DATABASE_DOWN)
-        except Exception:
+        except Exception:  # last words: nothing left to do
             log.exception("could not post the database apology either")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, assert_never
 
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
@@ -14,6 +14,7 @@ from bot.db.workspaces.digest_schedules import ChannelFull
 from bot.digests.grammar import (
     DIGEST_USAGE,
     DigestAdd,
+    DigestCommand,
     DigestHelp,
     DigestList,
     DigestRemove,
@@ -35,6 +36,7 @@ from bot.runtime import Runtime
 from orchestrators.workflows.arguments import ChannelRef, UsageError
 from tools.read_channel import ensure_member, resolve_channel
 from tools.toolkit.context import MemoryTrace
+from tools.toolkit.errors import InvariantError
 from tools.toolkit.registry import ToolError
 
 log = logging.getLogger(__name__)
@@ -72,23 +74,27 @@ class DigestCommands:
         try:
             command = parse_digest(text)
         except UsageError as exc:
-            return str(exc)
+            return exc.user_message
         try:
-            if isinstance(command, DigestAdd):
-                return await self.add(command, user=user, channel=channel, team=team)
-            if isinstance(command, DigestList):
-                schedules = await self.rt.db.digests.all(team=team, channel=channel)
-                if not schedules:
-                    return "No digests post here or summarize this channel. " + DIGEST_USAGE
-                return "\n".join(describe(s) for s in schedules)
-            if isinstance(command, DigestRemove):
-                return await self.remove(command.id, user=user, team=team)
-            if isinstance(command, DigestRun):
-                return await self.run_now(command.id, user=user, team=team)
+            return await self._do(command, user=user, channel=channel, team=team)
         except ToolError as exc:
-            return str(exc)
-        assert isinstance(command, DigestHelp)
-        return DIGEST_USAGE
+            return exc.user_message
+
+    async def _do(self, command: DigestCommand, *, user: str, channel: str, team: str) -> str:
+        if isinstance(command, DigestAdd):
+            return await self.add(command, user=user, channel=channel, team=team)
+        if isinstance(command, DigestList):
+            schedules = await self.rt.db.digests.all(team=team, channel=channel)
+            if not schedules:
+                return "No digests post here or summarize this channel. " + DIGEST_USAGE
+            return "\n".join(describe(s) for s in schedules)
+        if isinstance(command, DigestRemove):
+            return await self.remove(command.id, user=user, team=team)
+        if isinstance(command, DigestRun):
+            return await self.run_now(command.id, user=user, team=team)
+        if isinstance(command, DigestHelp):
+            return DIGEST_USAGE
+        assert_never(command)
 
     async def _channel(self, ref: ChannelRef, user: str) -> tuple[str, str]:
         ctx = self.rt.tool_context(MemoryTrace(), user=user)
@@ -163,7 +169,8 @@ class DigestCommands:
                 f"Only <@{schedule.creator_id}> (who created digest {schedule_id}) "
                 "or a workspace admin can run it."
             )
-        assert self.rt.digest_scheduler is not None
+        if self.rt.digest_scheduler is None:
+            raise InvariantError("no digest scheduler in this process")
         outcome = await self.rt.digest_scheduler.run(schedule, datetime.now(UTC), manual=True)
         return f"Digest {schedule_id}: {outcome} in <#{schedule.channel_id}>."
 

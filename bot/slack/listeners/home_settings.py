@@ -111,7 +111,7 @@ def submitted(values: dict[str, Any]) -> tuple[dict[str, str | None], dict[str, 
         try:
             chosen[key] = check_value(key, raw)
         except ConfigUsageError as exc:
-            errors[key] = str(exc).replace("`", "")[:150]
+            errors[key] = exc.user_message.replace("`", "")[:150]
     return chosen, errors
 
 

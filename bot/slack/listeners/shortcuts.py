@@ -12,17 +12,18 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.runtime import Runtime
-from bot.slack.output.calls import call
+from bot.slack.output.calls import SLACK_FAILED, call
 from bot.slack.output.safe_text import quiet_respond
 from bot.work.traced_run import RunFailed, traced_run
 from orchestrators.workflows.thread_summary import summarize_thread
+from tools.toolkit.errors import UserFacingError
 
 log = logging.getLogger(__name__)
 
 CALLBACK_ID = "summarize_thread"
 
 
-class CapReached(Exception):
+class CapReached(UserFacingError):
     """A daily token cap is used up: the text says so and when it resets."""
 
 
@@ -82,10 +83,10 @@ def register(app: AsyncApp, rt: Runtime) -> None:
                 rt, team=team, channel=channel, user=user, thread_ts=root, trigger="shortcut", only_for=user
             )
         except CapReached as refused:
-            text = str(refused)
+            text = refused.user_message
         try:
             await call(rt.slack.chat_postEphemeral, channel=channel, user=user, thread_ts=root, text=text)
-        except Exception as exc:  # not in the channel, say: the response_url still reaches the user
+        except SLACK_FAILED as exc:  # not in the channel, say: the response_url still reaches the user
             if not body.get("response_url"):
                 log.warning("thread summary: could not show it to %s: %s", user, type(exc).__name__)
                 return

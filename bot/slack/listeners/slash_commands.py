@@ -8,7 +8,6 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
-from bot.controls.admin_commands import SUBCOMMANDS
 from bot.db.database import database_unavailable
 from bot.runtime import Runtime
 from bot.slack.answering.approval_prompts import SlackApprover, Where
@@ -19,27 +18,24 @@ from bot.slack.listeners.shortcuts import CapReached, thread_summary
 from bot.slack.output.refusals import refusal_of
 from bot.slack.output.render import markdown_messages, steps_blocks
 from bot.slack.output.surface import AnswerSurface, answer_shown, capped_answer, unfurl_allowed
-from bot.work.command_run import CommandReply, execute
-from orchestrators.workflows.arguments import ASK_USAGE, UsageError, parse_question
-from orchestrators.workflows.command_registry import COMMANDS, HELP_COMMANDS, help_text, parse_command
+from bot.work.command_run import (
+    AdminCall,
+    CommandReply,
+    HelpCall,
+    ThreadSummaryCall,
+    execute_text,
+    parse_slash,
+)
+from orchestrators.workflows.arguments import UsageError
+from orchestrators.workflows.command_registry import (
+    COMMANDS,
+    HELP_COMMANDS,
+    WorkflowCall,
+    help_text,
+)
+from tools.toolkit.errors import InvariantError
 
 log = logging.getLogger(__name__)
-
-
-async def execute_asking_in_slack(rt: Runtime, body: dict[str, Any]) -> CommandReply:
-    """The command run, its approvals asked of the person who typed it, in Slack."""
-    team, channel, user = body.get("team_id", ""), body["channel_id"], body["user_id"]
-    where = Where(team, channel, None, user)
-    return await execute(
-        rt,
-        body["command"],
-        body.get("text", ""),
-        user=user,
-        channel=channel,
-        team=team,
-        approver=(lambda run_id: SlackApprover(rt, where, run_id)) if rt.slack_available else None,
-        approvals=(lambda run_id: ParkedWrites(rt, where, run_id, None)) if rt.slack_available else None,
-    )
 
 
 def footer(command: str, reply: CommandReply) -> dict[str, Any]:
@@ -52,7 +48,7 @@ async def run_and_post(rt: Runtime, body: dict[str, Any], respond: Any) -> None:
     command, channel = body["command"], body["channel_id"]
     if await _shown_before(rt, body, channel, None):
         return
-    reply = await execute_asking_in_slack(rt, body)
+    reply = await execute_body(rt, body)
     if not reply.ok:
         await respond(response_type="ephemeral", text=reply.text, replace_original=False)
         return
@@ -62,8 +58,9 @@ async def run_and_post(rt: Runtime, body: dict[str, Any], respond: Any) -> None:
         return
     extra = [footer(command, reply), *(steps_blocks(reply.run_id) if reply.run_id else [])]
     stamps = await post_result(rt, body, respond, None, reply.text, extra, private=bool(reply.sources))
-    if stamps and command == "/ask" and reply.run_id is not None:
-        await _remember_ask(rt, body, stamps[0], reply)
+    asked = reply.call if isinstance(reply.call, WorkflowCall) and reply.call.name == "/ask" else None
+    if stamps and asked is not None and reply.run_id is not None:
+        await _remember_ask(rt, body, stamps[0], reply, question=asked.args)
 
 
 async def post_result(
@@ -96,8 +93,26 @@ async def post_result(
 
 async def answer_privately(rt: Runtime, body: dict[str, Any], respond: Any) -> None:
     """`/switchboard <admin subcommand>`: the answer is for the asker only."""
-    reply = await execute_asking_in_slack(rt, body)
+    reply = await execute_body(rt, body)
     await respond(response_type="ephemeral", text=reply.text, replace_original=False)
+
+
+async def execute_body(rt: Runtime, body: dict[str, Any]) -> CommandReply:
+    """Run a recorded command: its text is parsed as at the door (the same pure function on the
+    same stored text, so it decides the same way), then run as a typed value, its approvals asked
+    of the person who typed it, in Slack."""
+    team, channel, user = body.get("team_id", ""), body["channel_id"], body["user_id"]
+    where = Where(team, channel, None, user)
+    return await execute_text(
+        rt,
+        body["command"],
+        body.get("text", ""),
+        user=user,
+        channel=channel,
+        team=team,
+        approver=(lambda run_id: SlackApprover(rt, where, run_id)) if rt.slack_available else None,
+        approvals=(lambda run_id: ParkedWrites(rt, where, run_id, None)) if rt.slack_available else None,
+    )
 
 
 async def summarize_this_thread(rt: Runtime, body: dict[str, Any], respond: Any) -> None:
@@ -114,7 +129,7 @@ async def summarize_this_thread(rt: Runtime, body: dict[str, Any], respond: Any)
             trigger="/summarize",
         )
     except CapReached as refused:
-        await respond(response_type="ephemeral", text=str(refused), replace_original=False)
+        await respond(response_type="ephemeral", text=refused.user_message, replace_original=False)
         return
     await post_result(rt, body, respond, thread, text)
 
@@ -162,7 +177,7 @@ def register(app: AsyncApp, rt: Runtime) -> None:
         try:
             await accept_command(rt, kind, body)
             return True
-        except Exception as exc:
+        except Exception as exc:  # DB errors share no class: sorted below
             if not database_unavailable(exc):
                 raise
             log.error("database unavailable, refusing %s: %s", body.get("command"), exc)
@@ -170,38 +185,34 @@ def register(app: AsyncApp, rt: Runtime) -> None:
             return False
 
     async def on_command(ack: Any, body: dict[str, Any]) -> None:
-        """Decide, record the job (before the ack, so no crash loses it), then ack at once."""
-        command = body["command"]
-        sub = body.get("text", "").strip().split(" ", 1)[0].lower()
-        if command == "/switchboard" and sub in SUBCOMMANDS:
+        """Parse, record the job (before the ack, so no crash loses it), then ack at once."""
+        try:
+            call = parse_slash(body["command"], body.get("text", ""), in_thread=bool(body.get("thread_ts")))
+        except UsageError as exc:
+            await ack(response_type="ephemeral", text=exc.user_message)
+            return
+        if isinstance(call, HelpCall):
+            await ack(response_type="ephemeral", text=help_text())
+        elif isinstance(call, AdminCall):
             if await recorded("admin", body, ack):
                 await ack()  # the answer (it may look up Slack and the database) comes via respond
-            return
-        if command == "/summarize" and body.get("thread_ts") and not body.get("text", "").strip():
-            # Used inside a thread (Slack includes thread_ts then): summarize that thread, there.
+        elif isinstance(call, ThreadSummaryCall):
             if await recorded("thread", body, ack):
                 await ack(response_type="ephemeral", text="Working on it… (`summarize_thread`)")
-            return
-        if command in HELP_COMMANDS:
-            await ack(response_type="ephemeral", text=help_text())
-            return
-        try:
-            cmd, _ = parse_command(command, body.get("text", ""))
-        except UsageError as exc:
-            await ack(response_type="ephemeral", text=str(exc))
-            return
-        if await recorded("workflow", body, ack):
-            await ack(response_type="ephemeral", text=f"Working on it… (`{cmd.workflow}`)")
+        elif await recorded("workflow", body, ack):
+            await ack(response_type="ephemeral", text=f"Working on it… (`{call.command.workflow}`)")
 
     for name in [*COMMANDS, *HELP_COMMANDS]:
         app.command(name)(on_command)
 
 
-async def _remember_ask(rt: Runtime, body: dict[str, Any], answer_ts: str, reply: CommandReply) -> None:
+async def _remember_ask(
+    rt: Runtime, body: dict[str, Any], answer_ts: str, reply: CommandReply, *, question: str
+) -> None:
     """A reply in the thread of an /ask answer continues that conversation."""
     convo = await rt.db.conversations.get_or_create(body.get("team_id", ""), body["channel_id"], answer_ts)
-    assert convo.id is not None
-    question = parse_question(body.get("text", ""), ASK_USAGE)
+    if convo.id is None:
+        raise InvariantError("a stored conversation has no id")
     await rt.db.conversations.add_messages(
         convo.id,
         [{"role": "user", "content": question}, {"role": "assistant", "content": reply.text}],

@@ -14,6 +14,7 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.runtime import Runtime
 from bot.slack.door.workspace import event_workspace
+from tools.toolkit.errors import InvariantError
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,8 @@ async def forget_workspace(rt: Runtime, team: str, enterprise: str | None) -> No
         await rt.tokens.store.async_delete_installation(enterprise_id=enterprise, team_id=team)
         rt.tokens.forget(team)
     for schedule in await rt.db.digests.all(team=team):
-        assert schedule.id is not None
+        if schedule.id is None:
+            raise InvariantError("a stored digest schedule has no id")
         await rt.db.digests.pause(schedule.id, UNINSTALLED)
         if rt.digest_scheduler is not None:
             await rt.digest_scheduler.removed(schedule.id)

@@ -18,14 +18,26 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from slack_sdk.errors import SlackApiError
+import aiohttp
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncServerErrorRetryHandler
 from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 from slack_sdk.models.metadata import Metadata
 
+from tools.toolkit.errors import ServiceError
+
 log = logging.getLogger(__name__)
+
+# What a Slack call raises when Slack refuses it, cannot be reached or is too slow, or the workspace
+# has no installation (a ServiceError): what a best-effort call (a lookup, a private note) gives up on.
+SLACK_FAILED: tuple[type[Exception], ...] = (
+    SlackClientError,
+    aiohttp.ClientError,
+    TimeoutError,
+    ServiceError,
+)
 
 NOT_APPLIED = {"ratelimited", "service_unavailable"}  # refused up front: a retry is a first try
 MAYBE_APPLIED = {"internal_error", "fatal_error", "request_timeout"}  # may have taken effect

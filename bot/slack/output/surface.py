@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack.output.calls import call, error_of, maybe_applied, recent_messages
+from bot.slack.output.calls import SLACK_FAILED, call, error_of, maybe_applied, recent_messages
 from bot.slack.output.refusals import CONTENT, WHERE, Refusal, kind_of, note_for, refusal_of
 from bot.slack.output.render import answer_metadata, answer_tag_of, fallback_text, markdown_messages
 from bot.slack.output.safe_text import readable, stable_prefix
 from bot.slack.output.split import split_markdown
+from tools.toolkit.errors import InvariantError
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -45,7 +46,7 @@ async def unfurl_allowed(rt: Runtime, channel: str) -> bool:
         return False
     try:
         return (await rt.memberships.channel(rt.slack, channel)).is_public
-    except Exception:
+    except SLACK_FAILED:
         return False
 
 
@@ -298,7 +299,8 @@ class AnswerSurface:
         try:
             if self.native:
                 return await self._finish_native(final, extra_blocks, private)
-            assert self.ts is not None
+            if self.ts is None:
+                raise InvariantError("the surface finished before it began")
             return await self.post_whole(final, extra_blocks, into=self.ts, private=private)
         except SlackApiError as exc:
             if kind_of(exc) == WHERE:  # the conversation takes nothing more: the asker gets it
@@ -352,7 +354,8 @@ class AnswerSurface:
         """`messages` in order, the first in place of the placeholder `into` while Slack lets it
         be edited; otherwise all as new messages, and the placeholder is retired."""
         if into is not None:
-            assert into == self.ts, "only the surface's own placeholder is replaced"
+            if into != self.ts:
+                raise InvariantError("only the surface's own placeholder is replaced")
             await self._edit(**messages[0], **self._metadata(final and len(messages) == 1))
             if self.stuck is None:
                 return [into, *await self._post(messages[1:], final=final, private=private)]
