@@ -45,44 +45,49 @@ def _is_type_checking(node: ast.If) -> bool:
     )
 
 
-def imports(module: str, path: Path) -> list[tuple[str, bool]]:
-    """(imported module, runs at import time) for every import of ours, wherever it is written."""
+# When an import runs: as the module loads, when a function is called, or only for the type checker.
+LOAD, CALL, TYPING = "load", "call", "typing"
+
+
+def imports(module: str, path: Path) -> list[tuple[str, str]]:
+    """(imported module, when it runs) for every import of ours, wherever it is written."""
     return [(name, now) for name, now in every_import(module, path) if name.split(".")[0] in OURS]
 
 
-def every_import(module: str, path: Path) -> list[tuple[str, bool]]:
-    """(imported name, runs at import time) for every import, ours or third-party."""
+def every_import(module: str, path: Path) -> list[tuple[str, str]]:
+    """(imported name, when it runs) for every import, ours or third-party."""
     tree = ast.parse(path.read_text(), str(path))
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    found: list[tuple[str, bool]] = []
+    found: list[tuple[str, str]] = []
 
-    def visit(node: ast.AST, at_import_time: bool) -> None:
+    def visit(node: ast.AST, when: str) -> None:
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.Import):
-                found.extend((alias.name, at_import_time) for alias in child.names)
+                found.extend((alias.name, when) for alias in child.names)
             elif isinstance(child, ast.ImportFrom):
                 base = child.module or ""
                 if child.level:
                     anchor = package.split(".")[: len(package.split(".")) - child.level + 1]
                     base = ".".join([*anchor, base] if base else anchor)
-                found.append((base, at_import_time))
-                found.extend((f"{base}.{alias.name}", at_import_time) for alias in child.names)
+                found.append((base, when))
+                found.extend((f"{base}.{alias.name}", when) for alias in child.names)
             elif isinstance(child, ast.If) and _is_type_checking(child):
                 for stmt in child.body:
-                    visit(ast.Module(body=[stmt], type_ignores=[]), False)
+                    visit(ast.Module(body=[stmt], type_ignores=[]), TYPING)
                 for stmt in child.orelse:
-                    visit(ast.Module(body=[stmt], type_ignores=[]), at_import_time)
+                    visit(ast.Module(body=[stmt], type_ignores=[]), when)
             elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
-                visit(child, False)  # runs when called, not when imported
+                visit(child, TYPING if when == TYPING else CALL)  # runs when called
             else:
-                visit(child, at_import_time)
+                visit(child, when)
 
-    visit(tree, True)
+    visit(tree, LOAD)
     return found
 
 
 def graph() -> dict[str, set[str]]:
-    """Import-time edges between our modules (`from a import b` counts a.b only if it is a module)."""
+    """Edges between our modules that run, as a module loads or inside a function (only the type
+    checker's imports are left out): `from a import b` counts a.b only if it is a module."""
     known = modules()
     edges: dict[str, set[str]] = {}
     for module, path in known.items():
@@ -90,7 +95,7 @@ def graph() -> dict[str, set[str]]:
         for name, now in imports(module, path):
             while name and name not in known:
                 name = name.rpartition(".")[0]
-            if now and name and name != module:
+            if now != TYPING and name and name != module:
                 targets.add(name)
         edges[module] = targets
     return edges
@@ -220,10 +225,11 @@ def test_the_checks_see_what_they_must_refuse(tmp_path: Path) -> None:
         "def f():\n    from tests.fakes import server\n"
     )
     found = imports("tools.probe", source)
-    assert ("bot.settings", True) in found and ("bot.db.database", False) in found
-    assert ("tests.fakes.server", False) in found
+    assert ("bot.settings", LOAD) in found and ("bot.db.database", TYPING) in found
+    assert ("tests.fakes.server", CALL) in found
     assert {"bot.settings", "bot.db", "tools.toolkit.context"} <= graph()["bot.runtime"]
-    assert "bot.db.queries.runs" not in graph()["bot.db.database"]  # imported inside a function: not a cycle
+    assert "bot.db.database" not in graph()["bot.db.queries.runs"]  # for the type checker only
+    assert "tools.guards.gate" in graph()["tools.toolkit.registry"]
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     third = tmp_path / "third.py"
     third.write_text("def f():\n    import sqlalchemy.orm\nfrom slack_sdk.errors import SlackApiError\n")

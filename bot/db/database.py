@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import random
 import ssl
@@ -25,6 +24,18 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 import bot.db.counting  # counts every engine's statements and transactions, for /metrics
 import bot.db.models  # noqa: F401  (registers every table on SQLModel.metadata)
 import bot.db.schema as schema
+from bot.db.models import fit_lengths, insert_ignoring
+from bot.db.patience import IMPATIENT, impatient
+from bot.db.queries.approvals import Approvals
+from bot.db.queries.assistant_contexts import AssistantContexts
+from bot.db.queries.conversations import Conversations
+from bot.db.queries.feedback import Feedbacks
+from bot.db.queries.parked import ParkedCalls
+from bot.db.queries.runs import Runs
+from bot.db.queries.usage import UsageQueries
+from bot.db.queue.jobs import Jobs
+from bot.db.workspaces.digest_schedules import Digests
+from bot.db.workspaces.workspace_settings import ChannelSettings
 from bot.settings import ConfigError
 from tools.toolkit.errors import WorkInterrupted
 
@@ -56,8 +67,6 @@ class FaultClock:
         self.last = time.monotonic()
 
 
-# Set while a health check or `doctor` asks: they report a refused connection at once.
-IMPATIENT: contextvars.ContextVar[bool] = contextvars.ContextVar("IMPATIENT", default=False)
 # SQLAlchemy names a pool's logger after its class: ours would log "Pool disposed" at INFO.
 logging.getLogger(f"{__name__}.PatientPool").setLevel(logging.WARNING)
 # Where an error raised is the database's: its drivers, SQLAlchemy, and our own queries.
@@ -316,17 +325,6 @@ class Database:
     def __init__(
         self, url: str, prices: Mapping[str, tuple[float, float]] | None = None, **engine_options: Any
     ) -> None:
-        from bot.db.queries.approvals import Approvals
-        from bot.db.queries.assistant_contexts import AssistantContexts
-        from bot.db.queries.conversations import Conversations
-        from bot.db.queries.feedback import Feedbacks
-        from bot.db.queries.parked import ParkedCalls
-        from bot.db.queries.runs import Runs
-        from bot.db.queries.usage import UsageQueries
-        from bot.db.queue.jobs import Jobs
-        from bot.db.workspaces.digest_schedules import Digests
-        from bot.db.workspaces.workspace_settings import ChannelSettings
-
         self.url = url
         self.retry_seconds = RETRY_SECONDS
         self.prices: Mapping[str, tuple[float, float]] = prices or {}  # MODEL_PRICES: a run's cost
@@ -489,26 +487,12 @@ class Database:
 
     async def ping(self, timeout: float = 2.0) -> None:
         """Raises when the database does not answer within `timeout` seconds."""
-        token = IMPATIENT.set(True)  # the answer is whether it answers now
-        try:
+        with impatient():  # the answer is whether it answers now
             async with asyncio.timeout(timeout), self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
-        finally:
-            IMPATIENT.reset(token)
 
     async def close(self) -> None:
         await self.engine.dispose()
-
-
-def insert_ignoring(dialect: str, rows: list[SQLModel]) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING of table-model rows of one table: a lost race inserts
-    nothing (rowcount says how many went in) instead of raising, and the server logs no ERROR."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    table = type(rows[0]).__table__  # type: ignore[attr-defined]
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    values = [fit_lengths(table, r.model_dump(exclude_none=True)) for r in rows]
-    return insert(table).values(values).on_conflict_do_nothing()
 
 
 def _sqlite_reset(dbapi_conn: Any, _record: Any, _state: Any) -> None:
@@ -527,23 +511,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
-
-
-def fit_lengths(table: Any, values: dict[str, Any]) -> dict[str, Any]:
-    """`values` with every string longer than its column cut (and logged), for Core writes too.
-
-    SQLite ignores VARCHAR lengths, Postgres refuses the row: without this a long value (a cron
-    expression, a model name, a model-chosen id) works in tests and kills the command in production.
-    Values are checked where they enter; this is the net under those checks.
-    """
-    out = dict(values)
-    for key, value in values.items():
-        column = table.c.get(key)
-        length = getattr(column.type, "length", None) if column is not None else None
-        if length and isinstance(value, str) and len(value) > length:
-            log.warning("%s.%s: %d characters cut to %d", table.name, key, len(value), length)
-            out[key] = value[: length - 1] + "…"
-    return out
 
 
 @event.listens_for(Session, "before_flush")

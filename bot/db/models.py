@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+log = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
@@ -271,3 +275,31 @@ class GridWorkspace(SQLModel, table=True):
     team_id: str = Field(primary_key=True, max_length=32)
     enterprise_id: str = Field(max_length=32, index=True)
     seen_at: datetime = Field(default_factory=utcnow)
+
+
+def fit_lengths(table: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """`values` with every string longer than its column cut (and logged), for Core writes too.
+
+    SQLite ignores VARCHAR lengths, Postgres refuses the row: without this a long value (a cron
+    expression, a model name, a model-chosen id) works in tests and kills the command in production.
+    Values are checked where they enter; this is the net under those checks.
+    """
+    out = dict(values)
+    for key, value in values.items():
+        column = table.c.get(key)
+        length = getattr(column.type, "length", None) if column is not None else None
+        if length and isinstance(value, str) and len(value) > length:
+            log.warning("%s.%s: %d characters cut to %d", table.name, key, len(value), length)
+            out[key] = value[: length - 1] + "…"
+    return out
+
+
+def insert_ignoring(dialect: str, rows: list[SQLModel]) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING of table-model rows of one table: a lost race inserts
+    nothing (rowcount says how many went in) instead of raising, and the server logs no ERROR."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    table = type(rows[0]).__table__  # type: ignore[attr-defined]
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    values = [fit_lengths(table, r.model_dump(exclude_none=True)) for r in rows]
+    return insert(table).values(values).on_conflict_do_nothing()

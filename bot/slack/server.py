@@ -19,8 +19,8 @@ from bot.digests.scheduler import DigestScheduler
 from bot.ops.health import start_health_server
 from bot.runtime import Runtime, create_runtime
 from bot.settings import Settings
-from bot.slack.answering import command_jobs, turns, write_approvals
-from bot.slack.answering.write_approvals import sweep_forever
+from bot.slack.answering import approved_writes, command_jobs, turns
+from bot.slack.answering.approved_writes import sweep_forever
 from bot.slack.app import build_app, build_web_app, identify
 from bot.slack.door import deliveries
 from bot.slack.door.front_door import DoorThread
@@ -83,7 +83,7 @@ async def start_work(rt: Runtime, app: AsyncApp | None = None) -> None:
         deliveries.register(rt, app)
         turns.register(rt)
         command_jobs.register(rt, RUNNERS)
-        write_approvals.register(rt)
+        approved_writes.register(rt)
     await rt.work.start()
 
 

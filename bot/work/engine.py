@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from bot.db.database import IMPATIENT, database_unavailable, transient
+from bot.db.database import database_unavailable, transient
+from bot.db.patience import impatient
 from bot.db.queue.inbox import Inbox, inbox_url
 from bot.db.queue.jobs import FINISHED, Claimed, Write
 from bot.work.recorder import Recorder
@@ -284,13 +285,11 @@ class WorkEngine:
             with contextlib.suppress(Exception):
                 if await self.inbox.arrivals(self._moved):
                     return False
-        token = IMPATIENT.set(True)  # a question about now: a down database answers at once
         try:
-            return not await self.db.jobs.claimable(self.kinds)
+            with impatient():  # a question about now: a down database answers at once
+                return not await self.db.jobs.claimable(self.kinds)
         except Exception:  # the database is down: nothing can be claimed, so nothing more will run
             return True
-        finally:
-            IMPATIENT.reset(token)
 
     async def _claim_forever(self) -> None:
         while not self._stopping:

@@ -14,8 +14,9 @@ from typing import Any, get_type_hints
 
 from pydantic import TypeAdapter, ValidationError
 
+from tools.guards.gate import to_jsonable
 from tools.toolkit.context import ToolContext
-from tools.toolkit.registry import AnyTool, ToolError, to_jsonable
+from tools.toolkit.registry import AnyTool, ToolError
 
 VERSION = 1
 

@@ -19,12 +19,14 @@ workflow calling a tool directly, or an approved call being resumed. One order, 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from pydantic import BaseModel
 from slack_sdk.errors import SlackApiError
 
 from tools.guards.audience import may_show
@@ -44,6 +46,19 @@ NO_APPROVALS = (
 BUDGET_SPENT = (
     "Not run: this run has used its token budget ({used:,} of {budget:,} tokens). Answer with what you have."
 )
+
+
+def to_jsonable(value: Any) -> Any:
+    """Tools return data (models, dataclasses, dicts, lists); the model needs JSON."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_jsonable(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    return value
 
 
 class ToolError(UserFacingError):
@@ -224,8 +239,6 @@ async def call(
     tool: Tool[..., Any], ctx: ToolContext, given: dict[str, Any], arguments: str | None = None
 ) -> tuple[Any, str, tuple[str, ...]]:
     """Run one call through every rule: (value, its JSON text, its sources), or ToolError."""
-    from tools.toolkit.registry import to_jsonable
-
     started = time.perf_counter()
     error: str | None = None
     output_chars = 0

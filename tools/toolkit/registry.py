@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import json
 import re
@@ -40,19 +39,6 @@ class ToolResult:
     duration_ms: float = 0.0
     truncated: bool = False
     sources: tuple[str, ...] = ()  # where the content came from ("slack:C123", "web:host")
-
-
-def to_jsonable(value: Any) -> Any:
-    """Tools return data (models, dataclasses, dicts, lists); the model needs JSON."""
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return to_jsonable(dataclasses.asdict(value))
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_jsonable(v) for v in value]
-    return value
 
 
 def describe(doc: str) -> tuple[str, dict[str, str]]:

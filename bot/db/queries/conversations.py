@@ -13,8 +13,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy import update as sa_update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.db.database import fit_lengths
-from bot.db.models import Conversation, Message, utcnow
+from bot.db.models import Conversation, Message, fit_lengths, utcnow
 from tools.toolkit.errors import InvariantError
 
 if TYPE_CHECKING:

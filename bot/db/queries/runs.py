@@ -22,8 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 from sqlmodel import select as select_models
 
-from bot.db.database import fit_lengths
-from bot.db.models import Run, Step, utcnow
+from bot.db.models import Run, Step, fit_lengths, utcnow
 from bot.ops import metrics
 from tools.toolkit.errors import InvariantError
 

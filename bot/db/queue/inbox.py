@@ -20,7 +20,8 @@ from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text,
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.schema import CreateTable
 
-from bot.db.database import IMPATIENT, make_engine, sqlite_path
+from bot.db.database import make_engine, sqlite_path
+from bot.db.patience import impatient
 from bot.db.queue.jobs import NewJob, recorded
 
 MOVE_BATCH = 500
@@ -64,8 +65,7 @@ class Inbox:
         await self._make()
         now = datetime.now(UTC).replace(tzinfo=None)  # stored naive, read back as UTC
         rows = [{**recorded(j), "created_at": now} for j in jobs]
-        token = IMPATIENT.set(True)
-        try:
+        with impatient():
             async with self.engine.begin() as conn:
                 made = await conn.execute(
                     sqlite.insert(INBOX)
@@ -79,8 +79,6 @@ class Inbox:
                     known = select(INBOX.c.id, INBOX.c.key).where(INBOX.c.key.in_(missing))
                     found = await conn.execute(known)
                     ids.update({key: row_id for row_id, key in found})
-        finally:
-            IMPATIENT.reset(token)
         return [(ids[j.key], j.key in new) for j in jobs]
 
     async def arrivals(self, after: int) -> list[tuple[int, NewJob]]:

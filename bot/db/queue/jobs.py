@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.db.database import IMPATIENT
 from bot.db.locks import serialized
 from bot.db.models import Job, utcnow
+from bot.db.patience import impatient
 from tools.toolkit.errors import WorkInterrupted
 
 if TYPE_CHECKING:
@@ -119,11 +119,8 @@ class Jobs:
 
         # On the ack path: a short wait rides out a blip, a restart is told (Slack's limit is 3 s);
         # the pool's own patience (15 s for a connection) would outlast the ack.
-        token = IMPATIENT.set(True)
-        try:
+        with impatient():
             return await self.db.retrying(work, what="recording work", seconds=RECORD_RETRY_SECONDS)
-        finally:
-            IMPATIENT.reset(token)
 
     async def claim(
         self,

@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, insert
 from sqlmodel import col, select, update
 
-from bot.db.database import fit_lengths
 from bot.db.locks import serialized
-from bot.db.models import DigestClaim, DigestSchedule, utcnow
+from bot.db.models import DigestClaim, DigestSchedule, fit_lengths, utcnow
 from bot.ops import metrics
 from tools.toolkit.errors import InvariantError, SwitchboardError
 

@@ -10,8 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 
 from bot.controls.channel_config import WORKSPACE, Effective, combine
-from bot.db.database import insert_ignoring
-from bot.db.models import ChannelSetting, SettingChange, utcnow
+from bot.db.models import ChannelSetting, SettingChange, insert_ignoring, utcnow
 
 if TYPE_CHECKING:
     from bot.db.database import Database

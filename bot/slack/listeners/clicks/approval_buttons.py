@@ -10,7 +10,7 @@ from slack_bolt.async_app import AsyncApp
 from bot.db.queries.parked import WRITE_KIND
 from bot.runtime import Runtime
 from bot.slack.answering.approval_prompts import APPROVE, DENY
-from bot.slack.answering.write_approvals import settle_later
+from bot.slack.answering.approved_writes import settle_later
 
 log = logging.getLogger(__name__)
 
