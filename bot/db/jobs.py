@@ -71,6 +71,13 @@ class Claimed:
     person: str | None
 
 
+class Claims(list[Claimed]):
+    """What a claim took, oldest first; `held_back` when it passed over a runnable job because
+    its queue or its person's slots were busy (a finish anywhere may free them)."""
+
+    held_back: bool = False
+
+
 class NotOurs(Exception):
     """The job's lease was taken over: its finish is rolled back."""
 
@@ -133,7 +140,7 @@ class Jobs:
         kinds: Iterable[str],
         quiet_for: float = 0.0,
         arrivals: Sequence[NewJob] = (),
-    ) -> list[Claimed]:
+    ) -> Claims:
         """Take up to `limit` runnable jobs: pending ones, and running ones whose lease lapsed
         (their owner died), oldest first, at most one running per queue, at most `slots` running
         per person (0: no limit). One lock serializes claims across processes, so two claims
@@ -148,7 +155,7 @@ class Jobs:
         """
         wanted = list(kinds)
 
-        async def attempt() -> list[Claimed]:
+        async def attempt() -> Claims:
             take_over = time.monotonic() - self.db.faults.last >= quiet_for
             return await self._claim(owner, ttl, limit, slots, wanted, take_over, arrivals)
 
@@ -163,7 +170,7 @@ class Jobs:
         kinds: list[str],
         take_over: bool,
         arrivals: Sequence[NewJob],
-    ) -> list[Claimed]:
+    ) -> Claims:
         now = time.time()
         async with serialized(self.db, CLAIM_LOCK) as conn:
             if arrivals:
@@ -186,19 +193,24 @@ class Jobs:
                 )
             ).all()
             chosen: list[int] = []
+            held_back = False
             for job_id, queue, person in candidates:
                 if queue:
                     if queue in busy_queues:
+                        held_back = True
                         continue
                     busy_queues.add(queue)  # later jobs of this queue wait for this one
                 if person and slots and per_person[person] >= slots:
+                    held_back = True
                     continue
                 per_person[person] += 1
                 chosen.append(job_id)
                 if len(chosen) >= limit:
                     break
+            out = Claims()
+            out.held_back = held_back
             if not chosen:
-                return []
+                return out
             taken = await conn.execute(
                 update(T)
                 .where(T.c.id.in_(chosen))
@@ -214,7 +226,7 @@ class Jobs:
                     T.c.person,
                 )
             )
-            out = [
+            out.extend(
                 Claimed(
                     id=r.id,
                     kind=r.kind,
@@ -226,8 +238,9 @@ class Jobs:
                     person=r.person,
                 )
                 for r in taken
-            ]
-        return sorted(out, key=lambda c: c.id)
+            )
+        out.sort(key=lambda c: c.id)
+        return out
 
     async def renew(self, owner: str, ttl: float, ids: Iterable[int]) -> set[int]:
         """Extend the leases of the jobs this owner runs, in one statement; returns the ids still

@@ -11,7 +11,8 @@ deliveries share one transaction) and then run once by whichever process claims 
 - **Order and slots.** Jobs of one queue (a conversation) run one at a time in arrival order;
   jobs of one person hold at most `person_slots` running at once. Both are decided inside the
   claim, under one lock, so no waiting job polls for its turn.
-- **Waking.** A submit or a finish wakes this process's claimer at once (an asyncio event);
+- **Waking.** A submit, or a finish that frees what a claim held back (a busy queue or person,
+  no room), wakes this process's claimer at once (an asyncio event);
   on Postgres other processes are woken by a NOTIFY (`bot/work/wake.py`), else they see new work
   at their next claim, at most `poll_seconds` later. A finishing process claims its queue's next
   job itself, so cross-process wakes matter for spreading load and for `wait` elsewhere.
@@ -165,6 +166,11 @@ class WorkEngine:
         self._stopping = False
         self._stop = asyncio.Event()
         self._last_stale_sweep = 0.0
+        # The last claim passed over runnable work (its queue or person busy): a finish, here or
+        # elsewhere, may free it. Else a finish needs no claim round (the claimer is woken by
+        # new work, a free room, a `wait`, and polls).
+        self._held_back = False
+        self._finished = 0  # finishes so far: one during a claim round may have freed what it held back
 
     def kind(
         self,
@@ -212,7 +218,7 @@ class WorkEngine:
     def _notified(self, what: str) -> None:
         """Another process recorded work, or finished a job ("done"): a finishing process claims
         its queue's next job itself, so a finish elsewhere matters here only to a `wait`."""
-        if what == "done" and not self._waiters:
+        if what == "done" and not self._waiters and not self._held_back:
             return
         if what == "new" and self._loop is not None:
             # The recording process's claimer was woken at once: looking a moment later, this
@@ -314,9 +320,11 @@ class WorkEngine:
         if room <= 0 or self._stopping or not self.kinds:
             return False
         limit = min(room, CLAIM_BATCH)
+        finished = self._finished
         arrivals = await self.inbox.arrivals(self._moved) if self.inbox is not None else []
         # A round that finds nothing writes nothing.
         if not arrivals and not await self.db.jobs.claimable(self.kinds):
+            self._held_back = False
             return False
         began = time.monotonic()
         claimed = await self.db.jobs.claim(
@@ -334,7 +342,8 @@ class WorkEngine:
                 await self._forget()
         for row in claimed:
             self._start(row, began)
-        return len(claimed) == limit
+        self._held_back = claimed.held_back
+        return len(claimed) == limit or (claimed.held_back and self._finished != finished)
 
     def _start(self, row: Claimed, held_at: float = 0.0) -> None:
         job = Job(
@@ -435,11 +444,14 @@ class WorkEngine:
                         )
                         break
                     await asyncio.sleep(0.5 * 2**attempt)
+        full = len(self._running) >= self.concurrency
         self._running.pop(job.id, None)
+        self._finished += 1
         for future in self._waiters.pop(job.id, []):
             if not future.done():
                 future.set_result(state or "taken over")
-        self._wake.set()  # its queue and its person's slot are free now
+        if full or self._held_back or self._waiters:
+            self._wake.set()  # its queue, its person's slot or its room is what waiting work needs
 
     async def _answer_waiters(self) -> None:
         """Jobs waited for that another process runs: one query for all of them."""
