@@ -549,8 +549,8 @@ def _sqlite_idle_ends(engine: AsyncEngine) -> None:
         if open_here(dbapi_conn):
             rollback(dbapi_conn)
 
-    dialect.do_commit = do_commit  # type: ignore[method-assign]
-    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+    dialect.do_commit = do_commit  # type: ignore[method-assign,assignment]
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign,assignment]
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

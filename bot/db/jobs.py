@@ -28,11 +28,16 @@ FINISHED = ("done", "failed", "interrupted")
 CLAIM_LOCK = "work:claim"
 CANDIDATES = 1000
 RECORD_RETRY_SECONDS = 1.5  # pending jobs looked at per claim, oldest first
+# A new job is reserved this long for the process that recorded it (its claimer was woken at
+# once): other processes leave it alone, so two claims do not race for it and the loser's
+# transaction is not spent for nothing. A recorder that dies or stalls meanwhile only delays it.
+RESERVED_SECONDS = 2.0
 T = Job.__table__  # type: ignore[attr-defined]
 WAKE_CHANNEL = "switchboard_work"  # bot/work/wake.py listens on it
 # Sent inside the transaction that records ("new") or finishes ("done") jobs: delivered at
 # commit, never for a rollback (Postgres only; SQLite's processes poll).
-NOTIFY_NEW = text(f"SELECT pg_notify('{WAKE_CHANNEL}', 'new')")
+# "new" (anyone may take it at once), or "new <owner>": reserved for the process that recorded it.
+NOTIFY_NEW = text(f"SELECT pg_notify('{WAKE_CHANNEL}', :what)")
 NOTIFY_DONE = text(f"SELECT pg_notify('{WAKE_CHANNEL}', 'done')")
 
 
@@ -93,26 +98,31 @@ class Jobs:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def _inserting(self, jobs: Iterable[NewJob]) -> Any:
-        """INSERT of new jobs; a key already there keeps its first job (ON CONFLICT DO NOTHING)."""
+    def _inserting(self, jobs: Iterable[NewJob], reserve_for: str | None = None) -> Any:
+        """INSERT of new jobs; a key already there keeps its first job (ON CONFLICT DO NOTHING).
+        `reserve_for`: the owner that has them to itself for RESERVED_SECONDS."""
+        reserved = time.time() + RESERVED_SECONDS if reserve_for else 0.0
         rows = [
             {
                 **recorded(j),
                 "state": "pending",
                 "attempts": 0,
-                "lease_expires": 0.0,
+                "owner": reserve_for,
+                "lease_expires": reserved,
                 "created_at": j.created_at or utcnow(),
             }
             for j in jobs
         ]
         return self.db.insert_statement(T).values(rows).on_conflict_do_nothing(index_elements=["key"])
 
-    async def add(self, jobs: list[NewJob]) -> list[tuple[int, bool]]:
-        """Insert jobs in one transaction; a key already there keeps its first job: (id, False)."""
+    async def add(self, jobs: list[NewJob], reserve_for: str | None = None) -> list[tuple[int, bool]]:
+        """Insert jobs in one transaction; a key already there keeps its first job: (id, False).
+        `reserve_for` (the recording process's owner, when it has room to run them) has them to
+        itself for a moment; other claims pass them over meanwhile."""
 
         async def work() -> list[tuple[int, bool]]:  # safe to redo: a key already there is kept
             async with self.db.engine.begin() as conn:
-                made = await conn.execute(self._inserting(jobs).returning(T.c.id, T.c.key))
+                made = await conn.execute(self._inserting(jobs, reserve_for).returning(T.c.id, T.c.key))
                 ids = {key: job_id for job_id, key in made}
                 new = set(ids)
                 missing = [j.key for j in jobs if j.key not in ids]
@@ -120,7 +130,7 @@ class Jobs:
                     found = await conn.execute(select(T.c.id, T.c.key).where(T.c.key.in_(missing)))
                     ids.update({key: job_id for job_id, key in found})
                 if new and self.db.dialect == "postgresql":
-                    await conn.execute(NOTIFY_NEW)
+                    await conn.execute(NOTIFY_NEW, {"what": f"new {reserve_for}" if reserve_for else "new"})
             return [(ids[j.key], j.key in new) for j in jobs]
 
         # On the ack path: a short wait rides out a blip, a restart is told (Slack's limit is 3 s);
@@ -186,7 +196,7 @@ class Jobs:
             runnable = or_(T.c.state == "pending", lapsed) if take_over else T.c.state == "pending"
             candidates = (
                 await conn.execute(
-                    select(T.c.id, T.c.queue, T.c.person)
+                    select(T.c.id, T.c.queue, T.c.person, T.c.state, T.c.owner, T.c.lease_expires)
                     .where(runnable, T.c.kind.in_(kinds))
                     .order_by(T.c.id)
                     .limit(CANDIDATES)
@@ -194,7 +204,11 @@ class Jobs:
             ).all()
             chosen: list[int] = []
             held_back = False
-            for job_id, queue, person in candidates:
+            for job_id, queue, person, state, holder, until in candidates:
+                if state == "pending" and holder and holder != owner and until >= now:
+                    if queue:  # reserved for its recorder: later jobs of its queue wait for it
+                        busy_queues.add(queue)
+                    continue
                 if queue:
                     if queue in busy_queues:
                         held_back = True
@@ -290,10 +304,15 @@ class Jobs:
         except NotOurs:
             return False
 
-    async def claimable(self, kinds: Iterable[str]) -> bool:
-        """Whether any job of `kinds` is pending or has a lapsed lease: one read, no transaction,
-        so a claim round that would find nothing costs no write lock or advisory lock."""
-        runnable = or_(T.c.state == "pending", and_(T.c.state == "running", T.c.lease_expires < time.time()))
+    async def claimable(self, kinds: Iterable[str], owner: str | None = None) -> bool:
+        """Whether any job of `kinds` is pending (and, for `owner`, not reserved for another
+        process) or has a lapsed lease: one read, no transaction, so a claim round that would
+        find nothing costs no write lock or advisory lock."""
+        now = time.time()
+        pending = T.c.state == "pending"
+        if owner is not None:
+            pending = and_(pending, or_(T.c.owner.is_(None), T.c.owner == owner, T.c.lease_expires < now))
+        runnable = or_(pending, and_(T.c.state == "running", T.c.lease_expires < now))
         async with self.db.reading() as conn:
             found = await conn.execute(select(T.c.id).where(runnable, T.c.kind.in_(list(kinds))).limit(1))
             return found.first() is not None

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.db.engine import IMPATIENT, database_unavailable, transient
 from bot.db.inbox import Inbox, inbox_url
-from bot.db.jobs import FINISHED, Claimed, Write
+from bot.db.jobs import FINISHED, Claimed, NewJob, Write
 from bot.work.recorder import Recorder
 
 if TYPE_CHECKING:
@@ -55,7 +55,6 @@ MAX_ATTEMPTS = 5
 CLAIM_BATCH = 20
 STALE_SWEEP_SECONDS = 30.0  # also how often moved inbox rows are deleted, at the least
 FORGET_EVERY = 200  # ... or once this many were moved
-NOTIFIED_PAUSE = 0.05  # seconds before another process's new work is looked at
 FINISH_TRIES = 4
 REDOS_HERE = 5  # runs of a job the database went away under, in the process that holds it
 
@@ -154,7 +153,7 @@ class WorkEngine:
         self.kinds: dict[str, Kind] = {}
         self._running: dict[int, tuple[Job, asyncio.Task[None]]] = {}
         self._waiters: dict[int, list[asyncio.Future[str]]] = {}
-        self.recorder = Recorder(db.jobs.add, self.wake)
+        self.recorder = Recorder(self.record, self.wake)
         self.submit = self.recorder.submit  # recording on this loop: see `Recorder.submit`
         url = inbox_url(db.url)
         self.inbox = Inbox(url) if url else None  # SQLite: the front door's deliveries wait there
@@ -184,6 +183,19 @@ class WorkEngine:
         self.kinds[name] = Kind(run, give_up, max_age)
 
     # -- recording ---------------------------------------------------------------------------
+
+    def reserving(self, jobs: list[NewJob]) -> str | None:
+        """Whom new `jobs` recorded here are reserved for: this process while it claims, has
+        room and runs their kinds (its claimer is woken at once), else nobody (any process
+        takes them). Read from the front door's thread too."""
+        running = self._loop is not None and not self._stopping
+        if running and len(self._running) < self.concurrency and all(j.kind in self.kinds for j in jobs):
+            return self.owner
+        return None
+
+    async def record(self, jobs: list[NewJob]) -> list[tuple[int, bool]]:
+        """The job table's `add`, reserved for this process when it takes them (`reserving`)."""
+        return await self.db.jobs.add(jobs, self.reserving(jobs))
 
     def wake(self) -> None:
         """New work or a free slot: the claimer looks now (call on the engine's loop)."""
@@ -216,15 +228,14 @@ class WorkEngine:
             await self.waker.start(self._notified)
 
     def _notified(self, what: str) -> None:
-        """Another process recorded work, or finished a job ("done"): a finishing process claims
-        its queue's next job itself, so a finish elsewhere matters here only to a `wait`."""
+        """A process recorded work ("new", or "new <owner>" when reserved for the recorder), or
+        finished a job ("done"). Reserved work is the recorder's (its claimer was woken at once):
+        looking would only race it, and should it not take the work, the poll here sees the
+        reservation lapse. A finishing process claims its queue's next job itself, so a finish
+        elsewhere matters here only to a `wait` or to work a claim held back."""
         if what == "done" and not self._waiters and not self._held_back:
             return
-        if what == "new" and self._loop is not None:
-            # The recording process's claimer was woken at once: looking a moment later, this
-            # one finds the job taken by a read (no claim transaction lost in the race) and
-            # still takes it when the recorder has no room.
-            self._loop.call_later(NOTIFIED_PAUSE, self._wake.set)
+        if what.startswith("new "):
             return
         self._wake.set()
 
@@ -291,7 +302,7 @@ class WorkEngine:
                     return False
         token = IMPATIENT.set(True)  # a question about now: a down database answers at once
         try:
-            return not await self.db.jobs.claimable(self.kinds)
+            return not await self.db.jobs.claimable(self.kinds, self.owner)
         except Exception:  # the database is down: nothing can be claimed, so nothing more will run
             return True
         finally:
@@ -323,7 +334,7 @@ class WorkEngine:
         finished = self._finished
         arrivals = await self.inbox.arrivals(self._moved) if self.inbox is not None else []
         # A round that finds nothing writes nothing.
-        if not arrivals and not await self.db.jobs.claimable(self.kinds):
+        if not arrivals and not await self.db.jobs.claimable(self.kinds, self.owner):
             self._held_back = False
             return False
         began = time.monotonic()
