@@ -116,3 +116,24 @@ async def test_a_holder_paused_past_its_lease_learns_it_before_showing_anything(
     assert [c.id for c in await db.jobs.claim(other.owner, 30, 10, 0, ["held"])] == [job_id]
     with pytest.raises(JobLost):
         await job.still_ours()
+
+
+async def test_new_work_is_its_recorders_for_a_moment_then_anyones(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes woken for one new job raced to claim it, and the loser's claim was a
+    transaction spent for nothing: reserved for its recorder, other claims pass it over (and the
+    jobs of its queue behind it), and take it once the reservation lapses (the recorder died)."""
+    ((first, _), (behind, _)) = await db.jobs.add(
+        [NewJob("held", "held:r1", {}, queue="q"), NewJob("held", "held:r2", {}, queue="q")], "recorder"
+    )
+    assert not await db.jobs.claimable(["held"], "other")
+    assert await db.jobs.claim("other", 30, 10, 0, ["held"]) == []
+    assert await db.jobs.claimable(["held"], "recorder")
+    assert [c.id for c in await db.jobs.claim("recorder", 30, 10, 0, ["held"])] == [first]
+
+    monkeypatch.setattr("bot.db.jobs.RESERVED_SECONDS", -1.0)  # a reservation already lapsed
+    ((lapsed, _),) = await db.jobs.add([NewJob("held", "held:r3", {})], "a process that died")
+    assert await db.jobs.claimable(["held"], "other")
+    assert [c.id for c in await db.jobs.claim("other", 30, 10, 0, ["held"])] == [lapsed]
+    assert behind not in {c.id for c in await db.jobs.claim("other", 30, 10, 0, ["held"])}  # q is busy

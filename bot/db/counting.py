@@ -50,8 +50,14 @@ def count_statement(sql: str, autocommit: bool) -> None:
         _transactions["autocommit"].inc()
 
 
+# An execution option of SQLite's read connections (bot/db/engine.py `Database.reading`): pysqlite
+# begins no transaction for a SELECT, so their reads are each their own, as in autocommit.
+READS_ONLY = "switchboard_reads_only"
+
+
 def _autocommit(conn: Connection) -> bool:
-    return conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+    options = conn.get_execution_options()
+    return options.get("isolation_level") == "AUTOCOMMIT" or bool(options.get(READS_ONLY))
 
 
 @event.listens_for(Engine, "before_cursor_execute")

@@ -24,6 +24,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 import bot.db.counting  # counts every engine's statements and transactions, for /metrics
 import bot.db.models  # noqa: F401  (registers every table on SQLModel.metadata)
 import bot.db.schema as schema
+from bot.db.counting import READS_ONLY
 from bot.db.models import fit_lengths, insert_ignoring
 from bot.db.patience import IMPATIENT, impatient
 from bot.db.queries.approvals import Approvals
@@ -214,11 +215,15 @@ def make_engine(
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # A file's pool keeps every connection it opened: an overflow connection closed at
+        # checkin and opened again under load cost a thread, four PRAGMAs and a trace hook each time.
+        sizes = {"pool_size": pool_size + max_overflow, "max_overflow": 0} if sqlite_path(url) else {}
         engine = create_async_engine(
-            url, connect_args={"timeout": 30}, pool_pre_ping=False, pool_reset_on_return=None
+            url, connect_args={"timeout": 30}, pool_pre_ping=False, pool_reset_on_return=None, **sizes
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "reset", _sqlite_reset)
+        _sqlite_idle_ends(engine)
         return engine
     try:
         import asyncpg  # type: ignore[import-untyped]  # noqa: F401
@@ -332,13 +337,16 @@ class Database:
         self.faults = FaultClock()
         if isinstance(self.engine.sync_engine.pool, PatientPool):
             self.engine.sync_engine.pool.faults = self.faults
-        # Reads in autocommit, on the same pool. (SQLite: switching costs a PRAGMA each way, but a
-        # pool of readers of its own opened and closed connections under load, slowing writers.)
-        # Not behind PgBouncer: asyncpg prepares a statement, then runs it, and outside a
-        # transaction transaction pooling may send the two to different server connections.
+        # Reads in autocommit, on the same pool. On SQLite the pool's own connections as they
+        # are: pysqlite begins no transaction for a SELECT, and the autocommit switch cost three
+        # trips to the connection's thread per read unit. Not behind PgBouncer: asyncpg prepares
+        # a statement, then runs it, and outside a transaction transaction pooling may send the
+        # two to different server connections.
         self._reader = (
             self.engine
             if engine_options.get("pgbouncer")
+            else self.engine.execution_options(**{READS_ONLY: True})
+            if self.dialect == "sqlite"
             else self.engine.execution_options(isolation_level="AUTOCOMMIT")
         )
         self.conversations = Conversations(self)
@@ -501,6 +509,31 @@ def _sqlite_reset(dbapi_conn: Any, _record: Any, _state: Any) -> None:
     trace's own write."""
     if dbapi_conn.driver_connection.in_transaction:
         dbapi_conn.rollback()
+
+
+def _sqlite_idle_ends(engine: AsyncEngine) -> None:
+    """COMMIT and ROLLBACK go to the connection's thread only when SQLite has a transaction open
+    (it says so itself, no trip there): a unit that only read, or whose write ended it already,
+    has nothing to end, and pysqlite would do nothing there but the trip costs two thread switches."""
+    dialect = engine.sync_engine.dialect
+    commit, rollback = dialect.do_commit, dialect.do_rollback
+
+    def open_here(dbapi_conn: Any) -> bool:
+        try:
+            return bool(dbapi_conn.driver_connection.in_transaction)
+        except Exception:  # closed or gone: let the driver say so
+            return True
+
+    def do_commit(dbapi_conn: Any) -> None:
+        if open_here(dbapi_conn):
+            commit(dbapi_conn)
+
+    def do_rollback(dbapi_conn: Any) -> None:
+        if open_here(dbapi_conn):
+            rollback(dbapi_conn)
+
+    dialect.do_commit = do_commit  # type: ignore[method-assign,assignment]
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign,assignment]
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -11,7 +11,8 @@ deliveries share one transaction) and then run once by whichever process claims 
 - **Order and slots.** Jobs of one queue (a conversation) run one at a time in arrival order;
   jobs of one person hold at most `person_slots` running at once. Both are decided inside the
   claim, under one lock, so no waiting job polls for its turn.
-- **Waking.** A submit or a finish wakes this process's claimer at once (an asyncio event);
+- **Waking.** A submit, or a finish that frees what a claim held back (a busy queue or person,
+  no room), wakes this process's claimer at once (an asyncio event);
   on Postgres other processes are woken by a NOTIFY (`bot/work/wake.py`), else they see new work
   at their next claim, at most `poll_seconds` later. A finishing process claims its queue's next
   job itself, so cross-process wakes matter for spreading load and for `wait` elsewhere.
@@ -39,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from bot.db.database import database_unavailable, transient
 from bot.db.patience import impatient
 from bot.db.queue.inbox import Inbox, inbox_url
-from bot.db.queue.jobs import FINISHED, Claimed, Write
+from bot.db.queue.jobs import FINISHED, Claimed, NewJob, Write
 from bot.work.recorder import Recorder
 from tools.toolkit.errors import WorkInterrupted
 
@@ -56,7 +57,6 @@ MAX_ATTEMPTS = 5
 CLAIM_BATCH = 20
 STALE_SWEEP_SECONDS = 30.0  # also how often moved inbox rows are deleted, at the least
 FORGET_EVERY = 200  # ... or once this many were moved
-NOTIFIED_PAUSE = 0.05  # seconds before another process's new work is looked at
 FINISH_TRIES = 4
 REDOS_HERE = 5  # runs of a job the database went away under, in the process that holds it
 
@@ -155,7 +155,7 @@ class WorkEngine:
         self.kinds: dict[str, Kind] = {}
         self._running: dict[int, tuple[Job, asyncio.Task[None]]] = {}
         self._waiters: dict[int, list[asyncio.Future[str]]] = {}
-        self.recorder = Recorder(db.jobs.add, self.wake)
+        self.recorder = Recorder(self.record, self.wake)
         self.submit = self.recorder.submit  # recording on this loop: see `Recorder.submit`
         url = inbox_url(db.url)
         self.inbox = Inbox(url) if url else None  # SQLite: the front door's deliveries wait there
@@ -167,6 +167,11 @@ class WorkEngine:
         self._stopping = False
         self._stop = asyncio.Event()
         self._last_stale_sweep = 0.0
+        # The last claim passed over runnable work (its queue or person busy): a finish, here or
+        # elsewhere, may free it. Else a finish needs no claim round (the claimer is woken by
+        # new work, a free room, a `wait`, and polls).
+        self._held_back = False
+        self._finished = 0  # finishes so far: one during a claim round may have freed what it held back
 
     def kind(
         self,
@@ -180,6 +185,19 @@ class WorkEngine:
         self.kinds[name] = Kind(run, give_up, max_age)
 
     # -- recording ---------------------------------------------------------------------------
+
+    def reserving(self, jobs: list[NewJob]) -> str | None:
+        """Whom new `jobs` recorded here are reserved for: this process while it claims, has
+        room and runs their kinds (its claimer is woken at once), else nobody (any process
+        takes them). Read from the front door's thread too."""
+        running = self._loop is not None and not self._stopping
+        if running and len(self._running) < self.concurrency and all(j.kind in self.kinds for j in jobs):
+            return self.owner
+        return None
+
+    async def record(self, jobs: list[NewJob]) -> list[tuple[int, bool]]:
+        """The job table's `add`, reserved for this process when it takes them (`reserving`)."""
+        return await self.db.jobs.add(jobs, self.reserving(jobs))
 
     def wake(self) -> None:
         """New work or a free slot: the claimer looks now (call on the engine's loop)."""
@@ -212,15 +230,14 @@ class WorkEngine:
             await self.waker.start(self._notified)
 
     def _notified(self, what: str) -> None:
-        """Another process recorded work, or finished a job ("done"): a finishing process claims
-        its queue's next job itself, so a finish elsewhere matters here only to a `wait`."""
-        if what == "done" and not self._waiters:
+        """A process recorded work ("new", or "new <owner>" when reserved for the recorder), or
+        finished a job ("done"). Reserved work is the recorder's (its claimer was woken at once):
+        looking would only race it, and should it not take the work, the poll here sees the
+        reservation lapse. A finishing process claims its queue's next job itself, so a finish
+        elsewhere matters here only to a `wait` or to work a claim held back."""
+        if what == "done" and not self._waiters and not self._held_back:
             return
-        if what == "new" and self._loop is not None:
-            # The recording process's claimer was woken at once: looking a moment later, this
-            # one finds the job taken by a read (no claim transaction lost in the race) and
-            # still takes it when the recorder has no room.
-            self._loop.call_later(NOTIFIED_PAUSE, self._wake.set)
+        if what.startswith("new "):
             return
         self._wake.set()
 
@@ -287,7 +304,7 @@ class WorkEngine:
                     return False
         try:
             with impatient():  # a question about now: a down database answers at once
-                return not await self.db.jobs.claimable(self.kinds)
+                return not await self.db.jobs.claimable(self.kinds, self.owner)
         except Exception:  # the database is down: nothing can be claimed, so nothing more will run
             return True
 
@@ -314,9 +331,11 @@ class WorkEngine:
         if room <= 0 or self._stopping or not self.kinds:
             return False
         limit = min(room, CLAIM_BATCH)
+        finished = self._finished
         arrivals = await self.inbox.arrivals(self._moved) if self.inbox is not None else []
         # A round that finds nothing writes nothing.
-        if not arrivals and not await self.db.jobs.claimable(self.kinds):
+        if not arrivals and not await self.db.jobs.claimable(self.kinds, self.owner):
+            self._held_back = False
             return False
         began = time.monotonic()
         claimed = await self.db.jobs.claim(
@@ -334,7 +353,8 @@ class WorkEngine:
                 await self._forget()
         for row in claimed:
             self._start(row, began)
-        return len(claimed) == limit
+        self._held_back = claimed.held_back
+        return len(claimed) == limit or (claimed.held_back and self._finished != finished)
 
     def _start(self, row: Claimed, held_at: float = 0.0) -> None:
         job = Job(
@@ -435,11 +455,14 @@ class WorkEngine:
                         )
                         break
                     await asyncio.sleep(0.5 * 2**attempt)
+        full = len(self._running) >= self.concurrency
         self._running.pop(job.id, None)
+        self._finished += 1
         for future in self._waiters.pop(job.id, []):
             if not future.done():
                 future.set_result(state or "taken over")
-        self._wake.set()  # its queue and its person's slot are free now
+        if full or self._held_back or self._waiters:
+            self._wake.set()  # its queue, its person's slot or its room is what waiting work needs
 
     async def _answer_waiters(self) -> None:
         """Jobs waited for that another process runs: one query for all of them."""

@@ -20,6 +20,7 @@ from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text,
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.schema import CreateTable
 
+from bot.db.counting import READS_ONLY
 from bot.db.database import make_engine, sqlite_path
 from bot.db.patience import impatient
 from bot.db.queue.jobs import NewJob, recorded
@@ -51,7 +52,7 @@ class Inbox:
 
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
-        self._reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._reader = self.engine.execution_options(**{READS_ONLY: True})  # SELECTs begin nothing
         self._made = False
 
     async def _make(self) -> None:

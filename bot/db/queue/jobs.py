@@ -29,11 +29,16 @@ FINISHED = ("done", "failed", "interrupted")
 CLAIM_LOCK = "work:claim"
 CANDIDATES = 1000
 RECORD_RETRY_SECONDS = 1.5  # pending jobs looked at per claim, oldest first
+# A new job is reserved this long for the process that recorded it (its claimer was woken at
+# once): other processes leave it alone, so two claims do not race for it and the loser's
+# transaction is not spent for nothing. A recorder that dies or stalls meanwhile only delays it.
+RESERVED_SECONDS = 2.0
 T = Job.__table__  # type: ignore[attr-defined]
 WAKE_CHANNEL = "switchboard_work"  # bot/work/wake.py listens on it
 # Sent inside the transaction that records ("new") or finishes ("done") jobs: delivered at
 # commit, never for a rollback (Postgres only; SQLite's processes poll).
-NOTIFY_NEW = text(f"SELECT pg_notify('{WAKE_CHANNEL}', 'new')")
+# "new" (anyone may take it at once), or "new <owner>": reserved for the process that recorded it.
+NOTIFY_NEW = text(f"SELECT pg_notify('{WAKE_CHANNEL}', :what)")
 NOTIFY_DONE = text(f"SELECT pg_notify('{WAKE_CHANNEL}', 'done')")
 
 
@@ -72,6 +77,13 @@ class Claimed:
     person: str | None
 
 
+class Claims(list[Claimed]):
+    """What a claim took, oldest first; `held_back` when it passed over a runnable job because
+    its queue or its person's slots were busy (a finish anywhere may free them)."""
+
+    held_back: bool = False
+
+
 class NotOurs(WorkInterrupted):
     """The job's lease was taken over: its finish is rolled back."""
 
@@ -87,26 +99,31 @@ class Jobs:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def _inserting(self, jobs: Iterable[NewJob]) -> Any:
-        """INSERT of new jobs; a key already there keeps its first job (ON CONFLICT DO NOTHING)."""
+    def _inserting(self, jobs: Iterable[NewJob], reserve_for: str | None = None) -> Any:
+        """INSERT of new jobs; a key already there keeps its first job (ON CONFLICT DO NOTHING).
+        `reserve_for`: the owner that has them to itself for RESERVED_SECONDS."""
+        reserved = time.time() + RESERVED_SECONDS if reserve_for else 0.0
         rows = [
             {
                 **recorded(j),
                 "state": "pending",
                 "attempts": 0,
-                "lease_expires": 0.0,
+                "owner": reserve_for,
+                "lease_expires": reserved,
                 "created_at": j.created_at or utcnow(),
             }
             for j in jobs
         ]
         return self.db.insert_statement(T).values(rows).on_conflict_do_nothing(index_elements=["key"])
 
-    async def add(self, jobs: list[NewJob]) -> list[tuple[int, bool]]:
-        """Insert jobs in one transaction; a key already there keeps its first job: (id, False)."""
+    async def add(self, jobs: list[NewJob], reserve_for: str | None = None) -> list[tuple[int, bool]]:
+        """Insert jobs in one transaction; a key already there keeps its first job: (id, False).
+        `reserve_for` (the recording process's owner, when it has room to run them) has them to
+        itself for a moment; other claims pass them over meanwhile."""
 
         async def work() -> list[tuple[int, bool]]:  # safe to redo: a key already there is kept
             async with self.db.engine.begin() as conn:
-                made = await conn.execute(self._inserting(jobs).returning(T.c.id, T.c.key))
+                made = await conn.execute(self._inserting(jobs, reserve_for).returning(T.c.id, T.c.key))
                 ids = {key: job_id for job_id, key in made}
                 new = set(ids)
                 missing = [j.key for j in jobs if j.key not in ids]
@@ -114,7 +131,7 @@ class Jobs:
                     found = await conn.execute(select(T.c.id, T.c.key).where(T.c.key.in_(missing)))
                     ids.update({key: job_id for job_id, key in found})
                 if new and self.db.dialect == "postgresql":
-                    await conn.execute(NOTIFY_NEW)
+                    await conn.execute(NOTIFY_NEW, {"what": f"new {reserve_for}" if reserve_for else "new"})
             return [(ids[j.key], j.key in new) for j in jobs]
 
         # On the ack path: a short wait rides out a blip, a restart is told (Slack's limit is 3 s);
@@ -131,7 +148,7 @@ class Jobs:
         kinds: Iterable[str],
         quiet_for: float = 0.0,
         arrivals: Sequence[NewJob] = (),
-    ) -> list[Claimed]:
+    ) -> Claims:
         """Take up to `limit` runnable jobs: pending ones, and running ones whose lease lapsed
         (their owner died), oldest first, at most one running per queue, at most `slots` running
         per person (0: no limit). One lock serializes claims across processes, so two claims
@@ -146,7 +163,7 @@ class Jobs:
         """
         wanted = list(kinds)
 
-        async def attempt() -> list[Claimed]:
+        async def attempt() -> Claims:
             take_over = time.monotonic() - self.db.faults.last >= quiet_for
             return await self._claim(owner, ttl, limit, slots, wanted, take_over, arrivals)
 
@@ -161,7 +178,7 @@ class Jobs:
         kinds: list[str],
         take_over: bool,
         arrivals: Sequence[NewJob],
-    ) -> list[Claimed]:
+    ) -> Claims:
         now = time.time()
         async with serialized(self.db, CLAIM_LOCK) as conn:
             if arrivals:
@@ -177,26 +194,35 @@ class Jobs:
             runnable = or_(T.c.state == "pending", lapsed) if take_over else T.c.state == "pending"
             candidates = (
                 await conn.execute(
-                    select(T.c.id, T.c.queue, T.c.person)
+                    select(T.c.id, T.c.queue, T.c.person, T.c.state, T.c.owner, T.c.lease_expires)
                     .where(runnable, T.c.kind.in_(kinds))
                     .order_by(T.c.id)
                     .limit(CANDIDATES)
                 )
             ).all()
             chosen: list[int] = []
-            for job_id, queue, person in candidates:
+            held_back = False
+            for job_id, queue, person, state, holder, until in candidates:
+                if state == "pending" and holder and holder != owner and until >= now:
+                    if queue:  # reserved for its recorder: later jobs of its queue wait for it
+                        busy_queues.add(queue)
+                    continue
                 if queue:
                     if queue in busy_queues:
+                        held_back = True
                         continue
                     busy_queues.add(queue)  # later jobs of this queue wait for this one
                 if person and slots and per_person[person] >= slots:
+                    held_back = True
                     continue
                 per_person[person] += 1
                 chosen.append(job_id)
                 if len(chosen) >= limit:
                     break
+            out = Claims()
+            out.held_back = held_back
             if not chosen:
-                return []
+                return out
             taken = await conn.execute(
                 update(T)
                 .where(T.c.id.in_(chosen))
@@ -212,7 +238,7 @@ class Jobs:
                     T.c.person,
                 )
             )
-            out = [
+            out.extend(
                 Claimed(
                     id=r.id,
                     kind=r.kind,
@@ -224,8 +250,9 @@ class Jobs:
                     person=r.person,
                 )
                 for r in taken
-            ]
-        return sorted(out, key=lambda c: c.id)
+            )
+        out.sort(key=lambda c: c.id)
+        return out
 
     async def renew(self, owner: str, ttl: float, ids: Iterable[int]) -> set[int]:
         """Extend the leases of the jobs this owner runs, in one statement; returns the ids still
@@ -275,10 +302,15 @@ class Jobs:
         except NotOurs:
             return False
 
-    async def claimable(self, kinds: Iterable[str]) -> bool:
-        """Whether any job of `kinds` is pending or has a lapsed lease: one read, no transaction,
-        so a claim round that would find nothing costs no write lock or advisory lock."""
-        runnable = or_(T.c.state == "pending", and_(T.c.state == "running", T.c.lease_expires < time.time()))
+    async def claimable(self, kinds: Iterable[str], owner: str | None = None) -> bool:
+        """Whether any job of `kinds` is pending (and, for `owner`, not reserved for another
+        process) or has a lapsed lease: one read, no transaction, so a claim round that would
+        find nothing costs no write lock or advisory lock."""
+        now = time.time()
+        pending = T.c.state == "pending"
+        if owner is not None:
+            pending = and_(pending, or_(T.c.owner.is_(None), T.c.owner == owner, T.c.lease_expires < now))
+        runnable = or_(pending, and_(T.c.state == "running", T.c.lease_expires < now))
         async with self.db.reading() as conn:
             found = await conn.execute(select(T.c.id).where(runnable, T.c.kind.in_(list(kinds))).limit(1))
             return found.first() is not None

@@ -350,7 +350,11 @@ async def _recording_store(rt: Runtime, main_loop: asyncio.AbstractEventLoop) ->
         return _Store(inbox.add, inbox.close)
     if rt.db.dialect == "postgresql":
         db = open_database(rt.settings, pool_size=RECORDING_CONNECTIONS, max_overflow=0)
-        return _Store(db.jobs.add, db.close)
+
+        async def reserved(jobs: list[NewJob]) -> list[tuple[int, bool]]:
+            return await db.jobs.add(jobs, rt.work.reserving(jobs))  # see WorkEngine.record
+
+        return _Store(reserved, db.close)
 
     async def on_main_loop(jobs: list[NewJob]) -> list[tuple[int, bool]]:
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(rt.db.jobs.add(jobs), main_loop))
