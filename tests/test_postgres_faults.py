@@ -23,7 +23,7 @@ from bot.doctor import check_pool
 from bot.runs import RunFailed, traced_run
 from bot.runtime import Runtime, create_runtime
 from tests import queries
-from tests.conftest import make_settings
+from tests.conftest import make_settings  # not make_bot: runtimes on servers of these tests' own
 from tests.fakes.slack_api import FakeSlack
 from tests.postgres import PostgresServer, fresh_database, pgbouncer, postgres_server
 from tools.registry import ToolError
