@@ -33,7 +33,7 @@ async def pause(ctx: ToolContext, seconds: float = 0.2) -> dict:
 MEETING: dict[str, asyncio.Barrier] = {}
 
 
-@tool(timeout=3)
+@tool(timeout=30)  # a bound on a hang only: a second call joins within milliseconds
 async def meet(ctx: ToolContext, room: str) -> dict:
     """Waits until a second call joins the same room: only concurrent calls can finish."""
     await MEETING[room].wait()

@@ -48,6 +48,18 @@ def console(tmp_path: Path, base_url: str) -> Iterator[pexpect.spawn]:
         child.close()
 
 
+def at_the_prompt(child: pexpect.spawn, timeout: float = 120.0) -> None:
+    """Until the console blocks reading the terminal. CPython's readline prints the prompt, then
+    enters select(): a Ctrl-C in between is noticed only at the next key. A person cannot hit that
+    window; a test sending Ctrl-C as the prompt appears does, on a busy machine. Linux only (the
+    main thread's wait channel, where select() sleeps); elsewhere it returns at once."""
+    wchan = Path(f"/proc/{child.pid}/wchan")
+    deadline = time.monotonic() + timeout
+    while wchan.exists() and "poll" not in wchan.read_text():
+        assert time.monotonic() < deadline, "the console never waited for input"
+        time.sleep(0.01)
+
+
 async def in_thread(fn, *args):
     """pexpect blocks; the fake model server runs on this test's event loop."""
     return await asyncio.to_thread(fn, *args)
@@ -95,6 +107,7 @@ async def test_ctrl_c_at_the_prompt_and_during_a_model_call(model, tmp_path) -> 
 
     def run() -> str:
         with console(tmp_path, model.base_url) as child:
+            at_the_prompt(child)
             child.sendintr()  # at the prompt: a new prompt at once, no traceback
             child.expect_exact("you> ")
             child.sendline("slow question")

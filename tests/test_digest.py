@@ -13,7 +13,7 @@ from sqlmodel import update
 
 from bot.db.models import DigestClaim, DigestSchedule
 from tests import queries
-from tests.conftest import Bot, MakeBot, make_settings
+from tests.conftest import Bot, MakeBot
 from tests.fakes.openai_server import Reply
 
 ROOT = str(Path(__file__).resolve().parents[1])
@@ -133,11 +133,10 @@ async def test_failure_is_recorded_retried_and_the_creator_told(dbot: Bot, slack
     assert await dbot.rt.digest_scheduler.run(schedule, fire) == "already posted"
 
 
-async def test_a_schedule_fires_on_time(slack, llm, db_url) -> None:
+async def test_a_schedule_fires_on_time(make_bot: MakeBot, slack, llm, db_url) -> None:
     slack.add_channel("C3", "support-digest", members=("U1",))
     slack.users["U1"]["is_admin"] = True  # only an admin may schedule more often than hourly
-    harness = Bot(make_settings(slack, llm, db_url, RUN_SCHEDULER="true"), second="*")
-    await harness.start()
+    harness = await make_bot(RUN_SCHEDULER="true", scheduler={"second": "*"})
     try:
         await digest(harness, slack, 'add <#C3|support-digest> cron "* * * * *" UTC from <#C2|random>')
         await slack.wait_for(lambda: digests_posted(slack, "C3"), timeout=30, what="a scheduled digest")
@@ -157,12 +156,10 @@ async def _claims(db_url: str) -> list[DigestClaim]:
         await store.close()
 
 
-async def test_restart_catches_up_once_and_never_twice(slack, llm, db_url) -> None:
+async def test_restart_catches_up_once_and_never_twice(make_bot: MakeBot, slack, llm, db_url) -> None:
     slack.add_channel("C3", "support-digest", members=("U1",))
-    settings = make_settings(slack, llm, db_url, RUN_SCHEDULER="true")
     missed = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=10)
-    harness = Bot(settings)
-    await harness.start()
+    harness = await make_bot(RUN_SCHEDULER="true")
     try:
         await digest(harness, slack, f"add <#C3|support-digest> daily {missed:%H:%M} UTC from <#C2|random>")
         async with harness.rt.db.session() as s:  # it existed before the time it missed
@@ -181,13 +178,12 @@ async def test_restart_catches_up_once_and_never_twice(slack, llm, db_url) -> No
     assert claim.fire_time.replace(tzinfo=UTC) == missed and claim.status == "posted"
 
 
-async def test_two_scheduler_processes_post_each_digest_once(slack, llm, db_url) -> None:
+async def test_two_scheduler_processes_post_each_digest_once(make_bot: MakeBot, slack, llm, db_url) -> None:
     slack.add_channel("C3", "support-digest", members=("U1",))
     slack.users["U1"]["is_admin"] = True  # only an admin may schedule more often than hourly
-    settings = make_settings(slack, llm, db_url, RUN_SCHEDULER="true")
-    first, second = Bot(settings, second="*", sync_seconds=0.2), Bot(settings, second="*", sync_seconds=0.2)
-    await first.start()
-    await second.start()
+    clock = {"second": "*", "sync_seconds": 0.2}
+    first = await make_bot(RUN_SCHEDULER="true", scheduler=clock)
+    second = await make_bot(RUN_SCHEDULER="true", scheduler=clock)
     try:
         await digest(first, slack, 'add <#C3|support-digest> cron "* * * * *" UTC from <#C2|random>')
         await slack.wait_for(lambda: len(digests_posted(slack, "C3")) >= 3, timeout=60, what="three digests")
@@ -204,15 +200,16 @@ async def test_two_scheduler_processes_post_each_digest_once(slack, llm, db_url)
     assert len({c.fire_time for c in claims}) == len(claims)
 
 
-async def test_clock_process_posts_what_the_web_process_scheduled(slack, llm, db_url, tmp_path) -> None:
+async def test_clock_process_posts_what_the_web_process_scheduled(
+    make_bot: MakeBot, slack, llm, db_url, tmp_path
+) -> None:
     """`python -m bot clock` (the Procfile's clock) reads schedules a web process stored."""
     import os
     import signal
     import sys
 
     slack.add_channel("C3", "support-digest", members=("U1",))
-    web = Bot(make_settings(slack, llm, db_url))  # RUN_SCHEDULER=false: a web process
-    await web.start()
+    web = await make_bot()  # RUN_SCHEDULER=false: a web process
     missed = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=5)
     try:
         await digest(web, slack, f"add <#C3|support-digest> daily {missed:%H:%M} UTC from <#C2|random>")

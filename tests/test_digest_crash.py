@@ -20,7 +20,7 @@ from bot.db.queue.jobs import NewJob
 from bot.digests.delivery import EVENT_TYPE, PART_EVENT_TYPE, metadata, post_digest
 from tests import queries
 from tests.bot_process import BotProcess, bot_env
-from tests.conftest import Bot, MakeBot, make_settings
+from tests.conftest import Bot, MakeBot
 from tests.fakes.openai_server import Reply
 from tests.test_digest import digest, digests_posted
 
@@ -84,19 +84,20 @@ async def expire_digest_leases(db: Database) -> None:
         await s.commit()
 
 
-async def wait_for_status(db: Database, status: str, timeout: float = 20.0) -> None:
+async def wait_for_status(db: Database, status: str, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while [c.status for c in await queries.claims(db, 1)] != [status]:
         assert time.monotonic() < deadline, f"claims: {await queries.claims(db, 1)}"
         await asyncio.sleep(0.1)
 
 
-async def test_a_clock_killed_mid_digest_is_taken_over_and_posted_once(slack, llm, db_url, tmp_path) -> None:
+async def test_a_clock_killed_mid_digest_is_taken_over_and_posted_once(
+    make_bot: MakeBot, slack, llm, db_url, tmp_path
+) -> None:
     slack.add_channel("C3", "support-digest", members=("U1",))
     fire = recent_fire()
     slack.seed_messages("C2", 3, start_ts=fire.timestamp() - 600, step=60, text="support ticket {i}")
-    web = Bot(make_settings(slack, llm, db_url))  # a web process stores the schedule
-    await web.start()
+    web = await make_bot()  # a web process stores the schedule
     try:
         await add_daily(web, slack, fire)
     finally:
@@ -192,10 +193,11 @@ async def test_a_takeover_deletes_the_parts_an_interrupted_post_left(sbot: Bot, 
     assert len(llm.requests) == 1
 
 
-async def test_a_live_lease_is_left_alone_and_an_expired_one_taken_once(slack, llm, db_url) -> None:
+async def test_a_live_lease_is_left_alone_and_an_expired_one_taken_once(
+    make_bot: MakeBot, slack, llm
+) -> None:
     slack.add_channel("C3", "support-digest", members=("U1",))
-    bot = Bot(make_settings(slack, llm, db_url), retry_delay=0)  # no clock: we record fire times
-    await bot.start()
+    bot = await make_bot(scheduler={"retry_delay": 0})  # no clock: we record fire times
     try:
         fire = recent_fire()
         slack.seed_messages("C2", 2, start_ts=fire.timestamp() - 600, step=60, text="ticket {i}")
@@ -222,7 +224,7 @@ async def test_a_live_lease_is_left_alone_and_an_expired_one_taken_once(slack, l
         await bot.close()
 
 
-async def wait_for_status_of(db: Database, fire: datetime, status: str, timeout: float = 20.0) -> None:
+async def wait_for_status_of(db: Database, fire: datetime, status: str, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while {c.fire_time.replace(tzinfo=UTC): c.status for c in await queries.claims(db, 1)}.get(
         fire

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.conftest import Bot, MakeBot, make_settings
+from tests.conftest import Bot, MakeBot
 from tests.test_digest import digest, digests_posted
 from tests.test_privacy import SECRET, private_leadership
 
@@ -64,13 +64,14 @@ async def test_a_schedule_whose_creator_left_the_source_is_paused(pbot: Bot, sla
     assert len(dms_to(slack, "U2")) == 1
 
 
-async def test_every_fire_checks_the_audience_and_pauses_when_it_no_longer_holds(slack, llm, db_url) -> None:
+async def test_every_fire_checks_the_audience_and_pauses_when_it_no_longer_holds(
+    make_bot: MakeBot, slack, llm
+) -> None:
     private_leadership(slack)
     slack.add_channel("G4", "leaders-digest", members=("U1", "UADMIN"), is_private=True)
     slack.channels["G1"].members.add("UADMIN")
     llm.default.content = f"Summary: {SECRET}"
-    harness = Bot(make_settings(slack, llm, db_url, RUN_SCHEDULER="true"), second="*", retry_delay=0)
-    await harness.start()
+    harness = await make_bot(RUN_SCHEDULER="true", scheduler={"second": "*", "retry_delay": 0})
     try:
         slack.add_message("G1", "U2", "fresh news", ts=f"{time.time() - 5:.6f}")
         text = await digest(

@@ -74,17 +74,19 @@ def mcp_file(tmp_path: Path, state: Path) -> Path:
     return path
 
 
-async def start_bot(make_bot: MakeBot, tmp_path: Path, out: Outside, **env: str) -> Bot:
+async def start_bot(make_bot: MakeBot, tmp_path: Path, out: Outside, mcp: bool = True, **env: str) -> Bot:
+    """`mcp=False` for a test of a built-in kind: its two MCP server processes would go unused."""
+    if mcp:
+        env = {"MCP_SERVERS": str(mcp_file(tmp_path, out.mcp_state)), **env}
     bot = await make_bot(
         TOOL_HTTP_ALLOW_HOSTS=f"127.0.0.1:{out.web.port},127.0.0.1:{out.elsewhere.port}",
         SEARXNG_URL=out.search.url,
         OPEN_METEO_URL=out.weather.url,
         OPEN_METEO_GEOCODING_URL=out.weather.url,
-        MCP_SERVERS=str(mcp_file(tmp_path, out.mcp_state)),
-        EGRESS_APPROVAL_SECONDS="0.5",
+        EGRESS_APPROVAL_SECONDS="0.5",  # nobody approves in these tests: the expiry is the refusal
         **env,
     )
-    assert await bot.rt.mcp.ready(120), "the fake MCP servers did not connect"
+    assert not mcp or await bot.rt.mcp.ready(120), "the fake MCP servers did not connect"
     return bot
 
 
@@ -137,7 +139,7 @@ async def test_private_read_then_each_tool_kind_asks_first(
 ) -> None:
     private_leadership(slack)
     make_call, received = KINDS[kind]
-    bot = await start_bot(make_bot, tmp_path, outside)
+    bot = await start_bot(make_bot, tmp_path, outside, mcp=kind.startswith("MCP"))
     llm.script(
         Reply(tool_calls=[ToolCall("read_channel", {"channel": "#leadership"})]),
         Reply(tool_calls=[make_call(outside)]),
@@ -159,7 +161,7 @@ async def test_private_answer_then_later_turn_then_each_tool_kind_asks_first(
     """/ask in a private channel answers with a secret; a follow-up in that answer's thread carries it."""
     private_leadership(slack)
     make_call, received = KINDS[kind]
-    bot = await start_bot(make_bot, tmp_path, outside)
+    bot = await start_bot(make_bot, tmp_path, outside, mcp=kind.startswith("MCP"))
     llm.script(
         Reply(tool_calls=[ToolCall("read_channel", {"channel": "#leadership"})]),
         Reply(content=f"Summary: {SECRET}."),

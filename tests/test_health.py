@@ -144,6 +144,7 @@ async def test_database_down_is_named_by_healthz_and_the_user_gets_an_apology(
 async def test_probes_and_metrics_in_socket_mode(slack, llm, db_url) -> None:
     from tests.bot_process import free_port
 
+    # Not make_bot: a Socket Mode process (start_socket_mode), not the HTTP app the factory serves.
     settings = make_settings(slack, llm, db_url, SLACK_APP_TOKEN="xapp-1-test", SLACK_SIGNING_SECRET="")
     running = await start_socket_mode(await create_runtime(settings), health_port=free_port())
     try:

@@ -12,7 +12,7 @@ import logging
 import pytest
 
 from bot.slack.door.payloads import payload_problem
-from tests.conftest import SIGNING_SECRET, Bot, make_settings
+from tests.conftest import SIGNING_SECRET, Bot, MakeBot
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import block_actions_body, command_body, event_body, mention, post_signed
 
@@ -99,9 +99,10 @@ async def test_unsigned_megabyte_bodies_get_short_counted_lines(bot: Bot, slack,
     assert [line.split(" request")[0] for line in edge_lines(caplog)] == ["rejected 1", "rejected 4"]
 
 
-async def test_oversized_bodies_are_refused_before_they_are_read(slack, llm, db_url, caplog) -> None:
-    harness = Bot(make_settings(slack, llm, db_url, SLACK_MAX_BODY_BYTES="20000"))
-    await harness.start()
+async def test_oversized_bodies_are_refused_before_they_are_read(
+    make_bot: MakeBot, slack, llm, caplog
+) -> None:
+    harness = await make_bot(SLACK_MAX_BODY_BYTES="20000")
     try:
         big = event_body(mention("<@UBOT> " + "x" * 30_000, ts="3.1"))
         status, _ = await harness.post(big, "application/json")

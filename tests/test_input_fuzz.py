@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
@@ -20,7 +20,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
 from bot.slack.door.payloads import payload_problem
-from tests.conftest import Bot, make_settings
+from tests.conftest import Bot, MakeBot
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import (
     block_actions_body,
@@ -132,23 +132,14 @@ class Registered:
 
 
 @pytest.fixture
-async def fuzzed(slack, llm, db_url, monkeypatch) -> AsyncIterator[tuple[Bot, Registered]]:
+async def fuzzed(make_bot: MakeBot, monkeypatch) -> tuple[Bot, Registered]:
     registered = Registered()
     registered.patch(monkeypatch)
     # Workflows that pass every check call their APIs: a closed local port refuses them at once.
-    harness = Bot(
-        make_settings(
-            slack,
-            llm,
-            db_url,
-            OPEN_METEO_URL=CLOSED_PORT,
-            OPEN_METEO_GEOCODING_URL=CLOSED_PORT,
-            SEARXNG_URL=CLOSED_PORT,
-        )
+    harness = await make_bot(
+        OPEN_METEO_URL=CLOSED_PORT, OPEN_METEO_GEOCODING_URL=CLOSED_PORT, SEARXNG_URL=CLOSED_PORT
     )
-    await harness.start()
-    yield harness, registered
-    await harness.close()
+    return harness, registered
 
 
 def interactive_bases(registered: Registered, response_url: str) -> list[dict[str, Any]]:

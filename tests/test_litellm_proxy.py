@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import Bot, make_settings
+from tests.conftest import MakeBot
 from tests.fakes.litellm_proxy import MODEL, PROXY_KEY, find_litellm, litellm_proxy
 from tests.fakes.model_quirks import Quirks
 from tests.fakes.openai_server import FakeOpenAI
@@ -26,13 +26,12 @@ UPSTREAMS = [
 
 
 @pytest.mark.parametrize("upstream", UPSTREAMS, ids=[u.name for u in UPSTREAMS])
-async def test_a_conversation_through_the_litellm_proxy(slack, db_url, upstream: Quirks) -> None:
+async def test_a_conversation_through_the_litellm_proxy(make_bot: MakeBot, slack, upstream: Quirks) -> None:
     assert LITELLM is not None
     async with FakeOpenAI(upstream) as fake, litellm_proxy(LITELLM, fake.base_url) as proxy:
         fake.responder = two_clocks
         env = {"OPENAI_API_KEY": PROXY_KEY, "OPENAI_BASE_URL": f"{proxy.url}/v1", "OPENAI_MODEL": MODEL}
-        harness = Bot(make_settings(slack, None, db_url, **env))
-        await harness.start()
+        harness = await make_bot(llm=None, **env)
         try:
             await harness.event(mention("<@UBOT> how far ahead is Karachi of Berlin?", ts="80.1"))
             await harness.idle()

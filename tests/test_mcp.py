@@ -14,7 +14,7 @@ import pytest
 
 from bot.settings import ConfigError
 from tests import queries
-from tests.conftest import Bot, MakeBot, make_settings
+from tests.conftest import Bot, MakeBot
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import mention
 from tools.mcp_servers.mcp_config import McpConfigError, load_servers
@@ -287,7 +287,7 @@ async def test_an_unanswered_write_call_expires_with_an_answer(
     assert not (state / "desk" / "closed.tsv").exists()
 
 
-async def test_a_streamable_http_server_gets_its_headers(slack, llm, db_url, tmp_path) -> None:
+async def test_a_streamable_http_server_gets_its_headers(make_bot: MakeBot, slack, llm, tmp_path) -> None:
     import socket
 
     with socket.socket() as s:
@@ -318,9 +318,7 @@ async def test_a_streamable_http_server_gets_its_headers(slack, llm, db_url, tmp
             "nokey": {"url": url, "headers": {"Authorization": "Bearer wrong"}},
         }
         path.write_text(json.dumps({"servers": servers}))
-        settings = make_settings(slack, llm, db_url, MCP_SERVERS=str(path), DESK_TOKEN=token)
-        harness = Bot(settings)
-        await harness.start()
+        harness = await make_bot(MCP_SERVERS=str(path), DESK_TOKEN=token)
         try:
             web, nokey = harness.rt.mcp.links
             async with asyncio.timeout(120):

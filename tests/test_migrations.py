@@ -21,7 +21,7 @@ from bot.runtime import create_runtime
 from bot.settings import ConfigError
 from tests import queries
 from tests.bot_process import bot_env, free_port
-from tests.conftest import make_settings
+from tests.conftest import make_settings  # not make_bot: its bots start on a premigrated copy
 
 ROOT = Path(__file__).resolve().parents[1]
 

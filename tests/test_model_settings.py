@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bot.settings import DEFAULT_CONTEXT_TOKENS, ConfigError, context_window, load_settings
-from tests.conftest import Bot, MakeBot, make_settings
+from tests.conftest import MakeBot
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_requests import mention
 
@@ -61,20 +61,16 @@ def test_bad_model_settings_name_the_variable(env: dict[str, str], named: str) -
         load_settings({**GOOD, **env})
 
 
-async def test_azure_deployment_urls_and_key_header(slack, db_url) -> None:
+async def test_azure_deployment_urls_and_key_header(make_bot: MakeBot, slack) -> None:
     """A classic Azure endpoint: /openai/deployments/<deployment>/..., api-version, api-key."""
     async with FakeOpenAI() as fake:
-        settings = make_settings(
-            slack,
-            None,
-            db_url,
+        harness = await make_bot(
+            llm=None,
             AZURE_OPENAI_ENDPOINT=fake.url,
             OPENAI_API_VERSION="2024-10-21",
             AZURE_OPENAI_API_KEY="azure-key-0123456789",
             OPENAI_MODEL="switchboard-gpt4o",
         )
-        harness = Bot(settings)
-        await harness.start()
         try:
             await harness.event(mention("<@UBOT> hello", ts="90.1"))
             await harness.idle()

@@ -23,7 +23,7 @@ from bot.runtime import Runtime, create_runtime
 from bot.settings import load_settings
 from bot.work.traced_run import RunFailed, traced_run
 from tests import queries
-from tests.conftest import make_settings
+from tests.conftest import make_settings  # not make_bot: runtimes on servers of these tests' own
 from tests.fakes.slack_api import FakeSlack
 from tests.postgres import PostgresServer, fresh_database, pgbouncer, postgres_server
 from tools.toolkit.registry import ToolError

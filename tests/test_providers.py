@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests import queries
-from tests.conftest import Bot, MakeBot, make_settings
+from tests.conftest import Bot, MakeBot
 from tests.fakes import model_quirks
 from tests.fakes.model_quirks import PROFILES, Quirks
 from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall
@@ -115,11 +115,10 @@ async def test_a_message_too_long_for_the_window_does_not_poison_the_thread(
     assert last[-1]["content"] == "a short question"
 
 
-async def test_a_context_error_is_retried_once_with_less_history(slack, db_url) -> None:
+async def test_a_context_error_is_retried_once_with_less_history(make_bot: MakeBot, slack) -> None:
     """The server's window is smaller than the one configured: its 400 is retried, smaller."""
     async with FakeOpenAI(Quirks("tiny", context_tokens=3_000)) as server:
-        harness = Bot(make_settings(slack, server, db_url, OPENAI_CONTEXT_TOKENS="100000"))
-        await harness.start()
+        harness = await make_bot(llm=server, OPENAI_CONTEXT_TOKENS="100000")
         try:
             server.default = Reply(content="Fits now.")
             await harness.event(mention("<@UBOT> " + "words and more words " * 1_200, ts="70.1"))
@@ -149,12 +148,11 @@ async def test_a_null_reply_stored_by_an_older_version_does_not_break_the_thread
     assert (await queries.runs(bot.rt.db))[-1].status == "ok"
 
 
-async def test_a_server_not_set_up_for_tools_still_answers(slack, db_url, caplog) -> None:
+async def test_a_server_not_set_up_for_tools_still_answers(make_bot: MakeBot, slack, caplog) -> None:
     """vLLM without its tool flags refuses every request with tools: answer without them, say so,
     and tell the operator which setting is missing."""
     async with FakeOpenAI(Quirks("vllm-without-tool-parser", auto_tool_choice_refused=True)) as server:
-        harness = Bot(make_settings(slack, server, db_url))
-        await harness.start()
+        harness = await make_bot(llm=server)
         try:
             server.default = Reply(content="Karachi is usually four hours ahead.")
             await harness.event(mention("<@UBOT> how far ahead is Karachi?", ts="97.1"))

@@ -28,7 +28,7 @@ async def ctx() -> AsyncIterator[ToolContext]:
         yield ToolContext(http=session, trace=MemoryTrace())
 
 
-@tool(timeout=1, max_output_chars=50)
+@tool(timeout=30, max_output_chars=50)  # a bound on a hang only: it answers at once
 async def echo(ctx: ToolContext, word: str, times: Annotated[int, Field(ge=1, le=5)] = 1) -> dict:
     """Repeat a word.
 

@@ -23,7 +23,7 @@ from bot.db.models import (
 from bot.db.retention import purge
 from bot.runtime import create_runtime
 from bot.slack.server import start_clock
-from tests.conftest import make_settings
+from tests.conftest import make_settings  # not make_bot: clock runtimes (start_clock), no HTTP app
 
 
 async def seed(db: Database, age_days: float, tag: str) -> None:

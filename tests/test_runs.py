@@ -20,6 +20,7 @@ from tools.toolkit.registry import ToolError
 
 @pytest.fixture
 async def rt(slack: FakeSlack, llm: FakeOpenAI, db_url: str) -> AsyncIterator[Runtime]:
+    """A runtime without a server (not make_bot): these tests call its parts directly."""
     runtime = await create_runtime(make_settings(slack, llm, db_url))
     yield runtime
     await runtime.close()

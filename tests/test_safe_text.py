@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from bot.slack.output.safe_text import JOINER, CleanWebClient, neutralize, neutralize_blocks, stable_prefix
-from tests.conftest import Bot, make_settings
+from tests.conftest import Bot, MakeBot
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import dm, mention
 from tests.test_digest import an_hour_ahead, digest
@@ -122,10 +122,10 @@ async def test_a_hostile_file_name_comes_back_quiet(bot: Bot, slack, llm) -> Non
     assert "|Click" not in notice["text"] and "Click to verify (https://evil.example/phish)" in notice["text"]
 
 
-async def test_a_digest_summary_is_quiet(slack, llm, db_url) -> None:
+async def test_a_digest_summary_is_quiet(make_bot: MakeBot, slack, llm) -> None:
     slack.add_channel("C3", "support-digest", members=("U1", "U2"))
     slack.seed_messages("C2", 3, start_ts=time.time() - 3600, step=60, text="ticket {i}")
-    harness = await Bot(make_settings(slack, llm, db_url), retry_delay=0).start()
+    harness = await make_bot(scheduler={"retry_delay": 0})
     try:
         await digest(
             harness, slack, f"add <#C3|support-digest> daily {an_hour_ahead()} UTC from <#C2|random>"
@@ -139,10 +139,10 @@ async def test_a_digest_summary_is_quiet(slack, llm, db_url) -> None:
     assert f"@{JOINER}bob says Click to verify (https://evil.example/x)" in shown
 
 
-async def test_no_post_unfurls_by_default(slack, llm, db_url) -> None:
+async def test_no_post_unfurls_by_default(make_bot: MakeBot, slack, llm) -> None:
     """Mentions, a DM, /ask and a digest: every chat.postMessage asks Slack not to unfurl."""
     slack.add_channel("C3", "support-digest", members=("U1", "U2"))
-    harness = await Bot(make_settings(slack, llm, db_url), retry_delay=0).start()
+    harness = await make_bot(scheduler={"retry_delay": 0})
     assert isinstance(harness.rt.slack, CleanWebClient)  # the client every post of the process uses
     secret = "See https://evil.example/leak?key=s3cret"
     try:
@@ -167,9 +167,9 @@ async def test_no_post_unfurls_by_default(slack, llm, db_url) -> None:
     )
 
 
-async def test_the_operator_may_let_public_channels_unfurl(slack, llm, db_url) -> None:
+async def test_the_operator_may_let_public_channels_unfurl(make_bot: MakeBot, slack, llm) -> None:
     slack.add_channel("G1", "leadership", members=("U1",), is_private=True)
-    harness = await Bot(make_settings(slack, llm, db_url, SLACK_UNFURL_LINKS="true")).start()
+    harness = await make_bot(SLACK_UNFURL_LINKS="true")
     try:
         llm.script(*[Reply(content="See https://example.com/docs") for _ in range(2)])
         await harness.command("/ask", "docs?", response_url=slack.response_url("ask"))
@@ -207,12 +207,14 @@ async def test_a_reply_by_response_url_is_cleaned_too(bot: Bot, slack, llm) -> N
     assert reply["unfurl_links"] is False and reply["unfurl_media"] is False
 
 
-async def test_a_link_completed_late_in_a_native_stream_is_never_shown_live(slack, llm, db_url) -> None:
+async def test_a_link_completed_late_in_a_native_stream_is_never_shown_live(
+    make_bot: MakeBot, slack, llm
+) -> None:
     """A link too long to hold back streams unfinished; when it completes, the live view is
     replaced by clean parts instead of receiving the closing piece."""
     url = "https://evil.example/" + "a" * 700
     llm.script(Reply(content=f"see [Click to verify]({url}) done", stream_delay=0.02))
-    harness = await Bot(make_settings(slack, llm, db_url, STREAM_UPDATE_SECONDS="0.05")).start()
+    harness = await make_bot(STREAM_UPDATE_SECONDS="0.05")
     try:
         await harness.event(dm("link?", ts="1700000908.000200", thread_ts="1700000908.000100"))
         await harness.idle()

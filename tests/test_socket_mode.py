@@ -7,7 +7,7 @@ import json
 
 from bot.runtime import create_runtime
 from bot.slack.server import start_socket_mode
-from tests.conftest import make_settings
+from tests.conftest import make_settings  # not make_bot: Socket Mode runtimes, not the HTTP app
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_captures import FIXTURES, load, to_test_world
 from tests.fakes.slack_requests import event_body, mention

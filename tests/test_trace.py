@@ -14,7 +14,7 @@ from bot.db import Database
 from bot.db.queries import trace as trace_module
 from bot.db.queries.trace import DbTrace
 from tests import queries
-from tests.conftest import Bot, make_settings
+from tests.conftest import MakeBot
 from tests.fakes.openai_server import Reply, ToolCall
 from tests.fakes.slack_requests import mention
 
@@ -50,7 +50,7 @@ async def test_a_long_run_writes_behind_without_a_flush(db: Database, monkeypatc
     assert run.id is not None
     trace = DbTrace(db, run.id)
     await trace.step("model", "gpt")
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(60):  # bounds a hang: written 0.05 s after the step
         while not await queries.steps(db, run.id):
             await asyncio.sleep(0.02)
     await trace.step("tool", "summarize")
@@ -66,15 +66,14 @@ async def test_a_failed_write_raises_at_the_flush_and_keeps_the_steps(db: Databa
     assert [row["name"] for row in trace.take()] == ["get_weather"]
 
 
-async def test_an_answers_trace_is_written_with_its_end(slack, llm, db_url, weather) -> None:
+async def test_an_answers_trace_is_written_with_its_end(
+    make_bot: MakeBot, slack, llm, db_url, weather
+) -> None:
     """A quick answer's run, steps and messages are written once, together with its job's
     finish, after the answer is shown: whoever reads the database sees all of them or none."""
     if not db_url.startswith("sqlite"):
         pytest.skip("reads the SQLite file directly, as a second reader (the Postgres pass runs the rest)")
-    harness = Bot(
-        make_settings(slack, llm, db_url, OPEN_METEO_URL=weather.url, OPEN_METEO_GEOCODING_URL=weather.url)
-    )
-    await harness.start()
+    harness = await make_bot(weather=weather)
     path = db_url.split(":///", 1)[1]
     seen: list[tuple[int, int, int, str]] = []
     stop = asyncio.Event()

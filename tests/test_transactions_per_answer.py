@@ -9,24 +9,19 @@ reply, the run and its steps, the job's finish) at once. Reads take no transacti
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from tests import queries
-from tests.conftest import Bot, make_settings
+from tests.conftest import Bot, MakeBot
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import mention
 from tests.test_db_counting import counts, delta
 
 
 @pytest.fixture
-async def quiet_bot(slack, llm, db_url) -> AsyncIterator[Bot]:
+async def quiet_bot(make_bot: MakeBot) -> Bot:
     """Leases long enough that no renewal falls inside the measured answer."""
-    harness = Bot(make_settings(slack, llm, db_url, WORK_LEASE_SECONDS="600"))
-    await harness.start()
-    yield harness
-    await harness.close()
+    return await make_bot(WORK_LEASE_SECONDS="600")
 
 
 def answered(slack, text: str) -> bool:

@@ -18,7 +18,7 @@ from bot.slack.answering.conversation import GAVE_UP, Turn
 from bot.slack.answering.turns import answer_tag, conversation_queue
 from bot.slack.output.render import answer_metadata
 from bot.work import MAX_ATTEMPTS
-from tests.conftest import Bot, make_settings
+from tests.conftest import Bot, MakeBot
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import dm, mention, thread_message
 from tests.postgres import fresh_database, throwaway_postgres
@@ -96,13 +96,11 @@ async def shared_db(request, db_url) -> str:
     return await fresh_database(request.getfixturevalue("postgres_server"))
 
 
-async def test_two_processes_on_one_database_take_turns(slack, llm, shared_db) -> None:
+async def test_two_processes_on_one_database_take_turns(make_bot: MakeBot, slack, llm, shared_db) -> None:
     """Messages of one DM delivered alternately to two bot processes: still one at a time, in order."""
     db_url = shared_db
     answering_each_message(llm)
-    bots = [Bot(make_settings(slack, llm, db_url)), Bot(make_settings(slack, llm, db_url))]
-    for b in bots:
-        await b.start()
+    bots = [await make_bot(db_url=db_url), await make_bot(db_url=db_url)]
     try:
         questions = [f"p{i}" for i in range(1, 6)]
         await send_apart(bots, [dm(q, ts=f"1700000300.{i + 1:06d}") for i, q in enumerate(questions)])

@@ -132,7 +132,7 @@ async def test_new_work_is_its_recorders_for_a_moment_then_anyones(
     assert await db.jobs.claimable(["held"], "recorder")
     assert [c.id for c in await db.jobs.claim("recorder", 30, 10, 0, ["held"])] == [first]
 
-    monkeypatch.setattr("bot.db.jobs.RESERVED_SECONDS", -1.0)  # a reservation already lapsed
+    monkeypatch.setattr("bot.db.queue.jobs.RESERVED_SECONDS", -1.0)  # a reservation already lapsed
     ((lapsed, _),) = await db.jobs.add([NewJob("held", "held:r3", {})], "a process that died")
     assert await db.jobs.claimable(["held"], "other")
     assert [c.id for c in await db.jobs.claim("other", 30, 10, 0, ["held"])] == [lapsed]

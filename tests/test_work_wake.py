@@ -18,7 +18,7 @@ from bot.settings import ConfigError
 from bot.work import Job, WorkEngine
 from bot.work.wake import Waker, waker_for
 from tests.bot_process import BotProcess, bot_env
-from tests.conftest import make_settings
+from tests.conftest import make_settings  # settings only (which waker); bots are real processes here
 from tests.fakes.slack_requests import event_body, mention
 from tests.postgres import fresh_database, postgres_server
 from tests.test_crash_recovery import said, slow_then_fast, texts

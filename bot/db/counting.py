@@ -50,7 +50,7 @@ def count_statement(sql: str, autocommit: bool) -> None:
         _transactions["autocommit"].inc()
 
 
-# An execution option of SQLite's read connections (bot/db/engine.py `Database.reading`): pysqlite
+# An execution option of SQLite's read connections (bot/db/database.py `Database.reading`): pysqlite
 # begins no transaction for a SELECT, so their reads are each their own, as in autocommit.
 READS_ONLY = "switchboard_reads_only"
 
