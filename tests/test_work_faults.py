@@ -9,9 +9,11 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 
 from bot.db import Database
+from bot.db.queue.inbox import FORGET_BATCH, Inbox, Marks
 from bot.db.queue.jobs import NewJob
 from bot.work import Job, JobLost, WorkEngine
 
@@ -137,3 +139,34 @@ async def test_new_work_is_its_recorders_for_a_moment_then_anyones(
     assert await db.jobs.claimable(["held"], "other")
     assert [c.id for c in await db.jobs.claim("other", 30, 10, 0, ["held"])] == [lapsed]
     assert behind not in {c.id for c in await db.jobs.claim("other", 30, 10, 0, ["held"])}  # q is busy
+
+
+async def test_a_claim_renews_the_leases_held_in_its_own_transaction(db: Database) -> None:
+    """Renewing every held lease cost a transaction every lease/3 seconds: under load a claim
+    comes by far more often, so the leases due ride in it; only this owner's running jobs."""
+    ((mine, _), (theirs, _), (waiting, _)) = await db.jobs.add(
+        [NewJob("k", "k:1", {}), NewJob("k", "k:2", {}), NewJob("k", "k:3", {})]
+    )
+    assert [c.id for c in await db.jobs.claim("me", 1, 1, 0, ["k"])] == [mine]
+    assert [c.id for c in await db.jobs.claim("them", 1, 1, 0, ["k"])] == [theirs]
+    claimed = await db.jobs.claim("me", 300, 1, 0, ["k"], renew=[mine, theirs])
+    assert [c.id for c in claimed] == [waiting] and claimed.renewed == {mine}
+    leases = {job_id: (await db.jobs.get(job_id)).lease_expires for job_id in (mine, theirs)}  # type: ignore[union-attr]
+    assert leases[mine] > time.time() + 200 > time.time() + 2 > leases[theirs]
+
+
+async def test_the_door_deletes_moved_inbox_rows_with_its_next_recording(tmp_path) -> None:
+    """Moved rows were deleted in a transaction of their own every 200 moves or 30 s: the door's
+    next recording deletes them in its own (once at least FORGET_BATCH wait)."""
+    marks = Marks()
+    inbox = Inbox(f"sqlite+aiosqlite:///{tmp_path}/x-inbox", marks)
+    try:
+        first = await inbox.add([NewJob("k", f"k:{i}", {}) for i in range(FORGET_BATCH)])
+        marks.moved = max(row_id for row_id, _ in first)  # the engine moved them all
+        commits: list[int] = []
+        event.listen(inbox.engine.sync_engine, "commit", lambda _conn: commits.append(1))
+        await inbox.add([NewJob("k", "k:late", {})])
+        assert len(commits) == 1 and marks.deleted == marks.moved
+        assert [job.key for _, job in await inbox.arrivals(0)] == ["k:late"]
+    finally:
+        await inbox.close()

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.db.database import database_unavailable, transient
 from bot.db.patience import impatient
-from bot.db.queue.inbox import Inbox, inbox_url
+from bot.db.queue.inbox import Inbox, Marks, inbox_url
 from bot.db.queue.jobs import FINISHED, Claimed, NewJob, Write
 from bot.work.recorder import Recorder
 from tools.toolkit.errors import WorkInterrupted
@@ -55,8 +55,7 @@ log = logging.getLogger(__name__)
 # up), few enough that a job that itself kills the process stops.
 MAX_ATTEMPTS = 5
 CLAIM_BATCH = 20
-STALE_SWEEP_SECONDS = 30.0  # also how often moved inbox rows are deleted, at the least
-FORGET_EVERY = 200  # ... or once this many were moved
+STALE_SWEEP_SECONDS = 30.0
 FINISH_TRIES = 4
 REDOS_HERE = 5  # runs of a job the database went away under, in the process that holds it
 
@@ -158,8 +157,9 @@ class WorkEngine:
         self.recorder = Recorder(self.record, self.wake)
         self.submit = self.recorder.submit  # recording on this loop: see `Recorder.submit`
         url = inbox_url(db.url)
-        self.inbox = Inbox(url) if url else None  # SQLite: the front door's deliveries wait there
-        self._moved = self._forgotten = 0  # inbox rows: the last this process moved, and deleted
+        self.marks = Marks()  # inbox rows: the last this process moved, and deleted (the door too)
+        self.inbox = Inbox(url, self.marks) if url else None  # SQLite: the door's deliveries wait there
+        self._renewed_at = 0.0  # when every lease held here was last renewed (alone, or in a claim)
         self.recorders: list[Recorder] = [self.recorder]  # the front door adds its own
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
@@ -277,6 +277,9 @@ class WorkEngine:
 
     async def close(self) -> None:
         if self.inbox is not None:
+            if self.marks.moved > self.marks.deleted:  # else the door's next recording would
+                with contextlib.suppress(Exception):
+                    await self.inbox.forget(self.marks.moved)
             await self.inbox.close()
 
     @staticmethod
@@ -300,7 +303,7 @@ class WorkEngine:
             return False
         if self.inbox is not None:
             with contextlib.suppress(Exception):
-                if await self.inbox.arrivals(self._moved):
+                if await self.inbox.arrivals(self.marks.moved):
                     return False
         try:
             with impatient():  # a question about now: a down database answers at once
@@ -332,12 +335,16 @@ class WorkEngine:
             return False
         limit = min(room, CLAIM_BATCH)
         finished = self._finished
-        arrivals = await self.inbox.arrivals(self._moved) if self.inbox is not None else []
+        arrivals = await self.inbox.arrivals(self.marks.moved) if self.inbox is not None else []
         # A round that finds nothing writes nothing.
         if not arrivals and not await self.db.jobs.claimable(self.kinds, self.owner):
             self._held_back = False
             return False
         began = time.monotonic()
+        # Leases due for renewal ride in the claim's transaction: under load claims come often
+        # enough that the renewal loop finds nothing to do, and renewing costs no transaction.
+        held = [job for job, _ in self._running.values()]
+        renew = held if began - self._renewed_at >= self.lease_seconds / 6 else []
         claimed = await self.db.jobs.claim(
             self.owner,
             self.lease_seconds,
@@ -346,11 +353,13 @@ class WorkEngine:
             list(self.kinds),
             quiet_for=2 * self.lease_seconds,  # a lease lapsed in an outage: its holder renews first
             arrivals=[j for _, j in arrivals],
+            renew=[j.id for j in renew],
         )
+        if renew or not held:
+            self._note_renewed(renew, claimed.renewed, began)
+            self._renewed_at = began
         if arrivals:
-            self._moved = arrivals[-1][0]
-            if self.inbox is not None and self._moved - self._forgotten >= FORGET_EVERY:
-                await self._forget()
+            self.marks.moved = arrivals[-1][0]  # the door deletes them with a later recording
         for row in claimed:
             self._start(row, began)
         self._held_back = claimed.held_back
@@ -475,30 +484,26 @@ class WorkEngine:
                     if not future.done():
                         future.set_result(state)
 
-    async def _forget(self) -> None:
-        """Delete the inbox rows this process moved (their jobs are committed)."""
-        if self.inbox is not None:
-            await self.inbox.forget(self._moved)
-            self._forgotten = self._moved
-
     async def _sweep_stale(self) -> None:
         if time.monotonic() - self._last_stale_sweep < STALE_SWEEP_SECONDS:
             return
         self._last_stale_sweep = time.monotonic()
-        if self._moved > self._forgotten:
-            await self._forget()
         for name, kind in self.kinds.items():
             if given_up := await self.db.jobs.give_up_stale(name, kind.max_age):
                 log.info("%d %s job(s) were too old to start any more", given_up, name)
 
     async def _renew_forever(self) -> None:
         while not self._stop.is_set():  # set after a stop's drain
+            due = self._renewed_at + self.lease_seconds / 3 - time.monotonic()
             with contextlib.suppress(TimeoutError):  # the end of the drain ends the wait at once
-                await asyncio.wait_for(self._stop.wait(), self.lease_seconds / 3)
-            if self._stop.is_set() or not self._running:
+                await asyncio.wait_for(self._stop.wait(), max(due, self.lease_seconds / 30))
+            began = time.monotonic()
+            if self._stop.is_set() or began - self._renewed_at < self.lease_seconds / 3:
+                continue  # a claim renewed them meanwhile
+            self._renewed_at = began
+            if not self._running:
                 continue
             jobs = [job for job, _ in self._running.values()]
-            began = time.monotonic()
             try:
                 ours = await self.db.jobs.renew(self.owner, self.lease_seconds, [j.id for j in jobs])
             except Exception as exc:  # retried next round; a lease only lapses after its ttl

@@ -36,5 +36,6 @@ class ParkedCalls:
             .order_by(col(Approval.id))
             .limit(limit)
         )
-        async with self.db.session() as s:
-            return list((await s.exec(q)).all())
+        async with self.db.reading() as conn:  # every few seconds, usually finding nothing: no transaction
+            rows = (await conn.execute(q)).mappings().all()
+        return [Approval.model_validate(dict(row)) for row in rows]

@@ -14,6 +14,7 @@ the door records straight into the job table.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, delete, select
@@ -26,6 +27,7 @@ from bot.db.patience import impatient
 from bot.db.queue.jobs import NewJob, recorded
 
 MOVE_BATCH = 500
+FORGET_BATCH = 20  # moved rows the door deletes with its next recording, at the least
 
 INBOX = Table(
     "inbox",
@@ -47,10 +49,22 @@ def inbox_url(database_url: str) -> str | None:
     return None if path is None else f"sqlite+aiosqlite:///{path}-inbox"
 
 
-class Inbox:
-    """One per event loop (an engine is bound to the loop it connects on)."""
+@dataclass
+class Marks:
+    """The last inbox row this process's engine moved into the job table, and the last deleted:
+    shared by the engine (main loop) and the door's inbox (its own thread); plain ints."""
 
-    def __init__(self, url: str) -> None:
+    moved: int = 0
+    deleted: int = 0
+
+
+class Inbox:
+    """One per event loop (an engine is bound to the loop it connects on). `marks`: the door's
+    recording transaction also deletes the rows its engine has moved, now and then, so deleting
+    them costs no transaction of its own."""
+
+    def __init__(self, url: str, marks: Marks | None = None) -> None:
+        self.marks = marks if marks is not None else Marks()
         self.engine = make_engine(url)
         self._reader = self.engine.execution_options(**{READS_ONLY: True})  # SELECTs begin nothing
         self._made = False
@@ -66,8 +80,12 @@ class Inbox:
         await self._make()
         now = datetime.now(UTC).replace(tzinfo=None)  # stored naive, read back as UTC
         rows = [{**recorded(j), "created_at": now} for j in jobs]
+        moved = self.marks.moved
+        forgetting = moved - self.marks.deleted >= FORGET_BATCH
         with impatient():
             async with self.engine.begin() as conn:
+                if forgetting:
+                    await conn.execute(delete(INBOX).where(INBOX.c.id <= moved))
                 made = await conn.execute(
                     sqlite.insert(INBOX)
                     .values(rows)
@@ -80,6 +98,8 @@ class Inbox:
                     known = select(INBOX.c.id, INBOX.c.key).where(INBOX.c.key.in_(missing))
                     found = await conn.execute(known)
                     ids.update({key: row_id for row_id, key in found})
+        if forgetting:
+            self.marks.deleted = max(self.marks.deleted, moved)
         return [(ids[j.key], j.key in new) for j in jobs]
 
     async def arrivals(self, after: int) -> list[tuple[int, NewJob]]:
@@ -107,6 +127,7 @@ class Inbox:
         then, not per move: a row moved twice is kept once there, by its key)."""
         async with self.engine.begin() as conn:
             await conn.execute(delete(INBOX).where(INBOX.c.id <= upto))
+        self.marks.deleted = max(self.marks.deleted, upto)
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -81,7 +81,10 @@ class Claims(list[Claimed]):
     """What a claim took, oldest first; `held_back` when it passed over a runnable job because
     its queue or its person's slots were busy (a finish anywhere may free them)."""
 
-    held_back: bool = False
+    def __init__(self) -> None:
+        super().__init__()
+        self.held_back = False
+        self.renewed: set[int] = set()  # the leases it renewed (see `Jobs.claim`)
 
 
 class NotOurs(WorkInterrupted):
@@ -148,6 +151,7 @@ class Jobs:
         kinds: Iterable[str],
         quiet_for: float = 0.0,
         arrivals: Sequence[NewJob] = (),
+        renew: Sequence[int] = (),
     ) -> Claims:
         """Take up to `limit` runnable jobs: pending ones, and running ones whose lease lapsed
         (their owner died), oldest first, at most one running per queue, at most `slots` running
@@ -159,13 +163,14 @@ class Jobs:
         the last `quiet_for` seconds (the holders had that long to renew).
 
         `arrivals` (jobs the front door recorded in SQLite's inbox) are inserted first, in the
-        same transaction: moving them costs no transaction of its own.
+        same transaction: moving them costs no transaction of its own. So are the leases of
+        `renew` (jobs this owner runs) extended; `renewed` says which are still ours.
         """
         wanted = list(kinds)
 
         async def attempt() -> Claims:
             take_over = time.monotonic() - self.db.faults.last >= quiet_for
-            return await self._claim(owner, ttl, limit, slots, wanted, take_over, arrivals)
+            return await self._claim(owner, ttl, limit, slots, wanted, take_over, arrivals, renew)
 
         return await self.db.retrying(attempt, what="claiming work")
 
@@ -178,11 +183,15 @@ class Jobs:
         kinds: list[str],
         take_over: bool,
         arrivals: Sequence[NewJob],
+        renew: Sequence[int],
     ) -> Claims:
         now = time.time()
+        out = Claims()
         async with serialized(self.db, CLAIM_LOCK) as conn:
             if arrivals:
                 await conn.execute(self._inserting(arrivals))
+            if renew:
+                out.renewed = {i for (i,) in await conn.execute(self._renewing(owner, ttl, renew))}
             running = (
                 await conn.execute(
                     select(T.c.queue, T.c.person).where(T.c.state == "running", T.c.lease_expires >= now)
@@ -219,7 +228,6 @@ class Jobs:
                 chosen.append(job_id)
                 if len(chosen) >= limit:
                     break
-            out = Claims()
             out.held_back = held_back
             if not chosen:
                 return out
@@ -254,6 +262,16 @@ class Jobs:
         out.sort(key=lambda c: c.id)
         return out
 
+    @staticmethod
+    def _renewing(owner: str, ttl: float, ids: Sequence[int]) -> Any:
+        """Only the running ones: a job whose end could not be recorded lapses, and is redone."""
+        return (
+            update(T)
+            .where(T.c.id.in_(ids), T.c.owner == owner, T.c.state == "running")
+            .values(lease_expires=time.time() + ttl)
+            .returning(T.c.id)
+        )
+
     async def renew(self, owner: str, ttl: float, ids: Iterable[int]) -> set[int]:
         """Extend the leases of the jobs this owner runs, in one statement; returns the ids still
         ours. Only the running ones: a job whose end could not be recorded lapses, and is redone."""
@@ -261,13 +279,7 @@ class Jobs:
 
         async def work() -> set[int]:
             async with self.db.engine.begin() as conn:
-                kept = await conn.execute(
-                    update(T)
-                    .where(T.c.id.in_(wanted), T.c.owner == owner, T.c.state == "running")
-                    .values(lease_expires=time.time() + ttl)
-                    .returning(T.c.id)
-                )
-                return {i for (i,) in kept}
+                return {i for (i,) in await conn.execute(self._renewing(owner, ttl, wanted))}
 
         return await self.db.retrying(work, what="renewing leases")
 

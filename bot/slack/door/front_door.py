@@ -346,7 +346,7 @@ async def _recording_store(rt: Runtime, main_loop: asyncio.AbstractEventLoop) ->
     job table, through a pool of the door's own. A database in memory exists only in the main
     loop's connections: the door records there."""
     if url := inbox_url(rt.db.url):
-        inbox = Inbox(url)
+        inbox = Inbox(url, rt.work.marks)  # its recordings delete what the engine moved
         return _Store(inbox.add, inbox.close)
     if rt.db.dialect == "postgresql":
         db = open_database(rt.settings, pool_size=RECORDING_CONNECTIONS, max_overflow=0)
