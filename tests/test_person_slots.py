@@ -8,6 +8,7 @@ import asyncio
 from collections import Counter
 from typing import Any
 
+from bot.db.queue.jobs import choose
 from tests.conftest import MakeBot
 from tests.fakes.openai_server import Reply
 from tests.fakes.slack_requests import mention
@@ -84,3 +85,22 @@ async def test_another_persons_question_is_not_queued_behind_a_busy_person(
     assert model.order.index("U2-hello") <= 2 * SLOTS, model.order
     assert model.most == Counter({"U1": SLOTS, "U2": 1})
     assert [p["text"] for p in slack.posted(channel="C1", thread_ts=ts(999))] == ["answer to U2-hello"]
+
+
+def test_a_claim_chooses_one_per_queue_and_at_most_the_slots_per_person() -> None:
+    """The claim's rule as a plain function: (id, queue, person, state, holder, until)."""
+    now = 1000.0
+    running = [("q1", "U1")]  # U1 runs one already, in q1
+    candidates = [
+        (1, "q1", "U1", "pending", None, 0.0),  # q1 busy: waits
+        (2, "q2", "U1", "pending", None, 0.0),
+        (3, "q2", "U1", "pending", None, 0.0),  # q2 taken by 2 in this claim: waits
+        (4, "q3", "U1", "pending", None, 0.0),  # with 2 slots U1 has none left for it
+        (5, "q4", "U2", "pending", "recorder", now + 2),  # reserved for its recorder
+        (6, "q4", "U2", "pending", None, 0.0),  # behind the reserved one in its queue
+        (7, "q5", "U3", "pending", None, 0.0),
+    ]
+    chosen, held_back = choose(candidates, running, "me", now, slots=2, limit=10)
+    assert chosen == [2, 7] and held_back  # U1: one running + job 2 fills its 2 slots
+    assert choose(candidates, running, "recorder", now, slots=3, limit=10)[0] == [2, 4, 5, 7]
+    assert choose(candidates, [], "me", now, slots=0, limit=2) == ([1, 2], False)  # the limit stopped it

@@ -87,6 +87,36 @@ class Claims(list[Claimed]):
         self.renewed: set[int] = set()  # the leases it renewed (see `Jobs.claim`)
 
 
+def choose(
+    candidates: Sequence[Any], running: Sequence[Any], owner: str, now: float, slots: int, limit: int
+) -> tuple[list[int], bool]:
+    """Which candidates (id, queue, person, state, holder, until; oldest first) a claim takes, and
+    whether it passed over a runnable one: one running job per queue, at most `slots` per person,
+    none reserved for another recorder (later jobs of its queue wait for it)."""
+    busy_queues = {queue for queue, _ in running if queue}
+    per_person = Counter(person for _, person in running if person)
+    chosen: list[int] = []
+    held_back = False
+    for job_id, queue, person, state, holder, until in candidates:
+        if state == "pending" and holder and holder != owner and until >= now:
+            if queue:
+                busy_queues.add(queue)
+            continue
+        if queue:
+            if queue in busy_queues:
+                held_back = True
+                continue
+            busy_queues.add(queue)  # later jobs of this queue wait for this one
+        if person and slots and per_person[person] >= slots:
+            held_back = True
+            continue
+        per_person[person] += 1
+        chosen.append(job_id)
+        if len(chosen) >= limit:
+            break
+    return chosen, held_back
+
+
 class NotOurs(WorkInterrupted):
     """The job's lease was taken over: its finish is rolled back."""
 
@@ -197,8 +227,6 @@ class Jobs:
                     select(T.c.queue, T.c.person).where(T.c.state == "running", T.c.lease_expires >= now)
                 )
             ).all()
-            busy_queues = {q for q, _ in running if q}
-            per_person = Counter(p for _, p in running if p)
             lapsed = and_(T.c.state == "running", T.c.lease_expires < now)
             runnable = or_(T.c.state == "pending", lapsed) if take_over else T.c.state == "pending"
             candidates = (
@@ -209,25 +237,7 @@ class Jobs:
                     .limit(CANDIDATES)
                 )
             ).all()
-            chosen: list[int] = []
-            held_back = False
-            for job_id, queue, person, state, holder, until in candidates:
-                if state == "pending" and holder and holder != owner and until >= now:
-                    if queue:  # reserved for its recorder: later jobs of its queue wait for it
-                        busy_queues.add(queue)
-                    continue
-                if queue:
-                    if queue in busy_queues:
-                        held_back = True
-                        continue
-                    busy_queues.add(queue)  # later jobs of this queue wait for this one
-                if person and slots and per_person[person] >= slots:
-                    held_back = True
-                    continue
-                per_person[person] += 1
-                chosen.append(job_id)
-                if len(chosen) >= limit:
-                    break
+            chosen, held_back = choose(candidates, running, owner, now, slots, limit)
             out.held_back = held_back
             if not chosen:
                 return out
