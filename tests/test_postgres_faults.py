@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 
 from bot.db import Database
 from bot.db.database import CommitUnknown, database_unavailable, sqlstate, transient
+from bot.db.models import ProcessedEvent
 from bot.ops.doctor import check_pool
 from bot.runtime import Runtime, create_runtime
 from bot.settings import load_settings
@@ -55,7 +56,7 @@ async def _traced(rt: Runtime, i: int, steps: int, recorded: dict[int, int]) -> 
             rt, "mention", team="T1", channel="C1", user=f"U{i}", thread_ts=f"{i}.0"
         ) as run:
             for n in range(steps):
-                assert await rt.db.events.claim(f"delivery:{i}:{n}")
+                assert await rt.db.insert_new([ProcessedEvent(key=f"delivery:{i}:{n}")])
                 await rt.db.conversations.find("T1", "C1", f"{i}.0")
                 await run.ctx.trace.step("tool", f"step {n}", output_chars=n)
                 if n % 2:
@@ -267,7 +268,7 @@ async def test_lost_insert_races_are_no_errors_in_the_server_log(
     n = 10
     try:
         claims, convos, settled, *_ = await asyncio.gather(
-            asyncio.gather(*(db.events.claim("event:Ev1") for _ in range(n))),
+            asyncio.gather(*(db.insert_new([ProcessedEvent(key="event:Ev1")]) for _ in range(n))),
             asyncio.gather(*(db.conversations.get_or_create("T1", "C1", "1.0") for _ in range(n))),
             asyncio.gather(*(db.parked.claim(7, "approved") for _ in range(n))),
             asyncio.gather(

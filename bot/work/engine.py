@@ -267,12 +267,12 @@ class WorkEngine:
         self._stop.set()
         await self._end(self._tasks[1:])
         self._tasks = []
-        if left:
-            try:
-                await self.db.jobs.release(self.owner, left)
+        try:
+            await self.db.jobs.release(self.owner, left)  # and the new work reserved for us
+            if left:
                 log.info("handed %d unfinished job(s) over to the next process", len(left))
-            except Exception:
-                log.warning("could not hand %d job(s) over; their leases lapse instead", len(left))
+        except Exception:  # the database is away: the leases and reservations lapse instead
+            log.warning("could not hand %d job(s) over; their leases lapse instead", len(left))
         return len(left)
 
     async def close(self) -> None:

@@ -356,14 +356,20 @@ class Jobs:
         return run if isinstance(run, int) else None
 
     async def release(self, owner: str, ids: Iterable[int]) -> int:
-        """Hand jobs back (a graceful stop): pending again, at once claimable by another process.
+        """Hand jobs back (a graceful stop): pending again, at once claimable by another process,
+        and so is new work reserved for this owner (else others would wait out the reservation).
         Redone on a transient fault, so a stop during a restart still hands them over."""
         wanted = list(ids)
-        if not wanted:
-            return 0
 
         async def work() -> int:  # safe to redo: a job already handed back is no longer ours
             async with self.db.engine.begin() as conn:
+                await conn.execute(
+                    update(T)
+                    .where(T.c.owner == owner, T.c.state == "pending")
+                    .values(owner=None, lease_expires=0.0)
+                )
+                if not wanted:
+                    return 0
                 done = await conn.execute(
                     update(T)
                     .where(T.c.id.in_(wanted), T.c.owner == owner, T.c.state == "running")
