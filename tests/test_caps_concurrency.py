@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import random
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -23,11 +24,12 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import pytest
 from openai import AsyncOpenAI
-from sqlmodel import select
+from sqlalchemy import delete, update
+from sqlmodel import col, select
 
 from bot.controls.budget import allowance
 from bot.db import Database
-from bot.db.models import BudgetReservation, DigestSchedule, utcnow
+from bot.db.models import BudgetReservation, DigestSchedule, Run, utcnow
 from tests import queries
 from tests.bot_process import BotProcess, bot_env
 from tests.conftest import Bot, MakeBot
@@ -200,6 +202,53 @@ async def test_no_model_call_starts_past_the_runs_reservation(llm) -> None:
             await complete(ctx, "Summarize.", "and more")
         await client.close()
     assert len(llm.requests) == 2 and ctx.usage.total_tokens == 800
+
+
+async def test_a_run_ending_during_a_reservation_is_counted_once_not_neither(db_url) -> None:
+    """A run's end writes its tokens and drops its hold in one transaction; a reservation racing
+    it must see one or the other, never neither (on Postgres two reads are two snapshots: a run
+    that ended between them once let a third answer through the cap). 300 ends raced by reads."""
+    db = Database(db_url)
+    await db.create_schema()
+    day = datetime.now(UTC) - timedelta(hours=1)
+    seen: list[int] = []
+
+    def look(person, place) -> int:
+        seen.append(person.used + person.held)
+        return 0  # reserve nothing: only watch
+
+    async def read_until(ended: asyncio.Event) -> None:
+        while not ended.is_set():
+            await db.usage.reserve("T1", "U1", "C1", since=day, live_since=day, tokens=look)
+            await asyncio.sleep(0)
+
+    for _ in range(300):
+        async with db.engine.begin() as conn:
+            run = await conn.execute(
+                Run.__table__.insert().values(  # type: ignore[attr-defined]
+                    trigger="mention", team_id="T1", channel_id="C1", user_id="U1", started_at=utcnow()
+                )
+            )
+            held = await conn.execute(
+                BudgetReservation.__table__.insert().values(  # type: ignore[attr-defined]
+                    team_id="T1", user_id="U1", channel_id="C1", tokens=600, created_at=utcnow()
+                )
+            )
+            run_id, hold_id = run.inserted_primary_key[0], held.inserted_primary_key[0]
+        ended = asyncio.Event()
+        readers = [asyncio.create_task(read_until(ended)) for _ in range(4)]
+        await asyncio.sleep(random.random() / 500)
+        async with db.engine.begin() as conn:  # the run's end, as bot/work/traced_run.py writes it
+            await conn.execute(
+                update(Run).where(col(Run.id) == run_id).values(prompt_tokens=300, completion_tokens=100)
+            )
+            await db.usage.release(conn, hold_id)
+        ended.set()
+        await asyncio.gather(*readers)
+        async with db.engine.begin() as conn:  # the next round starts from nothing spent
+            await conn.execute(delete(Run))
+    await db.close()
+    assert seen and set(seen) <= {600, 400}, sorted(set(seen))
 
 
 async def assert_exactly_the_digest_cap(db: Database, texts: list[str]) -> None:

@@ -5,6 +5,7 @@ database was away is not taken over before its holder could renew it (on either 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator
 
@@ -139,6 +140,25 @@ async def test_new_work_is_its_recorders_for_a_moment_then_anyones(
     assert await db.jobs.claimable(["held"], "other")
     assert [c.id for c in await db.jobs.claim("other", 30, 10, 0, ["held"])] == [lapsed]
     assert behind not in {c.id for c in await db.jobs.claim("other", 30, 10, 0, ["held"])}  # q is busy
+
+
+async def test_a_lapsed_job_its_holder_ends_meanwhile_is_not_taken_over(db: Database) -> None:
+    """A claim reads the lapsed jobs, then takes them; on Postgres the holder could end one in
+    between, and the claim set it running again: done twice. 200 ends raced by takeovers: each
+    job is either ended by its holder or taken over, never both."""
+    both = []
+    for i in range(200):
+        ((job_id, _),) = await db.jobs.add([NewJob("held", f"held:race{i}", {})])
+        assert [c.id for c in await db.jobs.claim("holder", -1, 1, 0, ["held"])] == [job_id]  # lapsed
+        await asyncio.sleep(random.random() / 500)
+        ended, taken = await asyncio.gather(
+            db.jobs.finish(job_id, "holder", "done"), db.jobs.claim("other", 30, 1, 0, ["held"])
+        )
+        if ended and [c.id for c in taken] == [job_id]:
+            both.append(job_id)
+        if not ended:  # taken over: end it so the next round's claim sees only its own job
+            assert await db.jobs.finish(job_id, "other", "done")
+    assert both == []
 
 
 async def test_a_claim_renews_the_leases_held_in_its_own_transaction(db: Database) -> None:

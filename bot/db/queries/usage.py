@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -93,8 +93,7 @@ class UsageQueries:
                 )
             )
             held_since = max(since, live_since)
-            person = await _spent(conn, team, "user_id", user, since, held_since)
-            place = await _spent(conn, team, "channel_id", channel, since, held_since)
+            person, place = await _spent(conn, team, user, channel, since, held_since)
             wanted = tokens(person, place)
             if wanted <= 0:
                 return Reserved(person, place, None)
@@ -121,17 +120,37 @@ class UsageQueries:
 
 
 async def _spent(
-    conn: AsyncConnection, team: str, column: str, value: str, since: datetime, held_since: datetime
-) -> Spent:
-    """Tokens of the runs started since `since` and held since `held_since` where `column` is `value`."""
-    used_q = select(func.coalesce(func.sum(RUNS.c.prompt_tokens + RUNS.c.completion_tokens), 0)).where(
-        RUNS.c.team_id == team, RUNS.c.started_at >= since, RUNS.c[column] == value
+    conn: AsyncConnection, team: str, user: str, channel: str, since: datetime, held_since: datetime
+) -> tuple[Spent, Spent]:
+    """The person's and the channel's day: tokens of the runs started since `since`, and held
+    since `held_since`. One statement, so one snapshot: on Postgres (READ COMMITTED) each
+    statement sees the commits made before it, so reading the runs and the holds apart could
+    miss a run that ended in between twice (its tokens not yet in its row, its hold already
+    released) and let a run reserve what is spent."""
+
+    def used(column: str, value: str) -> Any:
+        tokens = func.coalesce(func.sum(RUNS.c.prompt_tokens + RUNS.c.completion_tokens), 0)
+        return (
+            select(tokens)
+            .where(RUNS.c.team_id == team, RUNS.c.started_at >= since, RUNS.c[column] == value)
+            .scalar_subquery()
+        )
+
+    def held(column: str, value: str) -> Any:
+        return (
+            select(func.coalesce(func.sum(RESERVATIONS.c.tokens), 0))
+            .where(
+                RESERVATIONS.c.team_id == team,
+                RESERVATIONS.c.created_at >= held_since,
+                RESERVATIONS.c[column] == value,
+            )
+            .scalar_subquery()
+        )
+
+    q = select(
+        used("user_id", user), held("user_id", user), used("channel_id", channel), held("channel_id", channel)
     )
-    held_q = select(func.coalesce(func.sum(RESERVATIONS.c.tokens), 0)).where(
-        RESERVATIONS.c.team_id == team,
-        RESERVATIONS.c.created_at >= held_since,
-        RESERVATIONS.c[column] == value,
+    person_used, person_held, place_used, place_held = (await conn.execute(q)).one()
+    return Spent(int(person_used or 0), int(person_held or 0)), Spent(
+        int(place_used or 0), int(place_held or 0)
     )
-    used = (await conn.execute(used_q)).scalar_one()
-    held = (await conn.execute(held_q)).scalar_one()
-    return Spent(int(used or 0), int(held or 0))

@@ -241,9 +241,11 @@ class Jobs:
             out.held_back = held_back
             if not chosen:
                 return out
+            # `runnable` again: on Postgres the reads above do not stop a lapsed job's holder
+            # from renewing or ending it meanwhile; the update re-checks each row as it is now.
             taken = await conn.execute(
                 update(T)
-                .where(T.c.id.in_(chosen))
+                .where(T.c.id.in_(chosen), runnable)
                 .values(state="running", owner=owner, lease_expires=now + ttl, attempts=T.c.attempts + 1)
                 .returning(
                     T.c.id,
