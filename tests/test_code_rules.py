@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import importlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,3 +87,25 @@ def test_present_raises_what_python_o_would_not() -> None:
     assert present(0, "a count") == 0  # falsy is still present
     with pytest.raises(InvariantError, match="a stored row's id is missing"):
         present(None, "a stored row's id")
+
+
+def checker(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run a checker of the installed test extras from the project's root."""
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=900
+    )
+
+
+def test_ruff_finds_nothing_to_fix_or_reformat() -> None:
+    """Lint and format are part of the test command: a change that breaks them fails here."""
+    lint = checker("ruff", "check", ".")
+    assert lint.returncode == 0, lint.stdout[-4000:]
+    form = checker("ruff", "format", "--check", ".")
+    assert form.returncode == 0, form.stdout[-4000:]
+
+
+def test_mypy_strict_is_clean() -> None:
+    """Types are checked strictly (pyproject's [tool.mypy]); run here, the ~25 CPU-s of a cold
+    check overlap the other tests' waits instead of coming before them."""
+    typed = checker("mypy", *PACKAGES)
+    assert typed.returncode == 0, typed.stdout[-4000:]
