@@ -9,10 +9,13 @@ import random
 from collections.abc import AsyncIterator
 
 import pytest
+from cryptography.fernet import Fernet
+from slack_sdk.oauth.installation_store import Bot
 from sqlmodel import select
 
 from bot.db import Database
-from bot.db.models import Feedback
+from bot.db.models import Feedback, SlackInstallation
+from bot.db.workspaces.installations import Installations
 
 
 @pytest.fixture
@@ -40,3 +43,27 @@ async def test_two_ratings_clicked_at_once_keep_one_row_and_no_error(db: Databas
     async with db.session() as s:
         rows = (await s.exec(select(Feedback).where(Feedback.run_id == run.id))).all()
     assert errors == [] and sorted(r.user_id for r in rows) == sorted(f"U{i}" for i in range(60))
+
+
+async def test_one_workspace_installed_twice_at_once_keeps_one_row_and_no_error(db: Database) -> None:
+    """Two OAuth callbacks of one workspace finishing at once (a double submit, two admins): both
+    looked, found no installation, and inserted one; the second broke the workspace's key and
+    its installer saw an error page."""
+    store = Installations(db, Fernet.generate_key().decode())
+    errors = []
+    for i in range(60):
+        await asyncio.sleep(random.random() / 500)
+        saves = [
+            store.async_save_bot(
+                Bot(team_id=f"T{i}", bot_token=token, bot_id="B1", bot_user_id="UBOT", installed_at=0.0)
+            )
+            for token in ("xoxb-first", "xoxb-second")
+        ]
+        errors += [
+            r for r in await asyncio.gather(*saves, return_exceptions=True) if isinstance(r, Exception)
+        ]
+    async with db.session() as s:
+        rows = (await s.exec(select(SlackInstallation))).all()
+    assert errors == [] and sorted(r.team_id for r in rows) == sorted(f"T{i}" for i in range(60))
+    found = await store.async_find_bot(enterprise_id=None, team_id="T7")
+    assert found is not None and found.bot_token in ("xoxb-first", "xoxb-second")
