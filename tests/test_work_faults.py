@@ -109,6 +109,20 @@ async def test_a_lease_that_lapsed_while_the_database_was_away_waits_for_its_hol
     assert [c.id for c in taken] == [job_id]  # the same claim without a recent fault takes it
 
 
+async def test_a_lease_left_to_its_holder_keeps_its_queue_and_its_slot(db: Database) -> None:
+    """While a lapsed lease is left to its holder (the database was just away), the holder may be
+    at work: the next job of its queue and its person's next job wait too (they ran beside it)."""
+    ((first, _),) = await db.jobs.add([NewJob("held", "held:1", {}, queue="thread", person="U1")])
+    assert [c.id for c in await db.jobs.claim("holder", -1, 1, 0, ["held"])] == [first]  # lapsed
+    behind = [NewJob("held", "held:2", {}, queue="thread"), NewJob("held", "held:3", {}, person="U1")]
+    await db.jobs.add(behind)
+    db.faults.now()  # this database was just away
+    waiting = await db.jobs.claim("other", 30, 10, 1, ["held"], quiet_for=30)
+    assert waiting == [] and waiting.held_back
+    taken = await db.jobs.claim("other", 30, 10, 1, ["held"], quiet_for=0)
+    assert [c.id for c in taken] == [first]  # taken over; the two behind it still wait for it
+
+
 async def test_a_holder_paused_past_its_lease_learns_it_before_showing_anything(db: Database) -> None:
     paused, other = engine(db, lease_seconds=0.3), engine(db)
     job_id, _ = (await db.jobs.add([NewJob("held", "held:2", {})]))[0]
@@ -159,6 +173,28 @@ async def test_a_lapsed_job_its_holder_ends_meanwhile_is_not_taken_over(db: Data
         if not ended:  # taken over: end it so the next round's claim sees only its own job
             assert await db.jobs.finish(job_id, "other", "done")
     assert both == []
+
+
+async def test_a_lapsed_job_renewed_meanwhile_keeps_its_queue_busy(db: Database) -> None:
+    """A claim read the live running jobs (busy queues), then the runnable ones; on Postgres a
+    lapsed job renewed by its holder in between was in neither, and the next job of its queue
+    started beside it: two turns of one thread at once. 100 renewals raced by claims: the claim
+    takes the lapsed job, or nothing of its queue, never the job behind it."""
+    beside = []
+    for i in range(100):
+        kind = f"race{i}"  # a round's leftovers are not the next round's candidates
+        ((first, _),) = await db.jobs.add([NewJob(kind, f"{kind}:1", {}, queue="thread")])
+        assert [c.id for c in await db.jobs.claim("holder", -1, 1, 0, [kind])] == [first]  # lapsed
+        ((second, _),) = await db.jobs.add([NewJob(kind, f"{kind}:2", {}, queue="thread")])
+        await asyncio.sleep(random.random() / 500)
+        renewed, taken = await asyncio.gather(
+            db.jobs.renew("holder", 30, [first]), db.jobs.claim("other", 30, 2, 0, [kind])
+        )
+        if renewed and second in {c.id for c in taken}:
+            beside.append(i)
+        for job_id, owner in [(first, "holder" if renewed else "other"), *((c.id, "other") for c in taken)]:
+            await db.jobs.finish(job_id, owner, "done")
+    assert beside == []
 
 
 async def test_a_claim_renews_the_leases_held_in_its_own_transaction(db: Database) -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlmodel import select
+from sqlalchemy import select
 
 from bot.db.models import Feedback, Run, utcnow
 
 if TYPE_CHECKING:
     from bot.db.database import Database
+
+FEEDBACK = Feedback.__table__  # type: ignore[attr-defined]
+RUNS = Run.__table__  # type: ignore[attr-defined]
 
 
 class Feedbacks:
@@ -17,17 +20,19 @@ class Feedbacks:
         self.db = db
 
     async def save(self, run_id: int, user_id: str, value: str) -> bool:
-        """One rating per (run, user): a second click changes it. False when the run is unknown."""
-        async with self.db.session() as s:
-            if await s.get(Run, run_id) is None:
+        """One rating per (run, user): a second click changes it. False when the run is unknown.
+        One upsert: a read finding no rating does not stop a click made at the same moment from
+        inserting it first (the second insert broke the key, and its click was lost)."""
+        now = utcnow()
+        upsert = (
+            self.db.insert_statement(FEEDBACK)
+            .values(run_id=run_id, user_id=user_id, value=value, created_at=now)
+            .on_conflict_do_update(
+                index_elements=["run_id", "user_id"], set_={"value": value, "created_at": now}
+            )
+        )
+        async with self.db.engine.begin() as conn:
+            if (await conn.execute(select(RUNS.c.id).where(RUNS.c.id == run_id))).first() is None:
                 return False
-            found = (
-                await s.exec(select(Feedback).where(Feedback.run_id == run_id, Feedback.user_id == user_id))
-            ).first()
-            if found is None:
-                s.add(Feedback(run_id=run_id, user_id=user_id, value=value))
-            else:
-                found.value, found.created_at = value, utcnow()
-                s.add(found)
-            await s.commit()
+            await conn.execute(upsert)
             return True

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, or_, select, text, update
+from sqlalchemy import and_, literal_column, or_, select, text, union_all, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.db.locks import serialized
@@ -115,6 +115,28 @@ def choose(
         if len(chosen) >= limit:
             break
     return chosen, held_back
+
+
+async def _held_and_runnable(
+    conn: AsyncConnection, held: Any, runnable: Any, kinds: list[str]
+) -> tuple[list[Any], list[Any]]:
+    """The candidates (id, queue, person, state, holder, until; oldest first) and the (queue,
+    person) of the jobs held now, in one statement, so one snapshot: on Postgres each statement
+    sees the commits made before it, and a lapsed job renewed between two reads was in neither
+    (its queue looked free: the next turn of its thread started beside it)."""
+    columns = (T.c.id, T.c.queue, T.c.person, T.c.state, T.c.owner, T.c.lease_expires)
+    candidates = select(*columns).where(runnable, T.c.kind.in_(kinds)).order_by(T.c.id).limit(CANDIDATES)
+    first = candidates.subquery()
+    rows = (
+        await conn.execute(
+            union_all(
+                select(*columns, literal_column("1").label("busy")).where(held),
+                select(first, literal_column("0")),
+            )
+        )
+    ).all()
+    running = [(r.queue, r.person) for r in rows if r.busy]
+    return sorted((tuple(r[:6]) for r in rows if not r.busy), key=lambda r: r[0]), running
 
 
 class NotOurs(WorkInterrupted):
@@ -222,22 +244,17 @@ class Jobs:
                 await conn.execute(self._inserting(arrivals))
             if renew:
                 out.renewed = {i for (i,) in await conn.execute(self._renewing(owner, ttl, renew))}
-            running = (
-                await conn.execute(
-                    select(T.c.queue, T.c.person).where(T.c.state == "running", T.c.lease_expires >= now)
-                )
-            ).all()
             lapsed = and_(T.c.state == "running", T.c.lease_expires < now)
-            runnable = or_(T.c.state == "pending", lapsed) if take_over else T.c.state == "pending"
-            candidates = (
-                await conn.execute(
-                    select(T.c.id, T.c.queue, T.c.person, T.c.state, T.c.owner, T.c.lease_expires)
-                    .where(runnable, T.c.kind.in_(kinds))
-                    .order_by(T.c.id)
-                    .limit(CANDIDATES)
+            if take_over:
+                held, runnable = (
+                    and_(T.c.state == "running", T.c.lease_expires >= now),
+                    or_(T.c.state == "pending", lapsed),
                 )
-            ).all()
-            chosen, held_back = choose(candidates, running, owner, now, slots, limit)
+            else:  # a lapsed job's holder may still be at work: its queue and its slot stay taken
+                held, runnable = T.c.state == "running", T.c.state == "pending"
+            chosen, held_back = choose(
+                *await _held_and_runnable(conn, held, runnable, kinds), owner, now, slots, limit
+            )
             out.held_back = held_back
             if not chosen:
                 return out

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from bot.db.database import Database
 
 log = logging.getLogger(__name__)
+INSTALLATIONS = SlackInstallation.__table__  # type: ignore[attr-defined]
 
 
 class Installations(AsyncInstallationStore):
@@ -82,17 +83,25 @@ class Installations(AsyncInstallationStore):
         await self.async_save_bot(installation.to_bot())
 
     async def async_save_bot(self, bot: Bot) -> None:
+        """One upsert: a read finding no row does not stop a second callback of the same
+        workspace from inserting it first (the later insert broke the key: an error page)."""
         enterprise, team = _keys(bot.enterprise_id, bot.team_id, bot.is_enterprise_install)
-        async with self.db.session() as s:
-            row = (await s.exec(_where(select(SlackInstallation), enterprise, team))).first()
-            row = row or SlackInstallation(enterprise_id=enterprise, team_id=team, bot_token="")
-            row.is_enterprise_install = bool(bot.is_enterprise_install)
-            row.app_id, row.bot_id, row.bot_user_id = bot.app_id, bot.bot_id, bot.bot_user_id
-            row.bot_scopes = ",".join(bot.bot_scopes)
-            row.bot_token = self.fernet.encrypt(bot.bot_token.encode()).decode()
-            row.installer_user_id = getattr(bot, "user_id", None)
-            s.add(row)
-            await s.commit()
+        fields = {
+            "is_enterprise_install": bool(bot.is_enterprise_install),
+            "app_id": bot.app_id,
+            "bot_id": bot.bot_id,
+            "bot_user_id": bot.bot_user_id,
+            "bot_scopes": ",".join(bot.bot_scopes),
+            "bot_token": self.fernet.encrypt(bot.bot_token.encode()).decode(),
+            "installer_user_id": getattr(bot, "user_id", None),
+        }
+        upsert = (
+            self.db.insert_statement(INSTALLATIONS)
+            .values(enterprise_id=enterprise, team_id=team, installed_at=utcnow(), **fields)
+            .on_conflict_do_update(index_elements=["enterprise_id", "team_id"], set_=fields)
+        )
+        async with self.db.engine.begin() as conn:
+            await conn.execute(upsert)
 
     async def async_find_bot(
         self, *, enterprise_id: str | None, team_id: str | None, is_enterprise_install: bool | None = False
@@ -209,7 +218,3 @@ class OAuthStates(AsyncOAuthStateStore):
 
 def _keys(enterprise_id: str | None, team_id: str | None, org_wide: bool | None) -> tuple[str, str]:
     return enterprise_id or "", "" if org_wide else team_id or ""
-
-
-def _where(q: Any, enterprise: str, team: str) -> Any:
-    return q.where(SlackInstallation.enterprise_id == enterprise, SlackInstallation.team_id == team)
