@@ -241,7 +241,7 @@ class Settings(BaseSettings):
         le=10_000,
     )
     retention_days: int = _doc(
-        "messages, runs with their steps and feedback, and processed events older than this are "
+        "messages, runs with their steps and feedback, and finished jobs older than this are "
         "deleted by the process that runs the scheduler; `0` keeps everything",
         90,
         ge=0,
