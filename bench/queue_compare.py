@@ -86,7 +86,7 @@ async def serve(system: str, url: str, out: str, direct: str) -> None:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     if system.startswith("ours"):
         from bot.db import Database
-        from bot.slack.server import DRAIN_SECONDS
+        from bot.settings import Settings
         from bot.work import WorkEngine
         from bot.work.wake import Waker
 
@@ -98,7 +98,7 @@ async def serve(system: str, url: str, out: str, direct: str) -> None:
         await engine.start()
         ready(out)
         await stop.wait()
-        await engine.stop(DRAIN_SECONDS)
+        await engine.stop(Settings.model_fields["shutdown_drain_seconds"].default)
         await db.close()
     elif system.startswith("pgqueuer"):
         import asyncpg  # type: ignore[import-untyped]

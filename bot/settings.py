@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 import annotated_types
 from pydantic import Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -78,26 +79,30 @@ URL_FIELDS = (
     "searxng_url",
 )
 
+Seconds = Annotated[float, Field(gt=0)]  # a duration: any positive number of seconds
+
 _TOOLS = ToolSettings()
 _LIMITS = Limits()
 
 
 def _doc(
     description: str,
+    default: Any = PydanticUndefined,
     *,
     shown: str | None = None,
     title: str | None = None,
     secret: bool = False,
     **extra: Any,
 ) -> Any:
-    """A field's one-line doc; `shown` replaces its default in the docs table (when the default is
-    worked out from other settings), `title` is the short label App Home shows; a `secret` stays out
-    of repr and is redacted from log lines."""
+    """A field: its one-line doc, its default, then its bounds (`ge`, `le`, ...) as in `Field`.
+    `shown` replaces the default in the docs table (when the default is worked out from other
+    settings), `title` is the short label App Home shows; a `secret` stays out of repr and is
+    redacted from log lines."""
     schema: dict[str, Any] = {"shown_default": shown} if shown else {}
     if secret:
         schema["secret"] = True
         extra["repr"] = False
-    return Field(description=description, title=title, json_schema_extra=schema or None, **extra)
+    return Field(default, description=description, title=title, json_schema_extra=schema or None, **extra)
 
 
 def is_secret(field: str) -> bool:
@@ -125,77 +130,72 @@ class Settings(BaseSettings):
     # Slack
     slack_bot_token: str = _doc(
         "bot token (`xoxb-`) of the one workspace",
+        "",
         shown="required (unless `SLACK_CLIENT_ID` is set)",
-        default="",
         secret=True,
     )
     slack_client_id: str | None = _doc(
-        "with `SLACK_CLIENT_SECRET`: install in many workspaces through `/slack/install`", default=None
+        "with `SLACK_CLIENT_SECRET`: install in many workspaces through `/slack/install`", None
     )
     slack_client_secret: str | None = _doc(
-        "the app's client secret (*Basic Information → App Credentials*)", default=None, secret=True
+        "the app's client secret (*Basic Information → App Credentials*)", None, secret=True
     )
     slack_token_key: str | None = _doc(
         "Fernet key that encrypts installed workspaces' bot tokens in the database",
+        None,
         shown="required with `SLACK_CLIENT_ID`",
-        default=None,
         secret=True,
     )
     slack_signing_secret: str | None = _doc(
-        "verifies that requests come from Slack", shown="required in HTTP mode", default=None, secret=True
+        "verifies that requests come from Slack", None, shown="required in HTTP mode", secret=True
     )
-    slack_app_token: str | None = _doc(
-        "app-level token (`xapp-`); when set, Socket Mode", default=None, secret=True
-    )
-    slack_api_url: str = _doc("Web API base (GovSlack, tests)", default="https://slack.com/api/")
+    slack_app_token: str | None = _doc("app-level token (`xapp-`); when set, Socket Mode", None, secret=True)
+    slack_api_url: str = _doc("Web API base (GovSlack, tests)", "https://slack.com/api/")
 
     # Model
-    openai_api_key: str | None = _doc("key for the model endpoint", default=None, secret=True)
+    openai_api_key: str | None = _doc("key for the model endpoint", None, secret=True)
     openai_base_url: str | None = _doc(
-        "any OpenAI-compatible endpoint (see Model providers)", shown="OpenAI", default=None
+        "any OpenAI-compatible endpoint (see Model providers)", None, shown="OpenAI"
     )
     openai_model: str = _doc(
-        "model name (for Azure's classic endpoint: the deployment name)",
-        default=DEFAULT_MODEL,
-        max_length=100,  # the run.model column
-    )
+        "model name (for Azure's classic endpoint: the deployment name)", DEFAULT_MODEL, max_length=100
+    )  # max_length: the run.model column
     openai_context_tokens: int = _doc(
         "the model's context window; known models (gpt-5, gpt-4.1, gpt-4o, o3, o4-mini, gemini-2/3, "
         f"llama 3.1/3.3, qwen2.5, qwen3, mistral) have theirs, others get `{DEFAULT_CONTEXT_TOKENS}`. "
         "System prompt, tool schemas, history and answer must fit in it",
+        DEFAULT_CONTEXT_TOKENS,
         shown="from the model name",
-        default=DEFAULT_CONTEXT_TOKENS,
         ge=1_000,
         le=10_000_000,
     )
     openai_max_output_tokens: int = _doc(
         "cap on every model call's answer, reasoning tokens included (at most a quarter of a small "
         "window); a cut-off answer says so",
-        default=_TOOLS.max_output_tokens,
+        _TOOLS.max_output_tokens,
         ge=16,
         le=1_000_000,
     )
     openai_output_tokens_param: Literal["max_completion_tokens", "max_tokens"] = _doc(
         "the name of the output cap's parameter: `max_tokens` for servers that read only that",
-        default=_TOOLS.output_tokens_param,
+        _TOOLS.output_tokens_param,
     )
     azure_openai_endpoint: str | None = _doc(
-        "`https://<resource>.openai.azure.com`: uses Azure's deployment URLs and `api-key` header",
-        default=None,
+        "`https://<resource>.openai.azure.com`: uses Azure's deployment URLs and `api-key` header", None
     )
     openai_api_version: str | None = _doc(
-        "Azure API version, required with `AZURE_OPENAI_ENDPOINT` (e.g. `2024-10-21`)", default=None
+        "Azure API version, required with `AZURE_OPENAI_ENDPOINT` (e.g. `2024-10-21`)", None
     )
     azure_openai_api_key: str | None = _doc(
-        "Azure key; `OPENAI_API_KEY` is used when unset", default=None, secret=True
+        "Azure key; `OPENAI_API_KEY` is used when unset", None, secret=True
     )
     openai_vision: bool = _doc(
         "`true` if the model accepts images: shared PNG/JPEG/GIF/WebP go to it as `image_url` parts; "
         "otherwise the user is told images can't be read",
-        default=False,
+        False,
     )
-    llm_timeout: float = _doc("seconds for one model call", default=_LIMITS.llm_timeout, gt=0)
-    llm_max_retries: int = _doc("retries of a failed model call", default=2, ge=0, le=10)
+    llm_timeout: Seconds = _doc("seconds for one model call", _LIMITS.llm_timeout)
+    llm_max_retries: int = _doc("retries of a failed model call", 2, ge=0, le=10)
     model_prices: Annotated[dict[str, tuple[float, float]], NoDecode] = _doc(
         'JSON `{"model": [input_usd_per_mtok, output_usd_per_mtok]}`, added to or overriding the '
         "vendored table; each run's cost is recorded from it (unknown models: no cost, shown as "
@@ -209,150 +209,142 @@ class Settings(BaseSettings):
     database_url: str = _doc(
         "`sqlite:///path` or `postgresql://user:pass@host/db` (install `.[postgres]`); libpq options "
         "such as `?sslmode=require&connect_timeout=10&application_name=...` are understood",
-        default="sqlite:///./data/switchboard.db",
+        "sqlite:///./data/switchboard.db",
         validate_default=True,
     )
     auto_migrate: bool = _doc(
         "migrate the schema at start (under a lock); otherwise `serve`/`clock` refuse a database that "
         "is behind and say to run `switchboard migrate`",
+        True,
         shown="`true` on SQLite, `false` on Postgres",
-        default=True,
     )
-    db_pool_size: int = _doc("database connections kept per process (Postgres)", default=5, ge=1, le=1000)
+    db_pool_size: int = _doc("database connections kept per process (Postgres)", 5, ge=1, le=1000)
     db_max_overflow: int = _doc(
-        "extra connections a process may open under load (Postgres)", default=10, ge=0, le=1000
+        "extra connections a process may open under load (Postgres)", 10, ge=0, le=1000
     )
     db_pgbouncer: bool = _doc(
-        "`true` behind PgBouncer in transaction pooling mode (turns prepared-statement caching off)",
-        default=False,
+        "`true` behind PgBouncer in transaction pooling mode (turns prepared-statement caching off)", False
     )
     database_listen_url: str | None = _doc(
         "Postgres only: a direct URL (not through PgBouncer's transaction pool) for the one connection "
         "per process that LISTENs for new work, so another process's message starts here at once; "
         "unset, `DATABASE_URL` is used unless `DB_PGBOUNCER` is on, when processes fall back to "
         "polling every `WORK_POLL_SECONDS`",
-        default=None,
+        None,
         secret=True,
     )
     db_processes: int = _doc(
         "how many Switchboard processes share the Postgres server (web processes, workers of each, and "
         "the clock); `switchboard doctor` checks that their pools fit its `max_connections`",
-        default=2,
+        2,
         ge=1,
         le=10_000,
     )
     retention_days: int = _doc(
-        "messages, runs with their steps and feedback, and processed events older than this are "
+        "messages, runs with their steps and feedback, and finished jobs older than this are "
         "deleted by the process that runs the scheduler; `0` keeps everything",
-        default=90,
+        90,
         ge=0,
         le=36_500,
     )
 
     # Serving
-    port: int = _doc("HTTP mode port", default=3000, ge=1, le=65535)
+    port: int = _doc("HTTP mode port", 3000, ge=1, le=65535)
     host: str = _doc(
-        "address the HTTP server (and `HEALTH_PORT`) binds; `127.0.0.1` behind a local proxy",
-        default="0.0.0.0",
+        "address the HTTP server (and `HEALTH_PORT`) binds; `127.0.0.1` behind a local proxy", "0.0.0.0"
     )
     health_port: int | None = _doc(
         "Socket Mode and `clock`: serve `/healthz`, `/readyz` and `/metrics` on this port",
-        default=None,
+        None,
         ge=0,
         le=65535,
     )
     slack_max_body_bytes: int = _doc(
         "larger request bodies get 413 before they are read into memory or reach Bolt",
-        default=512 * 1024,
+        512 * 1024,
         ge=16 * 1024,
         le=64 * 1024 * 1024,
     )
-    run_scheduler: bool = _doc("run the digest scheduler in this process", default=True)
+    run_scheduler: bool = _doc("run the digest scheduler in this process", True)
     log_level: Literal["INFO", "DEBUG", "WARNING", "ERROR", "CRITICAL"] = _doc(
-        "how much is logged; secrets are redacted from every line",
-        default="INFO",
+        "how much is logged; secrets are redacted from every line", "INFO"
     )
     log_format: Literal["text", "json"] = _doc(
-        "`json`: one JSON object per line (time, level, logger, message, exception)", default="text"
+        "`json`: one JSON object per line (time, level, logger, message, exception)", "text"
     )
     log_message_text: bool = _doc(
         "`true` lets logs carry what people wrote (questions, answers, tool arguments and errors, the "
         "libraries' DEBUG request bodies); otherwise a line gives only the text's length, at every level",
-        default=False,
+        False,
     )
 
     # Agent runs
     agent_max_steps: int = _doc(
-        "tool rounds per run before the model must answer", default=_LIMITS.max_steps, ge=1, le=50
+        "tool rounds per run before the model must answer", _LIMITS.max_steps, ge=1, le=50
     )
-    agent_deadline_seconds: float = _doc("wall-clock limit of one run", default=_LIMITS.deadline, gt=0)
-    agent_token_budget: int = _doc(
-        "tokens one run may spend", default=_LIMITS.token_budget, ge=1_000, le=10_000_000
-    )
+    agent_deadline_seconds: Seconds = _doc("wall-clock limit of one run", _LIMITS.deadline)
+    agent_token_budget: int = _doc("tokens one run may spend", _LIMITS.token_budget, ge=1_000, le=10_000_000)
     history_token_budget: int = _doc(
         "how much of a thread's history the model sees (newest kept; also bounded by the context window)",
-        default=_LIMITS.history_tokens,
+        _LIMITS.history_tokens,
         ge=500,
         le=1_000_000,
     )
     agent_max_tool_calls_per_turn: int = _doc(
         "tool calls run from one model turn; extra calls get an error result the model reads",
-        default=_LIMITS.max_tool_calls_per_turn,
+        _LIMITS.max_tool_calls_per_turn,
         ge=1,
         le=100,
     )
     agent_max_tool_calls: int = _doc(
-        "tool calls per run; then the model must answer", default=_LIMITS.max_tool_calls, ge=1, le=1_000
+        "tool calls per run; then the model must answer", _LIMITS.max_tool_calls, ge=1, le=1_000
     )
     agent_tool_concurrency: int = _doc(
-        "tool calls of one turn running at the same time", default=_LIMITS.tool_concurrency, ge=1, le=64
+        "tool calls of one turn running at the same time", _LIMITS.tool_concurrency, ge=1, le=64
     )
     summarize_token_budget: int = _doc(
         "prompt tokens one `/summarize` or digest may spend; longer periods cover their newest part and "
         "say so",
-        default=_TOOLS.summarize_token_budget,
+        _TOOLS.summarize_token_budget,
         ge=10_000,
         le=100_000_000,
     )
 
     # Answers in Slack
-    stream_update_seconds: float = _doc(
-        "how often a streamed answer is edited in channels (Slack allows about one edit a second)",
-        default=1.0,
-        gt=0,
+    stream_update_seconds: Seconds = _doc(
+        "how often a streamed answer is edited in channels (Slack allows about one edit a second)", 1.0
     )
     answer_max_chars: int = _doc(
-        "longest answer shown; a longer one is cut and says where", default=100_000, ge=1_000, le=10_000_000
+        "longest answer shown; a longer one is cut and says where", 100_000, ge=1_000, le=10_000_000
     )
     slack_max_messages_per_answer: int = _doc(
         "messages one answer may take in a thread; past it the last one says so and the whole answer "
         "follows as `answer.md` (needs `files:write`)",
-        default=10,
+        10,
         ge=1,
         le=100,
     )
     slack_unfurl_links: bool = _doc(
         "`true` lets Slack preview links in answers, `/ask` results and digests posted in public channels "
         "by runs that read nothing private; elsewhere links never unfurl (see Privacy)",
-        default=False,
+        False,
     )
     user_max_concurrent_runs: int = _doc(
         "answers one person may have in flight at once (`0` = no cap); the next one waits in line and "
         "starts as soon as one ends",
-        default=3,
+        3,
         ge=0,
         le=1_000,
     )
 
     # Tools
-    open_meteo_url: str = _doc("forecast API (self-hosted Open-Meteo works)", default=_TOOLS.open_meteo_url)
-    open_meteo_geocoding_url: str = _doc("geocoding API", default=_TOOLS.open_meteo_geocoding_url)
+    open_meteo_url: str = _doc("forecast API (self-hosted Open-Meteo works)", _TOOLS.open_meteo_url)
+    open_meteo_geocoding_url: str = _doc("geocoding API", _TOOLS.open_meteo_geocoding_url)
     searxng_url: str | None = _doc(
-        "SearXNG instance for `search_web`; unset uses the keyless `ddgs` package", default=_TOOLS.searxng_url
+        "SearXNG instance for `search_web`; unset uses the keyless `ddgs` package", _TOOLS.searxng_url
     )
     tool_http_allow_hosts: Annotated[frozenset[str], NoDecode] = _doc(
-        "comma list of `host[:port]` that `call_api` may reach even if private",
-        default=_TOOLS.http_allow_hosts,
+        "comma list of `host[:port]` that `call_api` may reach even if private", _TOOLS.http_allow_hosts
     )
 
     # Daily caps
@@ -360,15 +352,15 @@ class Settings(BaseSettings):
         "model tokens one person may spend per day (UTC); 0 = no cap; admins may override per channel. "
         "A run reserves its tokens before its model call and is refused once a cap is used up (saying "
         "when it resets); a run that goes ahead may spend only what it reserved",
+        0,
         title="Daily tokens per person (0 = no cap)",
-        default=0,
         ge=0,
         le=1_000_000_000,
     )
     channel_daily_tokens: int = _doc(
         "model tokens one channel may spend per day (UTC); 0 = no cap; admins may override per channel",
+        0,
         title="Daily tokens for the channel (0 = no cap)",
-        default=0,
         ge=0,
         le=1_000_000_000,
     )
@@ -377,89 +369,80 @@ class Settings(BaseSettings):
     mcp_servers: str | None = _doc(
         "path to a JSON file of MCP tool servers (see MCP tool servers); its `${NAME}`s are read from "
         "the environment",
-        default=None,
+        None,
     )
-    write_approval_seconds: float = _doc(
+    write_approval_seconds: Seconds = _doc(
         "how long a parked write call (MCP `write` tools, `call_api` writes) waits for the requester's "
         "Approve before it is dropped with a message",
-        default=3_600.0,
-        gt=0,
+        3_600.0,
     )
 
     # Durable work
-    work_lease_seconds: float = _doc(
+    work_lease_seconds: Seconds = _doc(
         "how long a message, slash command or digest fire time being worked on stays leased to its "
         "process without a renewal (renewed every third of it); after a kill -9, another or a restarted "
         "process redoes the work once this passes",
-        default=30.0,
-        gt=0,
+        30.0,
     )
     work_concurrency: int = _doc(
         "jobs (answers, slash commands, digests, approvals) one process runs at once; more wait in the "
         "database for any process with room",
-        default=100,
+        100,
         ge=1,
         le=10_000,
     )
-    work_poll_seconds: float = _doc(
+    work_poll_seconds: Seconds = _doc(
         "how often an idle process looks for work nobody woke it for: on SQLite, and on Postgres without "
         "a LISTEN connection, other processes' new work; with LISTEN on, only leases that lapsed (a "
         "killed process's work)",
-        default=0.5,
-        gt=0,
+        0.5,
     )
-    shutdown_drain_seconds: float = _doc(
+    shutdown_drain_seconds: Seconds = _doc(
         "on SIGTERM, how long answers in flight may take to finish; the rest are handed back (their "
         "leases released) so another process, or this one restarted, finishes them at once. The stop "
         "takes a few seconds more than this: keep it 10 s below the host's kill timeout (Heroku: 30 s, "
         "Kubernetes: `terminationGracePeriodSeconds`), or the kill lands before the hand-over and the "
         "answers wait for their leases to lapse",
-        default=20.0,
-        gt=0,
+        20.0,
     )
-    mcp_check_seconds: float = _doc(
-        "how often an idle MCP connection is checked and its tool list re-read", default=30.0, gt=0
+    mcp_check_seconds: Seconds = _doc(
+        "how often an idle MCP connection is checked and its tool list re-read", 30.0
     )
-    mcp_ready_seconds: float = _doc(
+    mcp_ready_seconds: Seconds = _doc(
         "after start, how long `/readyz` (503 meanwhile) and early questions wait for each MCP server's "
         "first connect to succeed or fail; after it they go ahead without a server still connecting",
-        default=20.0,
-        gt=0,
+        20.0,
     )
 
     # Files
     file_max_bytes: int = _doc(
         "largest shared file the bot downloads, counted on the bytes received; bigger ones get a clear reply",
-        default=10_000_000,
+        10_000_000,
         ge=1_000,
         le=1_000_000_000,
     )
     file_token_budget: int = _doc(
         "tokens of file text one message may add (about 4 characters a token); longer files are "
         "truncated with a note",
-        default=8_000,
+        8_000,
         ge=100,
         le=1_000_000,
     )
-    extract_workers: int = _doc(
-        "worker processes that turn HTML pages and PDFs into text", default=2, ge=1, le=32
-    )
-    extract_deadline_seconds: float = _doc(
+    extract_workers: int = _doc("worker processes that turn HTML pages and PDFs into text", 2, ge=1, le=32)
+    extract_deadline_seconds: Seconds = _doc(
         "one HTML/PDF parse may take this long; then its worker process is killed and replaced",
-        default=_TOOLS.extract_deadline,
-        gt=0,
+        _TOOLS.extract_deadline,
     )
 
     # Egress
     egress_trusted_hosts: Annotated[frozenset[str], NoDecode] = _doc(
         "comma list of `host[:port]` that tools may send requests to after a run read non-public content "
         "(see Privacy); `TOOL_HTTP_ALLOW_HOSTS` does not count",
-        default=_TOOLS.egress_trusted_hosts,
+        _TOOLS.egress_trusted_hosts,
     )
-    egress_approval_seconds: float = _doc(
+    egress_approval_seconds: Seconds = _doc(
         "how long the requester has to approve a request to any other host before nothing is sent",
-        default=_TOOLS.approval_seconds,
-        gt=0,
+        _TOOLS.approval_seconds,
     )
 
     _mcp_server_configs: tuple[McpServerConfig, ...] = PrivateAttr(default=())

@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from bot.db.counting import kind_of
 from bot.db.database import Database
-from bot.db.models import ProcessedEvent
+from bot.db.models import DigestClaim, utcnow
 from bot.ops import metrics
 
 
@@ -44,16 +44,17 @@ async def db(db_url: str) -> AsyncIterator[Database]:
 
 async def test_a_transaction_is_counted_at_its_begin_and_commit_with_its_statements(db: Database) -> None:
     before = counts()
-    assert await db.insert_new([ProcessedEvent(key="Ev1")])  # one INSERT in a transaction, committed
+    assert await db.insert_new([DigestClaim(schedule_id=1, fire_time=utcnow())])  # one INSERT, committed
     d = delta(before)
     assert (d["begin"], d["commit"], d["rollback"], d["autocommit"]) == (1, 1, 0, 0)
     assert (d["insert"], d["select"], d["update"], d["delete"]) == (1, 0, 0, 0)
 
 
 async def test_a_rolled_back_transaction_is_counted_as_such(db: Database) -> None:
-    assert await db.insert_new([ProcessedEvent(key="Ev2")])
+    claim = DigestClaim(schedule_id=2, fire_time=utcnow())
+    assert await db.insert_new([claim])
     before = counts()
-    assert not await db.insert_new([ProcessedEvent(key="Ev2")])  # the replay inserts nothing, rolls back
+    assert not await db.insert_new([claim])  # the replay inserts nothing, rolls back
     d = delta(before)
     assert (d["begin"], d["commit"], d["rollback"]) == (1, 0, 1)
     assert d["insert"] == 1

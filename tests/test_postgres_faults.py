@@ -9,6 +9,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Iterator
+from datetime import timedelta
 
 import asyncpg
 import pytest
@@ -18,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from bot.db import Database
 from bot.db.database import CommitUnknown, database_unavailable, sqlstate, transient
-from bot.db.models import ProcessedEvent
+from bot.db.models import utcnow
 from bot.ops.doctor import check_pool
 from bot.runtime import Runtime, create_runtime
 from bot.settings import load_settings
@@ -34,6 +35,7 @@ needs_postgres = pytest.mark.skipif(
 )
 SMALL = 20  # max_connections of the squeezed server: 17 usable by ordinary roles
 PATIENCE = 120  # seconds a whole scenario may take on a loaded machine (it takes a few)
+FIRE = utcnow()  # a digest fire time: claiming one is an insert that only one caller wins
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +58,7 @@ async def _traced(rt: Runtime, i: int, steps: int, recorded: dict[int, int]) -> 
             rt, "mention", team="T1", channel="C1", user=f"U{i}", thread_ts=f"{i}.0"
         ) as run:
             for n in range(steps):
-                assert await rt.db.insert_new([ProcessedEvent(key=f"delivery:{i}:{n}")])
+                assert await rt.db.digests.claim(i, FIRE + timedelta(minutes=n))
                 await rt.db.conversations.find("T1", "C1", f"{i}.0")
                 await run.ctx.trace.step("tool", f"step {n}", output_chars=n)
                 if n % 2:
@@ -268,7 +270,7 @@ async def test_lost_insert_races_are_no_errors_in_the_server_log(
     n = 10
     try:
         claims, convos, settled, *_ = await asyncio.gather(
-            asyncio.gather(*(db.insert_new([ProcessedEvent(key="event:Ev1")]) for _ in range(n))),
+            asyncio.gather(*(db.digests.claim(1, FIRE) for _ in range(n))),
             asyncio.gather(*(db.conversations.get_or_create("T1", "C1", "1.0") for _ in range(n))),
             asyncio.gather(*(db.parked.claim(7, "approved") for _ in range(n))),
             asyncio.gather(

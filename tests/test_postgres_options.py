@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 
 from bot.db import Database
 from bot.db.database import asyncpg_options
-from bot.db.models import ProcessedEvent
+from bot.db.models import utcnow
 from bot.settings import ConfigError
 from tests.postgres import PGBOUNCER, pgbouncer
 
@@ -61,9 +61,7 @@ async def test_a_hosted_style_url_connects(db_url) -> None:
 
 async def _claims(db: Database, n: int) -> list[BaseException | bool]:
     await db.create_schema()
-    return await asyncio.gather(
-        *(db.insert_new([ProcessedEvent(key=f"event:{i}")]) for i in range(n)), return_exceptions=True
-    )
+    return await asyncio.gather(*(db.digests.claim(i, utcnow()) for i in range(n)), return_exceptions=True)
 
 
 @needs_postgres

@@ -1,5 +1,5 @@
-"""Issue 14: RETENTION_DAYS purges old messages, runs with their steps and feedback, and processed
-events, in the process that keeps the clock; newer rows and digest schedules stay."""
+"""Issue 14: RETENTION_DAYS purges old messages, runs with their steps and feedback, and finished
+jobs, in the process that keeps the clock; newer rows and digest schedules stay."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from bot.db.models import (
     Feedback,
     Job,
     Message,
-    ProcessedEvent,
     Run,
     Step,
     utcnow,
@@ -39,7 +38,6 @@ async def seed(db: Database, age_days: float, tag: str) -> None:
         s.add(Message(conversation_id=convo.id, run_id=run.id, role="user", content=tag, created_at=at))
         s.add(Step(run_id=run.id, kind="model", name="m", created_at=at))
         s.add(Feedback(run_id=run.id, user_id="U1", value="good", created_at=at))
-        s.add(ProcessedEvent(key=f"event:{tag}", created_at=at))
         s.add(Job(kind="turn", key=f"turn:{tag}", payload="{}", state="done", created_at=at))
         await s.commit()
 
@@ -49,7 +47,7 @@ async def contents(db: Database) -> dict[str, list[str]]:
         return {
             "messages": [m.content or "" for m in (await s.exec(select(Message))).all()],
             "conversations": [c.thread_ts for c in (await s.exec(select(Conversation))).all()],
-            "events": [e.key for e in (await s.exec(select(ProcessedEvent))).all()],
+            "jobs": [j.key for j in (await s.exec(select(Job))).all()],
             "runs": [str(r.conversation_id) for r in (await s.exec(select(Run))).all()],
             "steps": [str(st.run_id) for st in (await s.exec(select(Step))).all()],
             "feedback": [f.user_id for f in (await s.exec(select(Feedback))).all()],
@@ -72,12 +70,12 @@ async def test_purge_deletes_what_is_older_than_the_cutoff_and_keeps_the_rest(db
             await s.commit()
         counts = await purge(db, utcnow() - timedelta(days=90))
         assert counts == {
-            "feedback": 1, "step": 1, "run": 1, "message": 1, "processedevent": 1, "job": 1,
+            "feedback": 1, "step": 1, "run": 1, "message": 1, "job": 1,
             "conversation": 1,
         }  # fmt: skip
         left = await contents(db)
         assert left["messages"] == ["new"] and left["conversations"] == ["new"]
-        assert left["events"] == ["event:new"]
+        assert left["jobs"] == ["turn:new"]
         assert len(left["runs"]) == len(left["steps"]) == len(left["feedback"]) == 1
         assert len(await db.digests.all()) == 1  # schedules are configuration, not history
         assert await purge(db, utcnow() - timedelta(days=90)) == dict.fromkeys(counts, 0)
@@ -92,7 +90,7 @@ async def test_the_clock_process_purges_at_start(slack, db_url) -> None:
     running = await start_clock(rt)
     try:
         async with asyncio.timeout(60):
-            while (await contents(rt.db))["events"]:
+            while (await contents(rt.db))["jobs"]:
                 await asyncio.sleep(0.05)
         assert (await contents(rt.db))["messages"] == []
     finally:
@@ -106,6 +104,6 @@ async def test_web_processes_without_the_clock_do_not_purge(slack, db_url) -> No
     running = await start_clock(rt)
     try:
         assert running.background == []
-        assert (await contents(rt.db))["events"] == ["event:stale"]
+        assert (await contents(rt.db))["jobs"] == ["turn:stale"]
     finally:
         await running.stop(drain=1)

@@ -127,7 +127,7 @@ async def test_a_holder_paused_past_its_lease_learns_it_before_showing_anything(
     paused, other = engine(db, lease_seconds=0.3), engine(db)
     job_id, _ = (await db.jobs.add([NewJob("held", "held:2", {})]))[0]
     (row,) = await db.jobs.claim(paused.owner, 0.3, 10, 0, ["held"])
-    job = Job(row.id, row.kind, {}, row.attempts, {}, row.created_at, paused, held_at=time.monotonic())
+    job = Job(**vars(row), engine=paused, held_at=time.monotonic())
     await job.still_ours()  # just claimed: known without asking
     await asyncio.sleep(0.6)  # paused past its lease (load, a stop-the-world pause); taken over
     assert [c.id for c in await db.jobs.claim(other.owner, 30, 10, 0, ["held"])] == [job_id]

@@ -16,13 +16,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class ProcessedEvent(SQLModel, table=True):
-    """A Slack delivery (event id or message key) already handled; the unique key stops replays."""
-
-    key: str = Field(primary_key=True, max_length=200)
-    created_at: datetime = Field(default_factory=utcnow, index=True)  # retention purges by age
-
-
 class Conversation(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("team_id", "channel_id", "thread_ts"),)
     id: int | None = Field(default=None, primary_key=True)

@@ -1,8 +1,8 @@
 """Retention: rows older than RETENTION_DAYS are deleted, so the database stops growing forever.
 
-Purged: chat messages, runs with their steps and feedback, processed-event keys (Slack stops
-retrying after about an hour), queued turns, and conversations left with no messages. Digest schedules
-and their claims are kept: a digest's period starts at the previous one it posted.
+Purged: chat messages, runs with their steps and feedback, finished jobs, and conversations left
+with no messages. Digest schedules and their claims are kept: a digest's period starts at the
+previous one it posted.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete, exists, select
 from sqlmodel import col
 
-from bot.db.models import Conversation, Feedback, Job, Message, ProcessedEvent, Run, Step, utcnow
+from bot.db.models import Conversation, Feedback, Job, Message, Run, Step, utcnow
 from bot.db.queue.jobs import FINISHED
 
 if TYPE_CHECKING:
@@ -46,7 +46,6 @@ async def purge(db: Database, older_than: datetime) -> dict[str, int]:
             counts["run"] += result.rowcount or 0
     statements = {
         "message": delete(Message).where(col(Message.created_at) < older_than),
-        "processedevent": delete(ProcessedEvent).where(col(ProcessedEvent.created_at) < older_than),
         # a job holds the message's text; long finished, it is only history
         "job": delete(Job).where(col(Job.created_at) < older_than, col(Job.state).in_(FINISHED)),
         "conversation": delete(Conversation).where(

@@ -7,16 +7,14 @@ console and the evals pass none (so this room knows nothing of Slack)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.controls.admin_commands import SUBCOMMANDS, switchboard
 from bot.runtime import Runtime
-from bot.work.traced_run import RunFailed, TracedRun, traced_run
+from bot.work.traced_run import NOBODY, Askers, RunFailed, TracedRun, traced_run
 from orchestrators.workflows.arguments import UsageError
 from orchestrators.workflows.base import WorkflowReply
 from orchestrators.workflows.command_registry import HELP_COMMANDS, WorkflowCall, help_text, parse_command
-from tools.toolkit.context import Approvals, Approver
 
 
 @dataclass(frozen=True)
@@ -75,18 +73,15 @@ async def execute_text(
     user: str,
     channel: str,
     team: str,
-    approver: Callable[[int], Approver] | None = None,
-    approvals: Callable[[int], Approvals] | None = None,
+    askers: Askers = NOBODY,
 ) -> CommandReply:
-    """Parse and run one command as typed; bad input is a private usage reply. `approver` and
-    `approvals` make the run's egress and write-call askers from its id (none: nobody is asked)."""
+    """Parse and run one command as typed; bad input is a private usage reply. `askers`: whom
+    its run asks for egress and write-call approvals (NOBODY by default)."""
     try:
         call = parse_slash(command, text)
     except UsageError as exc:
         return CommandReply(exc.user_message, ok=False)
-    return await execute(
-        rt, call, user=user, channel=channel, team=team, approver=approver, approvals=approvals
-    )
+    return await execute(rt, call, user=user, channel=channel, team=team, askers=askers)
 
 
 async def execute(
@@ -96,17 +91,14 @@ async def execute(
     user: str,
     channel: str,
     team: str,
-    approver: Callable[[int], Approver] | None = None,
-    approvals: Callable[[int], Approvals] | None = None,
+    askers: Askers = NOBODY,
 ) -> CommandReply:
     """Run one parsed command; a workflow runs as a traced run, its failures short replies."""
     if isinstance(call, AdminCall):
         text = await switchboard(rt, call.sub, call.text, user=user, channel=channel, team=team)
         return CommandReply(text, ephemeral=True, call=call)
     if isinstance(call, WorkflowCall):
-        return await run_workflow(
-            rt, call, user=user, channel=channel, team=team, approver=approver, approvals=approvals
-        )
+        return await run_workflow(rt, call, user=user, channel=channel, team=team, askers=askers)
     return CommandReply(help_text(), call=call)  # help; a thread summary is Slack's own (listeners)
 
 
@@ -117,8 +109,7 @@ async def run_workflow(
     user: str,
     channel: str,
     team: str,
-    approver: Callable[[int], Approver] | None = None,
-    approvals: Callable[[int], Approvals] | None = None,
+    askers: Askers = NOBODY,
 ) -> CommandReply:
     """The workflow as a traced run with the place's model, tools, instructions and caps."""
     here = await rt.db.channel_settings.effective(team, channel)
@@ -131,8 +122,7 @@ async def run_workflow(
             team=team,
             channel=channel,
             user=user,
-            approver=approver,
-            approvals=approvals,
+            askers=askers,
             model=here.model,
             caps=here,
         ) as run:

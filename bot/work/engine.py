@@ -70,18 +70,11 @@ class JobLost(WorkInterrupted):
 
 
 @dataclass
-class Job:
-    """What a handler gets: the payload, which attempt this is, and a way to note progress."""
+class Job(Claimed):
+    """What a handler gets: the claimed job's fields (payload, which attempt this is, ...) and a
+    way to note progress."""
 
-    id: int
-    kind: str
-    payload: dict[str, Any]
-    attempt: int
-    progress: dict[str, Any]
-    created_at: datetime
     engine: WorkEngine = field(repr=False)
-    queue: str | None = None
-    person: str | None = None
     lost: bool = False  # set when a renewal finds the lease taken over
     writes: list[Write] = field(default_factory=list, repr=False)
     afters: list[Callable[[], None]] = field(default_factory=list, repr=False)
@@ -366,18 +359,7 @@ class WorkEngine:
         return len(claimed) == limit or (claimed.held_back and self._finished != finished)
 
     def _start(self, row: Claimed, held_at: float = 0.0) -> None:
-        job = Job(
-            row.id,
-            row.kind,
-            row.payload,
-            row.attempts,
-            row.progress,
-            row.created_at,
-            self,
-            row.queue,
-            row.person,
-            held_at=held_at,
-        )
+        job = Job(**vars(row), engine=self, held_at=held_at)
         task = asyncio.create_task(self._run(job), name=f"{row.kind} job {row.id}")
         self._running[row.id] = (job, task)
 

@@ -60,6 +60,18 @@ class RunFailed(SwitchboardError):
 EndWrite = Callable[[AsyncConnection, int, int | None], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class Askers:
+    """Whom a run asks, each made from the run's id (the prompts name the run): `approver` for
+    egress approvals, `approvals` for write calls. None: nobody is asked (refused)."""
+
+    approver: Callable[[int], Approver] | None = None
+    approvals: Callable[[int], Approvals] | None = None
+
+
+NOBODY = Askers()  # the console and the evals: nobody to ask
+
+
 @dataclass
 class TracedRun:
     """The run in progress: its row, the tools' context, and the outcome to record at the end.
@@ -190,21 +202,20 @@ async def traced_run(
     conversation_id: int | None = None,
     conversation_key: tuple[str, str, str] | None = None,
     on_status: StatusSink | None = None,
-    approver: Callable[[int], Approver] | None = None,
-    approvals: Callable[[int], Approvals] | None = None,
+    askers: Askers = NOBODY,
     model: str | None = None,
     caps: Effective | None = None,
     at_job_end: bool = False,
 ) -> AsyncIterator[TracedRun]:
     """Run the block as run `trigger`; an exception ends the run and comes out as RunFailed.
 
-    Cancellation (shutdown) marks the run interrupted and propagates unchanged. `approver` makes
-    the run's approval gate from its id (the buttons name the run); `approvals` likewise the
-    gate of write calls. `model` is the channel's model (the default when None). `caps`: the
-    place's settings, whose daily token caps the run reserves against before the block starts
-    (`run.allowance`: a refusal, or what its model calls may spend); the hold is settled when
-    the run ends, however it ends. `conversation_key` (team, channel, thread) names a
-    conversation that may not exist yet: it is made with the run's first write.
+    Cancellation (shutdown) marks the run interrupted and propagates unchanged. `askers` make
+    the run's approval gates from its id (the buttons name the run). `model` is the channel's
+    model (the default when None). `caps`: the place's settings, whose daily token caps the run
+    reserves against before the block starts (`run.allowance`: a refusal, or what its model
+    calls may spend); the hold is settled when the run ends, however it ends.
+    `conversation_key` (team, channel, thread) names a conversation that may not exist yet: it
+    is made with the run's first write.
 
     `at_job_end`: the run's row is not written when it starts. Ending well, it is written whole,
     with its steps, what `run.with_end` adds (an answer's messages) and the hold's release, in
@@ -228,8 +239,7 @@ async def traced_run(
         conversation=_conversation_of(rt, conversation_id, conversation_key),
         conversation_id=conversation_id,
         on_status=on_status,
-        approver=approver,
-        approvals=approvals,
+        askers=askers,
         model=(model or rt.settings.openai_model) if rt.llm else None,
         at_job_end=at_job_end,
     )
@@ -272,8 +282,7 @@ def _open(
     conversation: Callable[[AsyncConnection], Awaitable[int]] | None,
     conversation_id: int | None,
     on_status: StatusSink | None,
-    approver: Callable[[int], Approver] | None,
-    approvals: Callable[[int], Approvals] | None,
+    askers: Askers,
     model: str | None,
     at_job_end: bool,
 ) -> _Opened:
@@ -295,10 +304,10 @@ def _open(
         user=user,
         channel=channel,
         thread_ts=reply_thread_ts,
-        approver=_ApproverOnceInserted(approver, row) if approver else None,
+        approver=_ApproverOnceInserted(askers.approver, row) if askers.approver else None,
         model=model,
     )
-    ctx.approvals = _ApprovalsOnceInserted(approvals, row) if approvals else None
+    ctx.approvals = _ApprovalsOnceInserted(askers.approvals, row) if askers.approvals else None
     ctx.usage.limit = held.remaining
     job = current_job.get() if at_job_end else None
     run = TracedRun(ctx, trace, row, held, job=job)

@@ -6,9 +6,9 @@ milliseconds; a delivery recorded in the same file waited behind them (recording
 20 mentions/s). Here the door's group commits touch only this file, whose other writers are
 other processes' doors and the engine's deletes. The engine reads the rows past the last one it
 moved (`arrivals`) and inserts them, by key, in its claim's transaction (ON CONFLICT: a row moved
-twice, by two processes or after a restart, is kept once); rows are deleted now and then
-(`forget`), only up to what that process has committed. On Postgres there is no such lock and
-the door records straight into the job table.
+twice, by two processes or after a restart, is kept once); the door's recordings delete them now
+and then, only up to what that process has committed, and `forget` the rest at a stop. On
+Postgres there is no such lock and the door records straight into the job table.
 """
 
 from __future__ import annotations
@@ -123,8 +123,11 @@ class Inbox:
         ]
 
     async def forget(self, upto: int) -> None:
-        """Delete rows up to `upto`, once their jobs are committed in the job table (now and
-        then, not per move: a row moved twice is kept once there, by its key)."""
+        """Delete rows up to `upto`, once their jobs are committed in the job table: the engine's
+        close, for the moved rows the door had not deleted yet (it deletes only with a next
+        recording, and a stopping process makes none). Left, they are moved again by the next
+        process to start: harmless while their jobs exist (kept once, by key), but a job that
+        retention purged meanwhile would be made again and the message answered twice."""
         async with self.engine.begin() as conn:
             await conn.execute(delete(INBOX).where(INBOX.c.id <= upto))
         self.marks.deleted = max(self.marks.deleted, upto)

@@ -63,14 +63,15 @@ def recorded(job: NewJob) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
+@dataclass
 class Claimed:
-    """A job this process now holds: its fields as the handler needs them."""
+    """A job this process now holds: its fields as the handler needs them (the engine's Job is
+    these and its lease's bookkeeping, so a field added here reaches the handlers)."""
 
     id: int
     kind: str
     payload: dict[str, Any]
-    attempts: int
+    attempt: int  # which attempt this is (the row's `attempts`, this one counted)
     progress: dict[str, Any]
     created_at: datetime
     queue: str | None
@@ -280,7 +281,7 @@ class Jobs:
                     id=r.id,
                     kind=r.kind,
                     payload=json.loads(r.payload),
-                    attempts=r.attempts,
+                    attempt=r.attempts,
                     progress=json.loads(r.progress) if r.progress else {},
                     created_at=r.created_at,
                     queue=r.queue,

@@ -25,7 +25,7 @@ from bot.slack.answering.turns import take_turn
 from bot.slack.output.calls import call
 from bot.slack.output.render import post_answer
 from bot.work import Job
-from bot.work.traced_run import RunFailed, traced_run
+from bot.work.traced_run import Askers, RunFailed, traced_run
 from tools.toolkit.errors import InvariantError
 from tools.toolkit.registry import ToolResult
 
@@ -105,8 +105,10 @@ async def _run_approved(
             user=where.user,
             thread_ts=conversation,
             reply_thread_ts=where.thread_ts,
-            approver=lambda run_id: SlackApprover(rt, where, run_id),
-            approvals=lambda _run_id: Preapproved(tool, arguments),
+            askers=Askers(
+                approver=lambda run_id: SlackApprover(rt, where, run_id),
+                approvals=lambda _run_id: Preapproved(tool, arguments),
+            ),
         ) as run:
             result = await (await rt.tools()).run(tool, json.dumps(arguments), run.ctx)
             run.finish("ok" if result.ok else "failed", error=result.error)

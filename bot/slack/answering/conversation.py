@@ -33,7 +33,7 @@ from bot.slack.output.refusals import refusal_of
 from bot.slack.output.render import feedback_blocks
 from bot.slack.output.surface import AnswerSurface, capped_answer, unfurl_allowed
 from bot.work import Job, JobLost, current_job
-from bot.work.traced_run import EndWrite, RunFailed, TracedRun, failure_reason, traced_run
+from bot.work.traced_run import Askers, EndWrite, RunFailed, TracedRun, failure_reason, traced_run
 from orchestrators.agent.state import AgentResult
 from tools.toolkit.errors import InvariantError, user_message
 
@@ -230,8 +230,10 @@ def _traced(
         conversation_id=convo.id if convo else None,
         conversation_key=(turn.team, turn.channel, turn.thread_ts),
         on_status=surface.status,
-        approver=lambda run_id: SlackApprover(rt, where, run_id),
-        approvals=lambda run_id: ParkedWrites(rt, where, run_id, conversation=turn.thread_ts),
+        askers=Askers(
+            approver=lambda run_id: SlackApprover(rt, where, run_id),
+            approvals=lambda run_id: ParkedWrites(rt, where, run_id, conversation=turn.thread_ts),
+        ),
         model=here.model,
         caps=here,
         at_job_end=True,

@@ -61,23 +61,10 @@ class VerifiedInstallations(AsyncAuthorize):
         self._verified: set[tuple[str | None, str | None]] = set()
         self._first: dict[tuple[str | None, str | None], asyncio.Lock] = {}
 
-    async def __call__(
-        self,
-        *,
-        context: AsyncBoltContext,
-        enterprise_id: str | None,
-        team_id: str | None,
-        user_id: str | None,
-        **rest: Any,
-    ) -> AuthorizeResult | None:
-        where = (enterprise_id, team_id)
-        args = {
-            "context": context,
-            "enterprise_id": enterprise_id,
-            "team_id": team_id,
-            "user_id": user_id,
-            **rest,
-        }
+    async def __call__(self, **args: Any) -> AuthorizeResult | None:
+        """Bolt's keyword arguments (context, enterprise_id, team_id, user_id, actor_*), passed on
+        to the inner authorization as they came."""
+        where = (args.get("enterprise_id"), args.get("team_id"))
         if where in self._verified:
             return await self.inner(**args)
         async with self._first.setdefault(where, asyncio.Lock()):

@@ -146,29 +146,35 @@ class DigestCommands:
         except (SlackApiError, UsageError):
             return "UTC"
 
-    async def remove(self, schedule_id: int, *, user: str, team: str) -> str:
+    async def _managed(
+        self, schedule_id: int, *, user: str, team: str, action: str, hint: str = ""
+    ) -> DigestSchedule | str:
+        """The workspace's digest `schedule_id` if `user` may `action` it, else the reply saying
+        why not (`hint` follows a "no such digest")."""
         schedule = await self.rt.db.digests.get(schedule_id)
         if schedule is None or schedule.team_id != team:
-            return f"There is no digest {schedule_id}. `/digest list` shows this channel's digests."
+            return f"There is no digest {schedule_id}.{hint}"
         if not await may_manage(self.rt, schedule, user):
             return (
                 f"Only <@{schedule.creator_id}> (who created digest {schedule_id}) "
-                "or a workspace admin can remove it."
+                f"or a workspace admin can {action} it."
             )
+        return schedule
+
+    async def remove(self, schedule_id: int, *, user: str, team: str) -> str:
+        hint = " `/digest list` shows this channel's digests."
+        found = await self._managed(schedule_id, user=user, team=team, action="remove", hint=hint)
+        if isinstance(found, str):
+            return found
         await self.rt.db.digests.remove(schedule_id)
         if self.rt.digest_scheduler is not None:
             await self.rt.digest_scheduler.removed(schedule_id)
         return f"Digest {schedule_id} removed."
 
     async def run_now(self, schedule_id: int, *, user: str, team: str) -> str:
-        schedule = await self.rt.db.digests.get(schedule_id)
-        if schedule is None or schedule.team_id != team:
-            return f"There is no digest {schedule_id}."
-        if not await may_manage(self.rt, schedule, user):
-            return (
-                f"Only <@{schedule.creator_id}> (who created digest {schedule_id}) "
-                "or a workspace admin can run it."
-            )
+        schedule = await self._managed(schedule_id, user=user, team=team, action="run")
+        if isinstance(schedule, str):
+            return schedule
         if self.rt.digest_scheduler is None:
             raise InvariantError("no digest scheduler in this process")
         outcome = await self.rt.digest_scheduler.run(schedule, datetime.now(UTC), manual=True)

@@ -26,6 +26,7 @@ from bot.work.command_run import (
     execute_text,
     parse_slash,
 )
+from bot.work.traced_run import NOBODY, Askers
 from orchestrators.workflows.arguments import UsageError
 from orchestrators.workflows.command_registry import (
     COMMANDS,
@@ -110,8 +111,12 @@ async def execute_body(rt: Runtime, body: dict[str, Any]) -> CommandReply:
         user=user,
         channel=channel,
         team=team,
-        approver=(lambda run_id: SlackApprover(rt, where, run_id)) if rt.slack_available else None,
-        approvals=(lambda run_id: ParkedWrites(rt, where, run_id, None)) if rt.slack_available else None,
+        askers=Askers(
+            approver=lambda run_id: SlackApprover(rt, where, run_id),
+            approvals=lambda run_id: ParkedWrites(rt, where, run_id, None),
+        )
+        if rt.slack_available
+        else NOBODY,
     )
 
 
